@@ -1,0 +1,53 @@
+namespace Squash.Runtime;
+
+/// <summary>
+/// A problem with a model or its inputs that the user can fix. <see cref="Code"/> is a stable diagnostic code
+/// (<c>SQ####</c>) listed with its remedy in docs/diagnostics.md.
+/// </summary>
+public class SquashException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="code">Diagnostic code, for example <see cref="ErrorCodes.UnsupportedOperator"/>.</param>
+    /// <param name="message">What is wrong and what to do, in one or two sentences.</param>
+    /// <param name="nodeName">The ONNX node concerned, if any.</param>
+    /// <param name="inner">The underlying exception, if any.</param>
+    public SquashException(string code, string message, string? nodeName = null, Exception? inner = null)
+        : base(message, inner)
+    {
+        Code = code;
+        NodeName = nodeName;
+    }
+
+    /// <summary>Diagnostic code such as <c>SQ1003</c>.</summary>
+    public string Code { get; }
+
+    /// <summary>Name of the ONNX node concerned, if any.</summary>
+    public string? NodeName { get; }
+}
+
+/// <summary>The diagnostic codes. Errors are SQ1000-SQ1999, warnings SQ2000-SQ5999 (see docs/diagnostics.md).</summary>
+public static class ErrorCodes
+{
+    /// <summary>The model file does not exist.</summary>
+    public const string ModelNotFound = "SQ1001";
+    /// <summary>The model file is not a valid ONNX protobuf.</summary>
+    public const string CorruptModel = "SQ1002";
+    /// <summary>An operator (or operator version or domain) is not supported.</summary>
+    public const string UnsupportedOperator = "SQ1003";
+    /// <summary>An attribute, or an attribute value, of a supported operator is not supported.</summary>
+    public const string UnsupportedAttribute = "SQ1004";
+    /// <summary>The model breaks the ONNX specification (missing input, bad shapes, cycles, duplicate names...).</summary>
+    public const string InvalidModel = "SQ1005";
+    /// <summary>A data type is not supported where it is used.</summary>
+    public const string UnsupportedDataType = "SQ1006";
+    /// <summary>An external data reference is invalid or leaves the model's folder.</summary>
+    public const string ExternalData = "SQ1007";
+    /// <summary>A tensor shape cannot be resolved at build time.</summary>
+    public const string UnresolvedShape = "SQ1008";
+    /// <summary>An input given at run time does not match the model (name, type or shape).</summary>
+    public const string BadInput = "SQ1009";
+    /// <summary>A file could not be read or written.</summary>
+    public const string FileError = "SQ1010";
+    /// <summary>A model is larger than the limits Squash checks before allocating.</summary>
+    public const string TooLarge = "SQ1011";
+}
