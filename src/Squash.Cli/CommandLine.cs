@@ -11,11 +11,23 @@ public static class CommandLine
     [
         ("inspect", "inputs, outputs, operators, parameters and opsets of a model", InspectCommand.Run),
         ("run", "run a model on .npy inputs and write its outputs as .npy", RunCommand.Run),
+        ("compile", "generate the C# class and weights for a model (what the build runs)", CompileCommand.Run),
     ];
 
     /// <summary>Runs the command line and returns the process exit code.</summary>
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)
     {
+        try
+        {
+            args = ResponseFiles.Expand(args);
+        }
+        catch (IOException e)
+        {
+            stderr.WriteLine($"squash: error {ErrorCodes.FileError}: cannot read response file: {e.Message}");
+            return 2;
+        }
+        // With --msbuild, errors go to standard output in MSBuild's canonical format, which the build task parses.
+        bool msbuild = args.Contains("--msbuild");
         if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
         {
             WriteUsage(stdout);
@@ -38,7 +50,8 @@ public static class CommandLine
         }
         catch (SquashException e)
         {
-            stderr.WriteLine($"squash {command.Verb}: error {e.Code}: {e.Message}");
+            if (msbuild) stdout.WriteLine($"{MsBuildOrigin(args)} : error {e.Code}: {e.Message}");
+            else stderr.WriteLine($"squash {command.Verb}: error {e.Code}: {e.Message}");
             return 1;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -46,6 +59,21 @@ public static class CommandLine
             stderr.WriteLine($"squash {command.Verb}: error {ErrorCodes.FileError}: {e.Message}");
             return 1;
         }
+    }
+
+    /// <summary>The file an MSBuild error points at: the model (the first positional argument after the verb).</summary>
+    private static string MsBuildOrigin(string[] args)
+    {
+        for (int i = 1; i < args.Length; i++)
+        {
+            if (args[i].StartsWith("--", StringComparison.Ordinal))
+            {
+                if (!args[i].Contains('=') && i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal)) i++;
+                continue;
+            }
+            return Path.GetFullPath(args[i]);
+        }
+        return "squash";
     }
 
     private static void WriteUsage(TextWriter w)

@@ -23,6 +23,9 @@ public sealed record CompileRequest
 
     /// <summary>Dimensions to pin, by input name.</summary>
     public IReadOnlyDictionary<string, int[]> InputShapes { get; init; } = new Dictionary<string, int[]>();
+
+    /// <summary>Inputs to bake as constants, by name (comma-separated values).</summary>
+    public IReadOnlyDictionary<string, string> ConstantInputs { get; init; } = new Dictionary<string, string>();
 }
 
 /// <summary>The files a compilation wrote (or found unchanged).</summary>
@@ -43,6 +46,7 @@ public static class ModelCompiler
     {
         string sha = Sha256(request.ModelPath);
         var model = OnnxLoader.Load(request.ModelPath);
+        ModelPreparation.BakeConstantInputs(model, request.ConstantInputs);
         ModelPreparation.PinInputShapes(model, request.InputShapes);
         ModelPreparation.Simplify(model, log);
         RequireStaticShapes(model.Graph, request);
