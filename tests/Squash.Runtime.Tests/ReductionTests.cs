@@ -174,6 +174,39 @@ public sealed class ReductionTests
     }
 
     [Fact]
+    public void LogSumExpAndSoftmaxAreStableForLargeInputs()
+    {
+        var big = Tensor.From<float>([1000, 1000, -1000], 3);
+        Assert.Equal(1000 + MathF.Log(2), Run(big, ReductionKind.LogSumExp, [0]).AsSpan<float>()[0], 3);
+        var y = RunNode("Softmax", 13, [big], _ => { }).AsSpan<float>();
+        Assert.Equal([0.5f, 0.5f, 0f], y.ToArray());
+    }
+
+    [Fact]
+    public void SoftmaxBeforeOpset13CoercesTo2D()
+    {
+        // Opset 11, axis 0 of [2, 3]: one row of all six elements.
+        var x = Tensor.From<float>([0, 0, 0, 0, 0, 0], 2, 3);
+        var y = RunNode("Softmax", 11, [x], n => n.Attributes["axis"] = AttributeValue.Int(0)).AsSpan<float>();
+        foreach (float v in y) Assert.Equal(1f / 6, v, 6);
+        // Opset 13, axis 0: each column of two.
+        y = RunNode("Softmax", 13, [x], n => n.Attributes["axis"] = AttributeValue.Int(0)).AsSpan<float>();
+        foreach (float v in y) Assert.Equal(0.5f, v, 6);
+        var log = RunNode("LogSoftmax", 11, [x], _ => { }).AsSpan<float>();
+        foreach (float v in log) Assert.Equal(-MathF.Log(3), v, 6);
+    }
+
+    [Fact]
+    public void HardmaxMarksTheFirstMaximum()
+    {
+        var x = Tensor.From<float>([1, 3, 3, 2, 0, 5], 2, 3);
+        Assert.Equal([0f, 1, 0, 0, 0, 1], RunNode("Hardmax", 13, [x], _ => { }).AsSpan<float>().ToArray());
+        Assert.Equal([0f, 1, 0, 1, 0, 1], RunNode("Hardmax", 13, [x], n => n.Attributes["axis"] = AttributeValue.Int(0)).AsSpan<float>().ToArray());
+        // Opset 11 with axis 0: the whole tensor is one row; the maximum 5 is last.
+        Assert.Equal([0f, 0, 0, 0, 0, 1], RunNode("Hardmax", 11, [x], n => n.Attributes["axis"] = AttributeValue.Int(0)).AsSpan<float>().ToArray());
+    }
+
+    [Fact]
     public void TopKBreaksTiesByLowerIndexAndRanksNaNHighest()
     {
         var x = Tensor.From<float>([3, 1, 3, float.NaN, 1, 3], 6);

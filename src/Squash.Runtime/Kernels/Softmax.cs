@@ -26,8 +26,9 @@ public static class Softmax
         if (!log)
         {
             TensorPrimitives.Exp<T>(y, y);
-            T sum = TensorPrimitives.Sum<T>(y);
-            TensorPrimitives.Divide(y, sum, y);
+            // One reciprocal and a multiply per element (within an ulp of dividing, and much cheaper).
+            T scale = T.One / TensorPrimitives.Sum<T>(y);
+            TensorPrimitives.Multiply(y, scale, y);
             return;
         }
         // y = (x - max) - log(sum(exp(x - max))); exp goes through a small buffer to keep y.
@@ -137,12 +138,14 @@ public static class Softmax
                         TensorPrimitives.Add(sum, yr, sum);
                     }
                 }
+                // From here `sum` holds log(sum) to subtract, or 1/sum to multiply by.
                 if (log) TensorPrimitives.Log<T>(sum, sum);
+                else TensorPrimitives.Divide(T.One, sum, sum);
                 for (int r = 0; r < length; r++)
                 {
                     var yr = y.Slice(baseOffset + r * inner, width);
                     if (log) TensorPrimitives.Subtract(yr, sum, yr);
-                    else TensorPrimitives.Divide(yr, sum, yr);
+                    else TensorPrimitives.Multiply(yr, sum, yr);
                 }
             }
         }
