@@ -178,6 +178,8 @@ public sealed class ReductionTests
     {
         var big = Tensor.From<float>([1000, 1000, -1000], 3);
         Assert.Equal(1000 + MathF.Log(2), Run(big, ReductionKind.LogSumExp, [0]).AsSpan<float>()[0], 3);
+        var infinite = Tensor.From<float>([float.NegativeInfinity, float.NegativeInfinity, 1, float.PositiveInfinity], 2, 2);
+        Assert.Equal([float.NegativeInfinity, float.PositiveInfinity], Run(infinite, ReductionKind.LogSumExp, [1]).AsSpan<float>().ToArray());
         var y = RunNode("Softmax", 13, [big], _ => { }).AsSpan<float>();
         Assert.Equal([0.5f, 0.5f, 0f], y.ToArray());
     }
@@ -273,6 +275,10 @@ public sealed class ReductionTests
             n.Attributes["select_last_index"] = AttributeValue.Int(1);
         }).AsSpan<long>().ToArray());
         Assert.Equal([0L, 0, 0], RunNode("ArgMin", 13, [x], _ => { }).AsSpan<long>().ToArray());
+        // -0 and +0 are equal: the first one is the maximum (or minimum).
+        var zeros = Tensor.From<float>([-1, -0f, 0f, -0f], 4);
+        Assert.Equal(1L, RunNode("ArgMax", 13, [zeros], _ => { }).AsSpan<long>()[0]);
+        Assert.Equal(3L, RunNode("ArgMax", 13, [zeros], n => n.Attributes["select_last_index"] = AttributeValue.Int(1)).AsSpan<long>()[0]);
     }
 
     [Fact]

@@ -78,17 +78,17 @@ public static class Reduction
                 }
             case DataType.Bool when kind is ReductionKind.Max or ReductionKind.Min:
                 // false/true are bytes 0/1: max is OR, min is AND. Min over an empty set is true, not 255.
-                Integer<byte>(context, kind, input, output, layout);
+                InElementType<byte>(context, kind, input, output, layout);
                 if (kind == ReductionKind.Min && layout.ReduceCount == 0) output.Bytes.Fill(1);
                 break;
-            case DataType.Int8 when !widening: Integer<sbyte>(context, kind, input, output, layout); break;
-            case DataType.UInt8 when !widening: Integer<byte>(context, kind, input, output, layout); break;
-            case DataType.Int16 when !widening: Integer<short>(context, kind, input, output, layout); break;
-            case DataType.UInt16 when !widening: Integer<ushort>(context, kind, input, output, layout); break;
-            case DataType.Int32 when !widening: Integer<int>(context, kind, input, output, layout); break;
-            case DataType.UInt32 when !widening: Integer<uint>(context, kind, input, output, layout); break;
-            case DataType.Int64 when !widening: Integer<long>(context, kind, input, output, layout); break;
-            case DataType.UInt64 when !widening: Integer<ulong>(context, kind, input, output, layout); break;
+            case DataType.Int8 when !widening: InElementType<sbyte>(context, kind, input, output, layout); break;
+            case DataType.UInt8 when !widening: InElementType<byte>(context, kind, input, output, layout); break;
+            case DataType.Int16 when !widening: InElementType<short>(context, kind, input, output, layout); break;
+            case DataType.UInt16 when !widening: InElementType<ushort>(context, kind, input, output, layout); break;
+            case DataType.Int32 when !widening: InElementType<int>(context, kind, input, output, layout); break;
+            case DataType.UInt32 when !widening: InElementType<uint>(context, kind, input, output, layout); break;
+            case DataType.Int64 when !widening: InElementType<long>(context, kind, input, output, layout); break;
+            case DataType.UInt64 when !widening: InElementType<ulong>(context, kind, input, output, layout); break;
             case var t when widening && DataTypes.IsInteger(t):
                 {
                     var buffer = context.Scratch((layout.InputCount + layout.OutputCount) * sizeof(double));
@@ -105,7 +105,8 @@ public static class Reduction
         }
     }
 
-    private static void Integer<T>(KernelContext context, ReductionKind kind, Tensor input, Tensor output, Layout layout)
+    /// <summary>The reductions that accumulate in the element type itself.</summary>
+    private static void InElementType<T>(KernelContext context, ReductionKind kind, Tensor input, Tensor output, Layout layout)
         where T : unmanaged, INumber<T>
     {
         switch (kind)
@@ -126,15 +127,18 @@ public static class Reduction
         if (kind == ReductionKind.LogSumExp)
         {
             // log(sum(exp(x - m))) + m with m the maximum: exp cannot overflow and the largest term is exactly 1.
+            // An infinite maximum shifts by 0 instead, so that all -inf gives -inf and +inf gives +inf, not NaN.
             var max = new Tensor(input.DataType, [layout.OutputCount]);
             Walk<T, Plain<T, MaxOp<T>>>(context, input, max, null, layout);
+            var m = max.AsSpan<T>();
+            for (int i = 0; i < m.Length; i++) if (T.IsInfinity(m[i])) m[i] = T.Zero;
             Walk<T, ShiftedExpSum<T>>(context, input, output, max, layout);
             var o = output.AsSpan<T>();
             TensorPrimitives.Log<T>(o, o);
             TensorPrimitives.Add<T>(o, max.AsSpan<T>(), o);
             return;
         }
-        Integer<T>(context, kind switch
+        InElementType<T>(context, kind switch
         {
             ReductionKind.Mean or ReductionKind.LogSum => ReductionKind.Sum,
             ReductionKind.L2 => ReductionKind.SumSquare,
@@ -164,9 +168,7 @@ public static class Reduction
             var block = x.Slice(o * length * inner, length * inner);
             if (inner == 1)
             {
-                indices[o] = !lastIndex
-                    ? (max ? TensorPrimitives.IndexOfMax(block) : TensorPrimitives.IndexOfMin(block))
-                    : LastExtreme(block, max);
+                indices[o] = !lastIndex ? FirstExtreme(block, max) : LastExtreme(block, max);
                 continue;
             }
             // Columns: keep the best value and its index per column, streaming the rows in memory order.
@@ -186,6 +188,16 @@ public static class Reduction
                     }
                 }
             }
+        }
+
+        static int FirstExtreme(ReadOnlySpan<T> row, bool max)
+        {
+            int at = max ? TensorPrimitives.IndexOfMax(row) : TensorPrimitives.IndexOfMin(row);
+            // TensorPrimitives ranks +0 above -0; ONNX (NumPy) holds them equal, so the first zero wins.
+            if (T.IsZero(row[at]))
+                for (int i = 0; i < at; i++)
+                    if (T.IsZero(row[i])) return i;
+            return at;
         }
 
         static int LastExtreme(ReadOnlySpan<T> row, bool max)
