@@ -361,11 +361,12 @@ internal sealed class TopKOperator : Operator
     public TopKOperator(Node node) : base(node)
     {
         // Opset 1 takes k as an attribute; opset 10 and later as the second input.
-        _kAttribute = Attributes.Raw("k")?.IntValue;
+        _kAttribute = Attributes.Has("k") ? Attributes.Int("k", 0) : null;
         _axis = Attributes.Int("axis", -1);
         _largest = Attributes.Int("largest", 1) != 0;
         Attributes.Int("sorted", 1);
         if (_kAttribute is null && node.Input(1) is null) throw Invalid("k is missing (attribute before opset 10, input after).");
+        if (_kAttribute < 0) throw Invalid($"k = {_kAttribute} is negative.");
     }
 
     public override void InferOutputs(InferenceContext context)
