@@ -246,8 +246,9 @@ internal readonly struct PReluOp : IArithmetic
     }
 }
 
-/// <summary>Same-type floating-point Pow (float, double). A constant exponent of 2, common in decomposed
-/// normalizations, is a multiply, which is what pow computes for it anyway (exactly rounded x*x).</summary>
+/// <summary>Same-type floating-point Pow (float, double). Constant exponents that exported models use are
+/// multiplies, as in ONNX Runtime: 2 (decomposed normalizations; x*x is exactly what pow rounds to) and 3 (tanh
+/// GELU; x*x*x rounds twice, within an ulp of pow).</summary>
 internal readonly struct PowRows<T> : IBinaryRowKernel<T, T, T> where T : unmanaged, IPowerFunctions<T>, IFloatingPointIeee754<T>
 {
     public static void SpanSpan(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> destination) => TensorPrimitives.Pow(x, y, destination);
@@ -255,11 +256,26 @@ internal readonly struct PowRows<T> : IBinaryRowKernel<T, T, T> where T : unmana
     public static void SpanScalar(ReadOnlySpan<T> x, T y, Span<T> destination)
     {
         if (y == T.CreateTruncating(2)) TensorPrimitives.Multiply(x, x, destination);
+        else if (y == T.CreateTruncating(3)) Cube(x, destination);
         else if (y == T.One) x[..destination.Length].CopyTo(destination);
         else TensorPrimitives.Pow(x, y, destination);
     }
 
     public static void ScalarSpan(T x, ReadOnlySpan<T> y, Span<T> destination) => TensorPrimitives.Pow(x, y, destination);
+
+    private static void Cube(ReadOnlySpan<T> x, Span<T> destination)
+    {
+        // Blocks keep x's block in cache for the second pass; the destination may be x itself.
+        const int Block = 512;
+        Span<T> square = stackalloc T[Block];
+        for (int i = 0; i < destination.Length; i += Block)
+        {
+            int n = Math.Min(Block, destination.Length - i);
+            var xs = x.Slice(i, n);
+            TensorPrimitives.Multiply(xs, xs, square[..n]);
+            TensorPrimitives.Multiply(square[..n], xs, destination.Slice(i, n));
+        }
+    }
 }
 
 /// <summary>

@@ -204,9 +204,10 @@ public ref struct BroadcastRows
             int i = row % d;
             row /= d;
             _index[l] = i;
+            // Operands the plan does not have keep stride 0, so their offsets stay 0.
             _base0 += i * plan.StrideAt(0, l);
-            if (plan.OperandCount > 1) _base1 += i * plan.StrideAt(1, l);
-            if (plan.OperandCount > 2) _base2 += i * plan.StrideAt(2, l);
+            _base1 += i * plan.StrideAt(1, l);
+            _base2 += i * plan.StrideAt(2, l);
         }
     }
 
@@ -312,8 +313,7 @@ public static class Broadcast
         CheckOperands(in plan, 2, output, Unsafe.SizeOf<TResult>());
         CheckElementSize(x, Unsafe.SizeOf<TLeft>());
         CheckElementSize(y, Unsafe.SizeOf<TRight>());
-        var body = new BinaryBody<TLeft, TRight, TResult, TKernel> { Plan = plan, X = x, Y = y, Output = output };
-        context.For(plan.ElementCount, body, ParallelGrain);
+        For(context, plan.ElementCount, new BinaryBody<TLeft, TRight, TResult, TKernel> { Plan = plan, X = x, Y = y, Output = output });
     }
 
     /// <summary>
@@ -375,10 +375,10 @@ public static class Broadcast
             throw new NotSupportedException($"Expanding {Shapes.Format(input.Shape)} to {Shapes.Format(output.Shape)} needs more than {BroadcastPlan.MaxLoops} loops.");
         switch (DataTypes.SizeOf(input.DataType))
         {
-            case 1: context.For(plan.ElementCount, new ExpandBody<byte> { Plan = plan, Input = input, Output = output }, ParallelGrain); break;
-            case 2: context.For(plan.ElementCount, new ExpandBody<ushort> { Plan = plan, Input = input, Output = output }, ParallelGrain); break;
-            case 4: context.For(plan.ElementCount, new ExpandBody<uint> { Plan = plan, Input = input, Output = output }, ParallelGrain); break;
-            default: context.For(plan.ElementCount, new ExpandBody<ulong> { Plan = plan, Input = input, Output = output }, ParallelGrain); break;
+            case 1: For(context, plan.ElementCount, new ExpandBody<byte> { Plan = plan, Input = input, Output = output }); break;
+            case 2: For(context, plan.ElementCount, new ExpandBody<ushort> { Plan = plan, Input = input, Output = output }); break;
+            case 4: For(context, plan.ElementCount, new ExpandBody<uint> { Plan = plan, Input = input, Output = output }); break;
+            default: For(context, plan.ElementCount, new ExpandBody<ulong> { Plan = plan, Input = input, Output = output }); break;
         }
     }
 
@@ -396,6 +396,18 @@ public static class Broadcast
         {
             while (rows.MoveNext()) output.Slice(rows.OutputOffset, rows.Length).Fill(input[rows.Offset0]);
         }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/> over [0, <paramref name="count"/>) output elements, split across threads in
+    /// ranges of at least <see cref="ParallelGrain"/> when that gives more than one range.
+    /// </summary>
+    /// <remarks>The single-range case calls the body directly: <see cref="KernelContext.For{TBody}"/> captures its
+    /// body in a closure before it checks the thread count, which would allocate on every call.</remarks>
+    internal static void For<TBody>(KernelContext context, int count, TBody body) where TBody : struct, IRangeBody
+    {
+        if (context.ThreadCount == 1 || count <= ParallelGrain) body.Invoke(0, count);
+        else context.For(count, body, ParallelGrain);
     }
 
     /// <summary>The elements of <paramref name="tensor"/> viewed as <typeparamref name="T"/>, which must have the

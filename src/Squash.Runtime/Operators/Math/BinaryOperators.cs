@@ -48,8 +48,10 @@ internal static class BinaryOperators
             op.Node.Name);
 
     internal static SquashException UnsupportedType(Operator op, DataType type, string supported) =>
-        new(ErrorCodes.UnsupportedDataType,
-            $"{op.Node.Describe()}: {DataTypes.Name(type)} inputs are not supported (supported: {supported}).", op.Node.Name);
+        UnsupportedTypes(op, DataTypes.Name(type), supported);
+
+    internal static SquashException UnsupportedTypes(Operator op, string types, string supported) =>
+        new(ErrorCodes.UnsupportedDataType, $"{op.Node.Describe()}: {types} inputs are not supported (supported: {supported}).", op.Node.Name);
 
     /// <summary>Multidirectional broadcast of inferred shapes (null when a rank is unknown).</summary>
     internal static int[]? BroadcastShapes(InferenceContext context, int[]? a, int[]? b)
@@ -244,8 +246,8 @@ internal class BinaryOperator : Operator
         _unidirectional = unidirectional;
     }
 
-    /// <summary>For subclasses that choose the spec from attributes.</summary>
-    protected BinaryOperator(Node node) : base(node) => Spec = BinarySpecs.Add;
+    /// <summary>For subclasses, which choose <see cref="Spec"/> from attributes in their constructors.</summary>
+    protected BinaryOperator(Node node) : base(node) => Spec = null!;
 
     /// <summary>The operation this node runs.</summary>
     protected BinarySpec Spec { get; init; }
@@ -255,7 +257,8 @@ internal class BinaryOperator : Operator
         DataType a = context.InputType(0), b = context.InputType(1);
         if (Spec.SameTypes && a != b)
             throw Invalid($"both inputs must have one type, not {DataTypes.Name(a)} and {DataTypes.Name(b)}.");
-        if (!Spec.Accepts(a, b)) throw BinaryOperators.UnsupportedType(this, a == b || !Spec.Accepts(a, a) ? a : b, Spec.Types);
+        if (!Spec.Accepts(a, b))
+            throw BinaryOperators.UnsupportedTypes(this, a == b ? DataTypes.Name(a) : $"{DataTypes.Name(a)} and {DataTypes.Name(b)}", Spec.Types);
         int[]? x = context.InputShape(0), y = context.InputShape(1), shape;
         if (_unidirectional)
         {
@@ -437,10 +440,10 @@ internal sealed class WhereOperator(Node node) : Operator(node)
             throw BinaryOperators.TooManyLoops(this, output.Shape);
         switch (DataTypes.SizeOf(output.DataType))
         {
-            case 1: context.For(plan.ElementCount, new WhereBody<byte>(plan, condition, x, y, output), Broadcast.ParallelGrain); break;
-            case 2: context.For(plan.ElementCount, new WhereBody<ushort>(plan, condition, x, y, output), Broadcast.ParallelGrain); break;
-            case 4: context.For(plan.ElementCount, new WhereBody<uint>(plan, condition, x, y, output), Broadcast.ParallelGrain); break;
-            default: context.For(plan.ElementCount, new WhereBody<ulong>(plan, condition, x, y, output), Broadcast.ParallelGrain); break;
+            case 1: Broadcast.For(context, plan.ElementCount, new WhereBody<byte>(plan, condition, x, y, output)); break;
+            case 2: Broadcast.For(context, plan.ElementCount, new WhereBody<ushort>(plan, condition, x, y, output)); break;
+            case 4: Broadcast.For(context, plan.ElementCount, new WhereBody<uint>(plan, condition, x, y, output)); break;
+            default: Broadcast.For(context, plan.ElementCount, new WhereBody<ulong>(plan, condition, x, y, output)); break;
         }
     }
 
