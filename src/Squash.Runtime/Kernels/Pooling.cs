@@ -177,11 +177,15 @@ internal sealed class PoolGeometry
             axes[3 - rank + i] = new PoolAxis(input, output, settings.Kernel[i], settings.Strides[i], settings.Dilations[i],
                 begin, end, settings.CountIncludePad);
         }
+        InputShape = inputShape.ToArray();
         Planes = inputShape[0] * inputShape[1];
         D = axes[0];
         H = axes[1];
         W = axes[2];
     }
+
+    /// <summary>The input shape the geometry was computed for.</summary>
+    public int[] InputShape { get; }
 
     /// <summary>N * C.</summary>
     public int Planes { get; }
@@ -214,8 +218,8 @@ internal interface IPoolCombine<T> where T : unmanaged, INumber<T>, IMinMaxValue
     /// <summary>Combines two vectors lane by lane.</summary>
     static abstract Vector128<T> Combine(Vector128<T> a, Vector128<T> b);
 
-    /// <summary>Combines two rows element by element.</summary>
-    static abstract void Combine(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> destination);
+    /// <summary>Combines two vectors lane by lane.</summary>
+    static abstract Vector256<T> Combine(Vector256<T> a, Vector256<T> b);
 }
 
 /// <summary>Maximum; NaN propagates, as numpy's max does.</summary>
@@ -233,7 +237,8 @@ internal readonly struct MaxCombine<T> : IPoolCombine<T> where T : unmanaged, IN
     public static Vector128<T> Combine(Vector128<T> a, Vector128<T> b) => Vector128.Max(a, b);
 
     /// <inheritdoc/>
-    public static void Combine(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> destination) => TensorPrimitives.Max(a, b, destination);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Combine(Vector256<T> a, Vector256<T> b) => Vector256.Max(a, b);
 }
 
 /// <summary>Sum (AveragePool divides afterwards; LpPool sums powers).</summary>
@@ -251,7 +256,8 @@ internal readonly struct SumCombine<T> : IPoolCombine<T> where T : unmanaged, IN
     public static Vector128<T> Combine(Vector128<T> a, Vector128<T> b) => a + b;
 
     /// <inheritdoc/>
-    public static void Combine(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> destination) => TensorPrimitives.Add(a, b, destination);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Combine(Vector256<T> a, Vector256<T> b) => a + b;
 }
 
 /// <summary>
@@ -309,42 +315,75 @@ internal static class Pooling
             int width = aw.Input, rowsPerPlane = ad.Input * ah.Input;
             T[] rented = ArrayPool<T>.Shared.Rent(width);
             Span<T> combined = rented.AsSpan(0, width);
+            int maxRows = ad.Kernel * ah.Kernel;
+            Span<int> offsets = maxRows <= 256 ? stackalloc int[maxRows] : new int[maxRows];
             for (int r = start; r < end; r++)
             {
                 int oh = r % ah.Output, t = r / ah.Output;
                 int od = t % ad.Output, plane = t / ad.Output;
                 Span<T> yRow = ys.Slice(r * aw.Output, aw.Output);
-                int dCount = ad.Count[od], hCount = ah.Count[oh];
                 int rowDivisor = ad.Divisor[od] * ah.Divisor[oh];
-                if (dCount == 0 || hCount == 0)
+                // The window's input rows.
+                int rows = 0;
+                for (int i = 0; i < ad.Count[od]; i++)
+                {
+                    int id = ad.First[od] + i * ad.Dilation;
+                    for (int j = 0; j < ah.Count[oh]; j++)
+                        offsets[rows++] = (plane * rowsPerPlane + id * ah.Input + ah.First[oh] + j * ah.Dilation) * width;
+                }
+                if (rows == 0)
                 {
                     // Only when padding spans a whole window: max gives its empty value, average 0 / divisor.
                     for (int o = 0; o < yRow.Length; o++)
                         yRow[o] = divide ? TCombine.Empty / T.CreateChecked(rowDivisor * aw.Divisor[o]) : TCombine.Empty;
                     continue;
                 }
-                // Combine the window's input rows; a single row is used in place.
-                ReadOnlySpan<T> source = default;
-                int taken = 0;
-                for (int i = 0; i < dCount; i++)
+                // Combine the rows element by element (a single row is used in place), then slide along the result.
+                ReadOnlySpan<T> source = xs.Slice(offsets[0], width);
+                if (rows > 1)
                 {
-                    int id = ad.First[od] + i * ad.Dilation;
-                    for (int j = 0; j < hCount; j++)
-                    {
-                        int ih = ah.First[oh] + j * ah.Dilation;
-                        ReadOnlySpan<T> row = xs.Slice((plane * rowsPerPlane + id * ah.Input + ih) * width, width);
-                        if (taken == 0) source = row;
-                        else
-                        {
-                            TCombine.Combine(source, row, combined);
-                            source = combined;
-                        }
-                        taken++;
-                    }
+                    CombineRows<T, TCombine>(xs, offsets[..rows], combined);
+                    source = combined;
                 }
                 Slide<T, TCombine>(source, yRow, aw, divide, rowDivisor);
             }
             ArrayPool<T>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary><c>destination[i]</c> = the combination of <c>x[offset + i]</c> over <paramref name="offsets"/>.</summary>
+    private static void CombineRows<T, TCombine>(ReadOnlySpan<T> x, ReadOnlySpan<int> offsets, Span<T> destination)
+        where T : unmanaged, INumber<T>, IMinMaxValue<T>
+        where TCombine : struct, IPoolCombine<T>
+    {
+        ref T xr = ref MemoryMarshal.GetReference(x);
+        ref T dr = ref MemoryMarshal.GetReference(destination);
+        int i = 0, n = destination.Length;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i <= n - Vector256<T>.Count; i += Vector256<T>.Count)
+            {
+                Vector256<T> acc = Vector256.LoadUnsafe(ref xr, (nuint)(offsets[0] + i));
+                for (int r = 1; r < offsets.Length; r++)
+                    acc = TCombine.Combine(acc, Vector256.LoadUnsafe(ref xr, (nuint)(offsets[r] + i)));
+                acc.StoreUnsafe(ref dr, (nuint)i);
+            }
+        }
+        if (Vector128.IsHardwareAccelerated)
+        {
+            for (; i <= n - Vector128<T>.Count; i += Vector128<T>.Count)
+            {
+                Vector128<T> acc = Vector128.LoadUnsafe(ref xr, (nuint)(offsets[0] + i));
+                for (int r = 1; r < offsets.Length; r++)
+                    acc = TCombine.Combine(acc, Vector128.LoadUnsafe(ref xr, (nuint)(offsets[r] + i)));
+                acc.StoreUnsafe(ref dr, (nuint)i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            T acc = x[offsets[0] + i];
+            for (int r = 1; r < offsets.Length; r++) acc = TCombine.Combine(acc, x[offsets[r] + i]);
+            destination[i] = acc;
         }
     }
 
@@ -354,39 +393,61 @@ internal static class Pooling
         where T : unmanaged, INumber<T>, IMinMaxValue<T>
         where TCombine : struct, IPoolCombine<T>
     {
-        int k = aw.Kernel, stride = aw.Stride, dilation = aw.Dilation;
+        int k = aw.Kernel, stride = aw.Stride, dilation = aw.Dilation, pad = aw.PadBegin;
         int o = aw.InteriorBegin, end = aw.InteriorEnd;
         SlideScalar<T, TCombine>(src, dst, aw, 0, o, divide, rowDivisor);
-        // Interior: every tap is in bounds, so runs of outputs are combined at once.
-        if (end > o && stride == 1)
+        // Interior: every tap is in bounds, so a vector of consecutive outputs reads a vector per tap.
+        ref T s = ref MemoryMarshal.GetReference(src);
+        ref T d = ref MemoryMarshal.GetReference(dst);
+        T divisor = T.CreateChecked(rowDivisor * k);
+        if (stride == 1 && Vector256.IsHardwareAccelerated)
         {
-            int n = end - o, b = o - aw.PadBegin;
-            Span<T> d = dst.Slice(o, n);
-            if (k == 1) src.Slice(b, n).CopyTo(d);
-            else TCombine.Combine(src.Slice(b, n), src.Slice(b + dilation, n), d);
-            for (int t = 2; t < k; t++) TCombine.Combine(d, src.Slice(b + t * dilation, n), d);
-            if (divide) TensorPrimitives.Divide(d, T.CreateChecked(rowDivisor * k), d);
-            o = end;
-        }
-        else if (end > o && stride == 2 && typeof(T) == typeof(float) && Sse.IsSupported)
-        {
-            // Four outputs per step: the even lanes of eight consecutive inputs, one shuffle per tap.
-            ref float s = ref Unsafe.As<T, float>(ref MemoryMarshal.GetReference(src));
-            ref float dRef = ref Unsafe.As<T, float>(ref MemoryMarshal.GetReference(dst));
-            Vector128<float> divisor = Vector128.Create((float)(rowDivisor * k));
-            int last = (k - 1) * dilation;
-            for (; o + 4 <= end && 2 * o - aw.PadBegin + last + 8 <= src.Length; o += 4)
+            for (; o <= end - Vector256<T>.Count; o += Vector256<T>.Count)
             {
-                nuint b = (nuint)(2 * o - aw.PadBegin);
-                Vector128<float> acc = Evens(ref s, b);
-                for (int t = 1; t < k; t++)
-                    acc = TCombine.Combine(acc.As<float, T>(), Evens(ref s, b + (nuint)(t * dilation)).As<float, T>()).As<T, float>();
-                if (divide) acc /= divisor;
-                acc.StoreUnsafe(ref dRef, (nuint)o);
+                nuint b = (nuint)(o - pad);
+                Vector256<T> acc = Vector256.LoadUnsafe(ref s, b);
+                for (int t = 1; t < k; t++) acc = TCombine.Combine(acc, Vector256.LoadUnsafe(ref s, b + (nuint)(t * dilation)));
+                if (divide) acc /= Vector256.Create(divisor);
+                acc.StoreUnsafe(ref d, (nuint)o);
             }
         }
-        SlideScalar<T, TCombine>(src, dst, aw, o, end, divide, rowDivisor);
-        SlideScalar<T, TCombine>(src, dst, aw, Math.Max(o, end), aw.Output, divide, rowDivisor);
+        if (stride == 1 && Vector128.IsHardwareAccelerated)
+        {
+            for (; o <= end - Vector128<T>.Count; o += Vector128<T>.Count)
+            {
+                nuint b = (nuint)(o - pad);
+                Vector128<T> acc = Vector128.LoadUnsafe(ref s, b);
+                for (int t = 1; t < k; t++) acc = TCombine.Combine(acc, Vector128.LoadUnsafe(ref s, b + (nuint)(t * dilation)));
+                if (divide) acc /= Vector128.Create(divisor);
+                acc.StoreUnsafe(ref d, (nuint)o);
+            }
+        }
+        if (stride == 2 && typeof(T) == typeof(float) && Avx2.IsSupported)
+        {
+            // Eight outputs per step: the even lanes of sixteen consecutive inputs, per tap.
+            int last = (k - 1) * dilation;
+            for (; o + 8 <= end && 2 * o - pad + last + 16 <= src.Length; o += 8)
+            {
+                nuint b = (nuint)(2 * o - pad);
+                Vector256<T> acc = Evens8(ref s, b);
+                for (int t = 1; t < k; t++) acc = TCombine.Combine(acc, Evens8(ref s, b + (nuint)(t * dilation)));
+                if (divide) acc /= Vector256.Create(divisor);
+                acc.StoreUnsafe(ref d, (nuint)o);
+            }
+        }
+        if (stride == 2 && typeof(T) == typeof(float) && Sse.IsSupported)
+        {
+            int last = (k - 1) * dilation;
+            for (; o + 4 <= end && 2 * o - pad + last + 8 <= src.Length; o += 4)
+            {
+                nuint b = (nuint)(2 * o - pad);
+                Vector128<T> acc = Evens4(ref s, b);
+                for (int t = 1; t < k; t++) acc = TCombine.Combine(acc, Evens4(ref s, b + (nuint)(t * dilation)));
+                if (divide) acc /= Vector128.Create(divisor);
+                acc.StoreUnsafe(ref d, (nuint)o);
+            }
+        }
+        SlideScalar<T, TCombine>(src, dst, aw, o, aw.Output, divide, rowDivisor);
     }
 
     private static void SlideScalar<T, TCombine>(ReadOnlySpan<T> src, Span<T> dst, PoolAxis aw, int from, int to, bool divide, int rowDivisor)
@@ -410,9 +471,23 @@ internal static class Pooling
         }
     }
 
+    /// <summary>Elements 0, 2, .., 14 from <paramref name="offset"/> (T is float).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Evens(ref float source, nuint offset) =>
-        Sse.Shuffle(Vector128.LoadUnsafe(ref source, offset), Vector128.LoadUnsafe(ref source, offset + 4), 0b10_00_10_00);
+    private static Vector256<T> Evens8<T>(ref T source, nuint offset)
+    {
+        ref float f = ref Unsafe.As<T, float>(ref source);
+        // Shuffle picks the evens within each 128-bit lane; the permute puts the lanes' halves in order.
+        Vector256<float> mixed = Avx.Shuffle(Vector256.LoadUnsafe(ref f, offset), Vector256.LoadUnsafe(ref f, offset + 8), 0b10_00_10_00);
+        return Avx2.Permute4x64(mixed.AsDouble(), 0b11_01_10_00).As<double, T>();
+    }
+
+    /// <summary>Elements 0, 2, 4, 6 from <paramref name="offset"/> (T is float).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<T> Evens4<T>(ref T source, nuint offset)
+    {
+        ref float f = ref Unsafe.As<T, float>(ref source);
+        return Sse.Shuffle(Vector128.LoadUnsafe(ref f, offset), Vector128.LoadUnsafe(ref f, offset + 4), 0b10_00_10_00).As<float, T>();
+    }
 
     private readonly struct IndicesBody<T>(PoolGeometry g, Tensor x, Tensor y, Tensor indices, bool columnMajor) : IRangeBody
         where T : unmanaged, INumber<T>, IMinMaxValue<T>

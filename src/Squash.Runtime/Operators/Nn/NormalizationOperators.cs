@@ -266,11 +266,11 @@ internal sealed class LayerNormalizationOperator : Operator
     public override void InferOutputs(InferenceContext context)
     {
         var type = FloatingOperators.RequireFloating(context, Node, 0);
-        var scaleType = FloatingOperators.RequireFloating(context, Node, 1);
-        if (scaleType != type)
-            throw FloatingOperators.UnsupportedType(Node, scaleType);
-        if (!_rms && context.HasInput(2) && context.InputType(2) != type)
-            throw FloatingOperators.UnsupportedType(Node, context.InputType(2));
+        for (int i = 1; i < 3 && context.HasInput(i); i++)
+            if (context.InputType(i) != type)
+                throw new SquashException(ErrorCodes.UnsupportedDataType,
+                    $"{Node.Describe()}: input {i} is {DataTypes.Name(context.InputType(i))} while X is {DataTypes.Name(type)}; " +
+                    "Squash needs the parameters in X's type. Cast them in the model.", Node.Name);
         var shape = context.InputShape(0);
         context.SetOutput(0, type, shape);
         if (_rms) return;

@@ -52,7 +52,7 @@ internal sealed class PoolOperator : Operator
     private readonly PoolSettings _settings;
     private readonly bool _columnMajor;
     private readonly float _p;
-    private (int[] Shape, PoolGeometry Geometry)? _cached;
+    private PoolGeometry? _cached;
 
     public PoolOperator(Node node, PoolKind kind) : base(node)
     {
@@ -167,8 +167,9 @@ internal sealed class PoolOperator : Operator
 
     private PoolGeometry Geometry(int[] shape)
     {
-        // Shapes rarely change between runs; the tables are rebuilt only when they do.
-        if (_cached is { } c && Shapes.Equal(c.Shape, shape)) return c.Geometry;
+        // Shapes rarely change between runs; the tables are rebuilt only when they do. One reference is swapped,
+        // so concurrent runs see either geometry whole.
+        if (_cached is { } cached && Shapes.Equal(cached.InputShape, shape)) return cached;
         PoolGeometry geometry;
         try
         {
@@ -178,7 +179,7 @@ internal sealed class PoolOperator : Operator
         {
             throw Invalid(e.Message);
         }
-        _cached = ((int[])shape.Clone(), geometry);
+        _cached = geometry;
         return geometry;
     }
 
