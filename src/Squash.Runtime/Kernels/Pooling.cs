@@ -9,7 +9,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Squash.Runtime.Kernels;
 
 /// <summary>How ONNX pooling pads the input (the <c>auto_pad</c> attribute).</summary>
-internal enum AutoPad
+internal enum PoolAutoPad
 {
     /// <summary>Explicit <c>pads</c>.</summary>
     NotSet,
@@ -29,7 +29,7 @@ internal enum AutoPad
 /// <param name="AutoPad">Automatic padding mode.</param>
 /// <param name="CeilMode">Round the output size up instead of down (explicit padding only).</param>
 /// <param name="CountIncludePad">Average over padded taps too.</param>
-internal sealed record PoolSettings(int[] Kernel, int[] Strides, int[] Dilations, int[] Pads, AutoPad AutoPad, bool CeilMode, bool CountIncludePad)
+internal sealed record PoolSettings(int[] Kernel, int[] Strides, int[] Dilations, int[] Pads, PoolAutoPad AutoPad, bool CeilMode, bool CountIncludePad)
 {
     /// <summary>Number of spatial axes.</summary>
     public int Rank => Kernel.Length;
@@ -45,10 +45,10 @@ internal sealed record PoolSettings(int[] Kernel, int[] Strides, int[] Dilations
         int stride = Strides[axis], extent = Extent(axis);
         switch (AutoPad)
         {
-            case AutoPad.SameUpper:
-            case AutoPad.SameLower:
+            case PoolAutoPad.SameUpper:
+            case PoolAutoPad.SameLower:
                 return (input + stride - 1) / stride;
-            case AutoPad.Valid:
+            case PoolAutoPad.Valid:
                 return input < extent ? 0 : (input - extent) / stride + 1;
             default:
                 long span = (long)input + Pads[axis] + Pads[axis + Rank] - extent;
@@ -65,12 +65,12 @@ internal sealed record PoolSettings(int[] Kernel, int[] Strides, int[] Dilations
     {
         switch (AutoPad)
         {
-            case AutoPad.SameUpper:
-            case AutoPad.SameLower:
+            case PoolAutoPad.SameUpper:
+            case PoolAutoPad.SameLower:
                 int total = Math.Max(0, (output - 1) * Strides[axis] + Extent(axis) - input);
                 int half = total / 2;
-                return AutoPad == AutoPad.SameUpper ? (half, total - half) : (total - half, half);
-            case AutoPad.Valid:
+                return AutoPad == PoolAutoPad.SameUpper ? (half, total - half) : (total - half, half);
+            case PoolAutoPad.Valid:
                 return (0, 0);
             default:
                 return (Pads[axis], Pads[axis + Rank]);

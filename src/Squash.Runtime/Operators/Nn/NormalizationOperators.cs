@@ -22,18 +22,18 @@ internal static class NormalizationOperators
 
 /// <summary>A computation written once for float and double; float16 and bfloat16 run it in float. Implemented by
 /// structs that carry one run's inputs, so that operators keep no per-run state.</summary>
-internal interface IFloatingBody
+internal interface INormalizationBody
 {
     /// <summary>Computes <paramref name="y"/> from <paramref name="x"/>, both of element type <typeparamref name="T"/>.</summary>
     void Run<T>(KernelContext context, Tensor x, Tensor y) where T : unmanaged, IFloatingPointIeee754<T>;
 }
 
 /// <summary>Helpers shared by the normalization operators.</summary>
-internal static class FloatingOperators
+internal static class NormalizationHelpers
 {
     /// <summary>Runs <paramref name="body"/> at the precision of <paramref name="x"/>'s type (float for 16-bit types).</summary>
     public static void Dispatch<TBody>(KernelContext context, Node node, Tensor x, Tensor y, TBody body)
-        where TBody : struct, IFloatingBody
+        where TBody : struct, INormalizationBody
     {
         switch (x.DataType)
         {
@@ -112,7 +112,7 @@ internal static class FloatingOperators
 }
 
 /// <summary>Parameters prepared for one compute type.</summary>
-internal sealed record Prepared<T>(T[] First, T[] Second, int Key);
+internal sealed record NormalizationParameters<T>(T[] First, T[] Second, int Key);
 
 /// <summary>
 /// BatchNormalization at inference: <c>y = (x - mean) / sqrt(var + epsilon) * scale + B</c>, folded per channel to
@@ -135,13 +135,13 @@ internal sealed class BatchNormalizationOperator : Operator
         for (int i = 1; i < node.Outputs.Count; i++)
             if (node.Outputs[i].Name.Length > 0)
                 throw Unsupported("the running mean and variance outputs exist only in training mode, which is not supported; export the model for inference.");
-        _constantParameters = FloatingOperators.ConstantInputs(node, 1, 5);
+        _constantParameters = NormalizationHelpers.ConstantInputs(node, 1, 5);
     }
 
     public override void InferOutputs(InferenceContext context)
     {
-        var type = FloatingOperators.RequireFloating(context, Node, 0);
-        for (int i = 1; i < 5; i++) FloatingOperators.RequireFloating(context, Node, i);
+        var type = NormalizationHelpers.RequireFloating(context, Node, 0);
+        for (int i = 1; i < 5; i++) NormalizationHelpers.RequireFloating(context, Node, i);
         var shape = context.InputShape(0);
         if (shape is not null && shape.Length < 2) throw Invalid($"the input has shape {Shapes.Format(shape)}; it needs at least [N, C].");
         context.SetOutput(0, type, shape);
@@ -153,10 +153,10 @@ internal sealed class BatchNormalizationOperator : Operator
     {
         Tensor x = Required(inputs, 0);
         var body = new Body(this, Required(inputs, 1), Required(inputs, 2), Required(inputs, 3), Required(inputs, 4));
-        FloatingOperators.Dispatch(context, Node, x, outputs[0], body);
+        NormalizationHelpers.Dispatch(context, Node, x, outputs[0], body);
     }
 
-    private readonly struct Body(BatchNormalizationOperator op, Tensor scale, Tensor bias, Tensor mean, Tensor variance) : IFloatingBody
+    private readonly struct Body(BatchNormalizationOperator op, Tensor scale, Tensor bias, Tensor mean, Tensor variance) : INormalizationBody
     {
         public void Run<T>(KernelContext context, Tensor x, Tensor y) where T : unmanaged, IFloatingPointIeee754<T>
         {
@@ -174,9 +174,9 @@ internal sealed class BatchNormalizationOperator : Operator
     }
 
     /// <summary>The fold <c>y = x * a + b</c>: a = scale / sqrt(var + epsilon), b = B - mean * a.</summary>
-    private Prepared<T> Parameters<T>(Tensor scale, Tensor bias, Tensor mean, Tensor variance) where T : unmanaged, IFloatingPointIeee754<T>
+    private NormalizationParameters<T> Parameters<T>(Tensor scale, Tensor bias, Tensor mean, Tensor variance) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        if (_prepared is Prepared<T> cached) return cached;
+        if (_prepared is NormalizationParameters<T> cached) return cached;
         int count = scale.ElementCount;
         if (bias.ElementCount != count || mean.ElementCount != count || variance.ElementCount != count)
             throw Invalid($"scale, B, mean and var must have the same number of elements; they have {scale.ElementCount}, " +
@@ -190,7 +190,7 @@ internal sealed class BatchNormalizationOperator : Operator
             a[i] = T.CreateChecked(factor);
             b[i] = T.CreateChecked(bias.GetAsDouble(i) - mean.GetAsDouble(i) * factor);
         }
-        var prepared = new Prepared<T>(a, b, count);
+        var prepared = new NormalizationParameters<T>(a, b, count);
         if (_constantParameters) _prepared = prepared;
         return prepared;
     }
@@ -206,9 +206,9 @@ internal sealed class InstanceNormalizationOperator : Operator
 
     public override void InferOutputs(InferenceContext context)
     {
-        var type = FloatingOperators.RequireFloating(context, Node, 0);
-        FloatingOperators.RequireFloating(context, Node, 1);
-        FloatingOperators.RequireFloating(context, Node, 2);
+        var type = NormalizationHelpers.RequireFloating(context, Node, 0);
+        NormalizationHelpers.RequireFloating(context, Node, 1);
+        NormalizationHelpers.RequireFloating(context, Node, 2);
         var shape = context.InputShape(0);
         if (shape is not null && shape.Length < 2) throw Invalid($"the input has shape {Shapes.Format(shape)}; it needs at least [N, C].");
         context.SetOutput(0, type, shape);
@@ -219,15 +219,15 @@ internal sealed class InstanceNormalizationOperator : Operator
         Tensor x = Required(inputs, 0), scale = Required(inputs, 1), bias = Required(inputs, 2);
         if (scale.ElementCount != x.Shape[1] || bias.ElementCount != x.Shape[1])
             throw Invalid($"scale and B must have one value per channel ({x.Shape[1]}); they have {scale.ElementCount} and {bias.ElementCount}.");
-        FloatingOperators.Dispatch(context, Node, x, outputs[0], new Body(scale, bias, _epsilon));
+        NormalizationHelpers.Dispatch(context, Node, x, outputs[0], new Body(scale, bias, _epsilon));
     }
 
-    private readonly struct Body(Tensor scale, Tensor bias, float epsilon) : IFloatingBody
+    private readonly struct Body(Tensor scale, Tensor bias, float epsilon) : INormalizationBody
     {
         public void Run<T>(KernelContext context, Tensor x, Tensor y) where T : unmanaged, IFloatingPointIeee754<T>
         {
             int planeSize = x.ElementCount / Math.Max(1, x.Shape[0] * x.Shape[1]);
-            Normalization.Instance(context, x, y, FloatingOperators.Values<T>(scale), FloatingOperators.Values<T>(bias),
+            Normalization.Instance(context, x, y, NormalizationHelpers.Values<T>(scale), NormalizationHelpers.Values<T>(bias),
                 planeSize, T.CreateChecked(epsilon));
         }
     }
@@ -254,7 +254,7 @@ internal sealed class LayerNormalizationOperator : Operator
         long stash = Attributes.Int("stash_type", 1);
         if (stash != (long)DataType.Float)
             throw Unsupported($"stash_type {stash} is not supported; Squash computes the statistics in float (stash_type = 1).");
-        _constantParameters = FloatingOperators.ConstantInputs(node, 1, 3);
+        _constantParameters = NormalizationHelpers.ConstantInputs(node, 1, 3);
     }
 
     private int Axis(int rank)
@@ -265,7 +265,7 @@ internal sealed class LayerNormalizationOperator : Operator
 
     public override void InferOutputs(InferenceContext context)
     {
-        var type = FloatingOperators.RequireFloating(context, Node, 0);
+        var type = NormalizationHelpers.RequireFloating(context, Node, 0);
         for (int i = 1; i < 3 && context.HasInput(i); i++)
             if (context.InputType(i) != type)
                 throw new SquashException(ErrorCodes.UnsupportedDataType,
@@ -291,10 +291,10 @@ internal sealed class LayerNormalizationOperator : Operator
         Tensor? mean = outputs.Length > 1 && Node.Outputs[1].Name.Length > 0 ? outputs[1] : null;
         Tensor? invStdDev = outputs.Length > 2 && Node.Outputs[2].Name.Length > 0 ? outputs[2] : null;
         var body = new Body(this, Required(inputs, 1), _rms ? null : Optional(inputs, 2), mean, invStdDev);
-        FloatingOperators.Dispatch(context, Node, x, outputs[0], body);
+        NormalizationHelpers.Dispatch(context, Node, x, outputs[0], body);
     }
 
-    private readonly struct Body(LayerNormalizationOperator op, Tensor scale, Tensor? bias, Tensor? mean, Tensor? invStdDev) : IFloatingBody
+    private readonly struct Body(LayerNormalizationOperator op, Tensor scale, Tensor? bias, Tensor? mean, Tensor? invStdDev) : INormalizationBody
     {
         public void Run<T>(KernelContext context, Tensor x, Tensor y) where T : unmanaged, IFloatingPointIeee754<T>
         {
@@ -307,15 +307,15 @@ internal sealed class LayerNormalizationOperator : Operator
     }
 
     /// <summary>Scale and bias broadcast to the normalized shape (bias empty when absent).</summary>
-    private Prepared<T> Parameters<T>(Tensor scaleTensor, Tensor? biasTensor, ReadOnlySpan<int> normalized) where T : unmanaged, IFloatingPointIeee754<T>
+    private NormalizationParameters<T> Parameters<T>(Tensor scaleTensor, Tensor? biasTensor, ReadOnlySpan<int> normalized) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int size = Shapes.Product(normalized, 0, normalized.Length);
-        if (_prepared is Prepared<T> cached && cached.Key == size) return cached;
-        T[] scale = FloatingOperators.Broadcast<T>(scaleTensor, normalized)
+        if (_prepared is NormalizationParameters<T> cached && cached.Key == size) return cached;
+        T[] scale = NormalizationHelpers.Broadcast<T>(scaleTensor, normalized)
             ?? throw Unsupported($"a scale of shape {Shapes.Format(scaleTensor.Shape)} does not broadcast to the normalized shape {Shapes.Format(normalized)}.");
-        T[] bias = biasTensor is null ? [] : FloatingOperators.Broadcast<T>(biasTensor, normalized)
+        T[] bias = biasTensor is null ? [] : NormalizationHelpers.Broadcast<T>(biasTensor, normalized)
             ?? throw Unsupported($"a bias of shape {Shapes.Format(biasTensor.Shape)} does not broadcast to the normalized shape {Shapes.Format(normalized)}.");
-        var prepared = new Prepared<T>(scale, bias, size);
+        var prepared = new NormalizationParameters<T>(scale, bias, size);
         if (_constantParameters) _prepared = prepared;
         return prepared;
     }
@@ -339,16 +339,16 @@ internal sealed class LrnOperator : Operator
 
     public override void InferOutputs(InferenceContext context)
     {
-        var type = FloatingOperators.RequireFloating(context, Node, 0);
+        var type = NormalizationHelpers.RequireFloating(context, Node, 0);
         var shape = context.InputShape(0);
         if (shape is not null && shape.Length < 2) throw Invalid($"the input has shape {Shapes.Format(shape)}; it needs at least [N, C].");
         context.SetOutput(0, type, shape);
     }
 
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs) =>
-        FloatingOperators.Dispatch(context, Node, Required(inputs, 0), outputs[0], new Body(this));
+        NormalizationHelpers.Dispatch(context, Node, Required(inputs, 0), outputs[0], new Body(this));
 
-    private readonly struct Body(LrnOperator op) : IFloatingBody
+    private readonly struct Body(LrnOperator op) : INormalizationBody
     {
         public void Run<T>(KernelContext context, Tensor x, Tensor y) where T : unmanaged, IFloatingPointIeee754<T>
         {
@@ -380,7 +380,7 @@ internal sealed class MeanVarianceNormalizationOperator : Operator
 
     public override void InferOutputs(InferenceContext context)
     {
-        var type = FloatingOperators.RequireFloating(context, Node, 0);
+        var type = NormalizationHelpers.RequireFloating(context, Node, 0);
         var shape = context.InputShape(0);
         if (shape is not null) Reduced(shape.Length);
         context.SetOutput(0, type, shape);
@@ -389,10 +389,10 @@ internal sealed class MeanVarianceNormalizationOperator : Operator
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs)
     {
         Tensor x = Required(inputs, 0);
-        FloatingOperators.Dispatch(context, Node, x, outputs[0], new Body(Reduced(x.Rank)));
+        NormalizationHelpers.Dispatch(context, Node, x, outputs[0], new Body(Reduced(x.Rank)));
     }
 
-    private readonly struct Body(bool[] reduced) : IFloatingBody
+    private readonly struct Body(bool[] reduced) : INormalizationBody
     {
         public void Run<T>(KernelContext context, Tensor x, Tensor y) where T : unmanaged, IFloatingPointIeee754<T> =>
             Normalization.MeanVariance<T>(x, y, reduced);

@@ -73,17 +73,17 @@ internal sealed class PoolOperator : Operator
         if (rank > 3) throw Unsupported($"pooling over {rank} spatial axes is not supported (at most 3).");
         var mode = autoPad switch
         {
-            "NOTSET" or "" => AutoPad.NotSet,
-            "VALID" => AutoPad.Valid,
-            "SAME_UPPER" => AutoPad.SameUpper,
-            "SAME_LOWER" => AutoPad.SameLower,
+            "NOTSET" or "" => PoolAutoPad.NotSet,
+            "VALID" => PoolAutoPad.Valid,
+            "SAME_UPPER" => PoolAutoPad.SameUpper,
+            "SAME_LOWER" => PoolAutoPad.SameLower,
             _ => throw Invalid($"auto_pad '{autoPad}' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID."),
         };
         _settings = new PoolSettings(
             ToPositive(kernel, rank, "kernel_shape"),
             strides is null ? Ones(rank) : ToPositive(strides, rank, "strides"),
             dilations is null ? Ones(rank) : ToPositive(dilations, rank, "dilations"),
-            pads is null || mode != AutoPad.NotSet ? new int[2 * rank] : ToPads(pads, rank),
+            pads is null || mode != PoolAutoPad.NotSet ? new int[2 * rank] : ToPads(pads, rank),
             mode, ceilMode, countIncludePad);
     }
 
