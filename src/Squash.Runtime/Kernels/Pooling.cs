@@ -561,7 +561,7 @@ internal static class Pooling
         }
     }
 
-    /// <summary><c>(sum |x|^p)^(1/p)</c>, with exact special cases for p = 1 and p = 2.</summary>
+    /// <summary><c>(sum |x|^p)^(1/p)</c>; p = 1 and p = 2 take the vectorized sums.</summary>
     public static T LpNorm<T>(ReadOnlySpan<T> values, T p) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (p == T.One) return TensorPrimitives.SumOfMagnitudes(values);
