@@ -163,7 +163,7 @@ public sealed class Llama2cCheckpoint
 
     /// <summary>
     /// A checkpoint with random weights, for benchmarks: the same <paramref name="config"/> and <paramref name="seed"/>
-    /// always give the same weights. Matrices are uniform in ±1/sqrt(fan-in) so activations keep a sane scale;
+    /// always give the same weights. Matrices (and the embedding) are uniform in ±1/sqrt(fan-in) so activations and logits keep a sane scale;
     /// norm weights are near 1; the rotary tables are llama2.c's (theta 10000).
     /// </summary>
     /// <exception cref="SquashException">The configuration is invalid.</exception>
@@ -187,7 +187,8 @@ public sealed class Llama2cCheckpoint
             return a;
         }
         float inDim = 1f / MathF.Sqrt(config.Dim), inHidden = 1f / MathF.Sqrt(config.HiddenDim);
-        var embedding = Uniform(config.VocabSize * dim, 1f);
+        // Also ±1/sqrt(dim) for the embedding: it is the classifier too, and this keeps logits near unit scale.
+        var embedding = Uniform(config.VocabSize * dim, inDim);
         var layers = new Llama2cLayer[config.Layers];
         for (int l = 0; l < layers.Length; l++)
         {

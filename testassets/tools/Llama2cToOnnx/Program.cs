@@ -46,24 +46,16 @@ public static class Program
 
         try
         {
-            var checkpoint = synthetic is null
-                ? Llama2cCheckpoint.Load(positional[0])
-                : Llama2cCheckpoint.Synthetic(Llama2cConfig.Parse(synthetic), seed);
-            string output = positional[^1];
-            if (checkpointOut is not null)
+            Llama2cCheckpoint checkpoint;
+            if (synthetic is null) checkpoint = Llama2cCheckpoint.Load(positional[0]);
+            else
             {
-                using var stream = File.Create(checkpointOut);
-                checkpoint.WriteTo(stream);
+                var spec = Llama2cConfig.Parse(synthetic);
+                CheckFitsOneFile(spec); // before spending time and memory on random weights
+                checkpoint = Llama2cCheckpoint.Synthetic(spec, seed);
             }
-            // One ONNX file is one protobuf message, which cannot exceed 2 GiB; OnnxWriter writes no external data.
-            const long ProtobufLimit = int.MaxValue;
-            long weightBytes = 4 * checkpoint.Config.FloatCount;
-            if (weightBytes > ProtobufLimit - (16 << 20))
-                throw new SquashException(ErrorCodes.TooLarge,
-                    $"The model ({checkpoint.Config}) has {weightBytes} bytes of weights; one ONNX file holds less than 2 GiB.");
-            var model = Llama2cConverter.Convert(checkpoint, opset);
-            OnnxWriter.Save(model, output);
-            stdout.WriteLine($"Wrote {output}: llama2.c model {checkpoint.Config}, opset {opset}.");
+            var config = WriteModel(checkpoint, positional[^1], checkpointOut, opset);
+            stdout.WriteLine($"Wrote {positional[^1]}: llama2.c model {config}, opset {opset}.");
             return 0;
         }
         catch (SquashException e)
@@ -83,5 +75,30 @@ public static class Program
             stderr.WriteLine(Usage);
             return 2;
         }
+    }
+
+    /// <summary>One ONNX file is one protobuf message, which cannot reach 2 GiB; OnnxWriter writes no external data.</summary>
+    private static void CheckFitsOneFile(Llama2cConfig config)
+    {
+        long weightBytes = 4 * config.FloatCount;
+        if (weightBytes > int.MaxValue - (16 << 20))
+            throw new SquashException(ErrorCodes.TooLarge,
+                $"The model ({config}) has {weightBytes} bytes of weights; one ONNX file holds less than 2 GiB.");
+    }
+
+    /// <summary>Converts and writes; the checkpoint is not referenced after conversion, so its arrays can be
+    /// collected while the ONNX bytes are built (a model near the 2 GiB limit holds several copies).</summary>
+    private static Llama2cConfig WriteModel(Llama2cCheckpoint checkpoint, string output, string? checkpointOut, int opset)
+    {
+        var config = checkpoint.Config;
+        if (checkpointOut is not null)
+        {
+            using var stream = File.Create(checkpointOut);
+            checkpoint.WriteTo(stream);
+        }
+        CheckFitsOneFile(config);
+        var model = Llama2cConverter.Convert(checkpoint, opset);
+        OnnxWriter.Save(model, output);
+        return config;
     }
 }
