@@ -1,7 +1,7 @@
 using Squash.Compiler.Onnx;
 using Squash.Compiler.Tests.Support;
 using Squash.Runtime;
-using Squash.Runtime.Ir;
+using Squash.Runtime.Execution;
 using Squash.Tools.Llama2c;
 
 namespace Squash.Compiler.Tests.Models;
@@ -42,8 +42,8 @@ public sealed class Llama2cTests
     public void OnnxRuntime_GreedyGenerationFromBos_MatchesReference()
     {
         var (expectedTokens, expectedLogits) = s_referenceGreedy.Value;
-        using var ort = new OrtDecoder(s_onnx.Value, Layers, KvHeads, HeadSize, Vocab);
-        var (tokens, logits) = Greedy(ort, Steps);
+        using var ort = new OrtReference(s_onnx.Value);
+        var (tokens, logits) = Greedy(Decoder(ort), Steps);
         AssertLogitsClose(expectedLogits, logits, "ONNX Runtime vs reference");
         Assert.Equal(expectedTokens, tokens);
     }
@@ -76,8 +76,8 @@ public sealed class Llama2cTests
         // Feeding the same 128 tokens 48 + 80 at a time exercises the causal mask with P = 0 and with P > 0.
         var (generated, expected) = s_referenceGreedy.Value;
         long[] fed = [Bos, .. generated[..(Steps - 1)]];
-        using var ort = new OrtDecoder(s_onnx.Value, Layers, KvHeads, HeadSize, Vocab);
-        var logits = RunInChunks(ort, fed, 48);
+        using var ort = new OrtReference(s_onnx.Value);
+        var logits = RunInChunks(Decoder(ort), fed, 48);
         AssertLogitsClose(expected, logits, "ONNX Runtime prompt chunks vs reference");
     }
 
@@ -85,16 +85,16 @@ public sealed class Llama2cTests
     public void SquashExecutor_GreedyGenerationFromBos_MatchesOnnxRuntime()
     {
         var model = OnnxLoader.Load(s_onnx.Value, null, "stories260K.onnx");
-        using var ort = new OrtDecoder(s_onnx.Value, Layers, KvHeads, HeadSize, Vocab);
-        var (expectedTokens, expectedLogits) = Greedy(ort, Steps);
-        var squash = new SquashDecoder(model.Graph, Layers, KvHeads, HeadSize, Vocab);
-        var (tokens, logits) = Greedy(squash, Steps);
+        using var ort = new OrtReference(s_onnx.Value);
+        var (expectedTokens, expectedLogits) = Greedy(Decoder(ort), Steps);
+        var executor = new GraphExecutor(model.Graph);
+        var (tokens, logits) = Greedy(Decoder(executor), Steps);
         AssertLogitsClose(expectedLogits, logits, "Squash vs ONNX Runtime");
         Assert.Equal(expectedTokens, tokens);
 
         // The batched path (mask, several tokens per call) too.
         long[] fed = [Bos, .. expectedTokens[..(Steps - 1)]];
-        var chunked = RunInChunks(new SquashDecoder(model.Graph, Layers, KvHeads, HeadSize, Vocab), fed, 48);
+        var chunked = RunInChunks(Decoder(executor), fed, 48);
         AssertLogitsClose(expectedLogits, chunked, "Squash prompt chunks vs ONNX Runtime");
     }
 
@@ -233,25 +233,22 @@ public sealed class Llama2cTests
         }
         var onnx = OnnxWriter.ToBytes(Llama2cConverter.Convert(bytes, opset));
         Assert.Equal(opset, OnnxLoader.Load(onnx, null).Graph.DefaultOpset);
-        OrtDecoder Ort() => new(onnx, config.Layers, config.KvHeads, config.HeadSize, config.VocabSize);
+        OnnxDecoder Decode(OrtReference ort) => new(ort.Run, config.Layers, config.KvHeads, config.HeadSize, config.VocabSize);
         const int Length = 20;
 
         // Random weights soon repeat one token under greedy decoding, and equal tokens have equal values, which
         // would hide attention errors; so also feed a varied sequence.
         long[] varied = [.. Enumerable.Range(0, Length).Select(i => (long)((i * 7 + 3) % config.VocabSize))];
         var expected = new Llama2cReference(bytes).Forward(varied);
-        using (var ort = Ort())
-            AssertLogitsClose(expected, [.. varied.Select(t => ort.Forward([t])[0])], $"{spec} one token at a time");
-        using (var ort = Ort())
-            AssertLogitsClose(expected, RunInChunks(ort, varied, 7), $"{spec} in chunks");
+        using var ort = new OrtReference(onnx);
+        var stepwise = Decode(ort);
+        AssertLogitsClose(expected, [.. varied.Select(t => stepwise.Forward([t])[0])], $"{spec} one token at a time");
+        AssertLogitsClose(expected, RunInChunks(Decode(ort), varied, 7), $"{spec} in chunks");
 
         var (expectedTokens, expectedLogits) = Greedy(new Llama2cReference(bytes), Length);
-        using (var ort = Ort())
-        {
-            var (tokens, logits) = Greedy(ort, Length);
-            AssertLogitsClose(expectedLogits, logits, $"{spec} greedy");
-            Assert.Equal(expectedTokens, tokens);
-        }
+        var (tokens, logits) = Greedy(Decode(ort), Length);
+        AssertLogitsClose(expectedLogits, logits, $"{spec} greedy");
+        Assert.Equal(expectedTokens, tokens);
     }
 
     /// <summary>The operator types the converter may emit (everything ONNX Runtime's CPU provider runs).</summary>
@@ -260,6 +257,11 @@ public sealed class Llama2cTests
         "Add", "Concat", "Div", "Gather", "Gemm", "LessOrEqual", "MatMul", "Mul", "Range", "Reciprocal", "ReduceMean",
         "Reshape", "Shape", "Sigmoid", "Softmax", "Split", "Sqrt", "Sub", "Tile", "Transpose", "Where",
     ];
+
+    private static OnnxDecoder Decoder(OrtReference ort) => new(ort.Run, Layers, KvHeads, HeadSize, Vocab);
+
+    private static OnnxDecoder Decoder(GraphExecutor executor) =>
+        new(inputs => executor.Run(inputs, new KernelContext(1)), Layers, KvHeads, HeadSize, Vocab);
 
     /// <summary>Feeds BOS, then each step's arg-max; returns the generated tokens and each step's logits.</summary>
     private static (long[] Tokens, float[][] Logits) Greedy(IDecoder decoder, int steps)
@@ -306,7 +308,7 @@ public sealed class Llama2cTests
     {
         using var stdout = new StringWriter();
         using var stderr = new StringWriter();
-        int code = Program.Run(args, stdout, stderr);
+        int code = Squash.Tools.Llama2c.Program.Run(args, stdout, stderr);
         return (code, stdout.ToString(), stderr.ToString());
     }
 
