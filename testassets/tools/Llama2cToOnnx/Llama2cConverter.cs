@@ -20,7 +20,8 @@ public static class Llama2cConverter
     /// <summary>The opset written unless another is asked for.</summary>
     public const int DefaultOpset = 17;
 
-    /// <summary>The oldest opset the graph can be written for (Split, Unsqueeze-free Reshape and Softmax as of 13).</summary>
+    /// <summary>The oldest opset the graph can be written for: Softmax over one axis and Split without a split
+    /// attribute date from opset 13.</summary>
     public const int MinOpset = 13;
 
     /// <summary>llama2.c's RMSNorm epsilon.</summary>
