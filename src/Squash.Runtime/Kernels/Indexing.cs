@@ -60,27 +60,38 @@ public static class Indexing
     }
 
     /// <summary>
-    /// Gather: <c>dst[o, j, :] = src[o, index[j], :]</c> for outer rows <c>o</c> in [<paramref name="start"/>,
-    /// <paramref name="end"/>) of the flattened (outer, index) space, where each <c>:</c> is a block of
-    /// <paramref name="block"/> elements. Blocks are copied with one memmove each.
+    /// Gather: <c>dst[o, j, :] = src[o, index[j], :]</c> for the items <c>o * index.Length + j</c> in
+    /// [<paramref name="start"/>, <paramref name="end"/>), where each <c>:</c> is a block of <paramref name="block"/>
+    /// elements. Blocks are copied with one memmove each.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GatherBlocks<T>(ReadOnlySpan<T> src, Span<T> dst, ReadOnlySpan<int> index, int axisDim,
         int block, int start, int end) where T : unmanaged
     {
         int n = index.Length;
+        if (start >= end) return;
+        int o = start / n, j = start - o * n;
         if (block == 1)
         {
             for (int p = start; p < end; p++)
             {
-                int o = p / n, j = p - o * n;
                 dst[p] = src[o * axisDim + index[j]];
+                if (++j == n)
+                {
+                    j = 0;
+                    o++;
+                }
             }
             return;
         }
         for (int p = start; p < end; p++)
         {
-            int o = p / n, j = p - o * n;
             src.Slice((o * axisDim + index[j]) * block, block).CopyTo(dst.Slice(p * block, block));
+            if (++j == n)
+            {
+                j = 0;
+                o++;
+            }
         }
     }
 

@@ -104,6 +104,7 @@ public static class Resample
     private readonly struct NearestBody<T>(Tensor input, Tensor output, int[][] maps, int factor, T extrapolation) : IRangeBody
         where T : unmanaged
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int start, int end)
         {
             var src = MemoryMarshal.Cast<byte, T>(input.Bytes);
@@ -159,6 +160,7 @@ public static class Resample
     }
 
     /// <summary>Writes every element of <paramref name="source"/> <paramref name="factor"/> times in a row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Expand<T>(ReadOnlySpan<T> source, Span<T> target, int factor) where T : unmanaged
     {
         int n = source.Length;
@@ -228,6 +230,8 @@ public static class Resample
     private readonly struct PassBody<T>(ResampleBuffer<T> source, ResampleBuffer<T> target, int inner, AxisTaps taps,
         T[] weights, T extrapolation) : IRangeBody where T : unmanaged, IFloatingPointIeee754<T>
     {
+        // Kernels run a few times per model call: compile them optimized at once rather than through tier 0.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int start, int end)
         {
             var src = source.Span;

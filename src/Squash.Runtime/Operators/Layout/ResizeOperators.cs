@@ -212,8 +212,14 @@ internal sealed class Resampler
         var order = new List<int>();
         for (int d = 0; d < taps.Length; d++)
             if (taps[d] is not null) order.Add(d);
-        // Shrinking axes first keeps the later passes small.
-        order.Sort((a, b) => ((double)taps[a]!.OutLength / taps[a]!.InLength).CompareTo((double)taps[b]!.OutLength / taps[b]!.InLength));
+        // Shrinking axes first keeps the later passes small. Among equal factors, the innermost axis (the pass
+        // that cannot use whole-row vector arithmetic) goes where the data is smallest: first when enlarging.
+        order.Sort((a, b) =>
+        {
+            double ra = (double)taps[a]!.OutLength / taps[a]!.InLength, rb = (double)taps[b]!.OutLength / taps[b]!.InLength;
+            int byRatio = ra.CompareTo(rb);
+            return byRatio != 0 ? byRatio : ra > 1 ? b.CompareTo(a) : a.CompareTo(b);
+        });
         bool native = input.DataType == DataTypes.Of<T>();
         var pool = ArrayPool<T>.Shared;
         T[]? converted = null, current = null, next = null;
