@@ -34,6 +34,40 @@ public sealed class RecurrentTests
         Check(lstm: false, direction, layout, peepholes: false, clip, inputForget: false, linearBeforeReset, activations);
     }
 
+    /// <summary>
+    /// float16 runs in float and rounds back: on float16-exact inputs it must equal the float run rounded to float16.
+    /// </summary>
+    [Theory]
+    [InlineData("LSTM")]
+    [InlineData("GRU")]
+    public void Float16MatchesFloatRoundedToFloat16(string op)
+    {
+        var rng = new Random(3);
+        int g = op == "LSTM" ? 4 : 3;
+        float[] Values(int n) => Array.ConvertAll(NodeRunner.Random(rng, n), v => (float)(Half)v);
+        var x = Values(Seq * Batch * Input);
+        var w = Values(2 * g * Hidden * Input);
+        var r = Values(2 * g * Hidden * Hidden);
+        var b = Values(2 * 2 * g * Hidden);
+        var attributes = new Dictionary<string, AttributeValue> { ["hidden_size"] = AttributeValue.Int(Hidden), ["direction"] = AttributeValue.String("bidirectional") };
+        Tensor[] RunAs<T>(Func<float, T> convert) where T : unmanaged => NodeRunner.Run(op, 14, attributes, 1, op == "LSTM" ? 3 : 2,
+            Tensor.From<T>(Array.ConvertAll(x, v => convert(v)), Seq, Batch, Input),
+            Tensor.From<T>(Array.ConvertAll(w, v => convert(v)), 2, g * Hidden, Input),
+            Tensor.From<T>(Array.ConvertAll(r, v => convert(v)), 2, g * Hidden, Hidden),
+            Tensor.From<T>(Array.ConvertAll(b, v => convert(v)), 2, 2 * g * Hidden));
+        var single = RunAs(v => v);
+        var half = RunAs(v => (Half)v);
+        for (int o = 0; o < single.Length; o++)
+        {
+            Assert.Equal(DataType.Float16, half[o].DataType);
+            Assert.Equal(single[o].Shape, half[o].Shape);
+            var expected = single[o].AsSpan<float>();
+            var actual = half[o].AsSpan<Half>();
+            for (int i = 0; i < expected.Length; i++)
+                Assert.Equal((Half)expected[i], actual[i]);
+        }
+    }
+
     private static void Check(bool lstm, string direction, int layout, bool peepholes, float clip, bool inputForget,
         bool linearBeforeReset, string[] activationsPerDirection)
     {

@@ -30,6 +30,13 @@ internal static class IndexingOperators
             throw context.Invalid($"indices must be {(allowInt32 ? "int32 or int64" : "int64")}, not {DataTypes.Name(type)}.");
     }
 
+    /// <summary>Indices made non-negative into <paramref name="destination"/>; throws for one out of [-dim, dim).</summary>
+    internal static void NormalizeIndices(Tensor indices, int dim, Span<int> destination, Func<string, SquashException> invalid)
+    {
+        int bad = Indexing.Normalize(indices, dim, destination);
+        if (bad >= 0) throw invalid($"index {indices.GetAsInt64(bad)} is out of range for an axis of size {dim}.");
+    }
+
     /// <summary>Parses a scatter <c>reduction</c> attribute.</summary>
     internal static ScatterReduction ParseReduction(string value, Func<string, SquashException> invalid) => value switch
     {
@@ -66,7 +73,6 @@ internal sealed class GatherOperator : Operator
         }
         int axis = Axis(data.Length);
         context.SetOutput(0, type, [.. data.AsSpan(0, axis), .. indices, .. data.AsSpan(axis + 1)]);
-        if (context.InputValue(1) is { } idx && data[axis] >= 0) CheckIndices(idx, data[axis]);
     }
 
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs)
@@ -79,7 +85,7 @@ internal sealed class GatherOperator : Operator
         var index = Indexing.Rent(count);
         try
         {
-            CheckIndices(indices, dim, index);
+            IndexingOperators.NormalizeIndices(indices, dim, index, Invalid);
             int outer = Shapes.Product(data.Shape, 0, axis);
             int block = Shapes.Product(data.Shape, axis + 1, data.Rank);
             int items = outer * count;
@@ -105,21 +111,6 @@ internal sealed class GatherOperator : Operator
         if (rank == 0) throw Invalid("data must have rank 1 or more.");
         if (_axis < -rank || _axis >= rank) throw Invalid($"axis {_axis} is out of range for rank {rank}.");
         return (int)(_axis < 0 ? _axis + rank : _axis);
-    }
-
-    private void CheckIndices(Tensor indices, int dim, int[]? destination = null)
-    {
-        var buffer = destination ?? Indexing.Rent(indices.ElementCount);
-        try
-        {
-            int bad = Indexing.Normalize(indices, dim, buffer);
-            if (bad >= 0)
-                throw Invalid($"index {indices.GetAsInt64(bad)} is out of range for an axis of size {dim}.");
-        }
-        finally
-        {
-            if (destination is null) Indexing.Return(buffer);
-        }
     }
 
     private readonly struct Body<T>(Tensor data, Tensor output, int[] index, int count, int dim, int block) : IRangeBody
@@ -166,8 +157,7 @@ internal sealed class GatherElementsOperator : Operator
         var index = Indexing.Rent(indices.ElementCount);
         try
         {
-            int bad = Indexing.Normalize(indices, data.Shape[axis], index);
-            if (bad >= 0) throw Invalid($"index {indices.GetAsInt64(bad)} is out of range for an axis of size {data.Shape[axis]}.");
+            IndexingOperators.NormalizeIndices(indices, data.Shape[axis], index, Invalid);
             switch (DataTypes.SizeOf(data.DataType))
             {
                 case 1: Gather<byte>(data, indices.Shape, index, axis, outputs[0]); break;
@@ -417,8 +407,7 @@ internal sealed class ScatterElementsOperator : Operator
         var offsets = Indexing.Rent(indices.ElementCount);
         try
         {
-            int bad = Indexing.Normalize(indices, data.Shape[axis], index);
-            if (bad >= 0) throw Invalid($"index {indices.GetAsInt64(bad)} is out of range for an axis of size {data.Shape[axis]}.");
+            IndexingOperators.NormalizeIndices(indices, data.Shape[axis], index, Invalid);
             // Flat output offset of every update: its own position with the axis coordinate replaced by the index.
             var strides = Shapes.Strides(data.Shape);
             var shape = indices.Shape;

@@ -75,7 +75,7 @@ internal sealed class Resampler
     {
         int rank = input.Length;
         var axes = NormalizedAxes(rank, invalid);
-        int given = (scales ?? (object?)sizes) switch { double[] s => s.Length, long[] s => s.Length, _ => 0 };
+        int given = scales?.Length ?? sizes?.Length ?? 0;
         if (given != axes.Length)
             throw invalid($"{(scales is not null ? "scales" : "sizes")} has {given} values; expected {axes.Length} (one per resized axis).");
         var shape = (int[])input.Clone();
