@@ -195,7 +195,8 @@ internal sealed class Resampler
     {
         // Copies are typed by element size; the extrapolation constant is converted to the data type's bits.
         var fill = new Tensor(input.DataType, 1);
-        if (Extrapolation != 0) WorkingConversion.FromFloat([Extrapolation], fill);
+        if (fill.DataType == DataType.Bool) fill.Bytes[0] = Extrapolation != 0 ? (byte)1 : (byte)0;
+        else if (Extrapolation != 0) WorkingConversion.FromFloat([Extrapolation], fill);
         var bits = fill.Bytes;
         switch (bits.Length)
         {

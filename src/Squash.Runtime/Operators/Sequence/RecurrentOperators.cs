@@ -248,8 +248,9 @@ internal abstract class RecurrentOperator : Operator
             var seqData = new SequenceData(seq, batch, hidden, Directions, Layout);
             var xs = Floats(x, Rent);
             int stateSize = Directions * batch * hidden;
-            // Outputs are computed in float; other types go through a float buffer.
-            var y = outputs.Length > 0 ? FloatOutput(outputs[0], Rent) : Span<float>.Empty;
+            // Outputs are computed in float; other types go through a float buffer. An unnamed Y is not wanted.
+            bool wantY = outputs.Length > 0 && Node.Outputs[0].Name.Length > 0;
+            var y = wantY ? FloatOutput(outputs[0], Rent) : Span<float>.Empty;
             var states = new float[StateOutputs][];
             for (int i = 0; i < StateOutputs; i++)
             {
@@ -300,7 +301,7 @@ internal abstract class RecurrentOperator : Operator
                         else row.Clear();
                     }
                     Step(context, packed, d, work, batch, hidden, active);
-                    if (y.Length > 0)
+                    if (wantY)
                         for (int b = 0; b < batch; b++)
                         {
                             // Steps past a sequence's length leave zeros in Y.
@@ -314,7 +315,7 @@ internal abstract class RecurrentOperator : Operator
                     if (StateOutputs > 1) work.Cell.AsSpan(b * hidden, hidden).CopyTo(states[1].AsSpan(seqData.StateOffset(d, b), hidden));
                 }
             }
-            if (outputs.Length > 0 && outputs[0].DataType != DataType.Float) WorkingConversion.FromWorking(y, outputs[0]);
+            if (wantY && outputs[0].DataType != DataType.Float) WorkingConversion.FromWorking(y, outputs[0]);
             for (int i = 0; i < StateOutputs && i + 1 < outputs.Length; i++)
             {
                 var state = states[i].AsSpan(0, stateSize);
@@ -486,9 +487,9 @@ internal sealed class LstmOperator : RecurrentOperator
         var gates = work.Gates.AsSpan(0, batch * g);
         Gemm.Multiply(context, false, false, batch, g, hidden, 1f, work.Hidden.AsSpan(0, batch * hidden), hidden,
             packed.RecurrentWeights[direction], g, 1f, gates, g);
-        var f = Activations[3 * direction];
+        var fAct = Activations[3 * direction];
         var gAct = Activations[3 * direction + 1];
-        var h = Activations[3 * direction + 2];
+        var hAct = Activations[3 * direction + 2];
         var peep = packed.Extra?[direction];
         for (int b = 0; b < batch; b++)
         {
@@ -505,7 +506,7 @@ internal sealed class LstmOperator : RecurrentOperator
                 TensorPrimitives.MultiplyAdd(peep.AsSpan(2 * hidden, hidden), cell, fg, fg);
             }
             ClipGate(i);
-            f.Apply(i);
+            fAct.Apply(i);
             if (_inputForget)
             {
                 TensorPrimitives.Subtract(1f, i, fg);
@@ -513,7 +514,7 @@ internal sealed class LstmOperator : RecurrentOperator
             else
             {
                 ClipGate(fg);
-                f.Apply(fg);
+                fAct.Apply(fg);
             }
             ClipGate(c);
             gAct.Apply(c);
@@ -522,10 +523,10 @@ internal sealed class LstmOperator : RecurrentOperator
             TensorPrimitives.MultiplyAdd(i, c, cell, cell);
             if (peep is not null) TensorPrimitives.MultiplyAdd(peep.AsSpan(hidden, hidden), cell, o, o);
             ClipGate(o);
-            f.Apply(o);
+            fAct.Apply(o);
             // H = o * h(C); the c gate's row is free now.
             cell.CopyTo(c);
-            h.Apply(c);
+            hAct.Apply(c);
             TensorPrimitives.Multiply(o, c, work.Hidden.AsSpan(b * hidden, hidden));
         }
     }
@@ -585,13 +586,13 @@ internal sealed class GruOperator : RecurrentOperator
         Gemm.Multiply(context, false, false, batch, 2 * hidden, hidden, 1f, state, hidden, rt, g, 1f, gates, g);
         if (_linearBeforeReset)
             Gemm.Multiply(context, false, false, batch, hidden, hidden, 1f, state, hidden, rt.AsSpan(2 * hidden), g, 0f, scratch, hidden);
-        var f = Activations[2 * direction];
+        var fAct = Activations[2 * direction];
         var gAct = Activations[2 * direction + 1];
         for (int b = 0; b < batch; b++)
         {
             var zr = gates.Slice(b * g, 2 * hidden);
             ClipGate(zr);
-            f.Apply(zr);
+            fAct.Apply(zr);
             if (!_linearBeforeReset)
                 TensorPrimitives.Multiply(zr.Slice(hidden, hidden), state.Slice(b * hidden, hidden), scratch.Slice(b * hidden, hidden));
         }
