@@ -17,8 +17,9 @@ public static class Pipeline
 
     /// <summary>
     /// What every compilation runs: <see cref="Simplify"/>, then folds of per-channel affine maps (BatchNormalization,
-    /// constant Mul/Add) into the weights of the convolution or Gemm before them. Folding rounds weights once in fp32,
-    /// so outputs move by about 1e-6 relative.
+    /// constant Mul/Add) into the weights of the convolution or Gemm before them, and recognition of layer normalization
+    /// and hard-swish written out in elementary operators. Folding rounds weights once in fp32, so outputs move by about
+    /// 1e-6 relative.
     /// </summary>
     public static PassManager Optimize() => new(
     [
@@ -28,5 +29,7 @@ public static class Pipeline
         new ShapeInference(),
         new ConvBatchNormFusion(),
         new ConvAffineFusion(),
+        new LayerNormFusion(),
+        new HardSwishFusion(),
     ]);
 }
