@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Squash.Runtime.Kernels;
 
@@ -59,11 +60,20 @@ internal interface IFloatVector<TSelf> where TSelf : struct, IFloatVector<TSelf>
     /// <summary>The smaller lane; NaN if either is NaN.</summary>
     static abstract TSelf Min(TSelf a, TSelf b);
 
+    /// <summary>The larger lane with the hardware's rule for NaN and signed zeros: on x86 <paramref name="b"/> when
+    /// either is NaN or both are zero; on Arm NaN when either is NaN. With x in <paramref name="b"/>, NaN propagates
+    /// on both.</summary>
+    static abstract TSelf MaxNative(TSelf a, TSelf b);
+
+    /// <summary>The smaller lane with the hardware's rule for NaN (see <see cref="MaxNative"/>).</summary>
+    static abstract TSelf MinNative(TSelf a, TSelf b);
+
     /// <summary>Absolute value.</summary>
     static abstract TSelf Abs(TSelf a);
 
-    /// <summary>e raised to each lane.</summary>
-    static abstract TSelf Exp(TSelf a);
+    /// <summary><c>x * 2^n</c> for lanes of n holding integers from -150 to 128, with subnormal results and overflow
+    /// to infinity rounded as one multiplication would (one vscalefps where AVX-512 has it).</summary>
+    static abstract TSelf ScaleByPowerOfTwo(TSelf x, TSelf n);
 
     /// <summary>Natural logarithm of each lane.</summary>
     static abstract TSelf Log(TSelf a);
@@ -106,8 +116,23 @@ internal readonly struct Float128(Vector128<float> value) : IFloatVector<Float12
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float128 FusedMultiplyAdd(Float128 a, Float128 b, Float128 c) => new(Vector128.FusedMultiplyAdd(a.Value, b.Value, c.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float128 Max(Float128 a, Float128 b) => new(Vector128.Max(a.Value, b.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float128 Min(Float128 a, Float128 b) => new(Vector128.Min(a.Value, b.Value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float128 MaxNative(Float128 a, Float128 b) => new(Vector128.MaxNative(a.Value, b.Value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float128 MinNative(Float128 a, Float128 b) => new(Vector128.MinNative(a.Value, b.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float128 Abs(Float128 a) => new(Vector128.Abs(a.Value));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float128 Exp(Float128 a) => new(Vector128.Exp(a.Value));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Float128 ScaleByPowerOfTwo(Float128 x, Float128 n)
+    {
+        if (Avx512F.VL.IsSupported) return new(Avx512F.VL.Scale(x.Value, n.Value));
+        // 2^n as two normal factors, so that n down to -150 and up to 128 stay within the exponent range.
+        var k = Vector128.ConvertToInt32(n.Value);
+        var half = Vector128.ShiftRightArithmetic(k, 1);
+        var bias = Vector128.Create(127);
+        var low = Vector128.ShiftLeft(half + bias, 23).AsSingle();
+        var high = Vector128.ShiftLeft(k - half + bias, 23).AsSingle();
+        return new(x.Value * low * high);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float128 Log(Float128 a) => new(Vector128.Log(a.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float128 GreaterThan(Float128 a, Float128 b) => new(Vector128.GreaterThan(a.Value, b.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float128 GreaterThanOrEqual(Float128 a, Float128 b) => new(Vector128.GreaterThanOrEqual(a.Value, b.Value));
@@ -138,8 +163,23 @@ internal readonly struct Float256(Vector256<float> value) : IFloatVector<Float25
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float256 FusedMultiplyAdd(Float256 a, Float256 b, Float256 c) => new(Vector256.FusedMultiplyAdd(a.Value, b.Value, c.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float256 Max(Float256 a, Float256 b) => new(Vector256.Max(a.Value, b.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float256 Min(Float256 a, Float256 b) => new(Vector256.Min(a.Value, b.Value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float256 MaxNative(Float256 a, Float256 b) => new(Vector256.MaxNative(a.Value, b.Value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float256 MinNative(Float256 a, Float256 b) => new(Vector256.MinNative(a.Value, b.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float256 Abs(Float256 a) => new(Vector256.Abs(a.Value));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float256 Exp(Float256 a) => new(Vector256.Exp(a.Value));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Float256 ScaleByPowerOfTwo(Float256 x, Float256 n)
+    {
+        if (Avx512F.VL.IsSupported) return new(Avx512F.VL.Scale(x.Value, n.Value));
+        // 2^n as two normal factors, so that n down to -150 and up to 128 stay within the exponent range.
+        var k = Vector256.ConvertToInt32(n.Value);
+        var half = Vector256.ShiftRightArithmetic(k, 1);
+        var bias = Vector256.Create(127);
+        var low = Vector256.ShiftLeft(half + bias, 23).AsSingle();
+        var high = Vector256.ShiftLeft(k - half + bias, 23).AsSingle();
+        return new(x.Value * low * high);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float256 Log(Float256 a) => new(Vector256.Log(a.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float256 GreaterThan(Float256 a, Float256 b) => new(Vector256.GreaterThan(a.Value, b.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float256 GreaterThanOrEqual(Float256 a, Float256 b) => new(Vector256.GreaterThanOrEqual(a.Value, b.Value));
@@ -170,8 +210,23 @@ internal readonly struct Float512(Vector512<float> value) : IFloatVector<Float51
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float512 FusedMultiplyAdd(Float512 a, Float512 b, Float512 c) => new(Vector512.FusedMultiplyAdd(a.Value, b.Value, c.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float512 Max(Float512 a, Float512 b) => new(Vector512.Max(a.Value, b.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float512 Min(Float512 a, Float512 b) => new(Vector512.Min(a.Value, b.Value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float512 MaxNative(Float512 a, Float512 b) => new(Vector512.MaxNative(a.Value, b.Value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float512 MinNative(Float512 a, Float512 b) => new(Vector512.MinNative(a.Value, b.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float512 Abs(Float512 a) => new(Vector512.Abs(a.Value));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float512 Exp(Float512 a) => new(Vector512.Exp(a.Value));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Float512 ScaleByPowerOfTwo(Float512 x, Float512 n)
+    {
+        if (Avx512F.IsSupported) return new(Avx512F.Scale(x.Value, n.Value));
+        // 2^n as two normal factors, so that n down to -150 and up to 128 stay within the exponent range.
+        var k = Vector512.ConvertToInt32(n.Value);
+        var half = Vector512.ShiftRightArithmetic(k, 1);
+        var bias = Vector512.Create(127);
+        var low = Vector512.ShiftLeft(half + bias, 23).AsSingle();
+        var high = Vector512.ShiftLeft(k - half + bias, 23).AsSingle();
+        return new(x.Value * low * high);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float512 Log(Float512 a) => new(Vector512.Log(a.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float512 GreaterThan(Float512 a, Float512 b) => new(Vector512.GreaterThan(a.Value, b.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Float512 GreaterThanOrEqual(Float512 a, Float512 b) => new(Vector512.GreaterThanOrEqual(a.Value, b.Value));

@@ -28,7 +28,7 @@ internal static class UnaryOperators
         Add(registry, "Floor", UnaryKernels.Floating(TensorPrimitives.Floor, TensorPrimitives.Floor));
         // TensorPrimitives.Round rounds half to even, as ONNX's Round does.
         Add(registry, "Round", UnaryKernels.Floating(TensorPrimitives.Round, TensorPrimitives.Round), minOpset: 11);
-        Add(registry, "Exp", UnaryKernels.Floating(TensorPrimitives.Exp, TensorPrimitives.Exp));
+        Add(registry, "Exp", UnaryKernels.Floating(new ExpFunction()));
         Add(registry, "Log", UnaryKernels.Floating(TensorPrimitives.Log, TensorPrimitives.Log));
         Add(registry, "Sqrt", UnaryKernels.Floating(TensorPrimitives.Sqrt, TensorPrimitives.Sqrt));
         Add(registry, "Reciprocal", UnaryKernels.Floating(TensorPrimitives.Reciprocal, TensorPrimitives.Reciprocal));
@@ -41,7 +41,7 @@ internal static class UnaryOperators
         Add(registry, "Atan", UnaryKernels.Floating(TensorPrimitives.Atan, TensorPrimitives.Atan));
         Add(registry, "Sinh", UnaryKernels.Floating(TensorPrimitives.Sinh, TensorPrimitives.Sinh), minOpset: 9);
         Add(registry, "Cosh", UnaryKernels.Floating(TensorPrimitives.Cosh, TensorPrimitives.Cosh), minOpset: 9);
-        Add(registry, "Tanh", UnaryKernels.Floating(TensorPrimitives.Tanh, TensorPrimitives.Tanh));
+        Add(registry, "Tanh", UnaryKernels.Floating(new TanhFunction()));
         Add(registry, "Asinh", UnaryKernels.Floating(TensorPrimitives.Asinh, TensorPrimitives.Asinh), minOpset: 9);
         Add(registry, "Acosh", UnaryKernels.Floating(TensorPrimitives.Acosh, TensorPrimitives.Acosh), minOpset: 9);
         Add(registry, "Atanh", UnaryKernels.Floating(TensorPrimitives.Atanh, TensorPrimitives.Atanh), minOpset: 9);
