@@ -292,6 +292,26 @@ public sealed class UnaryTests
             RunNode("Exp", 13, [], Tensor.From<int>([1], 1))).Code);
     }
 
+    /// <summary>Split across threads (ranges of UnaryKernel.Grain elements), results are bit-identical to one thread.</summary>
+    [Fact]
+    public void ThreadsDoNotChangeResults()
+    {
+        var rng = new Random(5);
+        var values = new float[200_003];
+        for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() * 20 - 10);
+        var halves = new Half[values.Length];
+        for (int i = 0; i < values.Length; i++) halves[i] = (Half)values[i];
+        foreach (var (op, input) in new[] { ("Sigmoid", Tensor.From<float>(values, values.Length)), ("Erf", Tensor.From<Half>(halves, halves.Length)) })
+        {
+            var one = RunNode(op, 13, [], [input], new KernelContext(1));
+            var three = RunNode(op, 13, [], [input], new KernelContext(3));
+            Assert.True(one.Bytes.SequenceEqual(three.Bytes), op);
+        }
+        var cast = Tensor.From<float>(values, values.Length);
+        Assert.True(RunNode("Cast", 13, new() { ["to"] = AttributeValue.Int(16) }, [cast], new KernelContext(1)).Bytes
+            .SequenceEqual(RunNode("Cast", 13, new() { ["to"] = AttributeValue.Int(16) }, [cast], new KernelContext(3)).Bytes));
+    }
+
     /// <summary>Applies <paramref name="function"/> at every vector width the hardware accelerates.</summary>
     private static (string Width, float[] Result)[] AllWidths<TF>(TF function, float[] x) where TF : struct, IFloatFunction
     {
@@ -335,7 +355,10 @@ public sealed class UnaryTests
     }
 
     /// <summary>Runs one node through the executor; a null input is omitted.</summary>
-    private static Tensor RunNode(string opType, int opset, Dictionary<string, AttributeValue> attributes, params Tensor?[] inputs)
+    private static Tensor RunNode(string opType, int opset, Dictionary<string, AttributeValue> attributes, params Tensor?[] inputs) =>
+        RunNode(opType, opset, attributes, inputs, new KernelContext(1));
+
+    private static Tensor RunNode(string opType, int opset, Dictionary<string, AttributeValue> attributes, Tensor?[] inputs, KernelContext context)
     {
         var graph = new Graph();
         graph.OpsetImports[""] = opset;
@@ -358,6 +381,6 @@ public sealed class UnaryTests
         node.AddOutput(output);
         graph.Nodes.Add(node);
         graph.Outputs.Add(output);
-        return new GraphExecutor(graph).Run(feeds)["y"];
+        return new GraphExecutor(graph).Run(feeds, context)["y"];
     }
 }

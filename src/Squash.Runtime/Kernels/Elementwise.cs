@@ -87,34 +87,12 @@ internal static class Elementwise
     }
 
     /// <summary>Applies <paramref name="function"/> to float16 values widened to float, rounding back ties to even.</summary>
-    public static void Map<TF>(TF function, ReadOnlySpan<Half> x, Span<Half> y) where TF : struct, IFloatFunction
-    {
-        if (x.Length != y.Length) throw new ArgumentException("The spans differ in length.", nameof(y));
-        Span<float> buffer = stackalloc float[ChunkSize];
-        for (int i = 0; i < x.Length; i += ChunkSize)
-        {
-            int count = Math.Min(ChunkSize, x.Length - i);
-            var chunk = buffer[..count];
-            FloatConversions.ToSingle(x.Slice(i, count), chunk);
-            Map(function, chunk, chunk);
-            FloatConversions.ToHalf(chunk, y.Slice(i, count));
-        }
-    }
+    public static void Map<TF>(TF function, ReadOnlySpan<Half> x, Span<Half> y) where TF : struct, IFloatFunction =>
+        ThroughFloat(new FunctionInPlace<TF>(function), x, y);
 
     /// <summary>Applies <paramref name="function"/> to bfloat16 values widened to float, rounding back ties to even.</summary>
-    public static void Map<TF>(TF function, ReadOnlySpan<BFloat16> x, Span<BFloat16> y) where TF : struct, IFloatFunction
-    {
-        if (x.Length != y.Length) throw new ArgumentException("The spans differ in length.", nameof(y));
-        Span<float> buffer = stackalloc float[ChunkSize];
-        for (int i = 0; i < x.Length; i += ChunkSize)
-        {
-            int count = Math.Min(ChunkSize, x.Length - i);
-            var chunk = buffer[..count];
-            FloatConversions.ToSingle(x.Slice(i, count), chunk);
-            Map(function, chunk, chunk);
-            FloatConversions.ToBFloat16(chunk, y.Slice(i, count));
-        }
-    }
+    public static void Map<TF>(TF function, ReadOnlySpan<BFloat16> x, Span<BFloat16> y) where TF : struct, IFloatFunction =>
+        ThroughFloat(new FunctionInPlace<TF>(function), x, y);
 
     /// <summary>Applies a numeric function with portable-width vectors and a scalar tail.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -132,32 +110,10 @@ internal static class Elementwise
     }
 
     /// <summary>A float16 kernel that widens to float, applies <paramref name="map"/> and rounds back (ties to even).</summary>
-    public static SpanMap<Half, Half> ForFloat16(SpanMap<float, float> map) => (x, y) =>
-    {
-        Span<float> buffer = stackalloc float[ChunkSize];
-        for (int i = 0; i < x.Length; i += ChunkSize)
-        {
-            int count = Math.Min(ChunkSize, x.Length - i);
-            var chunk = buffer[..count];
-            FloatConversions.ToSingle(x.Slice(i, count), chunk);
-            map(chunk, chunk);
-            FloatConversions.ToHalf(chunk, y.Slice(i, count));
-        }
-    };
+    public static SpanMap<Half, Half> ForFloat16(SpanMap<float, float> map) => (x, y) => ThroughFloat(new DelegateInPlace(map), x, y);
 
     /// <summary>A bfloat16 kernel that widens to float, applies <paramref name="map"/> and rounds back (ties to even).</summary>
-    public static SpanMap<BFloat16, BFloat16> ForBFloat16(SpanMap<float, float> map) => (x, y) =>
-    {
-        Span<float> buffer = stackalloc float[ChunkSize];
-        for (int i = 0; i < x.Length; i += ChunkSize)
-        {
-            int count = Math.Min(ChunkSize, x.Length - i);
-            var chunk = buffer[..count];
-            FloatConversions.ToSingle(x.Slice(i, count), chunk);
-            map(chunk, chunk);
-            FloatConversions.ToBFloat16(chunk, y.Slice(i, count));
-        }
-    };
+    public static SpanMap<BFloat16, BFloat16> ForBFloat16(SpanMap<float, float> map) => (x, y) => ThroughFloat(new DelegateInPlace(map), x, y);
 
     /// <summary>A float16 kernel with a result of another type, computed on the input widened to float.</summary>
     public static SpanMap<Half, TOut> ForFloat16To<TOut>(SpanMap<float, TOut> map) => (x, y) =>
@@ -184,4 +140,48 @@ internal static class Elementwise
             map(chunk, y.Slice(i, count));
         }
     };
+
+    private static void ThroughFloat<TOp>(TOp op, ReadOnlySpan<Half> x, Span<Half> y) where TOp : struct, IInPlace
+    {
+        if (x.Length != y.Length) throw new ArgumentException("The spans differ in length.", nameof(y));
+        Span<float> buffer = stackalloc float[ChunkSize];
+        for (int i = 0; i < x.Length; i += ChunkSize)
+        {
+            int count = Math.Min(ChunkSize, x.Length - i);
+            var chunk = buffer[..count];
+            FloatConversions.ToSingle(x.Slice(i, count), chunk);
+            op.Apply(chunk);
+            FloatConversions.ToHalf(chunk, y.Slice(i, count));
+        }
+    }
+
+    private static void ThroughFloat<TOp>(TOp op, ReadOnlySpan<BFloat16> x, Span<BFloat16> y) where TOp : struct, IInPlace
+    {
+        if (x.Length != y.Length) throw new ArgumentException("The spans differ in length.", nameof(y));
+        Span<float> buffer = stackalloc float[ChunkSize];
+        for (int i = 0; i < x.Length; i += ChunkSize)
+        {
+            int count = Math.Min(ChunkSize, x.Length - i);
+            var chunk = buffer[..count];
+            FloatConversions.ToSingle(x.Slice(i, count), chunk);
+            op.Apply(chunk);
+            FloatConversions.ToBFloat16(chunk, y.Slice(i, count));
+        }
+    }
+
+    /// <summary>A float computation done in place on a buffer.</summary>
+    private interface IInPlace
+    {
+        void Apply(Span<float> values);
+    }
+
+    private readonly struct FunctionInPlace<TF>(TF function) : IInPlace where TF : struct, IFloatFunction
+    {
+        public void Apply(Span<float> values) => Map(function, values, values);
+    }
+
+    private readonly struct DelegateInPlace(SpanMap<float, float> map) : IInPlace
+    {
+        public void Apply(Span<float> values) => map(values, values);
+    }
 }

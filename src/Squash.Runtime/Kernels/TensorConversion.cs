@@ -71,7 +71,7 @@ internal static class TensorConversion
     }
 
     /// <summary>Converts between number types (not bool or bfloat16).</summary>
-    private static void Convert<TFrom, TTo>(ReadOnlySpan<TFrom> x, Span<TTo> y)
+    private static void ConvertSpan<TFrom, TTo>(ReadOnlySpan<TFrom> x, Span<TTo> y)
         where TFrom : unmanaged, INumberBase<TFrom> where TTo : unmanaged, INumberBase<TTo>
     {
         // The dedicated float16 conversions are vectorized.
@@ -98,16 +98,16 @@ internal static class TensorConversion
         switch (y.DataType)
         {
             case DataType.Float: x.CopyTo(Elements<float>(y).Slice(offset, n)); break;
-            case DataType.Double: Convert(x, Elements<double>(y).Slice(offset, n)); break;
-            case DataType.Float16: Convert(x, Elements<Half>(y).Slice(offset, n)); break;
-            case DataType.Int8: Convert(x, Elements<sbyte>(y).Slice(offset, n)); break;
-            case DataType.Int16: Convert(x, Elements<short>(y).Slice(offset, n)); break;
-            case DataType.Int32: Convert(x, Elements<int>(y).Slice(offset, n)); break;
-            case DataType.Int64: Convert(x, Elements<long>(y).Slice(offset, n)); break;
-            case DataType.UInt8: Convert(x, Elements<byte>(y).Slice(offset, n)); break;
-            case DataType.UInt16: Convert(x, Elements<ushort>(y).Slice(offset, n)); break;
-            case DataType.UInt32: Convert(x, Elements<uint>(y).Slice(offset, n)); break;
-            case DataType.UInt64: Convert(x, Elements<ulong>(y).Slice(offset, n)); break;
+            case DataType.Double: ConvertSpan(x, Elements<double>(y).Slice(offset, n)); break;
+            case DataType.Float16: ConvertSpan(x, Elements<Half>(y).Slice(offset, n)); break;
+            case DataType.Int8: ConvertSpan(x, Elements<sbyte>(y).Slice(offset, n)); break;
+            case DataType.Int16: ConvertSpan(x, Elements<short>(y).Slice(offset, n)); break;
+            case DataType.Int32: ConvertSpan(x, Elements<int>(y).Slice(offset, n)); break;
+            case DataType.Int64: ConvertSpan(x, Elements<long>(y).Slice(offset, n)); break;
+            case DataType.UInt8: ConvertSpan(x, Elements<byte>(y).Slice(offset, n)); break;
+            case DataType.UInt16: ConvertSpan(x, Elements<ushort>(y).Slice(offset, n)); break;
+            case DataType.UInt32: ConvertSpan(x, Elements<uint>(y).Slice(offset, n)); break;
+            case DataType.UInt64: ConvertSpan(x, Elements<ulong>(y).Slice(offset, n)); break;
             case DataType.Bool: ToBool(x, Elements<bool>(y).Slice(offset, n)); break;
             case DataType.BFloat16: FloatConversions.ToBFloat16(x, Elements<BFloat16>(y).Slice(offset, n)); break;
             default: throw Unsupported(y.DataType);
@@ -124,7 +124,7 @@ internal static class TensorConversion
     private readonly struct Body<TFrom, TTo>(Tensor x, Tensor y) : IRangeBody
         where TFrom : unmanaged, INumberBase<TFrom> where TTo : unmanaged, INumberBase<TTo>
     {
-        public void Invoke(int start, int end) => Convert(Elements<TFrom>(x)[start..end], Elements<TTo>(y)[start..end]);
+        public void Invoke(int start, int end) => ConvertSpan(Elements<TFrom>(x)[start..end], Elements<TTo>(y)[start..end]);
     }
 
     private readonly struct ToBoolBody<TFrom>(Tensor x, Tensor y) : IRangeBody where TFrom : unmanaged, INumberBase<TFrom>
@@ -145,7 +145,7 @@ internal static class TensorConversion
             {
                 int count = Math.Min(ChunkSize, end - i);
                 var chunk = buffer[..count];
-                Convert(source.Slice(i, count), chunk);
+                ConvertSpan(source.Slice(i, count), chunk);
                 FloatConversions.ToBFloat16(chunk, destination.Slice(i, count));
             }
         }
