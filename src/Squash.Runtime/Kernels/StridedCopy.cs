@@ -165,8 +165,15 @@ public static unsafe class StridedCopy
         plan.InnerCount = n[split];
         plan.InnerSource = s[split];
         plan.InnerDestination = d[split];
-        plan.Chunk = plan.Mode == Mode.Transpose ? Transpose.StripWidth(es) : Math.Max(1, ChunkBytes / es);
-        plan.Chunks = (plan.InnerCount + plan.Chunk - 1) / plan.Chunk;
+        // Chunks of about the target size, evened out so that no small remainder is left (and a multiple of 8, the
+        // SIMD tile width, for transposes). Tall transposes also split their rows, so that one big matrix still
+        // spreads over threads.
+        int target = plan.Mode == Mode.Transpose ? Transpose.StripWidth(es, plan.Rows) : Math.Max(1, ChunkBytes / es);
+        plan.Chunk = EvenChunk(plan.InnerCount, target, plan.Mode == Mode.Transpose);
+        plan.Columns = (plan.InnerCount + plan.Chunk - 1) / plan.Chunk;
+        plan.RowChunk = plan.Mode == Mode.Transpose ? EvenChunk(plan.Rows, RowBlock, true) : 1;
+        plan.RowChunks = plan.Mode == Mode.Transpose ? (plan.Rows + plan.RowChunk - 1) / plan.RowChunk : 1;
+        plan.Chunks = plan.Columns * plan.RowChunks;
         long outerCount = 1;
         for (int k = 0; k < r; k++)
         {
@@ -177,9 +184,21 @@ public static unsafe class StridedCopy
             plan.OuterRank++;
             outerCount *= n[k];
         }
-        long leafBytes = (long)Math.Min(plan.Chunk, plan.InnerCount) * es * (plan.Mode == Mode.Transpose ? plan.Rows : 1);
+        long leafBytes = (long)Math.Min(plan.Chunk, plan.InnerCount) * es * (plan.Mode == Mode.Transpose ? Math.Min(plan.Rows, plan.RowChunk) : 1);
         int grain = (int)Math.Max(1, TaskBytes / leafBytes);
         context.For((int)(outerCount * plan.Chunks), plan, grain);
+    }
+
+    /// <summary>Rows of a transpose per work item at most (a multiple of 8).</summary>
+    private const int RowBlock = 256;
+
+    /// <summary>A chunk length near <paramref name="target"/> that splits <paramref name="count"/> evenly.</summary>
+    private static int EvenChunk(int count, int target, bool multipleOf8)
+    {
+        int chunks = (count + target - 1) / target;
+        if (chunks <= 1) return Math.Max(count, 1);
+        int chunk = (count + chunks - 1) / chunks;
+        return multipleOf8 ? (chunk + 7) & ~7 : chunk;
     }
 
     private enum Mode : byte
@@ -202,7 +221,7 @@ public static unsafe class StridedCopy
         private long _element;
     }
 
-    /// <summary>The simplified copy: work items are (outer index, chunk of the split axis) pairs, row-major.</summary>
+    /// <summary>The simplified copy: work items are (outer index, chunk) pairs, row-major.</summary>
     private struct Plan : IRangeBody
     {
         public byte* Src;
@@ -217,11 +236,17 @@ public static unsafe class StridedCopy
         public int InnerCount;
         public long InnerSource;
         public long InnerDestination;
+        /// <summary>Length of a chunk of the split axis, and how many chunks it has.</summary>
         public int Chunk;
-        public int Chunks;
-        /// <summary>Transposes only: the length and source stride of the last axis (destination stride 1).</summary>
+        public int Columns;
+        /// <summary>Transposes only: the length and source stride of the last axis (destination stride 1), and
+        /// its blocks.</summary>
         public int Rows;
         public long RowStride;
+        public int RowChunk;
+        public int RowChunks;
+        /// <summary>Work items per outer index: <see cref="Columns"/> x <see cref="RowChunks"/>.</summary>
+        public int Chunks;
 
         public void Invoke(int start, int end)
         {
@@ -236,12 +261,27 @@ public static unsafe class StridedCopy
                 so += i * OuterSource[k];
                 dO += i * OuterDestination[k];
             }
-            for (int item = start; item < end; item++)
+            int item = start, lastAxis = OuterRank - 1;
+            while (item < end)
             {
-                Leaf(so, dO, chunk);
+                int step = 1;
+                if (Chunks == 1 && lastAxis >= 0)
+                {
+                    // A run of whole rows along the last outer axis: one tight loop, no odometer per row.
+                    step = Math.Min(end - item, OuterDims[lastAxis] - index[lastAxis]);
+                    Run(so, dO, step, OuterSource[lastAxis], OuterDestination[lastAxis]);
+                    so += (step - 1) * OuterSource[lastAxis];
+                    dO += (step - 1) * OuterDestination[lastAxis];
+                    index[lastAxis] += step - 1;
+                }
+                else
+                {
+                    Leaf(so, dO, chunk);
+                }
+                item += step;
                 if (++chunk < Chunks) continue;
                 chunk = 0;
-                for (int k = OuterRank - 1; k >= 0; k--)
+                for (int k = lastAxis; k >= 0; k--)
                 {
                     so += OuterSource[k];
                     dO += OuterDestination[k];
@@ -253,9 +293,16 @@ public static unsafe class StridedCopy
             }
         }
 
+        /// <summary>One work item: a chunk of the split axis (and for transposes a block of rows).</summary>
         private readonly void Leaf(long sourceOffset, long destinationOffset, int chunk)
         {
-            int first = chunk * Chunk;
+            int column = chunk, rowBlock = 0;
+            if (Mode == Mode.Transpose)
+            {
+                column = chunk / RowChunks;
+                rowBlock = chunk % RowChunks;
+            }
+            int first = column * Chunk;
             int count = Math.Min(Chunk, InnerCount - first);
             byte* s = Src + (sourceOffset + first * InnerSource) * Es;
             byte* d = Dst + (destinationOffset + first * InnerDestination) * Es;
@@ -268,10 +315,35 @@ public static unsafe class StridedCopy
                     FillElements(s, d, count, Es);
                     break;
                 case Mode.Transpose:
-                    Transpose.Tile(Es, s, RowStride, d, InnerDestination, Rows, count);
+                    int firstRow = rowBlock * RowChunk;
+                    Transpose.Tile(Es, s + firstRow * RowStride * Es, RowStride, d + (long)firstRow * Es, InnerDestination,
+                        Math.Min(RowChunk, Rows - firstRow), count);
                     break;
                 default:
                     CopyElements(s, InnerSource, d, InnerDestination, count, Es);
+                    break;
+            }
+        }
+
+        /// <summary><paramref name="count"/> whole items (one chunk each) that follow each other with the given strides.</summary>
+        private readonly void Run(long sourceOffset, long destinationOffset, int count, long sourceStep, long destinationStep)
+        {
+            byte* s = Src + sourceOffset * Es, d = Dst + destinationOffset * Es;
+            long ss = sourceStep * Es, ds = destinationStep * Es;
+            switch (Mode)
+            {
+                case Mode.Contiguous:
+                    long bytes = (long)InnerCount * Es;
+                    for (int i = 0; i < count; i++, s += ss, d += ds) Buffer.MemoryCopy(s, d, bytes, bytes);
+                    break;
+                case Mode.Broadcast:
+                    for (int i = 0; i < count; i++, s += ss, d += ds) FillElements(s, d, InnerCount, Es);
+                    break;
+                case Mode.Transpose:
+                    for (int i = 0; i < count; i++, s += ss, d += ds) Transpose.Tile(Es, s, RowStride, d, InnerDestination, Rows, InnerCount);
+                    break;
+                default:
+                    for (int i = 0; i < count; i++, s += ss, d += ds) CopyElements(s, InnerSource, d, InnerDestination, InnerCount, Es);
                     break;
             }
         }

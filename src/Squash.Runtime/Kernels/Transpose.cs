@@ -43,8 +43,11 @@ public static unsafe class Transpose
         StridedCopy.Copy(context, elementSize, shape, source, 0, sourceStrides, destination);
     }
 
-    /// <summary>Columns a tile strip covers: 128 bytes, two cache lines of every source row.</summary>
-    internal static int StripWidth(int elementSize) => 128 / elementSize;
+    /// <summary>
+    /// Columns one work item transposes: 256 bytes (four cache lines) of each of <paramref name="rows"/> source rows,
+    /// widened for short matrices so that an item moves at least 4 KiB.
+    /// </summary>
+    internal static int StripWidth(int elementSize, int rows) => Math.Max(256 / elementSize, 4096 / (elementSize * Math.Max(rows, 1)));
 
     /// <summary>
     /// <c>dst[i * dstRow + j] = src[j * srcRow + i]</c> for <c>j &lt; rows</c>, <c>i &lt; cols</c>: a source matrix
@@ -54,7 +57,7 @@ public static unsafe class Transpose
     {
         switch (elementSize)
         {
-            case 1: TileScalar((byte*)src, srcRow, (byte*)dst, dstRow, 0, rows, cols); break;
+            case 1: Tile1(src, srcRow, dst, dstRow, rows, cols); break;
             case 2: Tile2((ushort*)src, srcRow, (ushort*)dst, dstRow, rows, cols); break;
             case 4: Tile4((uint*)src, srcRow, (uint*)dst, dstRow, rows, cols); break;
             default: Tile8((ulong*)src, srcRow, (ulong*)dst, dstRow, rows, cols); break;
@@ -63,7 +66,8 @@ public static unsafe class Transpose
 
     private static void TileScalar<T>(T* src, long srcRow, T* dst, long dstRow, int rowStart, int rows, int cols) where T : unmanaged
     {
-        // Four source rows at a time: each destination row then gets four adjacent elements per visit.
+        // Four source rows at a time: each destination row then gets four adjacent elements per visit. The 1 to 3
+        // rows left over go in one pass too, so that a short matrix (a small channel count) is one sweep.
         int j = rowStart;
         for (; j + 4 <= rows; j += 4)
         {
@@ -77,11 +81,35 @@ public static unsafe class Transpose
                 d[3] = s3[i];
             }
         }
-        for (; j < rows; j++)
+        switch (rows - j)
         {
-            T* s = src + j * srcRow;
-            T* d = dst + j;
-            for (int i = 0; i < cols; i++, d += dstRow) *d = s[i];
+            case 1:
+            {
+                T* s0 = src + j * srcRow, d = dst + j;
+                for (int i = 0; i < cols; i++, d += dstRow) *d = s0[i];
+                break;
+            }
+            case 2:
+            {
+                T* s0 = src + j * srcRow, s1 = s0 + srcRow, d = dst + j;
+                for (int i = 0; i < cols; i++, d += dstRow)
+                {
+                    d[0] = s0[i];
+                    d[1] = s1[i];
+                }
+                break;
+            }
+            case 3:
+            {
+                T* s0 = src + j * srcRow, s1 = s0 + srcRow, s2 = s1 + srcRow, d = dst + j;
+                for (int i = 0; i < cols; i++, d += dstRow)
+                {
+                    d[0] = s0[i];
+                    d[1] = s1[i];
+                    d[2] = s2[i];
+                }
+                break;
+            }
         }
     }
 
@@ -89,6 +117,21 @@ public static unsafe class Transpose
     {
         int j = 0;
         if (Avx.IsSupported && cols >= 8)
+        {
+            for (; j + 8 <= rows; j += 8)
+            {
+                int i = 0;
+                for (; i + 8 <= cols; i += 8) Transpose8x8(src + j * srcRow + i, srcRow, dst + i * dstRow + j, dstRow);
+                if (i < cols) TileScalar(src + i, srcRow, dst + i * dstRow, dstRow, j, j + 8, cols - i);
+            }
+        }
+        TileScalar(src, srcRow, dst, dstRow, j, rows, cols);
+    }
+
+    private static void Tile1(byte* src, long srcRow, byte* dst, long dstRow, int rows, int cols)
+    {
+        int j = 0;
+        if (Sse2.IsSupported && cols >= 8)
         {
             for (; j + 8 <= rows; j += 8)
             {
@@ -166,6 +209,40 @@ public static unsafe class Transpose
         Avx.Store((float*)(dst + 5 * dstRow), Avx.Permute2x128(u1, u5, 0x31));
         Avx.Store((float*)(dst + 6 * dstRow), Avx.Permute2x128(u2, u6, 0x31));
         Avx.Store((float*)(dst + 7 * dstRow), Avx.Permute2x128(u3, u7, 0x31));
+    }
+
+    /// <summary>An 8x8 block of bytes: rows loaded as 64-bit halves, then interleaved at 8, 16 and 32 bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(byte* src, long srcRow, byte* dst, long dstRow)
+    {
+        var r0 = Sse2.LoadScalarVector128((ulong*)src).AsByte();
+        var r1 = Sse2.LoadScalarVector128((ulong*)(src + srcRow)).AsByte();
+        var r2 = Sse2.LoadScalarVector128((ulong*)(src + 2 * srcRow)).AsByte();
+        var r3 = Sse2.LoadScalarVector128((ulong*)(src + 3 * srcRow)).AsByte();
+        var r4 = Sse2.LoadScalarVector128((ulong*)(src + 4 * srcRow)).AsByte();
+        var r5 = Sse2.LoadScalarVector128((ulong*)(src + 5 * srcRow)).AsByte();
+        var r6 = Sse2.LoadScalarVector128((ulong*)(src + 6 * srcRow)).AsByte();
+        var r7 = Sse2.LoadScalarVector128((ulong*)(src + 7 * srcRow)).AsByte();
+        var t0 = Sse2.UnpackLow(r0, r1).AsUInt16();
+        var t1 = Sse2.UnpackLow(r2, r3).AsUInt16();
+        var t2 = Sse2.UnpackLow(r4, r5).AsUInt16();
+        var t3 = Sse2.UnpackLow(r6, r7).AsUInt16();
+        var u0 = Sse2.UnpackLow(t0, t1).AsUInt32();
+        var u1 = Sse2.UnpackHigh(t0, t1).AsUInt32();
+        var u2 = Sse2.UnpackLow(t2, t3).AsUInt32();
+        var u3 = Sse2.UnpackHigh(t2, t3).AsUInt32();
+        var v0 = Sse2.UnpackLow(u0, u2).AsDouble();
+        var v1 = Sse2.UnpackHigh(u0, u2).AsDouble();
+        var v2 = Sse2.UnpackLow(u1, u3).AsDouble();
+        var v3 = Sse2.UnpackHigh(u1, u3).AsDouble();
+        Sse2.StoreLow((double*)dst, v0);
+        Sse2.StoreHigh((double*)(dst + dstRow), v0);
+        Sse2.StoreLow((double*)(dst + 2 * dstRow), v1);
+        Sse2.StoreHigh((double*)(dst + 3 * dstRow), v1);
+        Sse2.StoreLow((double*)(dst + 4 * dstRow), v2);
+        Sse2.StoreHigh((double*)(dst + 5 * dstRow), v2);
+        Sse2.StoreLow((double*)(dst + 6 * dstRow), v3);
+        Sse2.StoreHigh((double*)(dst + 7 * dstRow), v3);
     }
 
     /// <summary>An 8x8 block of 16-bit elements: three rounds of interleaving (16, 32, 64 bits).</summary>
