@@ -43,8 +43,13 @@ public sealed class KernelContext
             body.Invoke(0, count);
             return;
         }
+        ForParallel(count, body, Math.Min(maxChunks, ThreadCount * 4));
+    }
+
+    // Separate so that the closure is only allocated when work really goes to other threads.
+    private void ForParallel<TBody>(int count, TBody body, int chunks) where TBody : struct, IRangeBody
+    {
         // A few chunks per thread balance uneven work without much scheduling cost.
-        int chunks = Math.Min(maxChunks, ThreadCount * 4);
         int per = count / chunks, extra = count % chunks;
         Parallel.For(0, chunks, _options, c =>
         {

@@ -10,13 +10,27 @@ public static partial class Npy
 {
     private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
-    /// <summary>Reads a tensor from a <c>.npy</c> file.</summary>
+    /// <summary>Reads a tensor from a <c>.npy</c> file, or a gzip-compressed one (<c>.npy.gz</c>).</summary>
     /// <exception cref="SquashException">The file is missing, malformed, Fortran-ordered, big-endian or of an unsupported dtype.</exception>
     public static Tensor Read(string path)
     {
         if (!File.Exists(path)) throw new SquashException(ErrorCodes.FileError, $"'{path}' does not exist.");
-        using var stream = File.OpenRead(path);
-        return Read(stream, path);
+        using var file = File.OpenRead(path);
+        int b0 = file.ReadByte(), b1 = file.ReadByte();
+        file.Position = 0;
+        if (b0 == 0x1F && b1 == 0x8B)
+        {
+            try
+            {
+                using var gzip = new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionMode.Decompress);
+                return Read(gzip, path);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new SquashException(ErrorCodes.FileError, $"'{path}' cannot be read as gzip-compressed .npy: {e.Message}");
+            }
+        }
+        return Read(file, path);
     }
 
     /// <summary>Reads a tensor from a stream holding a <c>.npy</c> file.</summary>

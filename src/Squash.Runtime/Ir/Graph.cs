@@ -129,6 +129,23 @@ public sealed class Graph
         }
     }
 
+    /// <summary>Makes every node input (here and in nested subgraphs) that reads <paramref name="old"/> read
+    /// <paramref name="replacement"/> instead. Graph outputs are left to the caller.</summary>
+    public void ReplaceUses(Value old, Value replacement)
+    {
+        foreach (var node in Nodes)
+        {
+            for (int i = 0; i < node.Inputs.Count; i++)
+                if (node.Inputs[i] == old) node.SetInput(i, replacement);
+            foreach (var sub in node.Subgraphs)
+            {
+                sub.ReplaceUses(old, replacement);
+                for (int i = 0; i < sub.Outputs.Count; i++)
+                    if (sub.Outputs[i] == old) sub.Outputs[i] = replacement;
+            }
+        }
+    }
+
     /// <summary>Every value that this graph (not its subgraphs) defines or reads.</summary>
     public IEnumerable<Value> AllValues()
     {

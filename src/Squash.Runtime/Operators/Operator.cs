@@ -36,7 +36,8 @@ public abstract class Operator
     /// at run time every input is known. Unknown output dimensions are reported as -1.</remarks>
     public abstract void InferOutputs(InferenceContext context);
 
-    /// <summary>Computes the outputs, which the caller has allocated with the inferred types and shapes.</summary>
+    /// <summary>Computes the outputs, which the caller has allocated with the inferred types and shapes. Output memory
+    /// holds arbitrary bytes (the memory plan reuses buffers): write every element.</summary>
     /// <param name="context">Threading and scratch memory for the kernels.</param>
     /// <param name="inputs">Inputs in node order (null where an optional input is omitted), then <see cref="ImplicitInputs"/>.</param>
     /// <param name="outputs">Outputs in node order.</param>

@@ -24,30 +24,41 @@ internal sealed class IdentityOperator(Node node) : Operator(node)
         Required(inputs, 0).Bytes.CopyTo(outputs[0].Bytes);
 }
 
-/// <summary>Dropout at inference: <c>output = data</c>, <c>mask = true</c> (training mode is not supported).</summary>
+/// <summary>
+/// Dropout at inference: <c>output = data</c>, <c>mask = true</c>. Training mode is random and not supported,
+/// except with a ratio of 0, where it is the identity too.
+/// </summary>
 internal sealed class DropoutOperator : Operator
 {
+    private readonly float _ratio;
+
     public DropoutOperator(Node node) : base(node)
     {
-        Attributes.Float("ratio", 0.5f);
+        _ratio = Attributes.Float("ratio", 0.5f);
         Attributes.Int("seed", 0);
         Attributes.Int("is_test", 1);
     }
 
     public override void InferOutputs(InferenceContext context)
     {
-        if (context.InputValue(2) is { } training && training.GetAsDouble(0) != 0)
-            throw Unsupported("training mode (training_mode = true) is not supported; export the model for inference.");
+        CheckInference(context.InputValue(1), context.InputValue(2));
         context.SetOutput(0, context.InputType(0), context.InputShape(0));
         context.SetOutput(1, DataType.Bool, context.InputShape(0));
     }
 
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs)
     {
-        if (Optional(inputs, 2) is { } training && training.GetAsDouble(0) != 0)
-            throw Unsupported("training mode (training_mode = true) is not supported; export the model for inference.");
+        CheckInference(Optional(inputs, 1), Optional(inputs, 2));
         Required(inputs, 0).Bytes.CopyTo(outputs[0].Bytes);
         if (outputs.Length > 1) outputs[1].AsSpan<bool>().Fill(true);
+    }
+
+    private void CheckInference(Tensor? ratio, Tensor? training)
+    {
+        if (training is null || training.GetAsDouble(0) == 0) return;
+        double r = ratio?.GetAsDouble(0) ?? (Node.OpsetVersion >= 12 ? 0.5 : _ratio);
+        if (r != 0)
+            throw Unsupported("training mode (training_mode = true) drops values at random and is not supported; export the model for inference.");
     }
 }
 

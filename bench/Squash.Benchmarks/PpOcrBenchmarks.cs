@@ -1,0 +1,91 @@
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
+using Microsoft.ML.OnnxRuntime;
+using Squash.Compiler;
+using Squash.Runtime;
+using Squash.Runtime.Execution;
+using Tensor = Squash.Runtime.Tensor;
+
+namespace Squash.Benchmarks;
+
+/// <summary>
+/// PP-OCR det (1x3x640x640), rec (1x3x48x320) and cls (1x3x48x192), fp32: Squash's planned execution (what the
+/// generated code runs) against ONNX Runtime (all graph optimizations, same intra-op thread count), same input.
+/// </summary>
+[Config(typeof(Config))]
+public class PpOcrBenchmarks
+{
+    private sealed class Config : ManualConfig
+    {
+        public Config()
+        {
+            AddJob(Job.Default.WithWarmupCount(3).WithIterationCount(15).WithLaunchCount(1));
+            AddColumn(BenchmarkDotNet.Columns.StatisticColumn.Median, BenchmarkDotNet.Columns.StatisticColumn.Min, BenchmarkDotNet.Columns.StatisticColumn.Max);
+            WithOption(ConfigOptions.JoinSummary, true);
+        }
+    }
+
+    private static readonly Dictionary<string, (string File, string Task, int[] Shape)> s_models = new()
+    {
+        ["det"] = ("ch_PP-OCRv4_det_infer.onnx", "det", [1, 3, 640, 640]),
+        ["rec"] = ("ch_PP-OCRv4_rec_infer.onnx", "rec", [1, 3, 48, 320]),
+        ["cls"] = ("ch_ppocr_mobile_v2.0_cls_infer.onnx", "cls", [1, 3, 48, 192]),
+    };
+
+    [Params("det", "rec", "cls")]
+    public string Model { get; set; } = "cls";
+
+    [Params(1, 2)]
+    public int Threads { get; set; } = 1;
+
+    private ExecutionPlan _plan = null!;
+    private KernelContext _context = null!;
+    private Dictionary<string, Tensor> _inputs = null!;
+    private InferenceSession _ort = null!;
+    private OrtValue _ortInput = null!;
+    private string[] _ortInputNames = null!, _ortOutputNames = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var (file, task, shape) = s_models[Model];
+        string path = Assets.Model(file);
+        var model = global::Squash.Compiler.Onnx.OnnxLoader.Load(path);
+        string inputName = model.Graph.Inputs[0].Name;
+        ModelPreparation.PinInputShapes(model, new Dictionary<string, int[]> { [inputName] = shape });
+        ModelPreparation.Simplify(model);
+        _plan = ExecutionPlan.Create(model.Graph);
+        _context = new KernelContext(Threads);
+        var input = Assets.Input(task, shape);
+        _inputs = new() { [inputName] = input };
+
+        var options = new SessionOptions
+        {
+            IntraOpNumThreads = Threads,
+            InterOpNumThreads = 1,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+        };
+        _ort = new InferenceSession(path, options);
+        _ortInput = OrtValue.CreateTensorValueFromMemory(input.AsSpan<float>().ToArray(), shape.Select(d => (long)d).ToArray());
+        _ortInputNames = [inputName];
+        _ortOutputNames = [.. _ort.OutputNames];
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _ortInput.Dispose();
+        _ort.Dispose();
+    }
+
+    [Benchmark(Baseline = true)]
+    public void OnnxRuntime()
+    {
+        using var results = _ort.Run(new RunOptions(), _ortInputNames, [_ortInput], _ortOutputNames);
+    }
+
+    [Benchmark]
+    public void Squash() => _plan.Run(_inputs, _context);
+}

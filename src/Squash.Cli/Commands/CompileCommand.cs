@@ -1,0 +1,99 @@
+using System.Globalization;
+using Squash.Compiler.CodeGen;
+using Squash.Compiler.Compilation;
+using Squash.Runtime;
+
+namespace Squash.Cli.Commands;
+
+/// <summary>
+/// <c>squash compile MODEL ...</c>: the build's compiler. Writes <c>NAME.g.cs</c> and <c>NAME.sqw</c>. With
+/// <c>--msbuild</c>, problems are printed as MSBuild canonical errors (<c>model.onnx : error SQ1003: ...</c>).
+/// </summary>
+internal static class CompileCommand
+{
+    public static int Run(Arguments args, TextWriter output)
+    {
+        if (args.Help)
+        {
+            output.WriteLine("usage: squash compile MODEL.onnx --output-dir DIR --class-name NAME [--namespace NS] [--output-name FILE]");
+            output.WriteLine("         [--input-shape NAME=D0,D1,...]... [--constant-input NAME=V0,V1,...]... [--visibility public|internal]");
+            output.WriteLine("         [--weights-storage EmbeddedResource|File] [--weights-name NAME] [--precision fp32] [--api-only] [--msbuild]");
+            return 0;
+        }
+        string model = args.Positional(0, "the model file (squash compile MODEL.onnx --output-dir DIR --class-name NAME)");
+        string outputDir = args.Optional("output-dir") ?? throw new UsageException("--output-dir DIR is required.");
+        string className = args.Optional("class-name") ?? throw new UsageException("--class-name NAME is required.");
+        string ns = args.Optional("namespace") ?? "";
+        string outputName = args.Optional("output-name") ?? className;
+        string visibility = args.Optional("visibility") ?? "public";
+        string storage = args.Optional("weights-storage") ?? "EmbeddedResource";
+        string precision = args.Optional("precision") ?? "fp32";
+        string? weightsName = args.Optional("weights-name");
+        bool apiOnly = args.Flag("api-only");
+        bool msbuild = args.Flag("msbuild");
+        var shapes = ParseAssignments(args.All("input-shape"), "--input-shape").ToDictionary(p => p.Key, p => ParseShape(p.Key, p.Value));
+        var constants = ParseAssignments(args.All("constant-input"), "--constant-input");
+        args.CheckNoneLeft(1);
+
+        if (!CSharpSyntax.IsIdentifier(className))
+            throw new SquashException(ErrorCodes.InvalidModel, $"ClassName '{className}' is not a valid C# identifier; set ClassName on the SquashModel item.");
+        if (ns.Length > 0 && !CSharpSyntax.IsNamespace(ns))
+            throw new SquashException(ErrorCodes.InvalidModel, $"Namespace '{ns}' is not a valid C# namespace; set Namespace on the SquashModel item.");
+        if (visibility is not ("public" or "internal"))
+            throw new SquashException(ErrorCodes.InvalidModel, $"Visibility '{visibility}' is not supported; use public or internal.");
+        if (!Enum.TryParse<WeightsStorage>(storage, ignoreCase: true, out var weightsStorage))
+            throw new SquashException(ErrorCodes.InvalidModel, $"WeightsStorage '{storage}' is not supported; use EmbeddedResource or File.");
+        if (precision != "fp32")
+            throw new SquashException(ErrorCodes.InvalidModel, $"Precision '{precision}' is not supported yet; use fp32.");
+
+        var request = new CompileRequest
+        {
+            ModelPath = model,
+            OutputDirectory = outputDir,
+            OutputName = outputName,
+            InputShapes = shapes,
+            ConstantInputs = constants,
+            Class = new ModelClassOptions
+            {
+                ClassName = className,
+                Namespace = ns,
+                Visibility = visibility,
+                WeightsStorage = weightsStorage,
+                WeightsName = weightsName ?? (ns.Length > 0 ? $"{ns}.{className}.sqw" : $"{className}.sqw"),
+                SourceFileName = Path.GetFileName(model),
+                SourceSha256 = "",
+                Precision = precision,
+                ApiOnly = apiOnly,
+            },
+        };
+        var result = ModelCompiler.Compile(request, msbuild ? null : output.WriteLine);
+        output.WriteLine(result.Changed ? $"wrote {result.SourcePath}" : $"unchanged {result.SourcePath}");
+        return 0;
+    }
+
+    private static Dictionary<string, string> ParseAssignments(IReadOnlyList<string> values, string option)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var value in values)
+            foreach (var part in value.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                int eq = part.IndexOf('=');
+                if (eq <= 0 || eq == part.Length - 1) throw new SquashException(ErrorCodes.InvalidModel, $"{option} takes NAME=VALUES, not '{part}'.");
+                string name = part[..eq].Trim();
+                if (!result.TryAdd(name, part[(eq + 1)..].Trim()))
+                    throw new SquashException(ErrorCodes.InvalidModel, $"{option} names '{name}' twice.");
+            }
+        return result;
+    }
+
+    private static int[] ParseShape(string name, string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        var dims = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out dims[i]))
+                throw new SquashException(ErrorCodes.InvalidModel,
+                    $"InputShapes for '{name}' must be comma-separated non-negative integers such as {name}=1,3,224,224, not '{text}'.");
+        return dims;
+    }
+}

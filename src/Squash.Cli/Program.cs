@@ -1,0 +1,3 @@
+using Squash.Cli;
+
+return CommandLine.Execute(args, Console.Out, Console.Error);

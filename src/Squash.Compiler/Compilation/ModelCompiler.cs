@@ -1,0 +1,99 @@
+using System.Security.Cryptography;
+using Squash.Compiler.CodeGen;
+using Squash.Compiler.Onnx;
+using Squash.Runtime;
+using Squash.Runtime.Weights;
+
+namespace Squash.Compiler.Compilation;
+
+/// <summary>What to compile and how.</summary>
+public sealed record CompileRequest
+{
+    /// <summary>The ONNX model.</summary>
+    public required string ModelPath { get; init; }
+
+    /// <summary>Folder for the outputs.</summary>
+    public required string OutputDirectory { get; init; }
+
+    /// <summary>Base name of the output files: <c>NAME.g.cs</c>, <c>NAME.sqw</c>.</summary>
+    public required string OutputName { get; init; }
+
+    /// <summary>Class shape.</summary>
+    public required ModelClassOptions Class { get; init; }
+
+    /// <summary>Dimensions to pin, by input name.</summary>
+    public IReadOnlyDictionary<string, int[]> InputShapes { get; init; } = new Dictionary<string, int[]>();
+
+    /// <summary>Inputs to bake as constants, by name (comma-separated values).</summary>
+    public IReadOnlyDictionary<string, string> ConstantInputs { get; init; } = new Dictionary<string, string>();
+}
+
+/// <summary>The files a compilation wrote (or found unchanged).</summary>
+/// <param name="SourcePath">The generated C#.</param>
+/// <param name="WeightsPath">The weights file, or null in API-only mode.</param>
+/// <param name="Changed">True when some output's content changed.</param>
+public sealed record CompileResult(string SourcePath, string? WeightsPath, bool Changed);
+
+/// <summary>
+/// Compiles one model: load, pin input shapes, simplify, plan, generate the class and its weights. Outputs are written
+/// atomically and only when their content changed, so an unchanged model leaves timestamps alone.
+/// </summary>
+public static class ModelCompiler
+{
+    /// <summary>Runs the compilation.</summary>
+    /// <exception cref="SquashException">The model or the request is invalid, or the model is not supported.</exception>
+    public static CompileResult Compile(CompileRequest request, Action<string>? log = null)
+    {
+        string sha = Sha256(request.ModelPath);
+        var model = OnnxLoader.Load(request.ModelPath);
+        ModelPreparation.BakeConstantInputs(model, request.ConstantInputs);
+        ModelPreparation.PinInputShapes(model, request.InputShapes);
+        ModelPreparation.Simplify(model, log);
+        RequireStaticShapes(model.Graph, request);
+        var options = request.Class with { SourceSha256 = sha, SourceFileName = Path.GetFileName(request.ModelPath) };
+        var result = ModelClassEmitter.Emit(model.Graph, options);
+
+        Directory.CreateDirectory(request.OutputDirectory);
+        string sourcePath = Path.Combine(request.OutputDirectory, request.OutputName + ".g.cs");
+        if (options.ApiOnly)
+        {
+            // A full build's class is better than a stub: keep it when it exists.
+            bool changedStub = !File.Exists(sourcePath) && AtomicFile.WriteIfChanged(sourcePath, Utf8(result.Source));
+            return new CompileResult(sourcePath, null, changedStub);
+        }
+        var weights = WeightsFile.Write(result.Weights);
+        ulong checksum = WeightsFile.Read(new MemoryStream(weights)).Checksum;
+        string weightsPath = Path.Combine(request.OutputDirectory, request.OutputName + ".sqw");
+        bool changed = AtomicFile.WriteIfChanged(weightsPath, weights);
+        // The source is written last: a build interrupted before this point leaves the old source, which the next
+        // build's up-to-date check does not trust because the source is older than the model.
+        changed |= AtomicFile.WriteIfChanged(sourcePath, Utf8(ModelClassEmitter.WithWeightsChecksum(result.Source, checksum)));
+        log?.Invoke($"{Path.GetFileName(request.ModelPath)}: {model.Graph.Nodes.Count} nodes, {result.Weights.Count} weight tensors ({weights.Length} bytes), arena {result.ArenaBytes} bytes");
+        return new CompileResult(sourcePath, weightsPath, changed);
+    }
+
+    private static void RequireStaticShapes(Squash.Runtime.Ir.Graph graph, CompileRequest request)
+    {
+        foreach (var input in graph.Inputs)
+        {
+            if (input.HasKnownShape) continue;
+            string dims = input.Shape is null ? "its rank is unknown" : $"its shape is {Shapes.Format(input.Shape)}";
+            throw new SquashException(ErrorCodes.UnresolvedShape,
+                $"Input '{input.Name}' has dynamic dimensions ({dims}). Pin them with InputShapes, for example InputShapes=\"{input.Name}={Example(input)}\".");
+        }
+        _ = request;
+    }
+
+    private static string Example(Squash.Runtime.Ir.Value v) =>
+        v.Shape is null ? "1,3,224,224" : string.Join(",", v.Shape.Select(d => d < 0 ? 1 : d));
+
+    private static byte[] Utf8(string s) => new System.Text.UTF8Encoding(false).GetBytes(s);
+
+    private static string Sha256(string path)
+    {
+        if (!File.Exists(path))
+            throw new SquashException(ErrorCodes.ModelNotFound, $"Model file '{path}' does not exist. Check the path (relative paths start at the project folder).");
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(stream));
+    }
+}

@@ -1,0 +1,105 @@
+using Squash.Compiler.Onnx;
+using Squash.Compiler.Passes;
+using Squash.Runtime;
+using Squash.Runtime.Ir;
+
+namespace Squash.Compiler;
+
+/// <summary>The front of every compilation: load, then simplify with <see cref="Pipeline.Simplify"/>. The CLI, the
+/// build and the tests all start here, so they run the same graph.</summary>
+public static class ModelPreparation
+{
+    /// <summary>Loads <paramref name="path"/> and simplifies its graph.</summary>
+    public static Model LoadAndSimplify(string path, Action<string>? log = null)
+    {
+        var model = OnnxLoader.Load(path);
+        Simplify(model, log);
+        return model;
+    }
+
+    /// <summary>
+    /// Fixes the dimensions of graph inputs (InputShapes metadata, or the shapes of the data at hand) so that shape
+    /// arithmetic folds and every tensor gets a static place in the memory plan.
+    /// </summary>
+    /// <exception cref="SquashException">An input does not exist, or the shape contradicts the model (SQ1005).</exception>
+    public static void PinInputShapes(Model model, IReadOnlyDictionary<string, int[]> shapes)
+    {
+        var graph = model.Graph;
+        foreach (var (name, shape) in shapes)
+        {
+            var input = graph.Inputs.FirstOrDefault(i => i.Name == name)
+                ?? throw new SquashException(ErrorCodes.InvalidModel,
+                    $"Cannot pin the shape of '{name}': the model has no such input. Its inputs are: {string.Join(", ", graph.Inputs.Select(i => i.Name))}.");
+            if (shape.Any(d => d < 0))
+                throw new SquashException(ErrorCodes.InvalidModel, $"Cannot pin '{name}' to {Shapes.Format(shape)}: dimensions must be 0 or more.");
+            if (input.Shape is { } declared)
+            {
+                if (declared.Length != shape.Length)
+                    throw new SquashException(ErrorCodes.InvalidModel,
+                        $"Cannot pin '{name}' to {Shapes.Format(shape)}: the model declares rank {declared.Length} ({Shapes.Format(declared)}).");
+                for (int d = 0; d < shape.Length; d++)
+                    if (declared[d] >= 0 && declared[d] != shape[d])
+                        throw new SquashException(ErrorCodes.InvalidModel,
+                            $"Cannot pin '{name}' to {Shapes.Format(shape)}: dimension {d} is fixed to {declared[d]} by the model.");
+            }
+            input.Shape = (int[])shape.Clone();
+        }
+    }
+
+    /// <summary>
+    /// Replaces inputs whose values are known at build time (ConstantInputs metadata, e.g. <c>sr=16000</c>) by constants,
+    /// so branches and shape arithmetic that depend on them fold away. Values are comma-separated; the input's declared
+    /// type and shape decide how they are read (a scalar when the input is 0-d or has no declared shape and one value).
+    /// </summary>
+    /// <exception cref="SquashException">The input does not exist, or the values do not fit its type or shape.</exception>
+    public static void BakeConstantInputs(Model model, IReadOnlyDictionary<string, string> values)
+    {
+        var graph = model.Graph;
+        foreach (var (name, text) in values)
+        {
+            var input = graph.Inputs.FirstOrDefault(i => i.Name == name)
+                ?? throw new SquashException(ErrorCodes.InvalidModel,
+                    $"Cannot bake input '{name}': the model has no such input. Its inputs are: {string.Join(", ", graph.Inputs.Select(i => i.Name))}.");
+            var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            var numbers = new double[parts.Length];
+            for (int i = 0; i < parts.Length; i++)
+                if (!double.TryParse(parts[i], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out numbers[i]))
+                    throw new SquashException(ErrorCodes.InvalidModel, $"Cannot bake input '{name}': '{parts[i]}' is not a number.");
+            int[] shape = input.Shape is { } declared && Shapes.IsKnown(declared) ? declared
+                : numbers.Length == 1 && (input.Shape is null || input.Shape.Length == 0) ? [] : [numbers.Length];
+            if (Shapes.ElementCount(shape) != numbers.Length)
+                throw new SquashException(ErrorCodes.InvalidModel,
+                    $"Cannot bake input '{name}': it has shape {Shapes.Format(shape)} but {numbers.Length} value(s) were given.");
+            var type = input.Type == DataType.Undefined ? DataType.Float : input.Type;
+            var tensor = new Tensor(type, shape);
+            for (int i = 0; i < numbers.Length; i++) SetFromDouble(tensor, i, numbers[i]);
+            graph.Inputs.Remove(input);
+            input.Constant = tensor;
+            graph.Initializers.Add(input);
+        }
+    }
+
+    private static void SetFromDouble(Tensor t, int i, double v)
+    {
+        switch (t.DataType)
+        {
+            case DataType.Float: t.AsSpan<float>()[i] = (float)v; break;
+            case DataType.Double: t.AsSpan<double>()[i] = v; break;
+            case DataType.Float16: t.AsSpan<Half>()[i] = (Half)v; break;
+            case DataType.Int64: t.AsSpan<long>()[i] = checked((long)v); break;
+            case DataType.Int32: t.AsSpan<int>()[i] = checked((int)v); break;
+            case DataType.Int16: t.AsSpan<short>()[i] = checked((short)v); break;
+            case DataType.Int8: t.AsSpan<sbyte>()[i] = checked((sbyte)v); break;
+            case DataType.UInt8: t.AsSpan<byte>()[i] = checked((byte)v); break;
+            case DataType.UInt16: t.AsSpan<ushort>()[i] = checked((ushort)v); break;
+            case DataType.UInt32: t.AsSpan<uint>()[i] = checked((uint)v); break;
+            case DataType.UInt64: t.AsSpan<ulong>()[i] = checked((ulong)v); break;
+            case DataType.Bool: t.AsSpan<bool>()[i] = v != 0; break;
+            default: throw new SquashException(ErrorCodes.UnsupportedDataType, $"Inputs of type {DataTypes.Name(t.DataType)} cannot be baked.");
+        }
+    }
+
+    /// <summary>Simplifies <paramref name="model"/>'s graph in place.</summary>
+    public static void Simplify(Model model, Action<string>? log = null) =>
+        Pipeline.Simplify().Run(model.Graph, new PassContext { Log = log });
+}

@@ -1,0 +1,89 @@
+using Squash.Runtime;
+using Squash.Runtime.Ir;
+using Squash.Runtime.Operators;
+
+namespace Squash.Compiler.Passes;
+
+/// <summary>
+/// Replaces nodes whose inputs are all known at build time by their results, computed with the operators the
+/// runtime uses:
+/// <code>
+///   Constant -> c            becomes   c (an initializer)
+///   Reshape(W_const, s_const) becomes  W' (an initializer)
+///   Shape(x) with x's shape known      becomes its value
+/// </code>
+/// Handles: every deterministic operator without subgraphs; Shape and Size of values whose shape is known.
+/// Does not handle: If (see the pruning of constant branches), nodes whose outputs would grow the weights by more
+/// than <see cref="PassContext.MaxFoldedBytes"/> (ConstantOfShape of a huge shape stays a node).
+/// </summary>
+public sealed class ConstantFolding : IGraphPass
+{
+    /// <inheritdoc/>
+    public string Name => "ConstantFolding";
+
+    /// <inheritdoc/>
+    public bool Run(Graph graph, PassContext context)
+    {
+        bool changed = false;
+        var kernelContext = new KernelContext(1);
+        foreach (var node in graph.Nodes.ToArray())
+        {
+            if (node.Subgraphs.Any()) continue;
+            Tensor[]? results = node.OpType is "Shape" or "Size" && node.Domain.Length == 0
+                ? FoldShapeQuery(node)
+                : Fold(node, kernelContext, context);
+            if (results is null) continue;
+            for (int k = 0; k < node.Outputs.Count; k++)
+            {
+                var output = node.Outputs[k];
+                output.Constant = results[k];
+                output.Producer = null;
+                graph.Initializers.Add(output);
+            }
+            graph.Nodes.Remove(node);
+            changed = true;
+        }
+        return changed;
+    }
+
+    private static Tensor[]? Fold(Node node, KernelContext kernelContext, PassContext context)
+    {
+        long inputBytes = 0;
+        foreach (var input in node.Inputs)
+        {
+            if (input is null) continue;
+            if (input.Constant is null) return null;
+            inputBytes += input.Constant.ByteLength;
+        }
+        var op = OperatorRegistry.Create(node);
+        var inference = ShapeInference.Infer(node, op);
+        long outputBytes = 0;
+        for (int k = 0; k < node.Outputs.Count; k++)
+        {
+            var shape = inference.OutputShapes[k];
+            var type = inference.OutputTypes[k];
+            if (shape is null || !Shapes.IsKnown(shape) || type == DataType.Undefined) return null;
+            outputBytes += Shapes.ElementCount(shape) * DataTypes.SizeOf(type);
+        }
+        if (outputBytes > inputBytes + context.MaxFoldedBytes) return null;
+        var outputs = new Tensor[node.Outputs.Count];
+        for (int k = 0; k < outputs.Length; k++) outputs[k] = new Tensor(inference.OutputTypes[k], inference.OutputShapes[k]!);
+        var inputs = node.Inputs.Select(v => v?.Constant).ToArray();
+        op.Run(kernelContext, inputs, outputs);
+        return outputs;
+    }
+
+    private static Tensor[]? FoldShapeQuery(Node node)
+    {
+        if (node.Input(0)?.Shape is not { } shape || !Shapes.IsKnown(shape)) return null;
+        if (node.OpType == "Size") return [Tensor.Scalar(Shapes.ElementCount(shape))];
+        int rank = shape.Length;
+        long start = node.Attributes.TryGetValue("start", out var s) ? s.IntValue : 0;
+        long end = node.Attributes.TryGetValue("end", out var e) ? e.IntValue : rank;
+        start = Math.Clamp(start < 0 ? start + rank : start, 0, rank);
+        end = Math.Clamp(end < 0 ? end + rank : end, 0, rank);
+        var dims = new long[Math.Max(0, end - start)];
+        for (int i = 0; i < dims.Length; i++) dims[i] = shape[start + i];
+        return [Tensor.From<long>(dims, dims.Length)];
+    }
+}

@@ -1,0 +1,116 @@
+using Squash.Runtime.Ir;
+using Squash.Runtime.Operators;
+
+namespace Squash.Runtime.Execution;
+
+/// <summary>
+/// A graph whose every shape is known, prepared to run with no allocation: operators created once, every
+/// intermediate tensor a fixed view into one arena laid out by <see cref="PlanLayout"/>. This is what the generated
+/// code does, step for step; the compiler uses it to calibrate and profile.
+/// </summary>
+/// <remarks>An instance serves one run at a time (the arena is shared by its runs). Create one per thread to run
+/// concurrently.</remarks>
+public sealed class ExecutionPlan
+{
+    private readonly Graph _graph;
+    private readonly Operator[] _operators;
+    private readonly Tensor?[][] _stepInputs;
+    private readonly Tensor[][] _stepOutputs;
+    private readonly PlanLayout _layout;
+    private readonly Tensor?[] _slotTensors;
+
+    private ExecutionPlan(Graph graph, Operator[] operators, PlanLayout layout, Tensor?[] slotTensors)
+    {
+        _graph = graph;
+        _operators = operators;
+        _layout = layout;
+        _slotTensors = slotTensors;
+        _stepInputs = [.. layout.InputSlots.Select(slots => slots.Select(s => s < 0 ? null : slotTensors[s]).ToArray())];
+        _stepOutputs = [.. layout.OutputSlots.Select(slots => slots.Select(s => slotTensors[s]!).ToArray())];
+    }
+
+    /// <summary>Bytes of the arena holding every intermediate tensor.</summary>
+    public long ArenaBytes => _layout.ArenaBytes;
+
+    /// <summary>The graph this plan runs.</summary>
+    public Graph Graph => _graph;
+
+    /// <summary>Called after each step with the node and its outputs (calibration observes activations here).</summary>
+    public Action<Node, ReadOnlySpan<Tensor>>? NodeCompleted { get; set; }
+
+    /// <summary>True when every value of <paramref name="graph"/> has a known type and shape.</summary>
+    public static bool CanPlan(Graph graph) =>
+        graph.AllValues().All(v => v.Type != DataType.Undefined && v.HasKnownShape);
+
+    /// <summary>Plans <paramref name="graph"/>, whose shapes must all be known (pin the input shapes and run shape
+    /// inference first).</summary>
+    /// <exception cref="SquashException">A shape is unknown (SQ1008) or a node is unsupported.</exception>
+    public static ExecutionPlan Create(Graph graph)
+    {
+        var operators = graph.Nodes.Select(OperatorRegistry.Create).ToArray();
+        var layout = PlanLayout.Compute(graph, [.. operators.Select(o => o.ImplicitInputs)], inputsInArena: false);
+        var arena = Arena.Allocate(layout.ArenaBytes, out int baseOffset);
+        // Arbitrary bytes, like a reused arena: an operator that relies on zeroed outputs fails early.
+        arena.AsSpan().Fill(0xFF);
+        var tensors = new Tensor?[layout.Slots.Count];
+        for (int s = 0; s < tensors.Length; s++)
+        {
+            var v = layout.Slots[s];
+            if (layout.Offsets[s] >= 0) tensors[s] = new Tensor(v.Type, v.Shape!, arena, baseOffset + (int)layout.Offsets[s]);
+            else if (v.Constant is not null) tensors[s] = v.Constant;
+        }
+        return new ExecutionPlan(graph, operators, layout, tensors);
+    }
+
+    /// <summary>Runs the plan. Returned tensors are copies the caller owns.</summary>
+    /// <exception cref="SquashException">An input is missing or does not match its planned type and shape.</exception>
+    public Dictionary<string, Tensor> Run(IReadOnlyDictionary<string, Tensor> inputs, KernelContext? context = null)
+    {
+        for (int k = 0; k < _graph.Inputs.Count; k++)
+        {
+            var v = _graph.Inputs[k];
+            if (!inputs.TryGetValue(v.Name, out var t))
+                throw new SquashException(ErrorCodes.BadInput, $"Input '{v.Name}' is missing.");
+            if (t.DataType != v.Type || !Shapes.Equal(t.Shape, v.Shape!))
+                throw new SquashException(ErrorCodes.BadInput,
+                    $"Input '{v.Name}' must be {DataTypes.Name(v.Type)}{Shapes.Format(v.Shape!)}, not {DataTypes.Name(t.DataType)}{Shapes.Format(t.Shape)}.");
+            Bind(_layout.GraphInputSlots[k], t);
+        }
+        context ??= new KernelContext();
+        for (int i = 0; i < _operators.Length; i++)
+        {
+            _operators[i].Run(context, _stepInputs[i], _stepOutputs[i]);
+            NodeCompleted?.Invoke(_operators[i].Node, _stepOutputs[i]);
+        }
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        for (int k = 0; k < _graph.Outputs.Count; k++)
+            result[_graph.Outputs[k].Name] = (_slotTensors[_layout.GraphOutputSlots[k]]
+                ?? throw new SquashException(ErrorCodes.InvalidModel, $"Graph output '{_graph.Outputs[k].Name}' has no value.")).Clone();
+        return result;
+    }
+
+    private void Bind(int slot, Tensor tensor)
+    {
+        _slotTensors[slot] = tensor;
+        for (int i = 0; i < _stepInputs.Length; i++)
+        {
+            var slots = _layout.InputSlots[i];
+            for (int k = 0; k < slots.Length; k++)
+                if (slots[k] == slot) _stepInputs[i][k] = tensor;
+        }
+    }
+}
+
+/// <summary>Allocation of 64-byte aligned, pinned arenas.</summary>
+public static class Arena
+{
+    /// <summary>Allocates a pinned buffer holding <paramref name="bytes"/> bytes from <paramref name="baseOffset"/>,
+    /// which is aligned to <see cref="MemoryPlanner.Alignment"/>.</summary>
+    public static unsafe byte[] Allocate(long bytes, out int baseOffset)
+    {
+        var arena = GC.AllocateUninitializedArray<byte>((int)bytes + MemoryPlanner.Alignment, pinned: true);
+        nint address = (nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref arena[0]);
+        baseOffset = (int)((MemoryPlanner.Alignment - address % MemoryPlanner.Alignment) % MemoryPlanner.Alignment);
+        return arena;
+    }
+}
