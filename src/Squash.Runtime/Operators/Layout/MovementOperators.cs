@@ -192,22 +192,27 @@ internal sealed class SliceOperator : LayoutOperator
 
     private bool FromAttributes => _starts is not null;
 
-    /// <summary>Per input axis: the output dimension (-1 if unknown), the first index and the step.</summary>
-    private (int[] Shape, long[] Start, long[] Step) Resolve(int[] input, long[] starts, long[] ends, long[]? axes, long[]? steps)
+    /// <summary>
+    /// Fills, per input axis, the output dimension (-1 where the input's is unknown), the first index and the step.
+    /// Empty <paramref name="axes"/> or <paramref name="steps"/> mean the defaults (the leading axes, steps of 1).
+    /// </summary>
+    private void Resolve(ReadOnlySpan<int> input, ReadOnlySpan<long> starts, ReadOnlySpan<long> ends, ReadOnlySpan<long> axes,
+        ReadOnlySpan<long> steps, Span<int> shape, Span<long> start, Span<long> step)
     {
-        int rank = input.Length;
-        if (starts.Length != ends.Length || axes is not null && axes.Length != starts.Length || steps is not null && steps.Length != starts.Length)
+        int rank = input.Length, count = starts.Length;
+        if (ends.Length != count || axes.Length != 0 && axes.Length != count || steps.Length != 0 && steps.Length != count)
             throw Invalid("starts, ends, axes and steps must have the same length.");
-        if (axes is null && starts.Length > rank) throw Invalid($"{starts.Length} starts for rank {rank}.");
-        var shape = (int[])input.Clone();
-        var start = new long[rank];
-        var step = new long[rank];
-        Array.Fill(step, 1);
-        var normalized = axes is null ? null : Axes(axes, rank);
-        for (int i = 0; i < starts.Length; i++)
+        if (count > rank) throw Invalid($"{count} starts for rank {rank}.");
+        input.CopyTo(shape);
+        start.Clear();
+        step.Fill(1);
+        Span<bool> seen = rank <= StackRank ? stackalloc bool[rank] : new bool[rank];
+        for (int i = 0; i < count; i++)
         {
-            int k = normalized?[i] ?? i;
-            long st = steps?[i] ?? 1;
+            int k = axes.Length == 0 ? i : Axis(axes[i], rank);
+            if (seen[k]) throw Invalid($"axis {k} is sliced twice.");
+            seen[k] = true;
+            long st = steps.Length == 0 ? 1 : steps[i];
             if (st == 0) throw Invalid("steps must not be 0.");
             step[k] = st;
             long dim = input[k];
@@ -237,7 +242,6 @@ internal sealed class SliceOperator : LayoutOperator
             start[k] = b;
             shape[k] = (int)length;
         }
-        return (shape, start, step);
     }
 
     public override void InferOutputs(InferenceContext context)
@@ -252,18 +256,19 @@ internal sealed class SliceOperator : LayoutOperator
             long[]? steps = FromAttributes ? null : context.InputValue(4)?.ToInt64Array();
             bool axesKnown = FromAttributes || !context.HasInput(3) || axes is not null;
             bool stepsKnown = FromAttributes || !context.HasInput(4) || steps is not null;
+            output = new int[input.Length];
             if (starts is not null && ends is not null && axesKnown && stepsKnown)
             {
-                output = Resolve(input, starts, ends, axes, steps).Shape;
+                Resolve(input, starts, ends, axes, steps, output, new long[input.Length], new long[input.Length]);
             }
             else
             {
                 // Only the sliced axes become unknown, when it is known which they are.
                 int count = starts?.Length ?? ends?.Length ?? LengthOf(context, 1);
-                output = (int[])input.Clone();
+                input.CopyTo(output);
                 if (axes is not null) foreach (int k in Axes(axes, input.Length)) output[k] = -1;
                 else if (axesKnown && count >= 0 && count <= input.Length) Array.Fill(output, -1, 0, count);
-                else output = Unknown(input.Length);
+                else Array.Fill(output, -1);
             }
         }
         context.SetOutput(0, context.InputType(0), output);
@@ -272,13 +277,29 @@ internal sealed class SliceOperator : LayoutOperator
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs)
     {
         var input = Required(inputs, 0);
-        var (_, start, step) = FromAttributes
-            ? Resolve(input.Shape, _starts!, _ends!, _axes, null)
-            : Resolve(input.Shape, Required(inputs, 1).ToInt64Array(), Required(inputs, 2).ToInt64Array(),
-                Optional(inputs, 3)?.ToInt64Array(), Optional(inputs, 4)?.ToInt64Array());
-        var strides = Strides(input.Shape);
+        int rank = input.Rank;
+        bool onStack = rank <= StackRank;
+        Span<int> shape = onStack ? stackalloc int[rank] : new int[rank];
+        Span<long> start = onStack ? stackalloc long[rank] : new long[rank];
+        Span<long> step = onStack ? stackalloc long[rank] : new long[rank];
+        Span<long> strides = onStack ? stackalloc long[rank] : new long[rank];
+        if (FromAttributes)
+        {
+            Resolve(input.Shape, _starts, _ends, _axes, default, shape, start, step);
+        }
+        else
+        {
+            // Index inputs are int32 or int64; int64 ones are read in place, without copies.
+            Span<long> buffer = onStack ? stackalloc long[4 * rank] : new long[4 * rank];
+            var starts = Required(inputs, 1);
+            if (starts.ElementCount > rank) throw Invalid($"{starts.ElementCount} starts for rank {rank}.");
+            Resolve(input.Shape, Longs(starts, buffer[..rank]), Indices(Required(inputs, 2), buffer.Slice(rank, rank)),
+                Indices(Optional(inputs, 3), buffer.Slice(2 * rank, rank)), Indices(Optional(inputs, 4), buffer.Slice(3 * rank, rank)),
+                shape, start, step);
+        }
+        Strides(input.Shape, strides);
         long offset = 0;
-        for (int k = 0; k < strides.Length; k++)
+        for (int k = 0; k < rank; k++)
         {
             offset += start[k] * strides[k];
             strides[k] *= step[k];
@@ -286,16 +307,32 @@ internal sealed class SliceOperator : LayoutOperator
         var output = outputs[0];
         StridedCopy.Copy(context, DataTypes.SizeOf(input.DataType), output.Shape, input.Bytes, offset, strides, output.Bytes);
     }
+
+    private ReadOnlySpan<long> Indices(Tensor? tensor, Span<long> buffer)
+    {
+        if (tensor is null) return default;
+        if (tensor.ElementCount > buffer.Length) throw Invalid("starts, ends, axes and steps must have the same length.");
+        return Longs(tensor, buffer);
+    }
 }
 
 /// <summary><c>Transpose</c>: output axis <c>k</c> is input axis <c>perm[k]</c>; without <c>perm</c>, the axes reverse.</summary>
 internal sealed class TransposeOperator : LayoutOperator
 {
     private readonly long[]? _perm;
+    /// <summary>The last permutation built, reused while the rank stays (immutable once published).</summary>
+    private int[]? _lastPerm;
 
     public TransposeOperator(Node node) : base(node) => _perm = Attributes.Ints("perm");
 
     private int[] Perm(int rank)
+    {
+        var cached = _lastPerm;
+        if (cached is not null && cached.Length == rank) return cached;
+        return _lastPerm = BuildPerm(rank);
+    }
+
+    private int[] BuildPerm(int rank)
     {
         var perm = new int[rank];
         if (_perm is null)
@@ -364,10 +401,13 @@ internal sealed class TileOperator(Node node) : LayoutOperator(node)
         var input = Required(inputs, 0);
         var output = outputs[0];
         int rank = input.Rank;
+        bool onStack = rank <= StackRank;
         // The output is the row-major view [r0, d0, r1, d1, ...] where the repeat axes read with stride 0.
-        var shape = new int[2 * rank];
-        var strides = new long[2 * rank];
-        var inputStrides = Strides(input.Shape);
+        Span<int> shape = onStack ? stackalloc int[2 * rank] : new int[2 * rank];
+        Span<long> strides = onStack ? stackalloc long[2 * rank] : new long[2 * rank];
+        Span<long> inputStrides = onStack ? stackalloc long[rank] : new long[rank];
+        Strides(input.Shape, inputStrides);
+        strides.Clear();
         for (int k = 0; k < rank; k++)
         {
             int d = input.Shape[k];
@@ -488,8 +528,8 @@ internal abstract class BlockOperator : LayoutOperator
     /// <summary>The output shape for a 4-D input shape (with -1 where unknown).</summary>
     protected abstract int[] OutputShape(int[] input);
 
-    /// <summary>The 6-D view of the output and the matching input strides, for an [N, C, H, W] input.</summary>
-    protected abstract (int[] Shape, long[] Strides) View(int n, int c, int h, int w);
+    /// <summary>Fills the 6-D view of the output and the matching input strides, for an [N, C, H, W] input.</summary>
+    protected abstract void View(int n, int c, int h, int w, Span<int> shape, Span<long> strides);
 
     public override void InferOutputs(InferenceContext context)
     {
@@ -502,7 +542,9 @@ internal abstract class BlockOperator : LayoutOperator
     {
         var input = Required(inputs, 0);
         var s = input.Shape;
-        var (shape, strides) = View(s[0], s[1], s[2], s[3]);
+        Span<int> shape = stackalloc int[6];
+        Span<long> strides = stackalloc long[6];
+        View(s[0], s[1], s[2], s[3], shape, strides);
         StridedCopy.Copy(context, DataTypes.SizeOf(input.DataType), shape, input.Bytes, 0, strides, outputs[0].Bytes);
     }
 }
@@ -530,7 +572,7 @@ internal sealed class DepthToSpaceOperator : BlockOperator
         return [input[0], c < 0 ? -1 : c / (b * b), input[2] < 0 ? -1 : Dim((long)input[2] * b, "height"), input[3] < 0 ? -1 : Dim((long)input[3] * b, "width")];
     }
 
-    protected override (int[] Shape, long[] Strides) View(int n, int c, int h, int w)
+    protected override void View(int n, int c, int h, int w, Span<int> shape, Span<long> strides)
     {
         int b = (int)Block, cOut = c / (b * b);
         long plane = (long)h * w;
@@ -538,7 +580,8 @@ internal sealed class DepthToSpaceOperator : BlockOperator
         long sc = _crd ? b * b * plane : plane;
         long sb1 = _crd ? b * plane : b * cOut * plane;
         long sb2 = _crd ? plane : cOut * plane;
-        return ([n, cOut, h, b, w, b], [c * plane, sc, w, sb1, 1, sb2]);
+        ((ReadOnlySpan<int>)[n, cOut, h, b, w, b]).CopyTo(shape);
+        ((ReadOnlySpan<long>)[c * plane, sc, w, sb1, 1, sb2]).CopyTo(strides);
     }
 }
 
@@ -553,11 +596,12 @@ internal sealed class SpaceToDepthOperator(Node node) : BlockOperator(node)
         return [input[0], input[1] < 0 ? -1 : Dim((long)input[1] * b * b, "channels"), input[2] < 0 ? -1 : input[2] / b, input[3] < 0 ? -1 : input[3] / b];
     }
 
-    protected override (int[] Shape, long[] Strides) View(int n, int c, int h, int w)
+    protected override void View(int n, int c, int h, int w, Span<int> shape, Span<long> strides)
     {
         int b = (int)Block;
         // Output [N, b1, b2, C, H', W'] reads input [n, c, h' * b + b1, w' * b + b2].
-        return ([n, b, b, c, h / b, w / b], [(long)c * h * w, w, 1, (long)h * w, (long)b * w, b]);
+        ((ReadOnlySpan<int>)[n, b, b, c, h / b, w / b]).CopyTo(shape);
+        ((ReadOnlySpan<long>)[(long)c * h * w, w, 1, (long)h * w, (long)b * w, b]).CopyTo(strides);
     }
 }
 

@@ -63,17 +63,27 @@ internal abstract class LayoutOperator(Node node) : Operator(node)
         return result;
     }
 
+    /// <summary>Ranks up to which per-run index arrays live on the stack.</summary>
+    protected const int StackRank = 16;
+
     /// <summary>Row-major strides in elements, as longs for offset arithmetic.</summary>
-    protected static long[] Strides(ReadOnlySpan<int> shape)
+    protected static void Strides(ReadOnlySpan<int> shape, Span<long> strides)
     {
-        var strides = new long[shape.Length];
         long s = 1;
         for (int k = shape.Length - 1; k >= 0; k--)
         {
             strides[k] = s;
             s *= shape[k];
         }
-        return strides;
+    }
+
+    /// <summary>An integer tensor's values as longs: the tensor's own memory for int64, else copied into <paramref name="buffer"/>.</summary>
+    protected static ReadOnlySpan<long> Longs(Tensor tensor, Span<long> buffer)
+    {
+        if (tensor.DataType == DataType.Int64) return tensor.AsSpan<long>();
+        var values = buffer[..tensor.ElementCount];
+        for (int i = 0; i < values.Length; i++) values[i] = tensor.GetAsInt64(i);
+        return values;
     }
 
     /// <summary>Copies the input's bytes unchanged (the reshaping operators change only the shape).</summary>
@@ -386,8 +396,10 @@ internal sealed class ExpandOperator(Node node) : LayoutOperator(node)
         var input = Required(inputs, 0);
         var output = outputs[0];
         int rank = output.Rank, offset = rank - input.Rank;
-        var inputStrides = Strides(input.Shape);
-        var strides = new long[rank];
+        Span<long> inputStrides = input.Rank <= StackRank ? stackalloc long[input.Rank] : new long[input.Rank];
+        Strides(input.Shape, inputStrides);
+        Span<long> strides = rank <= StackRank ? stackalloc long[rank] : new long[rank];
+        strides.Clear();
         for (int k = offset; k < rank; k++)
             strides[k] = input.Shape[k - offset] == 1 ? 0 : inputStrides[k - offset];
         StridedCopy.Copy(context, DataTypes.SizeOf(input.DataType), output.Shape, input.Bytes, 0, strides, output.Bytes);
