@@ -120,17 +120,23 @@ public sealed class ShapeTests
     }
 
     [Fact]
-    public void ShapeIsFoldableFromAKnownShape()
+    public void ShapeClampsStartAndEnd()
     {
         var node = MakeNode("Shape", 1, 1, ("start", AttributeValue.Int(1)), ("end", AttributeValue.Int(-1)));
-        var op = (ShapeOperator)OperatorRegistry.Create(node);
-        var context = new InferenceContext(node, 1, 1);
-        context.SetInput(0, DataType.Float, [2, 3, 4, 5], null);
-        op.InferOutputs(context);
-        Assert.Equal([2], context.OutputShapes[0]!);
-        Assert.Equal([3L, 4L], op.InferValue(context)!.AsSpan<long>().ToArray());
-        context.SetInput(0, DataType.Float, [2, -1, 4, 5], null);
-        Assert.Null(op.InferValue(context));
+        Assert.Equal([2], Infer(node, Input([2, -1, 4, 5]))[0]!);
+        Assert.Equal([3L, 4L], Run(node, new Tensor(DataType.Float, 2, 3, 4, 5))[0].AsSpan<long>().ToArray());
+        var clipped = MakeNode("Shape", 1, 1, ("start", AttributeValue.Int(-10)), ("end", AttributeValue.Int(10)));
+        Assert.Equal([3], Infer(clipped, Input([2, 3, 4]))[0]!);
+        Assert.Equal([-1], Infer(clipped, Input(null))[0]!);
+    }
+
+    [Fact]
+    public void SplitWithAnEmptySplitInputMakesEqualParts()
+    {
+        var node = MakeNode("Split", 2, 2, ("axis", AttributeValue.Int(1)));
+        var shapes = Infer(node, Input([2, 6]), Known(Tensor.From<long>([], 0)));
+        Assert.Equal([2, 3], shapes[0]!);
+        Assert.Equal([2, 3], shapes[1]!);
     }
 
     [Fact]

@@ -108,7 +108,9 @@ internal sealed class SplitOperator : LayoutOperator
     {
         int parts = Node.Outputs.Count;
         long[]? split = _split ?? context.InputValue(1)?.ToInt64Array();
-        if (split is not null)
+        // Some exporters pass an empty split for "equal parts".
+        bool equalParts = split is { Length: 0 };
+        if (split is not null && !equalParts)
         {
             if (split.Length != parts) throw Invalid($"split has {split.Length} entries for {parts} outputs.");
             var sizes = new int[parts];
@@ -117,7 +119,7 @@ internal sealed class SplitOperator : LayoutOperator
             if (dim >= 0 && sum != dim) throw Invalid($"the split sizes add up to {sum}, not to the dimension {dim}.");
             return sizes;
         }
-        if (dim < 0 || context.HasInput(1)) return Unknown(parts);
+        if (dim < 0 || context.HasInput(1) && !equalParts) return Unknown(parts);
         var equal = new int[parts];
         if (_numOutputs > 0)
         {

@@ -122,20 +122,6 @@ internal sealed class ShapeOperator : LayoutOperator
         context.SetOutput(0, DataType.Int64, shape is null ? [-1] : [Window(shape.Length).Count]);
     }
 
-    /// <summary>The output's value when the input's shape is known at build time, even if its data is not (for folding).</summary>
-    public Tensor? InferValue(InferenceContext context)
-    {
-        var shape = context.InputShape(0);
-        if (shape is null) return null;
-        var (start, count) = Window(shape.Length);
-        var dims = shape.AsSpan(start, count);
-        if (!Shapes.IsKnown(dims)) return null;
-        var result = new Tensor(DataType.Int64, count);
-        var values = result.AsSpan<long>();
-        for (int i = 0; i < count; i++) values[i] = dims[i];
-        return result;
-    }
-
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs)
     {
         var shape = Required(inputs, 0).Shape;
@@ -149,10 +135,6 @@ internal sealed class ShapeOperator : LayoutOperator
 internal sealed class SizeOperator(Node node) : LayoutOperator(node)
 {
     public override void InferOutputs(InferenceContext context) => context.SetOutput(0, DataType.Int64, []);
-
-    /// <summary>The output's value when the input's shape is known at build time (for folding).</summary>
-    public static Tensor? InferValue(InferenceContext context) =>
-        context.InputShape(0) is { } shape && Shapes.IsKnown(shape) ? Tensor.Scalar(Shapes.ElementCount(shape)) : null;
 
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs) =>
         outputs[0].AsSpan<long>()[0] = Required(inputs, 0).ElementCount;
