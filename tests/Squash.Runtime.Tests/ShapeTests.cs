@@ -157,6 +157,10 @@ public sealed class ShapeTests
         Assert.Equal([3, 2, -1], Infer(MakeNode("Transpose", 1), Input([-1, 2, 3]))[0]!);
         Assert.Equal([-1, -1], Infer(MakeNode("Pad", 2), Input([2, 3]), Input([4], DataType.Int64))[0]!);
         Assert.Equal([-1, 6], Infer(MakeNode("Pad", 2), Input([-1, 3]), Known(Ints(1, 1, 0, 2)))[0]!);
+        // Unknown input rank: the perm, repeats or pads still give it.
+        Assert.Equal([-1, -1, -1], Infer(MakeNode("Transpose", 1, 1, ("perm", AttributeValue.IntList(2, 0, 1))), Input(null))[0]!);
+        Assert.Equal([-1, 0], Infer(MakeNode("Tile", 2), Input(null), Known(Ints(2, 0)))[0]!);
+        Assert.Equal([-1, -1], Infer(MakeNode("Pad", 2), Input(null), Known(Ints(1, 1, 0, 2)))[0]!);
     }
 
     [Fact]

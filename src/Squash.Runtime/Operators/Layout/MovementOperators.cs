@@ -358,6 +358,7 @@ internal sealed class TransposeOperator : LayoutOperator
     {
         var input = context.InputShape(0);
         int[]? output = null;
+        if (input is null && _perm is not null) output = Unknown(_perm.Length);
         if (input is not null)
         {
             var perm = Perm(input.Length);
@@ -380,19 +381,19 @@ internal sealed class TileOperator(Node node) : LayoutOperator(node)
     public override void InferOutputs(InferenceContext context)
     {
         var input = context.InputShape(0);
-        int[]? output = null;
-        if (input is not null)
+        var repeats = context.InputValue(1);
+        // The rank is the input's, or the count of repeats when only they are known.
+        int rank = input?.Length ?? repeats?.ElementCount ?? LengthOf(context, 1);
+        int[]? output = rank < 0 ? null : Unknown(rank);
+        if (output is not null && repeats is not null)
         {
-            output = Unknown(input.Length);
-            if (context.InputValue(1) is { } repeats)
+            if (repeats.ElementCount != rank) throw Invalid($"repeats has {repeats.ElementCount} entries for rank {rank}.");
+            for (int k = 0; k < rank; k++)
             {
-                if (repeats.ElementCount != input.Length) throw Invalid($"repeats has {repeats.ElementCount} entries for rank {input.Length}.");
-                for (int k = 0; k < input.Length; k++)
-                {
-                    long r = repeats.GetAsInt64(k);
-                    if (r < 0) throw Invalid($"repeats entry {r} is negative.");
-                    output[k] = r == 0 ? 0 : input[k] < 0 ? -1 : Dim(r * input[k], "tiled dimension");
-                }
+                long r = repeats.GetAsInt64(k);
+                if (r < 0) throw Invalid($"repeats entry {r} is negative.");
+                int d = input?[k] ?? -1;
+                output[k] = r == 0 ? 0 : d < 0 ? -1 : Dim(r * d, "tiled dimension");
             }
         }
         context.SetOutput(0, context.InputType(0), output);
@@ -484,6 +485,11 @@ internal sealed class PadOperator : LayoutOperator
             output = axesKnown && Pads(input.Length, pads, axes) is var (begin, end)
                 ? OutputShape(input, begin, end)
                 : Unknown(input.Length);
+        }
+        else if (!context.HasInput(3) && (_pads?.Length ?? LengthOf(context, 1)) is var count and >= 0)
+        {
+            // Pads for every axis: their count gives the rank.
+            output = Unknown(count / 2);
         }
         context.SetOutput(0, context.InputType(0), output);
     }
