@@ -38,8 +38,8 @@ public sealed record DetectorOptions
 }
 
 /// <summary>
-/// Finds text lines with the PP-OCR DB detector. The model has a fixed input (e.g. 640 × 640): the image is scaled so it
-/// fits, keeping its aspect ratio, and padded right and below. The probability map is thresholded, each connected region
+/// Finds text lines with the PP-OCR DB detector. The model has a fixed input (e.g. 640 × 640): a larger image is scaled
+/// down to fit, keeping its aspect ratio, and every image is padded right and below to the input size. The probability map is thresholded, each connected region
 /// becomes a box, and the box is grown back (DB's "unclip"). Boxes are axis-aligned: PaddleOCR fits a rotated
 /// rectangle; for level text the two agree, for tilted text this sample's boxes are looser.
 /// </summary>
@@ -62,7 +62,9 @@ public sealed class TextDetector
     {
         ArgumentNullException.ThrowIfNull(image);
         int width = _runner.Width, height = _runner.Height;
-        double scale = Math.Min((double)width / image.Width, (double)height / image.Height);
+        // As PaddleOCR (limit_type "max"): larger images are scaled down to fit, smaller ones keep their size. Scaling
+        // small images up changes the margins DB leaves around text and costs recognition accuracy (docs/samples.md).
+        double scale = Math.Min(1, Math.Min((double)width / image.Width, (double)height / image.Height));
         int resizedWidth = Math.Clamp((int)Math.Round(image.Width * scale), 1, width);
         int resizedHeight = Math.Clamp((int)Math.Round(image.Height * scale), 1, height);
         var resized = resizedWidth == image.Width && resizedHeight == image.Height ? image : ImageOps.Resize(image, resizedWidth, resizedHeight);
