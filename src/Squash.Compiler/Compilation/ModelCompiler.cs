@@ -48,7 +48,7 @@ public static class ModelCompiler
         var model = OnnxLoader.Load(request.ModelPath);
         ModelPreparation.BakeConstantInputs(model, request.ConstantInputs);
         ModelPreparation.PinInputShapes(model, request.InputShapes);
-        ModelPreparation.Simplify(model, log);
+        ModelPreparation.Optimize(model, log);
         RequireStaticShapes(model.Graph, request);
         var options = request.Class with { SourceSha256 = sha, SourceFileName = Path.GetFileName(request.ModelPath) };
         var result = ModelClassEmitter.Emit(model.Graph, options);
