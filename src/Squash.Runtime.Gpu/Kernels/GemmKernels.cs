@@ -1,0 +1,164 @@
+using ILGPU;
+
+namespace Squash.Runtime.Gpu.Kernels;
+
+/// <summary>Element (row, col) of matrix number (b1, b2) of a batch: how the tiled GEMM reads its operands.</summary>
+internal interface IMatrix
+{
+    /// <summary>The element; callers stay within the matrix.</summary>
+    float Load(int b1, int b2, int row, int col);
+}
+
+/// <summary>A matrix in memory with arbitrary element strides (transposes and broadcast batches are strides).</summary>
+internal struct StridedMatrix : IMatrix
+{
+    public ArrayView<float> Data;
+    public int Batch1, Batch2, Row, Col;
+
+    public readonly float Load(int b1, int b2, int row, int col) => Data[b1 * Batch1 + b2 * Batch2 + row * Row + col * Col];
+}
+
+/// <summary>
+/// The im2col matrix of a 2-D convolution, never materialized: row k = (input channel of the group, ky, kx), column
+/// n = (oy, ox); an element is the input pixel under that kernel tap, or 0 in the padding. b1 is the image, b2 the group.
+/// </summary>
+internal struct Im2ColMatrix : IMatrix
+{
+    public ArrayView<float> Input;
+    public int Batch1, Batch2, H, W, KH, KW, OutW, StrideH, StrideW, PadH, PadW, DilationH, DilationW;
+
+    public readonly float Load(int b1, int b2, int row, int col)
+    {
+        int taps = KH * KW;
+        int ci = row / taps;
+        int r = row - ci * taps;
+        int ky = r / KW;
+        int kx = r - ky * KW;
+        int oy = col / OutW;
+        int ox = col - oy * OutW;
+        int iy = oy * StrideH - PadH + ky * DilationH;
+        int ix = ox * StrideW - PadW + kx * DilationW;
+        return (uint)iy < (uint)H && (uint)ix < (uint)W ? Input[b1 * Batch1 + b2 * Batch2 + (ci * H + iy) * W + ix] : 0f;
+    }
+}
+
+/// <summary>Sizes and output/bias addressing of a batched GEMM: C(b1, b2) = alpha * A * B + beta * bias.</summary>
+internal struct GemmParams
+{
+    public int M, N, K, Batch2;
+    public float Alpha, Beta;
+    public int HasBias;
+    public int C1, C2, CRow, CCol;
+    public int Bias1, Bias2, BiasRow, BiasCol;
+}
+
+/// <summary>Parameters of a direct 2-D convolution (depthwise).</summary>
+internal struct ConvParams
+{
+    public int Channels, H, W, OutChannels, OutH, OutW, KH, KW, StrideH, StrideW, PadH, PadW, DilationH, DilationW, Multiplier, HasBias;
+}
+
+/// <summary>GEMM and convolution kernels.</summary>
+internal static class GemmKernels
+{
+    /// <summary>Output tile of one group: 64 x 64.</summary>
+    public const int Tile = 64;
+
+    /// <summary>Depth of one step along K: 16.</summary>
+    public const int Depth = 16;
+
+    /// <summary>Threads per group along each axis: 16 x 16, each computing a 4 x 4 block of the tile.</summary>
+    public const int Threads = 16;
+
+    /// <summary>
+    /// Tiled GEMM. Grid: (N / 64, M / 64, batches); group: 16 x 16 threads. Each step along K, the group stages a
+    /// 64 x 16 tile of A and a 16 x 64 tile of B in shared memory (each thread loads four elements of each, consecutive
+    /// threads reading consecutive columns), then every thread accumulates its 4 x 4 outputs, which are rows
+    /// ty + 16i and columns tx + 16j: consecutive threads read consecutive shared words (no bank conflicts) and write
+    /// consecutive output columns (coalesced). A is stored transposed in shared memory for the same reason.
+    /// </summary>
+    public static void Gemm<TA, TB>(ArrayView<float> c, ArrayView<float> bias, TA a, TB b, GemmParams p)
+        where TA : struct, IMatrix
+        where TB : struct, IMatrix
+    {
+        var tileA = SharedMemory.Allocate<float>(Tile * Depth);
+        var tileB = SharedMemory.Allocate<float>(Tile * Depth);
+        int tx = Group.IdxX, ty = Group.IdxY;
+        int tid = ty * Threads + tx;
+        int batch = Grid.IdxZ;
+        int b1 = batch / p.Batch2, b2 = batch - b1 * p.Batch2;
+        int m0 = Grid.IdxY * Tile, n0 = Grid.IdxX * Tile;
+
+        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+        for (int k0 = 0; k0 < p.K; k0 += Depth)
+        {
+            for (int e = tid; e < Tile * Depth; e += Threads * Threads)
+            {
+                int mm = e / Depth, kk = e - mm * Depth;
+                int m = m0 + mm, k = k0 + kk;
+                tileA[kk * Tile + mm] = m < p.M && k < p.K ? a.Load(b1, b2, m, k) : 0f;
+                int kb = e / Tile, nn = e - kb * Tile;
+                int n = n0 + nn;
+                k = k0 + kb;
+                tileB[kb * Tile + nn] = k < p.K && n < p.N ? b.Load(b1, b2, k, n) : 0f;
+            }
+            Group.Barrier();
+            for (int kk = 0; kk < Depth; kk++)
+            {
+                int ra = kk * Tile + ty, rb = kk * Tile + tx;
+                float a0 = tileA[ra], a1 = tileA[ra + 16], a2 = tileA[ra + 32], a3 = tileA[ra + 48];
+                float v0 = tileB[rb], v1 = tileB[rb + 16], v2 = tileB[rb + 32], v3 = tileB[rb + 48];
+                c00 += a0 * v0; c01 += a0 * v1; c02 += a0 * v2; c03 += a0 * v3;
+                c10 += a1 * v0; c11 += a1 * v1; c12 += a1 * v2; c13 += a1 * v3;
+                c20 += a2 * v0; c21 += a2 * v1; c22 += a2 * v2; c23 += a2 * v3;
+                c30 += a3 * v0; c31 += a3 * v1; c32 += a3 * v2; c33 += a3 * v3;
+            }
+            Group.Barrier();
+        }
+        int r0 = m0 + ty, q0 = n0 + tx;
+        Store(c, bias, p, b1, b2, r0, q0, c00); Store(c, bias, p, b1, b2, r0, q0 + 16, c01);
+        Store(c, bias, p, b1, b2, r0, q0 + 32, c02); Store(c, bias, p, b1, b2, r0, q0 + 48, c03);
+        Store(c, bias, p, b1, b2, r0 + 16, q0, c10); Store(c, bias, p, b1, b2, r0 + 16, q0 + 16, c11);
+        Store(c, bias, p, b1, b2, r0 + 16, q0 + 32, c12); Store(c, bias, p, b1, b2, r0 + 16, q0 + 48, c13);
+        Store(c, bias, p, b1, b2, r0 + 32, q0, c20); Store(c, bias, p, b1, b2, r0 + 32, q0 + 16, c21);
+        Store(c, bias, p, b1, b2, r0 + 32, q0 + 32, c22); Store(c, bias, p, b1, b2, r0 + 32, q0 + 48, c23);
+        Store(c, bias, p, b1, b2, r0 + 48, q0, c30); Store(c, bias, p, b1, b2, r0 + 48, q0 + 16, c31);
+        Store(c, bias, p, b1, b2, r0 + 48, q0 + 32, c32); Store(c, bias, p, b1, b2, r0 + 48, q0 + 48, c33);
+    }
+
+    private static void Store(ArrayView<float> c, ArrayView<float> bias, GemmParams p, int b1, int b2, int m, int n, float v)
+    {
+        if (m >= p.M || n >= p.N) return;
+        float r = p.Alpha * v;
+        if (p.HasBias != 0) r += p.Beta * bias[b1 * p.Bias1 + b2 * p.Bias2 + m * p.BiasRow + n * p.BiasCol];
+        c[b1 * p.C1 + b2 * p.C2 + m * p.CRow + n * p.CCol] = r;
+    }
+
+    /// <summary>Depthwise (and channel-multiplier) 2-D convolution, one thread per output: each output channel reads
+    /// one input channel, so there is no reduction over channels to tile.</summary>
+    public static void Depthwise(Index1D i, ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, ConvParams p)
+    {
+        int ox = i % p.OutW;
+        int t = i / p.OutW;
+        int oy = t % p.OutH;
+        t /= p.OutH;
+        int co = t % p.OutChannels;
+        int image = t / p.OutChannels;
+        int ci = co / p.Multiplier;
+        float acc = p.HasBias != 0 ? bias[co] : 0f;
+        int xBase = (image * p.Channels + ci) * p.H * p.W;
+        int wBase = co * p.KH * p.KW;
+        for (int ky = 0; ky < p.KH; ky++)
+        {
+            int iy = oy * p.StrideH - p.PadH + ky * p.DilationH;
+            if ((uint)iy >= (uint)p.H) continue;
+            for (int kx = 0; kx < p.KW; kx++)
+            {
+                int ix = ox * p.StrideW - p.PadW + kx * p.DilationW;
+                if ((uint)ix < (uint)p.W) acc += x[xBase + iy * p.W + ix] * w[wBase + ky * p.KW + kx];
+            }
+        }
+        y[i] = acc;
+    }
+}

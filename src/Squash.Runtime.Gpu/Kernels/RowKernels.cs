@@ -1,0 +1,124 @@
+using ILGPU;
+
+namespace Squash.Runtime.Gpu.Kernels;
+
+/// <summary>A reduction: identity, per-element map, combine, and the final step given the element count.</summary>
+internal interface IReduceOp
+{
+    float Identity { get; }
+    float Map(float x);
+    float Combine(float a, float b);
+    float Finish(float acc, int count);
+}
+
+#pragma warning disable CS1591 // One line per ONNX reduction.
+internal readonly struct SumReduce : IReduceOp { public float Identity => 0f; public float Map(float x) => x; public float Combine(float a, float b) => a + b; public float Finish(float acc, int count) => acc; }
+internal readonly struct MeanReduce : IReduceOp { public float Identity => 0f; public float Map(float x) => x; public float Combine(float a, float b) => a + b; public float Finish(float acc, int count) => acc / count; }
+internal readonly struct MaxReduce : IReduceOp { public float Identity => float.NegativeInfinity; public float Map(float x) => x; public float Combine(float a, float b) => float.IsNaN(a) || float.IsNaN(b) ? float.NaN : MathF.Max(a, b); public float Finish(float acc, int count) => acc; }
+internal readonly struct MinReduce : IReduceOp { public float Identity => float.PositiveInfinity; public float Map(float x) => x; public float Combine(float a, float b) => float.IsNaN(a) || float.IsNaN(b) ? float.NaN : MathF.Min(a, b); public float Finish(float acc, int count) => acc; }
+internal readonly struct ProdReduce : IReduceOp { public float Identity => 1f; public float Map(float x) => x; public float Combine(float a, float b) => a * b; public float Finish(float acc, int count) => acc; }
+internal readonly struct SumSquareReduce : IReduceOp { public float Identity => 0f; public float Map(float x) => x * x; public float Combine(float a, float b) => a + b; public float Finish(float acc, int count) => acc; }
+internal readonly struct L1Reduce : IReduceOp { public float Identity => 0f; public float Map(float x) => MathF.Abs(x); public float Combine(float a, float b) => a + b; public float Finish(float acc, int count) => acc; }
+internal readonly struct L2Reduce : IReduceOp { public float Identity => 0f; public float Map(float x) => x * x; public float Combine(float a, float b) => a + b; public float Finish(float acc, int count) => MathF.Sqrt(acc); }
+internal readonly struct LogSumReduce : IReduceOp { public float Identity => 0f; public float Map(float x) => x; public float Combine(float a, float b) => a + b; public float Finish(float acc, int count) => MathF.Log(acc); }
+#pragma warning restore CS1591
+
+/// <summary>Where the rows are: row r = (outer o, inner i) starts at o * Length * Inner + i, and its elements are
+/// Inner apart. Inner is 1 when the reduced axes are the innermost.</summary>
+internal struct RowParams
+{
+    public int Length, Inner;
+    public float Epsilon;
+    public int Flag;
+}
+
+/// <summary>
+/// Row kernels: one group of <see cref="Threads"/> threads per row. Each thread walks the row with a stride of the group
+/// size (consecutive threads read consecutive elements when Inner is 1), then the group combines the partial results
+/// by a tree in shared memory. Used for the reductions, the global pools, Softmax and LayerNormalization.
+/// </summary>
+internal static class RowKernels
+{
+    /// <summary>Threads per group (one row).</summary>
+    public const int Threads = 128;
+
+    private static int RowBase(RowParams p)
+    {
+        int row = Grid.IdxX;
+        int outer = row / p.Inner;
+        return outer * p.Length * p.Inner + (row - outer * p.Inner);
+    }
+
+    private static float GroupCombine<TOp>(float v, ArrayView<float> shared) where TOp : struct, IReduceOp
+    {
+        int t = Group.IdxX;
+        shared[t] = v;
+        Group.Barrier();
+        for (int s = Threads / 2; s > 0; s >>= 1)
+        {
+            if (t < s) shared[t] = default(TOp).Combine(shared[t], shared[t + s]);
+            Group.Barrier();
+        }
+        float r = shared[0];
+        Group.Barrier();
+        return r;
+    }
+
+    /// <summary>y[row] = reduce(row).</summary>
+    public static void Reduce<TOp>(ArrayView<float> x, ArrayView<float> y, RowParams p) where TOp : struct, IReduceOp
+    {
+        var shared = SharedMemory.Allocate<float>(Threads);
+        int b = RowBase(p);
+        var op = default(TOp);
+        float acc = op.Identity;
+        for (int j = Group.IdxX; j < p.Length; j += Threads) acc = op.Combine(acc, op.Map(x[b + j * p.Inner]));
+        acc = GroupCombine<TOp>(acc, shared);
+        if (Group.IdxX == 0) y[Grid.IdxX] = op.Finish(acc, p.Length);
+    }
+
+    /// <summary>Softmax (Flag 0) or LogSoftmax (Flag 1) of each row: max, then the sum of exp(x - max), then the outputs.</summary>
+    public static void Softmax(ArrayView<float> x, ArrayView<float> y, RowParams p)
+    {
+        var shared = SharedMemory.Allocate<float>(Threads);
+        int b = RowBase(p);
+        float m = float.NegativeInfinity;
+        for (int j = Group.IdxX; j < p.Length; j += Threads) m = MathF.Max(m, x[b + j * p.Inner]);
+        m = GroupCombine<MaxReduce>(m, shared);
+        float sum = 0;
+        for (int j = Group.IdxX; j < p.Length; j += Threads) sum += MathF.Exp(x[b + j * p.Inner] - m);
+        sum = GroupCombine<SumReduce>(sum, shared);
+        if (p.Flag == 0)
+        {
+            float inv = 1f / sum;
+            for (int j = Group.IdxX; j < p.Length; j += Threads) y[b + j * p.Inner] = MathF.Exp(x[b + j * p.Inner] - m) * inv;
+        }
+        else
+        {
+            float shift = m + MathF.Log(sum);
+            for (int j = Group.IdxX; j < p.Length; j += Threads) y[b + j * p.Inner] = x[b + j * p.Inner] - shift;
+        }
+    }
+
+    /// <summary>LayerNormalization of each (contiguous) row: mean, then the variance as the mean squared deviation
+    /// (two passes, no cancellation), then y = (x - mean) / sqrt(var + eps) * scale + bias. Flag 1: a bias is given.</summary>
+    public static void LayerNorm(ArrayView<float> x, ArrayView<float> y, ArrayView<float> scale, ArrayView<float> bias, RowParams p)
+    {
+        var shared = SharedMemory.Allocate<float>(Threads);
+        int b = Grid.IdxX * p.Length;
+        float sum = 0;
+        for (int j = Group.IdxX; j < p.Length; j += Threads) sum += x[b + j];
+        float mean = GroupCombine<SumReduce>(sum, shared) / p.Length;
+        float sq = 0;
+        for (int j = Group.IdxX; j < p.Length; j += Threads)
+        {
+            float d = x[b + j] - mean;
+            sq += d * d;
+        }
+        float inv = 1f / MathF.Sqrt(GroupCombine<SumReduce>(sq, shared) / p.Length + p.Epsilon);
+        for (int j = Group.IdxX; j < p.Length; j += Threads)
+        {
+            float v = (x[b + j] - mean) * inv * scale[j];
+            y[b + j] = p.Flag != 0 ? v + bias[j] : v;
+        }
+    }
+}

@@ -1,0 +1,133 @@
+using ILGPU;
+using ILGPU.Runtime;
+using Squash.Runtime.Gpu.Execution;
+using Squash.Runtime.Gpu.Kernels;
+using static Squash.Runtime.Gpu.Execution.LoweringContext;
+
+namespace Squash.Runtime.Gpu.Lowering;
+
+/// <summary>Reductions over one run of adjacent axes, the global pools, Softmax/LogSoftmax, LayerNormalization.</summary>
+internal static class ReduceLowerings
+{
+    public static void Register(Dictionary<string, Lowering> t)
+    {
+        t["ReduceSum"] = Reduce<SumReduce>;
+        t["ReduceMean"] = Reduce<MeanReduce>;
+        t["ReduceMax"] = Reduce<MaxReduce>;
+        t["ReduceMin"] = Reduce<MinReduce>;
+        t["ReduceProd"] = Reduce<ProdReduce>;
+        t["ReduceSumSquare"] = Reduce<SumSquareReduce>;
+        t["ReduceL1"] = Reduce<L1Reduce>;
+        t["ReduceL2"] = Reduce<L2Reduce>;
+        t["ReduceLogSum"] = Reduce<LogSumReduce>;
+        t["GlobalAveragePool"] = GlobalPool<MeanReduce>;
+        t["GlobalMaxPool"] = GlobalPool<MaxReduce>;
+        t["Softmax"] = c => Softmax(c, log: false);
+        t["LogSoftmax"] = c => Softmax(c, log: true);
+        t["LayerNormalization"] = LayerNormalization;
+    }
+
+    private static KernelConfig Rows(int rows) => new(new Index3D(rows, 1, 1), new Index3D(RowKernels.Threads, 1, 1));
+
+    private static GpuStep RowReduce<TOp>(LoweringContext c, Ir.Value x, Ir.Value y, int length, int inner) where TOp : struct, IReduceOp
+    {
+        int rows = Count(y);
+        if (rows == 0) return ElementwiseLowerings.Nothing;
+        if (length == 0) throw new NotOnDeviceException("reducing an empty axis");
+        var vx = c.View<float>(x);
+        var vy = c.View<float>(y);
+        var p = new RowParams { Length = length, Inner = inner };
+        var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, RowParams>(RowKernels.Reduce<TOp>);
+        var config = Rows(rows);
+        return new ActionStep(s => k(s, config, vx, vy, p));
+    }
+
+    private static GpuStep GlobalPool<TOp>(LoweringContext c) where TOp : struct, IReduceOp
+    {
+        c.RequireFloat();
+        var x = c.RequiredInput(0);
+        var shape = Shape(x);
+        int length = 1;
+        for (int k = 2; k < shape.Length; k++) length *= shape[k];
+        return RowReduce<TOp>(c, x, c.Output(0), length, 1);
+    }
+
+    private static GpuStep Reduce<TOp>(LoweringContext c) where TOp : struct, IReduceOp
+    {
+        c.RequireFloat();
+        var x = c.RequiredInput(0);
+        var y = c.Output(0);
+        var shape = Shape(x);
+        // The axes moved from an attribute to an input at opset 13 for ReduceSum and 18 for the others.
+        int inputSince = c.Node.OpType == "ReduceSum" ? 13 : 18;
+        long[]? axes = c.Node.OpsetVersion >= inputSince
+            ? c.Input(1) is null ? null : c.ConstantInput(1, "axes").ToInt64Array()
+            : Attr.Ints(c.Node, "axes");
+        if (axes is null || axes.Length == 0)
+        {
+            if (Attr.Int(c.Node, "noop_with_empty_axes", 0) != 0)
+                return ElementwiseLowerings.UnaryStep(c, x, y, new IdentityOp());
+            axes = [.. Enumerable.Range(0, shape.Length).Select(a => (long)a)];
+        }
+        var set = axes.Select(a => c.Axis(a, shape.Length)).Distinct().Order().ToArray();
+        if (set.Length == 0) return ElementwiseLowerings.UnaryStep(c, x, y, new IdentityOp());
+        if (set[^1] - set[0] + 1 != set.Length)
+            throw new NotOnDeviceException("the reduced axes are not adjacent");
+        int length = 1, inner = 1;
+        for (int a = set[0]; a <= set[^1]; a++) length *= shape[a];
+        for (int a = set[^1] + 1; a < shape.Length; a++) inner *= shape[a];
+        return RowReduce<TOp>(c, x, y, length, inner);
+    }
+
+    private static GpuStep Softmax(LoweringContext c, bool log)
+    {
+        c.RequireFloat();
+        var x = c.RequiredInput(0);
+        var y = c.Output(0);
+        var shape = Shape(x);
+        bool legacy = c.Node.OpsetVersion is > 0 and < 13;
+        int axis = shape.Length == 0 ? 0 : c.Axis(Attr.Int(c.Node, "axis", legacy ? 1 : -1), shape.Length);
+        int outer = 1, length = 1, inner = 1;
+        for (int a = 0; a < axis; a++) outer *= shape[a];
+        if (legacy) for (int a = axis; a < shape.Length; a++) length *= shape[a];
+        else
+        {
+            length = shape.Length == 0 ? 1 : shape[axis];
+            for (int a = axis + 1; a < shape.Length; a++) inner *= shape[a];
+        }
+        int rows = outer * inner;
+        if (rows == 0 || length == 0) return ElementwiseLowerings.Nothing;
+        var vx = c.View<float>(x);
+        var vy = c.View<float>(y);
+        var p = new RowParams { Length = length, Inner = inner, Flag = log ? 1 : 0 };
+        var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, RowParams>(RowKernels.Softmax);
+        var config = Rows(rows);
+        return new ActionStep(s => k(s, config, vx, vy, p));
+    }
+
+    private static GpuStep LayerNormalization(LoweringContext c)
+    {
+        if (c.Node.Outputs.Count > 1) throw new NotOnDeviceException("the Mean and InvStdDev outputs are not computed on the device");
+        c.RequireFloat();
+        var x = c.RequiredInput(0);
+        var scale = c.RequiredInput(1);
+        var bias = c.Input(2);
+        var y = c.Output(0);
+        var shape = Shape(x);
+        int axis = c.Axis(Attr.Int(c.Node, "axis", -1), shape.Length);
+        int rows = 1, length = 1;
+        for (int a = 0; a < axis; a++) rows *= shape[a];
+        for (int a = axis; a < shape.Length; a++) length *= shape[a];
+        if (Count(scale) != length || (bias is not null && Count(bias) != length))
+            throw new NotOnDeviceException("scale and bias must have the normalized shape's size");
+        if (rows == 0 || length == 0) return ElementwiseLowerings.Nothing;
+        var p = new RowParams { Length = length, Inner = 1, Epsilon = Attr.Float(c.Node, "epsilon", 1e-5f), Flag = bias is null ? 0 : 1 };
+        var vx = c.View<float>(x);
+        var vy = c.View<float>(y);
+        var vs = c.View<float>(scale);
+        var vb = bias is null ? vs : c.View<float>(bias);
+        var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, RowParams>(RowKernels.LayerNorm);
+        var config = Rows(rows);
+        return new ActionStep(s => k(s, config, vx, vy, vs, vb, p));
+    }
+}
