@@ -1,0 +1,103 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Squash.Runtime.Kernels;
+
+/// <summary>
+/// Where a GEMM gets one operand in packed form. The packed form of op(A) is panels of MR rows, of op(B) panels of
+/// NR columns; within a panel the depth (K) is outermost, so the micro-kernel reads both operands sequentially.
+/// A source packs on demand (from a strided matrix, or straight from an image for a convolution) or hands out
+/// panels packed once in advance (<see cref="PackedMatrix"/>).
+/// </summary>
+/// <remarks>"Index" is the row of op(A) or the column of op(B); "depth" is the shared dimension K.</remarks>
+internal unsafe interface IPanelSource
+{
+    /// <summary>
+    /// The panels of indices [<paramref name="start"/>, start + <paramref name="count"/>) over depths
+    /// [<paramref name="p0"/>, p0 + <paramref name="kc"/>): ceil(count / width) panels of kc x width floats, panel
+    /// q at q * width * kc, indices past the end zero. Fills and returns <paramref name="scratch"/>, or returns
+    /// pre-packed storage. <paramref name="start"/> is a multiple of <paramref name="width"/>.
+    /// </summary>
+    float* Panels(int start, int count, int p0, int kc, int width, float* scratch);
+}
+
+/// <summary>A dense matrix addressed by strides: element (index, depth) is at <c>Data[index * IndexStride + depth * DepthStride]</c>.
+/// Covers A and B, transposed or not.</summary>
+internal readonly unsafe struct StridedPanels(float* data, nint indexStride, nint depthStride) : IPanelSource
+{
+    /// <summary>op(A) for A [m,k] (or [k,m] when transposed) with row stride <paramref name="lda"/>.</summary>
+    public static StridedPanels Left(float* a, int lda, bool transA) => transA ? new(a, 1, lda) : new(a, lda, 1);
+
+    /// <summary>op(B) for B [k,n] (or [n,k] when transposed) with row stride <paramref name="ldb"/>.</summary>
+    public static StridedPanels Right(float* b, int ldb, bool transB) => transB ? new(b, ldb, 1) : new(b, 1, ldb);
+
+    public float* Panels(int start, int count, int p0, int kc, int width, float* scratch)
+    {
+        for (int q = 0; q * width < count; q++)
+        {
+            int first = start + q * width;
+            int n = Math.Min(width, count - q * width);
+            float* dst = scratch + (nint)q * width * kc;
+            if (indexStride == 1)
+            {
+                // Indices are contiguous (B as stored, or A transposed): each depth is one short row copy.
+                float* src = data + first + p0 * depthStride;
+                for (int p = 0; p < kc; p++, src += depthStride, dst += width)
+                    PanelCopy.Row(dst, src, n, width);
+            }
+            else
+            {
+                // Depth is contiguous (A as stored, or B transposed): transpose width rows into the panel.
+                for (int r = 0; r < width; r++)
+                {
+                    float* d = dst + r;
+                    if (r >= n)
+                    {
+                        for (int p = 0; p < kc; p++) d[p * width] = 0;
+                        continue;
+                    }
+                    float* src = data + (first + r) * indexStride + p0 * depthStride;
+                    for (int p = 0; p < kc; p++, src += depthStride) d[p * width] = *src;
+                }
+            }
+        }
+        return scratch;
+    }
+}
+
+/// <summary>Small copies for packing.</summary>
+internal static unsafe class PanelCopy
+{
+    /// <summary>Copies <paramref name="n"/> floats and zeroes the rest of a panel row of <paramref name="width"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Row(float* dst, float* src, int n, int width)
+    {
+        if (n == width && width == 32 && Vector512.IsHardwareAccelerated)
+        {
+            Vector512.Store(Vector512.Load(src), dst);
+            Vector512.Store(Vector512.Load(src + 16), dst + 16);
+            return;
+        }
+        Copy(dst, src, n);
+        for (int j = n; j < width; j++) dst[j] = 0;
+    }
+
+    /// <summary>Copies <paramref name="n"/> floats with the widest vectors available.</summary>
+    public static void Copy(float* dst, float* src, int n)
+    {
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; j <= n - 16; j += 16) Vector512.Store(Vector512.Load(src + j), dst + j);
+        if (Vector256.IsHardwareAccelerated)
+            for (; j <= n - 8; j += 8) Vector256.Store(Vector256.Load(src + j), dst + j);
+        for (; j <= n - 4; j += 4) Vector128.Store(Vector128.Load(src + j), dst + j);
+        for (; j < n; j++) dst[j] = src[j];
+    }
+}
+
+/// <summary>Panels packed in advance for the whole matrix: K block by K block, each block panel after panel.</summary>
+internal readonly unsafe struct PrepackedPanels(float* data, int paddedCount) : IPanelSource
+{
+    public float* Panels(int start, int count, int p0, int kc, int width, float* scratch) =>
+        data + (nint)p0 * paddedCount + (nint)start * kc;
+}
