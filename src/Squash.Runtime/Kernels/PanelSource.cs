@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Squash.Runtime.Kernels;
 
@@ -92,6 +93,26 @@ internal static unsafe class PanelCopy
             for (; j <= n - 8; j += 8) Vector256.Store(Vector256.Load(src + j), dst + j);
         for (; j <= n - 4; j += 4) Vector128.Store(Vector128.Load(src + j), dst + j);
         for (; j < n; j++) dst[j] = src[j];
+    }
+
+    /// <summary><c>dst[t] = src[t * stride]</c> for t &lt; <paramref name="n"/>; src[(n - 1) * stride] is the last float read.</summary>
+    public static void Strided(float* dst, float* src, int n, int stride)
+    {
+        if (stride == 1)
+        {
+            Copy(dst, src, n);
+            return;
+        }
+        int t = 0;
+        if (stride == 2 && Avx512F.IsSupported && Vector512.IsHardwareAccelerated)
+        {
+            // Stride 2 (downsampling) is common: pick the even lanes of 32 loaded floats. The load reaches float
+            // 2t + 31, inside the range only while t + 16 < n.
+            var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            for (; t + 16 < n; t += 16)
+                Avx512F.PermuteVar16x32x2(Vector512.Load(src + 2 * t), even, Vector512.Load(src + 2 * t + 16)).Store(dst + t);
+        }
+        for (; t < n; t++) dst[t] = src[t * stride];
     }
 }
 

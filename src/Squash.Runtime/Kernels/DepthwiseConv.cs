@@ -1,0 +1,162 @@
+using System.Runtime.Intrinsics;
+
+namespace Squash.Runtime.Kernels;
+
+/// <summary>
+/// Depthwise 2-D convolution (one input and one output channel per group), computed directly: with one channel
+/// per group the GEMM would have a depth of only KH x KW and would spend its time packing. Each channel is first
+/// copied into a zero-padded plane whose rows are split into stride phases (even and odd columns for stride 2), so
+/// that every tap reads a contiguous run of the plane for a run of output columns; outputs are then vectorized along
+/// the row with four vectors in flight to cover the FMA latency.
+/// </summary>
+internal static unsafe class DepthwiseConv
+{
+    [ThreadStatic] private static float[]? t_plane;
+
+    /// <summary><c>y[n,c] = activation(bias[c] + sum over taps of w[c, tap] * x[n, c, ...])</c> for a 2-D geometry with
+    /// <see cref="ConvGeometry.IsDepthwise"/>; <paramref name="bias"/> may be null.</summary>
+    public static void Run(KernelContext context, ConvGeometry g, float* x, float* w, float* bias, float* y, GemmActivation activation)
+    {
+        if (Lanes512.IsAccelerated) Run<Vector512<float>, Lanes512>(context, g, x, w, bias, y, activation);
+        else if (Lanes256.IsAccelerated) Run<Vector256<float>, Lanes256>(context, g, x, w, bias, y, activation);
+        else Run<Vector128<float>, Lanes128>(context, g, x, w, bias, y, activation);
+    }
+
+    private static void Run<TVector, TLanes>(KernelContext context, ConvGeometry g, float* x, float* w, float* bias, float* y,
+        GemmActivation activation)
+        where TVector : struct
+        where TLanes : struct, ISimdLanes<TVector>
+    {
+        var body = new Body<TVector, TLanes>(g, x, w, bias, y, activation);
+        int planes = g.Batch * g.InChannels;
+        if (context.ThreadCount == 1) body.Invoke(0, planes);
+        else context.For(planes, body);
+    }
+
+    private readonly struct Body<TVector, TLanes> : IRangeBody
+        where TVector : struct
+        where TLanes : struct, ISimdLanes<TVector>
+    {
+        private readonly float* _x, _w, _bias, _y;
+        private readonly GemmActivation _activation;
+        private readonly int _channels, _height, _width, _outHeight, _outWidth, _kernelH, _kernelW;
+        private readonly int _strideH, _strideW, _dilationH, _dilationW, _padTop, _padLeft;
+        /// <summary>Rows of the padded plane: only those some output reads.</summary>
+        private readonly int _planeRows;
+        /// <summary>Floats per stride phase of a padded row, enough for whole vectors past the last output.</summary>
+        private readonly int _phaseLength;
+
+        public Body(ConvGeometry g, float* x, float* w, float* bias, float* y, GemmActivation activation)
+        {
+            _x = x;
+            _w = w;
+            _bias = bias;
+            _y = y;
+            _activation = activation;
+            _channels = g.InChannels;
+            (_height, _width) = (g.Input[0], g.Input[1]);
+            (_outHeight, _outWidth) = (g.Output[0], g.Output[1]);
+            (_kernelH, _kernelW) = (g.Kernel[0], g.Kernel[1]);
+            (_strideH, _strideW) = (g.Strides[0], g.Strides[1]);
+            (_dilationH, _dilationW) = (g.Dilations[0], g.Dilations[1]);
+            (_padTop, _padLeft) = (g.PadsBegin[0], g.PadsBegin[1]);
+            _planeRows = (_outHeight - 1) * _strideH + (_kernelH - 1) * _dilationH + 1;
+            int lanes = TLanes.Count;
+            _phaseLength = (_outWidth + lanes - 1) / lanes * lanes + (_kernelW - 1) * _dilationW / _strideW + 1;
+        }
+
+        public void Invoke(int start, int end)
+        {
+            int rowStride = _strideW * _phaseLength;
+            float* plane = GemmScratch.Get(ref t_plane, _planeRows * rowStride);
+            int taps = _kernelH * _kernelW;
+            // Where tap (kh, kw) starts reading, relative to the output row's first plane row: column
+            // ow * SW + kw * DW of a padded row is element ow + kw * DW / SW of phase (kw * DW) % SW.
+            int* tapOffset = stackalloc int[taps];
+            float* tail = stackalloc float[TLanes.Count];
+            for (int kh = 0; kh < _kernelH; kh++)
+                for (int kw = 0; kw < _kernelW; kw++)
+                    tapOffset[kh * _kernelW + kw] = kh * _dilationH * rowStride
+                        + kw * _dilationW % _strideW * _phaseLength + kw * _dilationW / _strideW;
+            for (int index = start; index < end; index++)
+            {
+                int channel = index % _channels;
+                Pad(_x + (nint)index * _height * _width, plane, rowStride);
+                float bias = _bias == null ? 0 : _bias[channel];
+                float* output = _y + (nint)index * _outHeight * _outWidth;
+                for (int oh = 0; oh < _outHeight; oh++)
+                    Row(plane + (nint)oh * _strideH * rowStride, _w + (nint)channel * taps, tapOffset, taps, bias, output + (nint)oh * _outWidth, tail);
+            }
+        }
+
+        /// <summary>Copies one input channel into the padded, phase-split plane.</summary>
+        private void Pad(float* input, float* plane, int rowStride)
+        {
+            for (int r = 0; r < _planeRows; r++)
+            {
+                float* row = plane + (nint)r * rowStride;
+                int ih = r - _padTop;
+                if ((uint)ih >= (uint)_height)
+                {
+                    new Span<float>(row, rowStride).Clear();
+                    continue;
+                }
+                float* source = input + (nint)ih * _width;
+                for (int phase = 0; phase < _strideW; phase++)
+                {
+                    // Element t of the phase is padded column phase + t * SW, input column phase + t * SW - PL.
+                    float* dst = row + phase * _phaseLength;
+                    int first = phase - _padLeft;
+                    int lo = first >= 0 ? 0 : Math.Min(_phaseLength, (-first + _strideW - 1) / _strideW);
+                    int hi = Math.Max(lo, Math.Min(_phaseLength, (_width - first + _strideW - 1) / _strideW));
+                    new Span<float>(dst, lo).Clear();
+                    PanelCopy.Strided(dst + lo, source + first + lo * _strideW, hi - lo, _strideW);
+                    new Span<float>(dst + hi, _phaseLength - hi).Clear();
+                }
+            }
+        }
+
+        /// <summary>One output row from the plane rows starting at <paramref name="rows"/>.</summary>
+        private void Row(float* rows, float* weights, int* tapOffset, int taps, float bias, float* output, float* tail)
+        {
+            int lanes = TLanes.Count;
+            var initial = TLanes.Splat(bias);
+            int ow = 0;
+            for (; ow + 4 * lanes <= _outWidth; ow += 4 * lanes)
+            {
+                TVector a0 = initial, a1 = initial, a2 = initial, a3 = initial;
+                float* src = rows + ow;
+                for (int t = 0; t < taps; t++)
+                {
+                    var wv = TLanes.Splat(weights[t]);
+                    float* s = src + tapOffset[t];
+                    a0 = TLanes.MultiplyAdd(wv, TLanes.Load(s), a0);
+                    a1 = TLanes.MultiplyAdd(wv, TLanes.Load(s + lanes), a1);
+                    a2 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 2 * lanes), a2);
+                    a3 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 3 * lanes), a3);
+                }
+                TLanes.Store(TLanes.Activate(a0, _activation), output + ow);
+                TLanes.Store(TLanes.Activate(a1, _activation), output + ow + lanes);
+                TLanes.Store(TLanes.Activate(a2, _activation), output + ow + 2 * lanes);
+                TLanes.Store(TLanes.Activate(a3, _activation), output + ow + 3 * lanes);
+            }
+            for (; ow < _outWidth; ow += lanes)
+            {
+                // The plane has room for whole vectors past the row's end; only the valid lanes are stored.
+                TVector a0 = initial;
+                for (int t = 0; t < taps; t++)
+                    a0 = TLanes.MultiplyAdd(TLanes.Splat(weights[t]), TLanes.Load(rows + ow + tapOffset[t]), a0);
+                a0 = TLanes.Activate(a0, _activation);
+                if (ow + lanes <= _outWidth)
+                {
+                    TLanes.Store(a0, output + ow);
+                }
+                else
+                {
+                    TLanes.Store(a0, tail);
+                    for (int j = 0; ow + j < _outWidth; j++) output[ow + j] = tail[j];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+using System.Runtime.CompilerServices;
+
+namespace Squash.Runtime.Kernels;
+
+/// <summary>
+/// The im2col matrix of a 2-D convolution as a GEMM right operand, packed straight from the image: depth
+/// <c>p = (c * KH + kh) * KW + kw</c>, column <c>j = oh * OW + ow</c>, value <c>X[c, oh*SH - PT + kh*DH, ow*SW - PL + kw*DW]</c>
+/// or 0 in the padding. Nothing of size K x N is ever materialized (for a 3x3 convolution that would be nine copies
+/// of the image); only one KC x NC slab at a time, which stays in cache for the micro-kernel.
+/// </summary>
+internal readonly unsafe struct Im2ColPanels : IPanelSource
+{
+    private readonly float* _image;
+    private readonly int _height, _width, _outWidth;
+    private readonly int _kernelH, _kernelW, _strideH, _strideW, _dilationH, _dilationW, _padTop, _padLeft;
+
+    /// <summary>The operand for the channels starting at <paramref name="image"/> (one group of one batch image).</summary>
+    public Im2ColPanels(float* image, ConvGeometry g)
+    {
+        _image = image;
+        _height = g.Input[0];
+        _width = g.Input[1];
+        _outWidth = g.Output[1];
+        _kernelH = g.Kernel[0];
+        _kernelW = g.Kernel[1];
+        _strideH = g.Strides[0];
+        _strideW = g.Strides[1];
+        _dilationH = g.Dilations[0];
+        _dilationW = g.Dilations[1];
+        _padTop = g.PadsBegin[0];
+        _padLeft = g.PadsBegin[1];
+    }
+
+    public float* Panels(int start, int count, int p0, int kc, int width, float* scratch)
+    {
+        for (int q = 0; q * width < count; q++)
+        {
+            int first = start + q * width;
+            int n = Math.Min(width, count - q * width);
+            float* dst = scratch + (nint)q * width * kc;
+            int taps = _kernelH * _kernelW;
+            int channel = p0 / taps, kh = p0 % taps / _kernelW, kw = p0 % _kernelW;
+            for (int p = 0; p < kc; p++, dst += width)
+            {
+                PackRow(dst, first, n, width, channel, kh, kw);
+                if (++kw == _kernelW)
+                {
+                    kw = 0;
+                    if (++kh == _kernelH)
+                    {
+                        kh = 0;
+                        channel++;
+                    }
+                }
+            }
+        }
+        return scratch;
+    }
+
+    /// <summary>One depth row of a panel: columns [first, first + n) for tap (kh, kw) of a channel, zero-padded to width.
+    /// The columns run along output rows, so the row is cut into segments of one output row each.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void PackRow(float* dst, int first, int n, int width, int channel, int kh, int kw)
+    {
+        int oh = first / _outWidth, ow = first - oh * _outWidth;
+        float* plane = _image + (nint)channel * _height * _width;
+        for (int col = 0; col < n;)
+        {
+            int length = Math.Min(n - col, _outWidth - ow);
+            int ih = oh * _strideH - _padTop + kh * _dilationH;
+            if ((uint)ih >= (uint)_height)
+            {
+                new Span<float>(dst + col, length).Clear();
+            }
+            else
+            {
+                float* src = plane + (nint)ih * _width;
+                int iw0 = ow * _strideW - _padLeft + kw * _dilationW;
+                // Output columns [lo, hi) of the segment read inside the row; the rest is padding.
+                int lo = iw0 >= 0 ? 0 : Math.Min(length, (-iw0 + _strideW - 1) / _strideW);
+                int hi = Math.Max(lo, Math.Min(length, (_width - iw0 + _strideW - 1) / _strideW));
+                for (int t = 0; t < lo; t++) dst[col + t] = 0;
+                if (_strideW == 1) PanelCopy.Copy(dst + col + lo, src + iw0 + lo, hi - lo);
+                else PanelCopy.Strided(dst + col + lo, src + iw0 + lo * _strideW, hi - lo, _strideW);
+                for (int t = hi; t < length; t++) dst[col + t] = 0;
+            }
+            col += length;
+            ow = 0;
+            oh++;
+        }
+        for (int j = n; j < width; j++) dst[j] = 0;
+    }
+}
