@@ -44,7 +44,7 @@ public sealed class GemmTests
         var rng = new Random(42 + (int)kind);
         int[] ms = [1, 2, kernel.Mr - 1, kernel.Mr, kernel.Mr + 1, 2 * kernel.Mr + 3, kernel.Mc + 5];
         int[] ns = [1, 3, kernel.Nr - 1, kernel.Nr, kernel.Nr + 1, 2 * kernel.Nr + 5, kernel.Nc + 17];
-        int[] ks = [1, 7, GemmKernel.Kc, GemmKernel.Kc + 9];
+        int[] ks = [1, 7, GemmKernel.MaxKc, GemmKernel.MaxKc + 9, 3 * GemmKernel.MaxKc - 1];
         foreach (bool transA in new[] { false, true })
             foreach (bool transB in new[] { false, true })
                 for (int t = 0; t < 10; t++)
@@ -76,7 +76,7 @@ public sealed class GemmTests
         var kind = (GemmKernelKind)kernelKind;
         var kernel = GemmKernel.Create(kind);
         var rng = new Random(7);
-        foreach (var (m, n, k) in new[] { (5, 37, 3), (kernel.Mr * 3 + 1, kernel.Nr * 2 + 3, GemmKernel.Kc * 2 + 1), (33, 70, 300) })
+        foreach (var (m, n, k) in new[] { (5, 37, 3), (kernel.Mr * 3 + 1, kernel.Nr * 2 + 3, GemmKernel.MaxKc * 2 + 1), (33, 70, 300) })
             foreach (bool trans in new[] { false, true })
             {
                 var a = RandomArray(rng, m * k);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Squash.Runtime.Kernels;
@@ -65,6 +66,7 @@ internal static unsafe class DepthwiseConv
             _phaseLength = (_outWidth + lanes - 1) / lanes * lanes + (_kernelW - 1) * _dilationW / _strideW + 1;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int start, int end)
         {
             int rowStride = _strideW * _phaseLength;

@@ -8,7 +8,7 @@ namespace Squash.Runtime.Kernels;
 /// layers: <c>C = activation(alpha * op(A) * op(B) + beta * C + bias)</c>, row-major with leading dimensions.
 /// </summary>
 /// <remarks>
-/// A blocked GEMM in the Goto/BLIS arrangement: K is cut into blocks of <see cref="GemmKernel.Kc"/>; for each
+/// A blocked GEMM in the Goto/BLIS arrangement: K is cut into blocks (<see cref="GemmKernel.BlockDepth"/>); for each
 /// block a slab of op(B) (KC x NC) is packed into column panels and slabs of op(A) (MC x KC) into row panels, and a
 /// register-tiled micro-kernel (<see cref="GemmKernel"/>) multiplies panel by panel. Either operand may be packed
 /// once in advance (<see cref="PackedMatrix"/>). Work is split over column slabs (and row groups when columns are
@@ -141,19 +141,21 @@ public static unsafe class Gemm
         where TA : struct, IPanelSource
         where TB : struct, IPanelSource
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int start, int end)
         {
             int mr = kernel.Mr, nr = kernel.Nr, mc = kernel.Mc;
-            float* packedA = GemmScratch.A(mc * GemmKernel.Kc);
-            float* packedB = GemmScratch.B(RoundUp(nc, nr) * GemmKernel.Kc);
+            int blockDepth = GemmKernel.BlockDepth(k);
+            float* packedA = GemmScratch.A(mc * blockDepth);
+            float* packedB = GemmScratch.B(RoundUp(nc, nr) * blockDepth);
             float* edge = stackalloc float[mr * nr];
             for (int task = start; task < end; task++)
             {
                 int j0 = task / rowGroups * nc, nLength = Math.Min(nc, n - j0);
                 int rowStart = task % rowGroups * groupRows, rowEnd = Math.Min(m, rowStart + groupRows);
-                for (int p0 = 0; p0 < k; p0 += GemmKernel.Kc)
+                for (int p0 = 0; p0 < k; p0 += blockDepth)
                 {
-                    int kc = Math.Min(GemmKernel.Kc, k - p0);
+                    int kc = Math.Min(blockDepth, k - p0);
                     var blockEpilogue = epilogue.ForBlock(p0, kc, k);
                     float* bPanels = b.Panels(j0, nLength, p0, kc, nr, packedB);
                     for (int i0 = rowStart; i0 < rowEnd; i0 += mc)
@@ -168,6 +170,7 @@ public static unsafe class Gemm
 
         /// <summary>Multiplies packed slabs into C[i0.., j0..]. Each A panel (MR x KC) stays in L1 while the B
         /// panels of the slab stream from L2.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Macro(float* aPanels, float* bPanels, int i0, int mLength, int j0, int nLength, int kc,
             in TileEpilogue blockEpilogue, float* edge)
         {

@@ -27,14 +27,25 @@ internal readonly record struct GemmKernel(GemmKernelKind Kind, int Mr, int Nr)
         : Vector256.IsHardwareAccelerated && Fma.IsSupported ? GemmKernelKind.Vector256
         : GemmKernelKind.Vector128);
 
-    /// <summary>Depth of a K block. A 256-deep panel of A (8 KB for MR = 8) stays in L1 while panels of B stream
-    /// from L2; per block each C tile is loaded and stored once, which 256 FMAs per element amortize.</summary>
-    public const int Kc = 256;
+    /// <summary>The deepest K block. A panel of A (10 KB for MR = 8) stays in L1 while panels of B stream from L2, and
+    /// a KC x NC slab of B (640 KB) with an MC x KC slab of A (160 KB) fits a 1 MB L2. Each block loads and stores
+    /// every C tile once, so fewer, deeper blocks also mean fewer passes over C, which matters when C is an image
+    /// larger than the caches.</summary>
+    public const int MaxKc = 320;
 
-    /// <summary>Rows of C per task: MC x KC of packed A (128 KB) sits in L2 beside the B block.</summary>
+    /// <summary>The depth of every K block but the last for a product of depth <paramref name="k"/>: K split into
+    /// the fewest blocks of at most <see cref="MaxKc"/>, evenly (288 = 3x3x32 is one block, 576 two of 288).
+    /// Packing in advance and multiplying must agree on it.</summary>
+    public static int BlockDepth(int k)
+    {
+        int blocks = Math.Max(1, (k + MaxKc - 1) / MaxKc);
+        return (k + blocks - 1) / blocks;
+    }
+
+    /// <summary>Rows of C per slab of A: MC x KC of packed A sits in L2 beside the B slab.</summary>
     public int Mc => Mr * (Kind == GemmKernelKind.Vector256 ? 24 : 16);
 
-    /// <summary>Columns of C per task: KC x NC of packed B (512 KB) fits the 1 MB L2 of current cores with A's block.</summary>
+    /// <summary>Columns of C per slab of B (see <see cref="MaxKc"/>).</summary>
     public int Nc => Nr * (Kind == GemmKernelKind.Vector512 ? 16 : 32);
 
     /// <summary>The kernel for <paramref name="kind"/>.</summary>

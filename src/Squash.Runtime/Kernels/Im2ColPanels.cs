@@ -31,18 +31,23 @@ internal readonly unsafe struct Im2ColPanels : IPanelSource
         _padLeft = g.PadsBegin[1];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float* Panels(int start, int count, int p0, int kc, int width, float* scratch)
     {
-        for (int q = 0; q * width < count; q++)
+        // Each depth row is first gathered contiguously (it walks image rows in order, which the prefetchers follow),
+        // then distributed over the panels; the row buffer stays in L1. Slabs wider than the buffer go in pieces.
+        const int Piece = 1024;
+        float* row = stackalloc float[Piece];
+        int taps = _kernelH * _kernelW;
+        for (int c0 = 0; c0 < count; c0 += Piece)
         {
-            int first = start + q * width;
-            int n = Math.Min(width, count - q * width);
-            float* dst = scratch + (nint)q * width * kc;
-            int taps = _kernelH * _kernelW;
+            int n = Math.Min(Piece, count - c0);
+            float* panels = scratch + (nint)(c0 / width) * width * kc;
             int channel = p0 / taps, kh = p0 % taps / _kernelW, kw = p0 % _kernelW;
-            for (int p = 0; p < kc; p++, dst += width)
+            for (int p = 0; p < kc; p++)
             {
-                PackRow(dst, first, n, width, channel, kh, kw);
+                GatherRow(row, start + c0, n, channel, kh, kw);
+                PanelCopy.Scatter(row, n, panels + p * width, width, kc);
                 if (++kw == _kernelW)
                 {
                     kw = 0;
@@ -57,10 +62,9 @@ internal readonly unsafe struct Im2ColPanels : IPanelSource
         return scratch;
     }
 
-    /// <summary>One depth row of a panel: columns [first, first + n) for tap (kh, kw) of a channel, zero-padded to width.
-    /// The columns run along output rows, so the row is cut into segments of one output row each.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void PackRow(float* dst, int first, int n, int width, int channel, int kh, int kw)
+    /// <summary>Columns [first, first + n) of the depth row for tap (kh, kw) of a channel. The columns run along output
+    /// rows, so the row is cut into segments of one output row each; padding reads as zero.</summary>
+    private void GatherRow(float* dst, int first, int n, int channel, int kh, int kw)
     {
         int oh = first / _outWidth, ow = first - oh * _outWidth;
         float* plane = _image + (nint)channel * _height * _width;
@@ -80,14 +84,12 @@ internal readonly unsafe struct Im2ColPanels : IPanelSource
                 int lo = iw0 >= 0 ? 0 : Math.Min(length, (-iw0 + _strideW - 1) / _strideW);
                 int hi = Math.Max(lo, Math.Min(length, (_width - iw0 + _strideW - 1) / _strideW));
                 for (int t = 0; t < lo; t++) dst[col + t] = 0;
-                if (_strideW == 1) PanelCopy.Copy(dst + col + lo, src + iw0 + lo, hi - lo);
-                else PanelCopy.Strided(dst + col + lo, src + iw0 + lo * _strideW, hi - lo, _strideW);
+                PanelCopy.Strided(dst + col + lo, src + iw0 + lo * _strideW, hi - lo, _strideW);
                 for (int t = hi; t < length; t++) dst[col + t] = 0;
             }
             col += length;
             ow = 0;
             oh++;
         }
-        for (int j = n; j < width; j++) dst[j] = 0;
     }
 }

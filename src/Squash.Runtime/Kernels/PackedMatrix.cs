@@ -80,9 +80,10 @@ public sealed unsafe class PackedMatrix
     private void Fill(StridedPanels source, int width)
     {
         if (Count == 0) return;
-        for (int p0 = 0; p0 < Depth; p0 += GemmKernel.Kc)
+        int blockDepth = GemmKernel.BlockDepth(Depth);
+        for (int p0 = 0; p0 < Depth; p0 += blockDepth)
         {
-            int kc = Math.Min(GemmKernel.Kc, Depth - p0);
+            int kc = Math.Min(blockDepth, Depth - p0);
             source.Panels(0, Count, p0, kc, width, Data + (nint)p0 * PaddedCount);
         }
     }

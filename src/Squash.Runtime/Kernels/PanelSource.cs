@@ -32,34 +32,35 @@ internal readonly unsafe struct StridedPanels(float* data, nint indexStride, nin
     /// <summary>op(B) for B [k,n] (or [n,k] when transposed) with row stride <paramref name="ldb"/>.</summary>
     public static StridedPanels Right(float* b, int ldb, bool transB) => transB ? new(b, ldb, 1) : new(b, 1, ldb);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float* Panels(int start, int count, int p0, int kc, int width, float* scratch)
     {
+        if (indexStride == 1)
+        {
+            // Indices are contiguous (B as stored, or A transposed). Walk depth rows outermost so that each source row
+            // is read sequentially; reading panel by panel instead jumps between kc rows every few floats, which
+            // defeats the prefetchers and the TLB when rows are far apart (an image of 100k pixels per channel).
+            float* src = data + start + p0 * depthStride;
+            for (int p = 0; p < kc; p++, src += depthStride)
+                PanelCopy.Scatter(src, count, scratch + p * width, width, kc);
+            return scratch;
+        }
         for (int q = 0; q * width < count; q++)
         {
+            // Depth is contiguous (A as stored, or B transposed): transpose width rows into the panel.
             int first = start + q * width;
             int n = Math.Min(width, count - q * width);
             float* dst = scratch + (nint)q * width * kc;
-            if (indexStride == 1)
+            for (int r = 0; r < width; r++)
             {
-                // Indices are contiguous (B as stored, or A transposed): each depth is one short row copy.
-                float* src = data + first + p0 * depthStride;
-                for (int p = 0; p < kc; p++, src += depthStride, dst += width)
-                    PanelCopy.Row(dst, src, n, width);
-            }
-            else
-            {
-                // Depth is contiguous (A as stored, or B transposed): transpose width rows into the panel.
-                for (int r = 0; r < width; r++)
+                float* d = dst + r;
+                if (r >= n)
                 {
-                    float* d = dst + r;
-                    if (r >= n)
-                    {
-                        for (int p = 0; p < kc; p++) d[p * width] = 0;
-                        continue;
-                    }
-                    float* src = data + (first + r) * indexStride + p0 * depthStride;
-                    for (int p = 0; p < kc; p++, src += depthStride) d[p * width] = *src;
+                    for (int p = 0; p < kc; p++) d[p * width] = 0;
+                    continue;
                 }
+                float* src = data + (first + r) * indexStride + p0 * depthStride;
+                for (int p = 0; p < kc; p++, src += depthStride) d[p * width] = *src;
             }
         }
         return scratch;
@@ -69,18 +70,34 @@ internal readonly unsafe struct StridedPanels(float* data, nint indexStride, nin
 /// <summary>Small copies for packing.</summary>
 internal static unsafe class PanelCopy
 {
-    /// <summary>Copies <paramref name="n"/> floats and zeroes the rest of a panel row of <paramref name="width"/>.</summary>
+    /// <summary>
+    /// Distributes one depth row of <paramref name="count"/> floats over the panels: floats [q * width, (q + 1) * width)
+    /// go to <c>dst + q * width * kc</c>, where <paramref name="dst"/> points at the row's place in panel 0. The last
+    /// panel's missing indices are zeroed.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Row(float* dst, float* src, int n, int width)
+    public static void Scatter(float* src, int count, float* dst, int width, int kc)
     {
-        if (n == width && width == 32 && Vector512.IsHardwareAccelerated)
+        nint panelStride = (nint)width * kc;
+        int j = 0;
+        if (width == 32 && Vector512.IsHardwareAccelerated)
         {
-            Vector512.Store(Vector512.Load(src), dst);
-            Vector512.Store(Vector512.Load(src + 16), dst + 16);
-            return;
+            for (; j + 32 <= count; j += 32, dst += panelStride)
+            {
+                Vector512.Store(Vector512.Load(src + j), dst);
+                Vector512.Store(Vector512.Load(src + j + 16), dst + 16);
+            }
         }
-        Copy(dst, src, n);
-        for (int j = n; j < width; j++) dst[j] = 0;
+        else
+        {
+            for (; j + width <= count; j += width, dst += panelStride) Copy(dst, src + j, width);
+        }
+        if (j < count)
+        {
+            int n = count - j;
+            Copy(dst, src + j, n);
+            for (int t = n; t < width; t++) dst[t] = 0;
+        }
     }
 
     /// <summary>Copies <paramref name="n"/> floats with the widest vectors available.</summary>
