@@ -34,40 +34,47 @@ internal readonly unsafe struct Im2ColPanels : IPanelSource
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float* Panels(int start, int count, int p0, int kc, int width, float* scratch)
     {
-        // Each depth row is first gathered contiguously (it walks image rows in order, which the prefetchers follow),
-        // then distributed over the panels; the row buffer stays in L1. Slabs wider than the buffer go in pieces.
-        const int Piece = 1024;
-        float* row = stackalloc float[Piece];
+        // Depth rows are gathered contiguously (walking image rows in order, which the prefetchers follow), a group
+        // at a time into an L1-resident buffer, then distributed over the panels. Wide slabs go in pieces.
+        const int Piece = 512;
+        float* rows = stackalloc float[PanelCopy.RowGroup * Piece];
         int taps = _kernelH * _kernelW;
         for (int c0 = 0; c0 < count; c0 += Piece)
         {
             int n = Math.Min(Piece, count - c0);
             float* panels = scratch + (nint)(c0 / width) * width * kc;
+            int oh = (start + c0) / _outWidth, ow = (start + c0) - oh * _outWidth;
             int channel = p0 / taps, kh = p0 % taps / _kernelW, kw = p0 % _kernelW;
-            for (int p = 0; p < kc; p++)
+            for (int p = 0; p < kc; p += PanelCopy.RowGroup)
             {
-                GatherRow(row, start + c0, n, channel, kh, kw);
-                PanelCopy.Scatter(row, n, panels + p * width, width, kc);
-                if (++kw == _kernelW)
+                int group = Math.Min(PanelCopy.RowGroup, kc - p);
+                for (int r = 0; r < group; r++)
                 {
-                    kw = 0;
-                    if (++kh == _kernelH)
+                    GatherRow(rows + r * Piece, oh, ow, n, channel, kh, kw);
+                    if (++kw == _kernelW)
                     {
-                        kh = 0;
-                        channel++;
+                        kw = 0;
+                        if (++kh == _kernelH)
+                        {
+                            kh = 0;
+                            channel++;
+                        }
                     }
                 }
+                PanelCopy.Scatter(rows, Piece, group, n, panels + p * width, width, kc);
             }
         }
         return scratch;
     }
 
-    /// <summary>Columns [first, first + n) of the depth row for tap (kh, kw) of a channel. The columns run along output
-    /// rows, so the row is cut into segments of one output row each; padding reads as zero.</summary>
-    private void GatherRow(float* dst, int first, int n, int channel, int kh, int kw)
+    /// <summary>The depth row for tap (kh, kw) of a channel over <paramref name="n"/> columns from output position
+    /// (<paramref name="oh"/>, <paramref name="ow"/>). The columns run along output rows, so the row is cut into
+    /// segments of one output row each; padding reads as zero. No divisions for strides 1 and 2: this runs once per
+    /// packed row segment, and an integer division costs as much as copying a cache line.</summary>
+    private void GatherRow(float* dst, int oh, int ow, int n, int channel, int kh, int kw)
     {
-        int oh = first / _outWidth, ow = first - oh * _outWidth;
         float* plane = _image + (nint)channel * _height * _width;
+        int stride = _strideW;
         for (int col = 0; col < n;)
         {
             int length = Math.Min(n - col, _outWidth - ow);
@@ -79,12 +86,12 @@ internal readonly unsafe struct Im2ColPanels : IPanelSource
             else
             {
                 float* src = plane + (nint)ih * _width;
-                int iw0 = ow * _strideW - _padLeft + kw * _dilationW;
+                int iw0 = ow * stride - _padLeft + kw * _dilationW;
                 // Output columns [lo, hi) of the segment read inside the row; the rest is padding.
-                int lo = iw0 >= 0 ? 0 : Math.Min(length, (-iw0 + _strideW - 1) / _strideW);
-                int hi = Math.Max(lo, Math.Min(length, (_width - iw0 + _strideW - 1) / _strideW));
+                int lo = iw0 >= 0 ? 0 : Math.Min(length, CeilDiv(-iw0, stride));
+                int hi = Math.Max(lo, Math.Min(length, CeilDiv(_width - iw0, stride)));
                 for (int t = 0; t < lo; t++) dst[col + t] = 0;
-                PanelCopy.Strided(dst + col + lo, src + iw0 + lo * _strideW, hi - lo, _strideW);
+                PanelCopy.Strided(dst + col + lo, src + iw0 + lo * stride, hi - lo, stride);
                 for (int t = hi; t < length; t++) dst[col + t] = 0;
             }
             col += length;
@@ -92,4 +99,13 @@ internal readonly unsafe struct Im2ColPanels : IPanelSource
             oh++;
         }
     }
+
+    /// <summary>ceil(a / b) for b &gt; 0 (a may be negative, then the result is at most 0).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int CeilDiv(int a, int b) => b switch
+    {
+        1 => a,
+        2 => (a + 1) >> 1,
+        _ => a <= 0 ? -(-a / b) : (a + b - 1) / b,
+    };
 }

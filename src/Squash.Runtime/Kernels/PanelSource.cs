@@ -41,8 +41,11 @@ internal readonly unsafe struct StridedPanels(float* data, nint indexStride, nin
             // is read sequentially; reading panel by panel instead jumps between kc rows every few floats, which
             // defeats the prefetchers and the TLB when rows are far apart (an image of 100k pixels per channel).
             float* src = data + start + p0 * depthStride;
-            for (int p = 0; p < kc; p++, src += depthStride)
-                PanelCopy.Scatter(src, count, scratch + p * width, width, kc);
+            for (int p = 0; p < kc; p += PanelCopy.RowGroup)
+            {
+                int rows = Math.Min(PanelCopy.RowGroup, kc - p);
+                PanelCopy.Scatter(src + p * depthStride, depthStride, rows, count, scratch + p * width, width, kc);
+            }
             return scratch;
         }
         for (int q = 0; q * width < count; q++)
@@ -70,33 +73,46 @@ internal readonly unsafe struct StridedPanels(float* data, nint indexStride, nin
 /// <summary>Small copies for packing.</summary>
 internal static unsafe class PanelCopy
 {
+    /// <summary>Depth rows packed together: 8 rows of 32 floats are 1 KB written contiguously per panel.</summary>
+    public const int RowGroup = 8;
+
     /// <summary>
-    /// Distributes one depth row of <paramref name="count"/> floats over the panels: floats [q * width, (q + 1) * width)
-    /// go to <c>dst + q * width * kc</c>, where <paramref name="dst"/> points at the row's place in panel 0. The last
-    /// panel's missing indices are zeroed.
+    /// Distributes <paramref name="rows"/> consecutive depth rows of <paramref name="count"/> floats (row r at
+    /// <c>src + r * srcStride</c>) over the panels: floats [q * width, (q + 1) * width) of row r go to
+    /// <c>dst + q * width * kc + r * width</c>, where <paramref name="dst"/> is the first row's place in panel 0; the
+    /// last panel's missing indices are zeroed. Several rows at a time make each panel's writes one contiguous run:
+    /// panels lie width * kc floats apart, often a multiple of 4 KB, so writing one row across all panels would
+    /// send every store to the same L1 set.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Scatter(float* src, int count, float* dst, int width, int kc)
+    public static void Scatter(float* src, nint srcStride, int rows, int count, float* dst, int width, int kc)
     {
         nint panelStride = (nint)width * kc;
         int j = 0;
-        if (width == 32 && Vector512.IsHardwareAccelerated)
+        for (; j + width <= count; j += width, dst += panelStride)
         {
-            for (; j + 32 <= count; j += 32, dst += panelStride)
+            float* d = dst;
+            float* s = src + j;
+            if (width == 32 && Vector512.IsHardwareAccelerated)
             {
-                Vector512.Store(Vector512.Load(src + j), dst);
-                Vector512.Store(Vector512.Load(src + j + 16), dst + 16);
+                for (int r = 0; r < rows; r++, d += 32, s += srcStride)
+                {
+                    Vector512.Store(Vector512.Load(s), d);
+                    Vector512.Store(Vector512.Load(s + 16), d + 16);
+                }
             }
-        }
-        else
-        {
-            for (; j + width <= count; j += width, dst += panelStride) Copy(dst, src + j, width);
+            else
+            {
+                for (int r = 0; r < rows; r++, d += width, s += srcStride) Copy(d, s, width);
+            }
         }
         if (j < count)
         {
             int n = count - j;
-            Copy(dst, src + j, n);
-            for (int t = n; t < width; t++) dst[t] = 0;
+            for (int r = 0; r < rows; r++)
+            {
+                Copy(dst + r * width, src + r * srcStride + j, n);
+                for (int t = n; t < width; t++) dst[r * width + t] = 0;
+            }
         }
     }
 
