@@ -79,6 +79,35 @@ public sealed class ConvTests
         }
     }
 
+    /// <summary>Stride-1 convolutions read in place from the padded image, with dilations, asymmetric pads,
+    /// groups, and grids whose width is not a multiple of the tile width.</summary>
+    [Theory]
+    [InlineData(3, 3, 1, 1, 1, 1, 1, 13, 37)]
+    [InlineData(3, 3, 1, 0, 2, 1, 1, 9, 34)]
+    [InlineData(5, 5, 2, 2, 4, 1, 1, 11, 60)]
+    [InlineData(3, 1, 1, 1, 0, 1, 2, 7, 33)]
+    [InlineData(3, 3, 2, 2, 1, 3, 2, 6, 70)]
+    public void ShiftedConvolutionMatchesDirectReference(int kernelH, int kernelW, int dilation, int padTop, int padLeft,
+        int padEnd, int groups, int height, int width)
+    {
+        var rng = new Random(kernelH * 7 + width);
+        int inChannels = 3 * groups, outChannels = 10 * groups;
+        int outH = height + padTop + padEnd - (kernelH - 1) * dilation, outW = width + padLeft + padEnd - (kernelW - 1) * dilation;
+        var g = new ConvGeometry(2, inChannels, outChannels, groups, [height, width], [kernelH, kernelW], [outH, outW],
+            [1, 1], [dilation, dilation], [padTop, padLeft]);
+        Assert.True(ShiftedConvolution.Applies(g));
+        var x = RandomArray(rng, g.Batch * g.InChannels * g.InputSize);
+        var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
+        var bias = RandomArray(rng, g.OutChannels);
+        var (expected, bound) = DirectConvolution(g, x, w, bias, GemmActivation.Relu);
+        foreach (bool pack in new[] { false, true })
+        {
+            var y = new float[expected.Length];
+            Convolution.Run(new KernelContext(pack ? 3 : 1), g, x, w, pack ? Convolution.PackWeights(g, w) : null, bias, y, GemmActivation.Relu);
+            AssertClose(expected, bound, y, Describe(g));
+        }
+    }
+
     /// <summary>Depthwise rows long enough for the four-vector loop and its tail, at strides 1 to 3.</summary>
     [Theory]
     [InlineData(1, 3, 1, 1)]

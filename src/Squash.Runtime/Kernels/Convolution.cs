@@ -3,8 +3,9 @@ namespace Squash.Runtime.Kernels;
 /// <summary>
 /// Convolution of any rank as GEMMs, one per batch image and group: <c>Y_g[M/G, outputSize] = W_g[M/G, C/G * taps] x
 /// im2col(X_g)</c>, with the bias and activation fused into the GEMM's store. The im2col operand is the input itself
-/// for pointwise (1x1) convolutions, is packed straight from the image for 2-D ones (<see cref="Im2ColPanels"/>), and
-/// is expanded into scratch otherwise. Depthwise 2-D convolutions run a direct kernel (<see cref="DepthwiseConv"/>).
+/// for pointwise (1x1) convolutions, is read in place from a padded copy of the image for stride-1 2-D ones
+/// (<see cref="ShiftedConvolution"/>), is packed straight from the image for other 2-D ones (<see cref="Im2ColPanels"/>),
+/// and is expanded into scratch otherwise. Depthwise 2-D convolutions run a direct kernel (<see cref="DepthwiseConv"/>).
 /// </summary>
 internal static unsafe class Convolution
 {
@@ -40,8 +41,10 @@ internal static unsafe class Convolution
                 DepthwiseConv.Run(context, plane, px, pw, biasPointer, py, activation);
                 return;
             }
-            bool explicitColumns = !plane.IsPointwise && plane.Rank != 2;
-            byte[] scratch = explicitColumns ? context.Scratch(checked(g.GemmDepth * g.OutputSize * sizeof(float))) : [];
+            long scratchFloats = ShiftedConvolution.Applies(plane) ? ShiftedConvolution.ScratchFloats(plane)
+                : !plane.IsPointwise && plane.Rank != 2 ? (long)g.GemmDepth * g.OutputSize
+                : 0;
+            byte[] scratch = scratchFloats == 0 ? [] : context.Scratch(checked((int)(scratchFloats * sizeof(float))));
             fixed (byte* columns = scratch)
             {
                 int mg = g.GroupOutChannels, cg = g.GroupInChannels;
@@ -67,7 +70,11 @@ internal static unsafe class Convolution
         where TA : struct, IPanelSource
     {
         int m = g.GroupOutChannels, n = g.OutputSize, k = g.GemmDepth;
-        if (g.IsPointwise)
+        if (ShiftedConvolution.Applies(g))
+        {
+            ShiftedConvolution.Run(context, kernel, g, weights, x, y, epilogue, columns);
+        }
+        else if (g.IsPointwise)
         {
             Gemm.Run(context, kernel, m, n, k, weights, StridedPanels.Right(x, g.InputSize, false), y, n, epilogue);
         }

@@ -99,7 +99,15 @@ public static unsafe class Gemm
     internal static void Run<TA, TB>(KernelContext context, GemmKernel kernel, int m, int n, int k, TA a, TB b,
         float* c, nint ldc, in TileEpilogue epilogue)
         where TA : struct, IPanelSource
-        where TB : struct, IPanelSource
+        where TB : struct, IPanelSource =>
+        Run<TA, PackedRight<TB>, PackedRows>(context, kernel, m, n, k, a, new PackedRight<TB>(b), c, ldc, epilogue);
+
+    /// <summary>The driver for any right operand, packed or read in place.</summary>
+    internal static void Run<TA, TB, TRows>(KernelContext context, GemmKernel kernel, int m, int n, int k, TA a, TB b,
+        float* c, nint ldc, in TileEpilogue epilogue)
+        where TA : struct, IPanelSource
+        where TB : struct, IRightOperand<TRows>
+        where TRows : struct, IPanelRows<TRows>
     {
         if (m <= 0 || n <= 0) return;
         if (k <= 0)
@@ -130,16 +138,17 @@ public static unsafe class Gemm
         }
         int groupRows = RoundUp((m + rowGroups - 1) / rowGroups, kernel.Mr);
         rowGroups = (m + groupRows - 1) / groupRows;
-        var body = new Body<TA, TB>(kernel, m, n, k, a, b, c, ldc, epilogue, nc, groupRows, rowGroups);
+        var body = new Body<TA, TB, TRows>(kernel, m, n, k, a, b, c, ldc, epilogue, nc, groupRows, rowGroups);
         if (threads == 1) body.Invoke(0, rowGroups * columnSlabs);
         else context.For(rowGroups * columnSlabs, body);
     }
 
     /// <summary>One task: a group of rows of one column slab of C, over all of K.</summary>
-    private readonly struct Body<TA, TB>(GemmKernel kernel, int m, int n, int k, TA a, TB b, float* c, nint ldc,
+    private readonly struct Body<TA, TB, TRows>(GemmKernel kernel, int m, int n, int k, TA a, TB b, float* c, nint ldc,
         TileEpilogue epilogue, int nc, int groupRows, int rowGroups) : IRangeBody
         where TA : struct, IPanelSource
-        where TB : struct, IPanelSource
+        where TB : struct, IRightOperand<TRows>
+        where TRows : struct, IPanelRows<TRows>
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int start, int end)
@@ -157,7 +166,7 @@ public static unsafe class Gemm
                 {
                     int kc = Math.Min(blockDepth, k - p0);
                     var blockEpilogue = epilogue.ForBlock(p0, kc, k);
-                    float* bPanels = b.Panels(j0, nLength, p0, kc, nr, packedB);
+                    var bPanels = b.Slab(j0, nLength, p0, kc, nr, packedB);
                     for (int i0 = rowStart; i0 < rowEnd; i0 += mc)
                     {
                         int mLength = Math.Min(mc, rowEnd - i0);
@@ -168,10 +177,10 @@ public static unsafe class Gemm
             }
         }
 
-        /// <summary>Multiplies packed slabs into C[i0.., j0..]. Each A panel (MR x KC) stays in L1 while the B
-        /// panels of the slab stream from L2.</summary>
+        /// <summary>Multiplies a slab of A by a slab of B into C[i0.., j0..]. Each A panel (MR x KC) stays in L1
+        /// while the B panels of the slab stream from L2.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Macro(float* aPanels, float* bPanels, int i0, int mLength, int j0, int nLength, int kc,
+        private void Macro(float* aPanels, TRows bPanels, int i0, int mLength, int j0, int nLength, int kc,
             in TileEpilogue blockEpilogue, float* edge)
         {
             int mr = kernel.Mr, nr = kernel.Nr;
@@ -182,7 +191,7 @@ public static unsafe class Gemm
                 float* cRow = c + (i0 + ir) * ldc + j0;
                 for (int jr = 0; jr < nLength; jr += nr)
                 {
-                    float* bPanel = bPanels + (nint)jr * kc;
+                    var bPanel = bPanels.Advance(jr, kc);
                     int cols = nLength - jr;
                     if (cols >= nr)
                     {

@@ -68,7 +68,8 @@ internal readonly record struct GemmKernel(GemmKernelKind Kind, int Mr, int Nr)
     /// C[0..rows, 0..Nr) (row stride <paramref name="ldc"/>) = epilogue(A panel x B panel) over <paramref name="kc"/>;
     /// <paramref name="row"/> and <paramref name="col"/> locate the tile in C for the biases.
     /// </summary>
-    public unsafe void Run(int rows, int kc, float* a, float* b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
+    public unsafe void Run<TPanel>(int rows, int kc, float* a, TPanel b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
+        where TPanel : struct, IPanelRows<TPanel>
     {
         switch (Kind)
         {

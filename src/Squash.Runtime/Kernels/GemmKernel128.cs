@@ -16,21 +16,23 @@ internal static unsafe class GemmKernel128
     public const int Nr = 8;
 
     /// <summary>See <see cref="GemmKernel.Run"/>; <paramref name="rows"/> is 1 to <see cref="Mr"/>.</summary>
-    public static void Run(int rows, int kc, float* a, float* b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
+    public static void Run<TPanel>(int rows, int kc, float* a, TPanel b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
+        where TPanel : struct, IPanelRows<TPanel>
     {
         switch (rows)
         {
-            case 4: Tile<Rows4>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 3: Tile<Rows3>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 2: Tile<Rows2>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 1: Tile<Rows1>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 4: Tile<Rows4, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 3: Tile<Rows3, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 2: Tile<Rows2, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 1: Tile<Rows1, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
             default: throw new ArgumentOutOfRangeException(nameof(rows));
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile<TRows>(int kc, float* a, float* b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
+    private static void Tile<TRows, TPanel>(int kc, float* a, TPanel b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
         where TRows : struct, IRowCount
+        where TPanel : struct, IPanelRows<TPanel>
     {
         int rows = TRows.Value;
         // The accumulators of row r are c{r}0 and c{r}1; rows the tile lacks are never touched.
@@ -40,7 +42,8 @@ internal static unsafe class GemmKernel128
         Vector128<float> c30 = default, c31 = default;
         for (int p = 0; p < kc; p++)
         {
-            Vector128<float> b0 = Vector128.Load(b), b1 = Vector128.Load(b + 4);
+            float* bp = b.Row(p, Nr);
+            Vector128<float> b0 = Vector128.Load(bp), b1 = Vector128.Load(bp + 4);
             Vector128<float> ai = Vector128.Create(a[0]);
             c00 = Vector128.MultiplyAddEstimate(ai, b0, c00);
             c01 = Vector128.MultiplyAddEstimate(ai, b1, c01);
@@ -63,7 +66,6 @@ internal static unsafe class GemmKernel128
                 c31 = Vector128.MultiplyAddEstimate(ai, b1, c31);
             }
             a += Mr;
-            b += Nr;
         }
         epilogue.Store(c, c00, c01, row, col);
         if (rows > 1) epilogue.Store(c + 1 * ldc, c10, c11, row + 1, col);

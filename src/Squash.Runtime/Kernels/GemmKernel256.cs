@@ -16,23 +16,25 @@ internal static unsafe class GemmKernel256
     public const int Nr = 16;
 
     /// <summary>See <see cref="GemmKernel.Run"/>; <paramref name="rows"/> is 1 to <see cref="Mr"/>.</summary>
-    public static void Run(int rows, int kc, float* a, float* b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
+    public static void Run<TPanel>(int rows, int kc, float* a, TPanel b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
+        where TPanel : struct, IPanelRows<TPanel>
     {
         switch (rows)
         {
-            case 6: Tile<Rows6>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 5: Tile<Rows5>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 4: Tile<Rows4>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 3: Tile<Rows3>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 2: Tile<Rows2>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 1: Tile<Rows1>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 6: Tile<Rows6, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 5: Tile<Rows5, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 4: Tile<Rows4, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 3: Tile<Rows3, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 2: Tile<Rows2, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 1: Tile<Rows1, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
             default: throw new ArgumentOutOfRangeException(nameof(rows));
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile<TRows>(int kc, float* a, float* b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
+    private static void Tile<TRows, TPanel>(int kc, float* a, TPanel b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
         where TRows : struct, IRowCount
+        where TPanel : struct, IPanelRows<TPanel>
     {
         int rows = TRows.Value;
         // The accumulators of row r are c{r}0 and c{r}1; rows the tile lacks are never touched.
@@ -44,7 +46,8 @@ internal static unsafe class GemmKernel256
         Vector256<float> c50 = default, c51 = default;
         for (int p = 0; p < kc; p++)
         {
-            Vector256<float> b0 = Vector256.Load(b), b1 = Vector256.Load(b + 8);
+            float* bp = b.Row(p, Nr);
+            Vector256<float> b0 = Vector256.Load(bp), b1 = Vector256.Load(bp + 8);
             Vector256<float> ai = Vector256.Create(a[0]);
             c00 = Vector256.FusedMultiplyAdd(ai, b0, c00);
             c01 = Vector256.FusedMultiplyAdd(ai, b1, c01);
@@ -79,7 +82,6 @@ internal static unsafe class GemmKernel256
                 c51 = Vector256.FusedMultiplyAdd(ai, b1, c51);
             }
             a += Mr;
-            b += Nr;
         }
         epilogue.Store(c, c00, c01, row, col);
         if (rows > 1) epilogue.Store(c + 1 * ldc, c10, c11, row + 1, col);

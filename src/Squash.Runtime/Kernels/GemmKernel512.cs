@@ -18,25 +18,27 @@ internal static unsafe class GemmKernel512
     public const int Nr = 32;
 
     /// <summary>See <see cref="GemmKernel.Run"/>; <paramref name="rows"/> is 1 to <see cref="Mr"/>.</summary>
-    public static void Run(int rows, int kc, float* a, float* b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
+    public static void Run<TPanel>(int rows, int kc, float* a, TPanel b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
+        where TPanel : struct, IPanelRows<TPanel>
     {
         switch (rows)
         {
-            case 8: Tile<Rows8>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 7: Tile<Rows7>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 6: Tile<Rows6>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 5: Tile<Rows5>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 4: Tile<Rows4>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 3: Tile<Rows3>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 2: Tile<Rows2>(kc, a, b, c, ldc, epilogue, row, col); break;
-            case 1: Tile<Rows1>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 8: Tile<Rows8, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 7: Tile<Rows7, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 6: Tile<Rows6, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 5: Tile<Rows5, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 4: Tile<Rows4, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 3: Tile<Rows3, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 2: Tile<Rows2, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
+            case 1: Tile<Rows1, TPanel>(kc, a, b, c, ldc, epilogue, row, col); break;
             default: throw new ArgumentOutOfRangeException(nameof(rows));
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile<TRows>(int kc, float* a, float* b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
+    private static void Tile<TRows, TPanel>(int kc, float* a, TPanel b, float* c, nint ldc, in TileEpilogue epilogue, int row, int col)
         where TRows : struct, IRowCount
+        where TPanel : struct, IPanelRows<TPanel>
     {
         int rows = TRows.Value;
         // The accumulators of row r are c{r}0 and c{r}1; rows the tile lacks are never touched.
@@ -50,7 +52,8 @@ internal static unsafe class GemmKernel512
         Vector512<float> c70 = default, c71 = default;
         for (int p = 0; p < kc; p++)
         {
-            Vector512<float> b0 = Vector512.Load(b), b1 = Vector512.Load(b + 16);
+            float* bp = b.Row(p, Nr);
+            Vector512<float> b0 = Vector512.Load(bp), b1 = Vector512.Load(bp + 16);
             Vector512<float> ai = Vector512.Create(a[0]);
             c00 = Vector512.FusedMultiplyAdd(ai, b0, c00);
             c01 = Vector512.FusedMultiplyAdd(ai, b1, c01);
@@ -97,7 +100,6 @@ internal static unsafe class GemmKernel512
                 c71 = Vector512.FusedMultiplyAdd(ai, b1, c71);
             }
             a += Mr;
-            b += Nr;
         }
         epilogue.Store(c, c00, c01, row, col);
         if (rows > 1) epilogue.Store(c + 1 * ldc, c10, c11, row + 1, col);
