@@ -8,7 +8,7 @@ namespace Squash.Runtime.Kernels;
 /// per group the GEMM would have a depth of only KH x KW and would spend its time packing. Each channel is first
 /// copied into a zero-padded plane whose rows are split into stride phases (even and odd columns for stride 2), so
 /// that every tap reads a contiguous run of the plane for a run of output columns; outputs are then vectorized along
-/// the row with four vectors in flight to cover the FMA latency.
+/// the row, four rows by two vectors at a time to keep eight FMA chains in flight.
 /// </summary>
 internal static unsafe class DepthwiseConv
 {
@@ -86,8 +86,17 @@ internal static unsafe class DepthwiseConv
                 Pad(_x + (nint)index * _height * _width, plane, rowStride);
                 float bias = _bias == null ? 0 : _bias[channel];
                 float* output = _y + (nint)index * _outHeight * _outWidth;
-                for (int oh = 0; oh < _outHeight; oh++)
-                    Row(plane + (nint)oh * _strideH * rowStride, _w + (nint)channel * taps, tapOffset, taps, bias, output + (nint)oh * _outWidth, tail);
+                float* weights = _w + (nint)channel * taps;
+                nint rowStep = (nint)_strideH * rowStride;
+                int oh = 0;
+                for (; oh + 4 <= _outHeight; oh += 4)
+                    Rows<Rows4>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, output + (nint)oh * _outWidth, tail);
+                switch (_outHeight - oh)
+                {
+                    case 3: Rows<Rows3>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, output + (nint)oh * _outWidth, tail); break;
+                    case 2: Rows<Rows2>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, output + (nint)oh * _outWidth, tail); break;
+                    case 1: Rows<Rows1>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, output + (nint)oh * _outWidth, tail); break;
+                }
             }
         }
 
@@ -118,47 +127,111 @@ internal static unsafe class DepthwiseConv
             }
         }
 
-        /// <summary>One output row from the plane rows starting at <paramref name="rows"/>.</summary>
-        private void Row(float* rows, float* weights, int* tapOffset, int taps, float bias, float* output, float* tail)
+        /// <summary>
+        /// Output rows [oh, oh + TRows) from plane rows starting at <paramref name="rows"/> (output row r reads plane rows
+        /// from <c>rows + r * rowStep</c>). Several rows at once give independent accumulators even when rows are
+        /// short (a 40-wide row is under three vectors), so the FMA chains over the taps overlap instead of waiting
+        /// on each other's latency.
+        /// </summary>
+        private void Rows<TRows>(float* rows, nint rowStep, float* weights, int* tapOffset, int taps, float bias, float* output, float* tail)
+            where TRows : struct, IRowCount
         {
+            int count = TRows.Value;
             int lanes = TLanes.Count;
             var initial = TLanes.Splat(bias);
             int ow = 0;
-            for (; ow + 4 * lanes <= _outWidth; ow += 4 * lanes)
+            for (; ow + 2 * lanes <= _outWidth; ow += 2 * lanes)
             {
-                TVector a0 = initial, a1 = initial, a2 = initial, a3 = initial;
-                float* src = rows + ow;
+                TVector a00 = initial, a01 = initial;
+                TVector a10 = initial, a11 = initial;
+                TVector a20 = initial, a21 = initial;
+                TVector a30 = initial, a31 = initial;
                 for (int t = 0; t < taps; t++)
                 {
                     var wv = TLanes.Splat(weights[t]);
-                    float* s = src + tapOffset[t];
-                    a0 = TLanes.MultiplyAdd(wv, TLanes.Load(s), a0);
-                    a1 = TLanes.MultiplyAdd(wv, TLanes.Load(s + lanes), a1);
-                    a2 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 2 * lanes), a2);
-                    a3 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 3 * lanes), a3);
+                    float* s = rows + ow + tapOffset[t];
+                    a00 = TLanes.MultiplyAdd(wv, TLanes.Load(s), a00);
+                    a01 = TLanes.MultiplyAdd(wv, TLanes.Load(s + lanes), a01);
+                    if (count > 1)
+                    {
+                        a10 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 1 * rowStep), a10);
+                        a11 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 1 * rowStep + lanes), a11);
+                    }
+                    if (count > 2)
+                    {
+                        a20 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 2 * rowStep), a20);
+                        a21 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 2 * rowStep + lanes), a21);
+                    }
+                    if (count > 3)
+                    {
+                        a30 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 3 * rowStep), a30);
+                        a31 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 3 * rowStep + lanes), a31);
+                    }
                 }
-                TLanes.Store(TLanes.Activate(a0, _activation), output + ow);
-                TLanes.Store(TLanes.Activate(a1, _activation), output + ow + lanes);
-                TLanes.Store(TLanes.Activate(a2, _activation), output + ow + 2 * lanes);
-                TLanes.Store(TLanes.Activate(a3, _activation), output + ow + 3 * lanes);
+                Store(a00, output + ow);
+                Store(a01, output + ow + lanes);
+                if (count > 1)
+                {
+                    Store(a10, output + _outWidth + ow);
+                    Store(a11, output + _outWidth + ow + lanes);
+                }
+                if (count > 2)
+                {
+                    Store(a20, output + 2 * _outWidth + ow);
+                    Store(a21, output + 2 * _outWidth + ow + lanes);
+                }
+                if (count > 3)
+                {
+                    Store(a30, output + 3 * _outWidth + ow);
+                    Store(a31, output + 3 * _outWidth + ow + lanes);
+                }
             }
             for (; ow < _outWidth; ow += lanes)
             {
                 // The plane has room for whole vectors past the row's end; only the valid lanes are stored.
-                TVector a0 = initial;
+                TVector a00 = initial;
+                TVector a10 = initial;
+                TVector a20 = initial;
+                TVector a30 = initial;
                 for (int t = 0; t < taps; t++)
-                    a0 = TLanes.MultiplyAdd(TLanes.Splat(weights[t]), TLanes.Load(rows + ow + tapOffset[t]), a0);
-                a0 = TLanes.Activate(a0, _activation);
-                if (ow + lanes <= _outWidth)
                 {
-                    TLanes.Store(a0, output + ow);
+                    var wv = TLanes.Splat(weights[t]);
+                    float* s = rows + ow + tapOffset[t];
+                    a00 = TLanes.MultiplyAdd(wv, TLanes.Load(s), a00);
+                    if (count > 1)
+                    {
+                        a10 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 1 * rowStep), a10);
+                    }
+                    if (count > 2)
+                    {
+                        a20 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 2 * rowStep), a20);
+                    }
+                    if (count > 3)
+                    {
+                        a30 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 3 * rowStep), a30);
+                    }
                 }
-                else
-                {
-                    TLanes.Store(a0, tail);
-                    for (int j = 0; ow + j < _outWidth; j++) output[ow + j] = tail[j];
-                }
+                int valid = Math.Min(lanes, _outWidth - ow);
+                StorePartial(a00, output + ow, valid, tail);
+                if (count > 1) StorePartial(a10, output + _outWidth + ow, valid, tail);
+                if (count > 2) StorePartial(a20, output + 2 * _outWidth + ow, valid, tail);
+                if (count > 3) StorePartial(a30, output + 3 * _outWidth + ow, valid, tail);
             }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Store(TVector value, float* destination) => TLanes.Store(TLanes.Activate(value, _activation), destination);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void StorePartial(TVector value, float* destination, int valid, float* tail)
+        {
+            if (valid == TLanes.Count)
+            {
+                Store(value, destination);
+                return;
+            }
+            Store(value, tail);
+            for (int j = 0; j < valid; j++) destination[j] = tail[j];
         }
     }
 }
