@@ -108,6 +108,30 @@ public sealed class ConvTests
         }
     }
 
+    /// <summary>Transposed convolutions whose kernel tiles the output (kernel = stride, the usual 2x upsampling),
+    /// whose col2im is an interleave; widths cover the 16-wide vector loop and its tail.</summary>
+    [Theory]
+    [InlineData(new[] { 5, 37 }, new[] { 2, 2 }, 1)]
+    [InlineData(new[] { 4, 16 }, new[] { 2, 2 }, 2)]
+    [InlineData(new[] { 3, 5 }, new[] { 3, 2 }, 1)]
+    [InlineData(new[] { 21 }, new[] { 2 }, 1)]
+    public void TransposedTilingMatchesDirectReference(int[] input, int[] kernel, int groups)
+    {
+        var rng = new Random(input.Sum() + kernel.Sum());
+        int rank = input.Length;
+        var output = input.Select((d, i) => d * kernel[i]).ToArray();
+        // The adjoint geometry: its input is Y (M channels), its output X (C channels).
+        var g = new ConvGeometry(2, 3 * groups, 4 * groups, groups, output, kernel, input, kernel, Enumerable.Repeat(1, rank).ToArray(), new int[rank]);
+        var x = RandomArray(rng, g.Batch * g.OutChannels * g.OutputSize);
+        var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
+        var bias = RandomArray(rng, g.InChannels);
+        var (expected, bound) = DirectTransposedConvolution(g, x, w, bias);
+        var y = new float[expected.Length];
+        y.AsSpan().Fill(float.NaN);
+        TransposedConvolution.Run(new KernelContext(1), g, x, w, null, bias, y);
+        AssertClose(expected, bound, y, Describe(g));
+    }
+
     /// <summary>Depthwise rows long enough for the four-vector loop and its tail, at strides 1 to 3.</summary>
     [Theory]
     [InlineData(1, 3, 1, 1)]

@@ -1,4 +1,6 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Squash.Runtime.Kernels;
 
@@ -49,7 +51,12 @@ internal static unsafe class TransposedConvolution
                     else
                         Gemm.Run(context, GemmKernel.Best, rows, n, cg, StridedPanels.Left(pw + (nint)group * cg * rows, rows, true), b,
                             target, n, TileEpilogue.Raw);
-                    if (!direct)
+                    if (direct) continue;
+                    if (IsTiling(g.As2D()))
+                    {
+                        Interleave(g.As2D(), columns, mg, yg);
+                    }
+                    else
                     {
                         new Span<float>(yg, mg * g.InputSize).Clear();
                         Im2Col.Accumulate(g, columns, mg, yg);
@@ -63,5 +70,54 @@ internal static unsafe class TransposedConvolution
                     var plane = y.Slice((image * g.InChannels + channel) * g.InputSize, g.InputSize);
                     TensorPrimitives.Add(plane, bias[channel], plane);
                 }
+    }
+
+    /// <summary>True when the kernel tiles the output exactly (kernel = stride, no dilation or padding, Y = X x stride):
+    /// the usual learned 2x upsampling. Then every output element comes from exactly one GEMM entry.</summary>
+    private static bool IsTiling(ConvGeometry g)
+    {
+        if (g.Rank != 2) return false;
+        for (int d = 0; d < 2; d++)
+            if (g.Kernel[d] != g.Strides[d] || g.Dilations[d] != 1 || g.PadsBegin[d] != 0 || g.Input[d] != g.Output[d] * g.Strides[d])
+                return false;
+        return true;
+    }
+
+    /// <summary>
+    /// col2im for a tiling kernel: output row <c>ih * KH + kh</c> of channel c interleaves the KW column rows (c, kh, kw),
+    /// element iw of row kw going to column <c>iw * KW + kw</c>; nothing overlaps, so nothing is accumulated.
+    /// </summary>
+    private static void Interleave(ConvGeometry g, float* columns, int channels, float* y)
+    {
+        int height = g.Output[0], width = g.Output[1], kernelH = g.Kernel[0], kernelW = g.Kernel[1];
+        int outWidth = g.Input[1];
+        long columnRow = (long)height * width;
+        var low = Vector512.Create(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        var high = Vector512.Create(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        for (int c = 0; c < channels; c++)
+            for (int kh = 0; kh < kernelH; kh++)
+            {
+                float* rows = columns + (c * kernelH + kh) * kernelW * columnRow;
+                for (int ih = 0; ih < height; ih++)
+                {
+                    float* dst = y + ((long)c * g.InputSize) + (long)(ih * kernelH + kh) * outWidth;
+                    float* src = rows + (long)ih * width;
+                    int iw = 0;
+                    if (kernelW == 2 && Avx512F.IsSupported && Vector512.IsHardwareAccelerated)
+                    {
+                        // Two rows woven together: a0 b0 a1 b1 ... sixteen pairs per two stores.
+                        for (; iw + 16 <= width; iw += 16)
+                        {
+                            var a = Vector512.Load(src + iw);
+                            var b = Vector512.Load(src + columnRow + iw);
+                            Avx512F.PermuteVar16x32x2(a, low, b).Store(dst + 2 * iw);
+                            Avx512F.PermuteVar16x32x2(a, high, b).Store(dst + 2 * iw + 16);
+                        }
+                    }
+                    for (; iw < width; iw++)
+                        for (int kw = 0; kw < kernelW; kw++)
+                            dst[iw * kernelW + kw] = src[kw * columnRow + iw];
+                }
+            }
     }
 }
