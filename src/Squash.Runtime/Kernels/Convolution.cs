@@ -41,9 +41,7 @@ internal static unsafe class Convolution
                 DepthwiseConv.Run(context, plane, px, pw, biasPointer, py, activation);
                 return;
             }
-            long scratchFloats = ShiftedConvolution.Applies(plane) ? ShiftedConvolution.ScratchFloats(plane)
-                : !plane.IsPointwise && plane.Rank != 2 ? (long)g.GemmDepth * g.OutputSize
-                : 0;
+            long scratchFloats = !plane.IsPointwise && plane.Rank != 2 ? (long)g.GemmDepth * g.OutputSize : 0;
             byte[] scratch = scratchFloats == 0 ? [] : context.Scratch(checked((int)(scratchFloats * sizeof(float))));
             fixed (byte* columns = scratch)
             {
@@ -72,7 +70,7 @@ internal static unsafe class Convolution
         int m = g.GroupOutChannels, n = g.OutputSize, k = g.GemmDepth;
         if (ShiftedConvolution.Applies(g))
         {
-            ShiftedConvolution.Run(context, kernel, g, weights, x, y, epilogue, columns);
+            ShiftedConvolution.Run(context, kernel, g, weights, x, y, epilogue);
         }
         else if (g.IsPointwise)
         {
