@@ -157,12 +157,13 @@ public sealed class GpuModel : IDisposable
             "(ROCm or the Intel compute runtime). Or use GpuDevice.Auto or GpuDevice.Cpu to run on the CPU.");
     }
 
-    /// <summary>ILGPU's CPU accelerator, configured like a small NVIDIA GPU (warps of 32 threads, groups of up to 256,
-    /// which the tiled kernels use).</summary>
+    /// <summary>ILGPU's CPU accelerator with 16 threads in one group (4 warps of 4): every emulated GPU thread is an OS
+    /// thread, and each barrier synchronizes all of a group's, so the kernels use small groups and loop over their work
+    /// there (see <see cref="KernelCache"/>).</summary>
     private static (Context, Accelerator, GpuBackend) OpenEmulator()
     {
-        var device = new CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 8, numMultiprocessors: 1);
+        var device = new CPUDevice(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 4, numMultiprocessors: 1);
         var context = Context.Create(b => b.CPU(device).Optimize(OptimizationLevel.O1));
-        return (context, context.GetCPUDevice(0).CreateAccelerator(context), GpuBackend.Emulator);
+        return (context, context.CreateCPUAccelerator(0, CPUAcceleratorMode.Parallel), GpuBackend.Emulator);
     }
 }

@@ -19,3 +19,58 @@ public class GemmKernelTests
     public void MatMul(int[] a, int[] b) =>
         Check("MatMul", [new("a", Random(1, 1, a)), new("b", Random(2, 1, b))], 1e-4f, 1e-5f);
 }
+
+public class GemmOperatorTests
+{
+    [Theory]
+    [InlineData(0, 0, 3, 1f, 1f)]
+    [InlineData(1, 0, 1, 0.5f, 2f)]
+    [InlineData(0, 1, 2, 1f, 0.25f)]
+    [InlineData(1, 1, 0, 2f, 1f)]
+    public void Gemm(int transA, int transB, int biasKind, float alpha, float beta)
+    {
+        int m = 9, k = 21, n = 70;
+        var a = transA != 0 ? Random(3, 1, k, m) : Random(3, 1, m, k);
+        var b = transB != 0 ? Random(4, 1, n, k) : Random(4, 1, k, n);
+        // biasKind: 0 none, 1 scalar, 2 a row [n], 3 a full [m, n].
+        Tensor? c = biasKind switch { 1 => Random(5, 1, 1), 2 => Random(5, 1, n), 3 => Random(5, 1, m, n), _ => null };
+        CaseInput[] inputs = c is null ? [new("a", a), new("b", b, true)] : [new("a", a), new("b", b, true), new("c", c, true)];
+        Check("Gemm", inputs, 1e-4f, 1e-5f, new() { ["transA"] = Int(transA), ["transB"] = Int(transB), ["alpha"] = Float(alpha), ["beta"] = Float(beta) });
+    }
+}
+
+/// <summary>Conv through the three device paths: implicit-im2col GEMM, 1x1 GEMM, depthwise direct. Tolerance as for
+/// GEMM (K = channels per group x taps, at most 72 here).</summary>
+public class ConvKernelTests
+{
+    public static TheoryData<int[], int[], int, int[], int[], int[], string, bool> Cases => new()
+    {
+        // x shape, w shape, group, strides, pads, dilations, auto_pad, bias
+        { [1, 3, 9, 11], [8, 3, 3, 3], 1, [1, 1], [1, 1, 1, 1], [1, 1], "NOTSET", true },
+        { [2, 4, 10, 7], [6, 2, 3, 2], 2, [2, 1], [0, 1, 2, 0], [1, 1], "NOTSET", false },
+        { [1, 8, 12, 12], [8, 1, 3, 3], 8, [2, 2], [1, 1, 1, 1], [1, 1], "NOTSET", true },
+        { [1, 4, 9, 9], [8, 1, 5, 5], 4, [1, 1], [0, 0, 0, 0], [1, 1], "SAME_UPPER", true },
+        { [1, 16, 6, 5], [70, 16, 1, 1], 1, [1, 1], [0, 0, 0, 0], [1, 1], "NOTSET", true },
+        { [1, 3, 10, 10], [4, 3, 3, 3], 1, [1, 1], [2, 2, 2, 2], [2, 2], "NOTSET", true },
+        { [1, 2, 8, 8], [3, 2, 2, 2], 1, [2, 2], [0, 0, 0, 0], [1, 1], "SAME_LOWER", false },
+        { [1, 3, 17], [5, 3, 3], 1, [2], [1, 1], [1], "NOTSET", true },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Conv(int[] x, int[] w, int group, int[] strides, int[] pads, int[] dilations, string autoPad, bool bias)
+    {
+        var attrs = new Dictionary<string, Ir.AttributeValue>
+        {
+            ["group"] = Int(group),
+            ["strides"] = Ints([.. strides.Select(v => (long)v)]),
+            ["dilations"] = Ints([.. dilations.Select(v => (long)v)]),
+        };
+        if (autoPad == "NOTSET") attrs["pads"] = Ints([.. pads.Select(v => (long)v)]);
+        else attrs["auto_pad"] = Str(autoPad);
+        CaseInput[] inputs = bias
+            ? [new("x", Random(6, 1, x)), new("w", Random(7, 1, w), true), new("b", Random(8, 1, w[0]), true)]
+            : [new("x", Random(6, 1, x)), new("w", Random(7, 1, w), true)];
+        Check("Conv", inputs, 1e-4f, 1e-5f, attrs);
+    }
+}

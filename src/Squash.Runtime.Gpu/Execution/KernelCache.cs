@@ -1,6 +1,7 @@
 using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
+using Squash.Runtime.Gpu.Kernels;
 
 namespace Squash.Runtime.Gpu.Execution;
 
@@ -10,6 +11,20 @@ namespace Squash.Runtime.Gpu.Execution;
 internal sealed class KernelCache(Accelerator accelerator)
 {
     private readonly Dictionary<MethodInfo, Delegate> _loaded = [];
+
+    /// <summary>Threads a one-dimensional launch uses at most: enough to fill the device (every multiprocessor at full
+    /// occupancy); on the CPU accelerator, one group, because each group costs a synchronization of its threads.</summary>
+    public int MaxThreads { get; } = accelerator.AcceleratorType == AcceleratorType.CPU
+        ? accelerator.MaxNumThreadsPerGroup
+        : accelerator.NumMultiprocessors * accelerator.MaxNumThreadsPerMultiprocessor;
+
+    /// <summary>Groups a persistent (tile- or row-looping) launch uses at most, by the same reasoning.</summary>
+    public int MaxGroups => IsEmulator ? 1 : int.MaxValue;
+
+    /// <summary>True on ILGPU's CPU accelerator (kernels pick smaller groups there).</summary>
+    public bool IsEmulator => accelerator.AcceleratorType == AcceleratorType.CPU;
+
+    private Range1D Range(int count) => new() { Count = count, Stride = Math.Max(1, Math.Min(count, MaxThreads)) };
 
     /// <summary>Every kernel loaded so far (the test that compiles all kernels for CUDA reads it).</summary>
     public IEnumerable<MethodInfo> Methods => _loaded.Keys;
@@ -29,25 +44,47 @@ internal sealed class KernelCache(Accelerator accelerator)
         return (T)d;
     }
 
-    public Action<AcceleratorStream, Index1D, T1, T2> Auto<T1, T2>(Action<Index1D, T1, T2> k)
-        where T1 : struct where T2 : struct =>
-        Get(k, () => accelerator.LoadAutoGroupedKernel(k));
+    public Action<AcceleratorStream, int, T1, T2> Auto<T1, T2>(Action<Index1D, Range1D, T1, T2> k)
+        where T1 : struct where T2 : struct
+    {
+        var loaded = Get(k, () => accelerator.LoadAutoGroupedKernel(k));
+        return (s, n, a1, a2) => { var r = Range(n); loaded(s, r.Stride, r, a1, a2); };
+    }
 
-    public Action<AcceleratorStream, Index1D, T1, T2, T3> Auto<T1, T2, T3>(Action<Index1D, T1, T2, T3> k)
-        where T1 : struct where T2 : struct where T3 : struct =>
-        Get(k, () => accelerator.LoadAutoGroupedKernel(k));
+    public Action<AcceleratorStream, int, T1, T2, T3> Auto<T1, T2, T3>(Action<Index1D, Range1D, T1, T2, T3> k)
+        where T1 : struct where T2 : struct where T3 : struct
+    {
+        var loaded = Get(k, () => accelerator.LoadAutoGroupedKernel(k));
+        return (s, n, a1, a2, a3) => { var r = Range(n); loaded(s, r.Stride, r, a1, a2, a3); };
+    }
 
-    public Action<AcceleratorStream, Index1D, T1, T2, T3, T4> Auto<T1, T2, T3, T4>(Action<Index1D, T1, T2, T3, T4> k)
-        where T1 : struct where T2 : struct where T3 : struct where T4 : struct =>
-        Get(k, () => accelerator.LoadAutoGroupedKernel(k));
+    public Action<AcceleratorStream, int, T1, T2, T3, T4> Auto<T1, T2, T3, T4>(Action<Index1D, Range1D, T1, T2, T3, T4> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct
+    {
+        var loaded = Get(k, () => accelerator.LoadAutoGroupedKernel(k));
+        return (s, n, a1, a2, a3, a4) => { var r = Range(n); loaded(s, r.Stride, r, a1, a2, a3, a4); };
+    }
 
-    public Action<AcceleratorStream, Index1D, T1, T2, T3, T4, T5> Auto<T1, T2, T3, T4, T5>(Action<Index1D, T1, T2, T3, T4, T5> k)
-        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct =>
-        Get(k, () => accelerator.LoadAutoGroupedKernel(k));
+    public Action<AcceleratorStream, int, T1, T2, T3, T4, T5> Auto<T1, T2, T3, T4, T5>(Action<Index1D, Range1D, T1, T2, T3, T4, T5> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct
+    {
+        var loaded = Get(k, () => accelerator.LoadAutoGroupedKernel(k));
+        return (s, n, a1, a2, a3, a4, a5) => { var r = Range(n); loaded(s, r.Stride, r, a1, a2, a3, a4, a5); };
+    }
 
-    public Action<AcceleratorStream, Index1D, T1, T2, T3, T4, T5, T6> Auto<T1, T2, T3, T4, T5, T6>(Action<Index1D, T1, T2, T3, T4, T5, T6> k)
-        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct =>
-        Get(k, () => accelerator.LoadAutoGroupedKernel(k));
+    public Action<AcceleratorStream, int, T1, T2, T3, T4, T5, T6> Auto<T1, T2, T3, T4, T5, T6>(Action<Index1D, Range1D, T1, T2, T3, T4, T5, T6> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct
+    {
+        var loaded = Get(k, () => accelerator.LoadAutoGroupedKernel(k));
+        return (s, n, a1, a2, a3, a4, a5, a6) => { var r = Range(n); loaded(s, r.Stride, r, a1, a2, a3, a4, a5, a6); };
+    }
+
+    public Action<AcceleratorStream, int, T1, T2, T3, T4, T5, T6, T7> Auto<T1, T2, T3, T4, T5, T6, T7>(Action<Index1D, Range1D, T1, T2, T3, T4, T5, T6, T7> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct
+    {
+        var loaded = Get(k, () => accelerator.LoadAutoGroupedKernel(k));
+        return (s, n, a1, a2, a3, a4, a5, a6, a7) => { var r = Range(n); loaded(s, r.Stride, r, a1, a2, a3, a4, a5, a6, a7); };
+    }
 
     public Action<AcceleratorStream, KernelConfig, T1, T2, T3> Grouped<T1, T2, T3>(Action<T1, T2, T3> k)
         where T1 : struct where T2 : struct where T3 : struct =>

@@ -28,11 +28,14 @@ internal readonly struct Int32ToInt64 : IConvert<int, long> { public long Conver
 /// <summary>Cast kernel.</summary>
 internal static class CastKernels
 {
-    public static void Cast<TIn, TOut, TConvert>(Index1D i, ArrayView<TIn> x, ArrayView<TOut> y)
+    public static void Cast<TIn, TOut, TConvert>(Index1D index, Range1D r, ArrayView<TIn> x, ArrayView<TOut> y)
         where TIn : unmanaged
         where TOut : unmanaged
-        where TConvert : struct, IConvert<TIn, TOut> =>
-        y[i] = default(TConvert).Convert(x[i]);
+        where TConvert : struct, IConvert<TIn, TOut>
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+            y[i] = default(TConvert).Convert(x[i]);
+    }
 }
 
 /// <summary>IEEE binary16 conversions on bits (every backend has 32-bit integer arithmetic; not all have half).</summary>

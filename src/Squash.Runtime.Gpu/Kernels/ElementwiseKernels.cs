@@ -22,29 +22,41 @@ internal static class ElementwiseKernels
 {
     /// <summary>c = op(a, b) with numpy broadcasting: the output index is decomposed once over the merged dimensions
     /// <paramref name="d"/> and mapped into each input through its strides (0 along broadcast dimensions).</summary>
-    public static void Binary<TOp>(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, Dims6 d, Strides6 sa, Strides6 sb)
+    public static void Binary<TOp>(Index1D index, Range1D r, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, Dims6 d, Strides6 sa, Strides6 sb)
         where TOp : struct, IBinaryOp
     {
-        NdIndex.Offsets(i, d, sa, sb, out int oa, out int ob);
-        c[i] = default(TOp).Apply(a[oa], b[ob]);
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            NdIndex.Offsets(i, d, sa, sb, out int oa, out int ob);
+            c[i] = default(TOp).Apply(a[oa], b[ob]);
+        }
     }
 
     /// <summary>c = op(a, b) for inputs of the output's shape (no index arithmetic).</summary>
-    public static void BinarySame<TOp>(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c)
-        where TOp : struct, IBinaryOp =>
-        c[i] = default(TOp).Apply(a[i], b[i]);
+    public static void BinarySame<TOp>(Index1D index, Range1D r, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c)
+        where TOp : struct, IBinaryOp
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+            c[i] = default(TOp).Apply(a[i], b[i]);
+    }
 
     /// <summary>y = op(x).</summary>
-    public static void Unary<TOp>(Index1D i, ArrayView<float> x, ArrayView<float> y, TOp op)
-        where TOp : struct, IUnaryOp =>
-        y[i] = op.Apply(x[i]);
+    public static void Unary<TOp>(Index1D index, Range1D r, ArrayView<float> x, ArrayView<float> y, TOp op)
+        where TOp : struct, IUnaryOp
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+            y[i] = op.Apply(x[i]);
+    }
 
     /// <summary>y = x * scale[c] + shift[c] where c is the channel of the element (inference BatchNormalization,
     /// with scale and shift folded on the host).</summary>
-    public static void ChannelAffine(Index1D i, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scaleShift, int channels, int inner)
+    public static void ChannelAffine(Index1D index, Range1D r, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scaleShift, int channels, int inner)
     {
-        int c = i / inner % channels;
-        y[i] = x[i] * scaleShift[c] + scaleShift[channels + c];
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            int c = i / inner % channels;
+            y[i] = x[i] * scaleShift[c] + scaleShift[channels + c];
+        }
     }
 }
 

@@ -46,6 +46,10 @@ internal struct Im2ColMatrix : IMatrix
 internal struct GemmParams
 {
     public int M, N, K, Batch2;
+    /// <summary>Threads per group along each axis (the tile is four times as wide).</summary>
+    public int Threads;
+    /// <summary>Tiles along N, along M, and in all (times the batches).</summary>
+    public int TilesN, TilesM, Tiles;
     public float Alpha, Beta;
     public int HasBias;
     public int C1, C2, CRow, CCol;
@@ -61,54 +65,75 @@ internal struct ConvParams
 /// <summary>GEMM and convolution kernels.</summary>
 internal static class GemmKernels
 {
-    /// <summary>Output tile of one group: 64 x 64.</summary>
-    public const int Tile = 64;
-
-    /// <summary>Depth of one step along K: 16.</summary>
+    /// <summary>Depth of one step along K.</summary>
     public const int Depth = 16;
 
-    /// <summary>Threads per group along each axis: 16 x 16, each computing a 4 x 4 block of the tile.</summary>
-    public const int Threads = 16;
+    /// <summary>Threads per group along each axis on a GPU: 16 x 16 threads, 64 x 64 output tiles.</summary>
+    public const int GpuThreads = 16;
+
+    /// <summary>Threads per group along each axis on the CPU accelerator: 4 x 4 threads, 16 x 16 output tiles (every
+    /// barrier there synchronizes one OS thread per GPU thread, so small groups are much faster).</summary>
+    public const int EmulatorThreads = 4;
+
+    /// <summary>Floats of dynamic shared memory a group of <paramref name="threads"/> x <paramref name="threads"/> needs.</summary>
+    public static int SharedFloats(int threads) => 2 * 4 * threads * Depth;
 
     /// <summary>
-    /// Tiled GEMM. Grid: (N / 64, M / 64, batches); group: 16 x 16 threads. Each step along K, the group stages a
-    /// 64 x 16 tile of A and a 16 x 64 tile of B in shared memory (each thread loads four elements of each, consecutive
-    /// threads reading consecutive columns), then every thread accumulates its 4 x 4 outputs, which are rows
-    /// ty + 16i and columns tx + 16j: consecutive threads read consecutive shared words (no bank conflicts) and write
-    /// consecutive output columns (coalesced). A is stored transposed in shared memory for the same reason.
+    /// Tiled GEMM. A group of T x T threads (T = <see cref="GemmParams.Threads"/>) computes a 4T x 4T output tile;
+    /// groups loop over the tiles of every batch entry (persistent groups: the grid may be smaller than the work). Each
+    /// step along K, the group stages a 4T x 16 slice of A and a 16 x 4T slice of B in shared memory (A transposed),
+    /// consecutive threads loading consecutive columns; then each thread accumulates a 4 x 4 block of outputs in
+    /// registers, rows ty + Ti and columns tx + Tj, so that consecutive threads read consecutive shared words (no
+    /// bank conflicts) and write consecutive output columns (coalesced).
     /// </summary>
     public static void Gemm<TA, TB>(ArrayView<float> c, ArrayView<float> bias, TA a, TB b, GemmParams p)
         where TA : struct, IMatrix
         where TB : struct, IMatrix
     {
-        var tileA = SharedMemory.Allocate<float>(Tile * Depth);
-        var tileB = SharedMemory.Allocate<float>(Tile * Depth);
+        var shared = SharedMemory.GetDynamic<float>();
+        int tile = 4 * p.Threads;
+        var tileA = shared.SubView(0, tile * Depth);
+        var tileB = shared.SubView(tile * Depth, tile * Depth);
         int tx = Group.IdxX, ty = Group.IdxY;
-        int tid = ty * Threads + tx;
-        int batch = Grid.IdxZ;
+        int tid = ty * p.Threads + tx;
+        for (int work = Grid.IdxX; work < p.Tiles; work += Grid.DimX)
+        {
+            int tileN = work % p.TilesN;
+            int t = work / p.TilesN;
+            int tileM = t % p.TilesM;
+            int batch = t / p.TilesM;
+            ComputeTile(c, bias, a, b, p, tileA, tileB, tx, ty, tid, batch, tileM * tile, tileN * tile);
+        }
+    }
+
+    private static void ComputeTile<TA, TB>(ArrayView<float> c, ArrayView<float> bias, TA a, TB b, GemmParams p,
+        ArrayView<float> tileA, ArrayView<float> tileB, int tx, int ty, int tid, int batch, int m0, int n0)
+        where TA : struct, IMatrix
+        where TB : struct, IMatrix
+    {
         int b1 = batch / p.Batch2, b2 = batch - b1 * p.Batch2;
-        int m0 = Grid.IdxY * Tile, n0 = Grid.IdxX * Tile;
+        int t1 = p.Threads, t2 = 2 * p.Threads, t3 = 3 * p.Threads, tile = 4 * p.Threads, group = p.Threads * p.Threads;
 
         float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
         float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
         for (int k0 = 0; k0 < p.K; k0 += Depth)
         {
-            for (int e = tid; e < Tile * Depth; e += Threads * Threads)
+            for (int e = tid; e < tile * Depth; e += group)
             {
                 int mm = e / Depth, kk = e - mm * Depth;
                 int m = m0 + mm, k = k0 + kk;
-                tileA[kk * Tile + mm] = m < p.M && k < p.K ? a.Load(b1, b2, m, k) : 0f;
-                int kb = e / Tile, nn = e - kb * Tile;
+                tileA[kk * tile + mm] = m < p.M && k < p.K ? a.Load(b1, b2, m, k) : 0f;
+                int kb = e / tile, nn = e - kb * tile;
                 int n = n0 + nn;
                 k = k0 + kb;
-                tileB[kb * Tile + nn] = k < p.K && n < p.N ? b.Load(b1, b2, k, n) : 0f;
+                tileB[kb * tile + nn] = k < p.K && n < p.N ? b.Load(b1, b2, k, n) : 0f;
             }
             Group.Barrier();
             for (int kk = 0; kk < Depth; kk++)
             {
-                int ra = kk * Tile + ty, rb = kk * Tile + tx;
-                float a0 = tileA[ra], a1 = tileA[ra + 16], a2 = tileA[ra + 32], a3 = tileA[ra + 48];
-                float v0 = tileB[rb], v1 = tileB[rb + 16], v2 = tileB[rb + 32], v3 = tileB[rb + 48];
+                int ra = kk * tile + ty, rb = kk * tile + tx;
+                float a0 = tileA[ra], a1 = tileA[ra + t1], a2 = tileA[ra + t2], a3 = tileA[ra + t3];
+                float v0 = tileB[rb], v1 = tileB[rb + t1], v2 = tileB[rb + t2], v3 = tileB[rb + t3];
                 c00 += a0 * v0; c01 += a0 * v1; c02 += a0 * v2; c03 += a0 * v3;
                 c10 += a1 * v0; c11 += a1 * v1; c12 += a1 * v2; c13 += a1 * v3;
                 c20 += a2 * v0; c21 += a2 * v1; c22 += a2 * v2; c23 += a2 * v3;
@@ -117,14 +142,14 @@ internal static class GemmKernels
             Group.Barrier();
         }
         int r0 = m0 + ty, q0 = n0 + tx;
-        Store(c, bias, p, b1, b2, r0, q0, c00); Store(c, bias, p, b1, b2, r0, q0 + 16, c01);
-        Store(c, bias, p, b1, b2, r0, q0 + 32, c02); Store(c, bias, p, b1, b2, r0, q0 + 48, c03);
-        Store(c, bias, p, b1, b2, r0 + 16, q0, c10); Store(c, bias, p, b1, b2, r0 + 16, q0 + 16, c11);
-        Store(c, bias, p, b1, b2, r0 + 16, q0 + 32, c12); Store(c, bias, p, b1, b2, r0 + 16, q0 + 48, c13);
-        Store(c, bias, p, b1, b2, r0 + 32, q0, c20); Store(c, bias, p, b1, b2, r0 + 32, q0 + 16, c21);
-        Store(c, bias, p, b1, b2, r0 + 32, q0 + 32, c22); Store(c, bias, p, b1, b2, r0 + 32, q0 + 48, c23);
-        Store(c, bias, p, b1, b2, r0 + 48, q0, c30); Store(c, bias, p, b1, b2, r0 + 48, q0 + 16, c31);
-        Store(c, bias, p, b1, b2, r0 + 48, q0 + 32, c32); Store(c, bias, p, b1, b2, r0 + 48, q0 + 48, c33);
+        Store(c, bias, p, b1, b2, r0, q0, c00); Store(c, bias, p, b1, b2, r0, q0 + t1, c01);
+        Store(c, bias, p, b1, b2, r0, q0 + t2, c02); Store(c, bias, p, b1, b2, r0, q0 + t3, c03);
+        Store(c, bias, p, b1, b2, r0 + t1, q0, c10); Store(c, bias, p, b1, b2, r0 + t1, q0 + t1, c11);
+        Store(c, bias, p, b1, b2, r0 + t1, q0 + t2, c12); Store(c, bias, p, b1, b2, r0 + t1, q0 + t3, c13);
+        Store(c, bias, p, b1, b2, r0 + t2, q0, c20); Store(c, bias, p, b1, b2, r0 + t2, q0 + t1, c21);
+        Store(c, bias, p, b1, b2, r0 + t2, q0 + t2, c22); Store(c, bias, p, b1, b2, r0 + t2, q0 + t3, c23);
+        Store(c, bias, p, b1, b2, r0 + t3, q0, c30); Store(c, bias, p, b1, b2, r0 + t3, q0 + t1, c31);
+        Store(c, bias, p, b1, b2, r0 + t3, q0 + t2, c32); Store(c, bias, p, b1, b2, r0 + t3, q0 + t3, c33);
     }
 
     private static void Store(ArrayView<float> c, ArrayView<float> bias, GemmParams p, int b1, int b2, int m, int n, float v)
@@ -137,28 +162,31 @@ internal static class GemmKernels
 
     /// <summary>Depthwise (and channel-multiplier) 2-D convolution, one thread per output: each output channel reads
     /// one input channel, so there is no reduction over channels to tile.</summary>
-    public static void Depthwise(Index1D i, ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, ConvParams p)
+    public static void Depthwise(Index1D index, Range1D r, ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, ConvParams p)
     {
-        int ox = i % p.OutW;
-        int t = i / p.OutW;
-        int oy = t % p.OutH;
-        t /= p.OutH;
-        int co = t % p.OutChannels;
-        int image = t / p.OutChannels;
-        int ci = co / p.Multiplier;
-        float acc = p.HasBias != 0 ? bias[co] : 0f;
-        int xBase = (image * p.Channels + ci) * p.H * p.W;
-        int wBase = co * p.KH * p.KW;
-        for (int ky = 0; ky < p.KH; ky++)
+        for (int i = index; i < r.Count; i += r.Stride)
         {
-            int iy = oy * p.StrideH - p.PadH + ky * p.DilationH;
-            if ((uint)iy >= (uint)p.H) continue;
-            for (int kx = 0; kx < p.KW; kx++)
+            int ox = i % p.OutW;
+            int t = i / p.OutW;
+            int oy = t % p.OutH;
+            t /= p.OutH;
+            int co = t % p.OutChannels;
+            int image = t / p.OutChannels;
+            int ci = co / p.Multiplier;
+            float acc = p.HasBias != 0 ? bias[co] : 0f;
+            int xBase = (image * p.Channels + ci) * p.H * p.W;
+            int wBase = co * p.KH * p.KW;
+            for (int ky = 0; ky < p.KH; ky++)
             {
-                int ix = ox * p.StrideW - p.PadW + kx * p.DilationW;
-                if ((uint)ix < (uint)p.W) acc += x[xBase + iy * p.W + ix] * w[wBase + ky * p.KW + kx];
+                int iy = oy * p.StrideH - p.PadH + ky * p.DilationH;
+                if ((uint)iy >= (uint)p.H) continue;
+                for (int kx = 0; kx < p.KW; kx++)
+                {
+                    int ix = ox * p.StrideW - p.PadW + kx * p.DilationW;
+                    if ((uint)ix < (uint)p.W) acc += x[xBase + iy * p.W + ix] * w[wBase + ky * p.KW + kx];
+                }
             }
+            y[i] = acc;
         }
-        y[i] = acc;
     }
 }

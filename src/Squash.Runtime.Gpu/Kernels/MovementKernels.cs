@@ -32,54 +32,69 @@ internal static class MovementKernels
 {
     /// <summary>y[i] = x[offset + strided(i)]: Transpose, Slice (strides times steps, offset at the starts), Expand
     /// (strides 0 along broadcast dimensions).</summary>
-    public static void Gather<T>(Index1D i, ArrayView<T> x, ArrayView<T> y, Dims6 d, Strides6 s, int offset) where T : unmanaged =>
-        y[i] = x[offset + NdIndex.Offset(i, d, s)];
+    public static void Gather<T>(Index1D index, Range1D r, ArrayView<T> x, ArrayView<T> y, Dims6 d, Strides6 s, int offset) where T : unmanaged
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+            y[i] = x[offset + NdIndex.Offset(i, d, s)];
+    }
 
     /// <summary>y[offset + strided(i)] = x[i]: one input of a Concat into its place in the output.</summary>
-    public static void Scatter<T>(Index1D i, ArrayView<T> x, ArrayView<T> y, Dims6 d, Strides6 s, int offset) where T : unmanaged =>
-        y[offset + NdIndex.Offset(i, d, s)] = x[i];
+    public static void Scatter<T>(Index1D index, Range1D r, ArrayView<T> x, ArrayView<T> y, Dims6 d, Strides6 s, int offset) where T : unmanaged
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+            y[offset + NdIndex.Offset(i, d, s)] = x[i];
+    }
 
     /// <summary>Gather along an axis: output (outer, j, inner) = x(outer, indices[j], inner); negative indices count
     /// from the end, out-of-range ones are clamped (the device cannot throw; the CPU operator reports them).</summary>
-    public static void GatherAxis<T, TIndex>(Index1D i, ArrayView<T> x, ArrayView<T> y, TIndex indices, Dims6 p)
+    public static void GatherAxis<T, TIndex>(Index1D index, Range1D r, ArrayView<T> x, ArrayView<T> y, TIndex indices, Dims6 p)
         where T : unmanaged
         where TIndex : struct, IIndices
     {
-        // p.D3 = axis length, p.D4 = number of indices, p.D5 = inner size.
-        int inner = i % p.D5;
-        int t = i / p.D5;
-        int j = t % p.D4;
-        int outer = t / p.D4;
-        long idx = indices.Get(j);
-        if (idx < 0) idx += p.D3;
-        int k = (int)(idx < 0 ? 0 : idx >= p.D3 ? p.D3 - 1 : idx);
-        y[i] = x[(outer * p.D3 + k) * p.D5 + inner];
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            // p.D3 = axis length, p.D4 = number of indices, p.D5 = inner size.
+            int inner = i % p.D5;
+            int t = i / p.D5;
+            int j = t % p.D4;
+            int outer = t / p.D4;
+            long idx = indices.Get(j);
+            if (idx < 0) idx += p.D3;
+            int k = (int)(idx < 0 ? 0 : idx >= p.D3 ? p.D3 - 1 : idx);
+            y[i] = x[(outer * p.D3 + k) * p.D5 + inner];
+        }
     }
 
     /// <summary>Nearest resize of the last two axes through per-axis source tables (rows, then columns).</summary>
-    public static void ResizeNearest<T>(Index1D i, ArrayView<T> x, ArrayView<T> y, ArrayView<int> map, ResizeParams p) where T : unmanaged
+    public static void ResizeNearest<T>(Index1D index, Range1D r, ArrayView<T> x, ArrayView<T> y, ArrayView<int> map, ResizeParams p) where T : unmanaged
     {
-        int ox = i % p.OutW;
-        int t = i / p.OutW;
-        int oy = t % p.OutH;
-        int plane = t / p.OutH;
-        y[i] = x[(plane * p.H + map[oy]) * p.W + map[p.OutH + ox]];
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            int ox = i % p.OutW;
+            int t = i / p.OutW;
+            int oy = t % p.OutH;
+            int plane = t / p.OutH;
+            y[i] = x[(plane * p.H + map[oy]) * p.W + map[p.OutH + ox]];
+        }
     }
 
     /// <summary>Bilinear resize of the last two axes: two taps per axis from host-computed tables (indices
     /// h0, h1, w0, w1 and their weights).</summary>
-    public static void ResizeLinear(Index1D i, ArrayView<float> x, ArrayView<float> y, ArrayView<int> index, ArrayView<float> weight, ResizeParams p)
+    public static void ResizeLinear(Index1D index, Range1D r, ArrayView<float> x, ArrayView<float> y, ArrayView<int> taps, ArrayView<float> weight, ResizeParams p)
     {
-        int ox = i % p.OutW;
-        int t = i / p.OutW;
-        int oy = t % p.OutH;
-        int plane = t / p.OutH;
-        int rowA = (plane * p.H + index[oy]) * p.W, rowB = (plane * p.H + index[p.OutH + oy]) * p.W;
-        int colA = index[2 * p.OutH + ox], colB = index[2 * p.OutH + p.OutW + ox];
-        float wy0 = weight[oy], wy1 = weight[p.OutH + oy];
-        float wx0 = weight[2 * p.OutH + ox], wx1 = weight[2 * p.OutH + p.OutW + ox];
-        float top = x[rowA + colA] * wx0 + x[rowA + colB] * wx1;
-        float bottom = x[rowB + colA] * wx0 + x[rowB + colB] * wx1;
-        y[i] = top * wy0 + bottom * wy1;
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            int ox = i % p.OutW;
+            int t = i / p.OutW;
+            int oy = t % p.OutH;
+            int plane = t / p.OutH;
+            int rowA = (plane * p.H + taps[oy]) * p.W, rowB = (plane * p.H + taps[p.OutH + oy]) * p.W;
+            int colA = taps[2 * p.OutH + ox], colB = taps[2 * p.OutH + p.OutW + ox];
+            float wy0 = weight[oy], wy1 = weight[p.OutH + oy];
+            float wx0 = weight[2 * p.OutH + ox], wx1 = weight[2 * p.OutH + p.OutW + ox];
+            float top = x[rowA + colA] * wx0 + x[rowA + colB] * wx1;
+            float bottom = x[rowB + colA] * wx0 + x[rowB + colB] * wx1;
+            y[i] = top * wy0 + bottom * wy1;
+        }
     }
 }

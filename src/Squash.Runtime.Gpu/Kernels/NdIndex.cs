@@ -109,3 +109,14 @@ internal static class NdLayout
 
     private static int Int(long v) => checked((int)v);
 }
+
+/// <summary>The elements a one-dimensional launch covers: thread t handles elements t, t + Stride, ... below Count
+/// (a grid-stride loop), so the launch size can be capped at what the device runs at once.</summary>
+public struct Range1D
+{
+    /// <summary>Number of elements.</summary>
+    public int Count;
+
+    /// <summary>Number of threads launched.</summary>
+    public int Stride;
+}

@@ -27,34 +27,38 @@ internal readonly struct LogSumReduce : IReduceOp { public float Identity => 0f;
 /// Inner apart. Inner is 1 when the reduced axes are the innermost.</summary>
 internal struct RowParams
 {
-    public int Length, Inner;
+    public int Rows, Length, Inner;
+    /// <summary>Threads per group, a power of two.</summary>
+    public int Threads;
     public float Epsilon;
     public int Flag;
 }
 
 /// <summary>
-/// Row kernels: one group of <see cref="Threads"/> threads per row. Each thread walks the row with a stride of the group
+/// Row kernels: one group of <see cref="RowParams.Threads"/> threads per row (groups loop over rows when the grid is smaller). Each thread walks the row with a stride of the group
 /// size (consecutive threads read consecutive elements when Inner is 1), then the group combines the partial results
 /// by a tree in shared memory. Used for the reductions, the global pools, Softmax and LayerNormalization.
 /// </summary>
 internal static class RowKernels
 {
-    /// <summary>Threads per group (one row).</summary>
-    public const int Threads = 128;
+    /// <summary>Threads per group (one row) on a GPU; a power of two.</summary>
+    public const int GpuThreads = 128;
 
-    private static int RowBase(RowParams p)
+    /// <summary>Threads per group on the CPU accelerator, where each group thread is an OS thread.</summary>
+    public const int EmulatorThreads = 16;
+
+    private static int RowBase(int row, RowParams p)
     {
-        int row = Grid.IdxX;
         int outer = row / p.Inner;
         return outer * p.Length * p.Inner + (row - outer * p.Inner);
     }
 
-    private static float GroupCombine<TOp>(float v, ArrayView<float> shared) where TOp : struct, IReduceOp
+    private static float GroupCombine<TOp>(float v, ArrayView<float> shared, int threads) where TOp : struct, IReduceOp
     {
         int t = Group.IdxX;
         shared[t] = v;
         Group.Barrier();
-        for (int s = Threads / 2; s > 0; s >>= 1)
+        for (int s = threads / 2; s > 0; s >>= 1)
         {
             if (t < s) shared[t] = default(TOp).Combine(shared[t], shared[t + s]);
             Group.Barrier();
@@ -67,35 +71,41 @@ internal static class RowKernels
     /// <summary>y[row] = reduce(row).</summary>
     public static void Reduce<TOp>(ArrayView<float> x, ArrayView<float> y, RowParams p) where TOp : struct, IReduceOp
     {
-        var shared = SharedMemory.Allocate<float>(Threads);
-        int b = RowBase(p);
-        var op = default(TOp);
-        float acc = op.Identity;
-        for (int j = Group.IdxX; j < p.Length; j += Threads) acc = op.Combine(acc, op.Map(x[b + j * p.Inner]));
-        acc = GroupCombine<TOp>(acc, shared);
-        if (Group.IdxX == 0) y[Grid.IdxX] = op.Finish(acc, p.Length);
+        var shared = SharedMemory.GetDynamic<float>();
+        for (int row = Grid.IdxX; row < p.Rows; row += Grid.DimX)
+        {
+            int b = RowBase(row, p);
+            var op = default(TOp);
+            float acc = op.Identity;
+            for (int j = Group.IdxX; j < p.Length; j += p.Threads) acc = op.Combine(acc, op.Map(x[b + j * p.Inner]));
+            acc = GroupCombine<TOp>(acc, shared, p.Threads);
+            if (Group.IdxX == 0) y[row] = op.Finish(acc, p.Length);
+        }
     }
 
     /// <summary>Softmax (Flag 0) or LogSoftmax (Flag 1) of each row: max, then the sum of exp(x - max), then the outputs.</summary>
     public static void Softmax(ArrayView<float> x, ArrayView<float> y, RowParams p)
     {
-        var shared = SharedMemory.Allocate<float>(Threads);
-        int b = RowBase(p);
-        float m = float.NegativeInfinity;
-        for (int j = Group.IdxX; j < p.Length; j += Threads) m = MathF.Max(m, x[b + j * p.Inner]);
-        m = GroupCombine<MaxReduce>(m, shared);
-        float sum = 0;
-        for (int j = Group.IdxX; j < p.Length; j += Threads) sum += MathF.Exp(x[b + j * p.Inner] - m);
-        sum = GroupCombine<SumReduce>(sum, shared);
-        if (p.Flag == 0)
+        var shared = SharedMemory.GetDynamic<float>();
+        for (int row = Grid.IdxX; row < p.Rows; row += Grid.DimX)
         {
-            float inv = 1f / sum;
-            for (int j = Group.IdxX; j < p.Length; j += Threads) y[b + j * p.Inner] = MathF.Exp(x[b + j * p.Inner] - m) * inv;
-        }
-        else
-        {
-            float shift = m + MathF.Log(sum);
-            for (int j = Group.IdxX; j < p.Length; j += Threads) y[b + j * p.Inner] = x[b + j * p.Inner] - shift;
+            int b = RowBase(row, p);
+            float m = float.NegativeInfinity;
+            for (int j = Group.IdxX; j < p.Length; j += p.Threads) m = MathF.Max(m, x[b + j * p.Inner]);
+            m = GroupCombine<MaxReduce>(m, shared, p.Threads);
+            float sum = 0;
+            for (int j = Group.IdxX; j < p.Length; j += p.Threads) sum += MathF.Exp(x[b + j * p.Inner] - m);
+            sum = GroupCombine<SumReduce>(sum, shared, p.Threads);
+            if (p.Flag == 0)
+            {
+                float inv = 1f / sum;
+                for (int j = Group.IdxX; j < p.Length; j += p.Threads) y[b + j * p.Inner] = MathF.Exp(x[b + j * p.Inner] - m) * inv;
+            }
+            else
+            {
+                float shift = m + MathF.Log(sum);
+                for (int j = Group.IdxX; j < p.Length; j += p.Threads) y[b + j * p.Inner] = x[b + j * p.Inner] - shift;
+            }
         }
     }
 
@@ -103,22 +113,25 @@ internal static class RowKernels
     /// (two passes, no cancellation), then y = (x - mean) / sqrt(var + eps) * scale + bias. Flag 1: a bias is given.</summary>
     public static void LayerNorm(ArrayView<float> x, ArrayView<float> y, ArrayView<float> scale, ArrayView<float> bias, RowParams p)
     {
-        var shared = SharedMemory.Allocate<float>(Threads);
-        int b = Grid.IdxX * p.Length;
-        float sum = 0;
-        for (int j = Group.IdxX; j < p.Length; j += Threads) sum += x[b + j];
-        float mean = GroupCombine<SumReduce>(sum, shared) / p.Length;
-        float sq = 0;
-        for (int j = Group.IdxX; j < p.Length; j += Threads)
+        var shared = SharedMemory.GetDynamic<float>();
+        for (int row = Grid.IdxX; row < p.Rows; row += Grid.DimX)
         {
-            float d = x[b + j] - mean;
-            sq += d * d;
-        }
-        float inv = 1f / MathF.Sqrt(GroupCombine<SumReduce>(sq, shared) / p.Length + p.Epsilon);
-        for (int j = Group.IdxX; j < p.Length; j += Threads)
-        {
-            float v = (x[b + j] - mean) * inv * scale[j];
-            y[b + j] = p.Flag != 0 ? v + bias[j] : v;
+            int b = row * p.Length;
+            float sum = 0;
+            for (int j = Group.IdxX; j < p.Length; j += p.Threads) sum += x[b + j];
+            float mean = GroupCombine<SumReduce>(sum, shared, p.Threads) / p.Length;
+            float sq = 0;
+            for (int j = Group.IdxX; j < p.Length; j += p.Threads)
+            {
+                float d = x[b + j] - mean;
+                sq += d * d;
+            }
+            float inv = 1f / MathF.Sqrt(GroupCombine<SumReduce>(sq, shared, p.Threads) / p.Length + p.Epsilon);
+            for (int j = Group.IdxX; j < p.Length; j += p.Threads)
+            {
+                float v = (x[b + j] - mean) * inv * scale[j];
+                y[b + j] = p.Flag != 0 ? v + bias[j] : v;
+            }
         }
     }
 }

@@ -57,7 +57,7 @@ internal static class GemmLowerings
             Bias1 = 0, Bias2 = m, BiasRow = 1, BiasCol = 0,
         };
         var a = new StridedMatrix { Data = vw, Batch1 = 0, Batch2 = m * cinG * taps, Row = cinG * taps, Col = 1 };
-        var config = Config(gp, n * group);
+        var config = Config(c, ref gp, n * group);
         bool pointwise = taps == 1 && win is { StrideH: 1, StrideW: 1, PadH: 0, PadW: 0 } && oh == h && ow == wd;
         if (pointwise)
         {
@@ -75,10 +75,19 @@ internal static class GemmLowerings
         return new ActionStep(s => kc(s, config, vy, vb, a, im2col, gp));
     }
 
-    /// <summary>Grid of 64 x 64 tiles, one layer per batch entry.</summary>
-    private static KernelConfig Config(GemmParams p, int batches) =>
-        new(new Index3D((p.N + GemmKernels.Tile - 1) / GemmKernels.Tile, (p.M + GemmKernels.Tile - 1) / GemmKernels.Tile, batches),
-            new Index3D(GemmKernels.Threads, GemmKernels.Threads, 1));
+    /// <summary>Counts the output tiles (64 x 64 on a GPU) of every batch entry into <paramref name="p"/>; one group per tile, at most
+    /// <see cref="KernelCache.MaxGroups"/> groups (each then loops over several tiles).</summary>
+    private static KernelConfig Config(LoweringContext c, ref GemmParams p, int batches)
+    {
+        int threads = c.Kernels.IsEmulator ? GemmKernels.EmulatorThreads : GemmKernels.GpuThreads;
+        int tile = 4 * threads;
+        p.Threads = threads;
+        p.TilesN = (p.N + tile - 1) / tile;
+        p.TilesM = (p.M + tile - 1) / tile;
+        p.Tiles = checked(p.TilesN * p.TilesM * batches);
+        return new(new Index3D(Math.Min(p.Tiles, c.Kernels.MaxGroups), 1, 1), new Index3D(threads, threads, 1),
+            SharedMemoryConfig.RequestDynamic<float>(GemmKernels.SharedFloats(threads)));
+    }
 
     private static GpuStep MatMul(LoweringContext c)
     {
@@ -146,7 +155,7 @@ internal static class GemmLowerings
 
     private static GpuStep GemmStep(LoweringContext c, GemmParams p, int batches, ArrayView<float> y, ArrayView<float> bias, StridedMatrix a, StridedMatrix b)
     {
-        var config = Config(p, batches);
+        var config = Config(c, ref p, batches);
         var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, StridedMatrix, StridedMatrix, GemmParams>(GemmKernels.Gemm<StridedMatrix, StridedMatrix>);
         return new ActionStep(s => k(s, config, y, bias, a, b, p));
     }

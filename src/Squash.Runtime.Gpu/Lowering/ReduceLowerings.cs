@@ -27,7 +27,12 @@ internal static class ReduceLowerings
         t["LayerNormalization"] = LayerNormalization;
     }
 
-    private static KernelConfig Rows(int rows) => new(new Index3D(rows, 1, 1), new Index3D(RowKernels.Threads, 1, 1));
+    /// <summary>One group per row, at most <see cref="KernelCache.MaxGroups"/> (each then loops over several rows).</summary>
+    private static KernelConfig Rows(LoweringContext c, int rows) =>
+        new(new Index3D(Math.Min(rows, c.Kernels.MaxGroups), 1, 1), new Index3D(Threads(c), 1, 1),
+            SharedMemoryConfig.RequestDynamic<float>(Threads(c)));
+
+    private static int Threads(LoweringContext c) => c.Kernels.IsEmulator ? RowKernels.EmulatorThreads : RowKernels.GpuThreads;
 
     private static GpuStep RowReduce<TOp>(LoweringContext c, Ir.Value x, Ir.Value y, int length, int inner) where TOp : struct, IReduceOp
     {
@@ -36,9 +41,9 @@ internal static class ReduceLowerings
         if (length == 0) throw new NotOnDeviceException("reducing an empty axis");
         var vx = c.View<float>(x);
         var vy = c.View<float>(y);
-        var p = new RowParams { Length = length, Inner = inner };
+        var p = new RowParams { Threads = Threads(c), Rows = rows, Length = length, Inner = inner };
         var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, RowParams>(RowKernels.Reduce<TOp>);
-        var config = Rows(rows);
+        var config = Rows(c, rows);
         return new ActionStep(s => k(s, config, vx, vy, p));
     }
 
@@ -99,9 +104,9 @@ internal static class ReduceLowerings
         if (rows == 0 || length == 0) return ElementwiseLowerings.Nothing;
         var vx = c.View<float>(x);
         var vy = c.View<float>(y);
-        var p = new RowParams { Length = length, Inner = inner, Flag = log ? 1 : 0 };
+        var p = new RowParams { Threads = Threads(c), Rows = rows, Length = length, Inner = inner, Flag = log ? 1 : 0 };
         var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, RowParams>(RowKernels.Softmax);
-        var config = Rows(rows);
+        var config = Rows(c, rows);
         return new ActionStep(s => k(s, config, vx, vy, p));
     }
 
@@ -121,13 +126,13 @@ internal static class ReduceLowerings
         if (Count(scale) != length || (bias is not null && Count(bias) != length))
             throw new NotOnDeviceException("scale and bias must have the normalized shape's size");
         if (rows == 0 || length == 0) return ElementwiseLowerings.Nothing;
-        var p = new RowParams { Length = length, Inner = 1, Epsilon = Attr.Float(c.Node, "epsilon", 1e-5f), Flag = bias is null ? 0 : 1 };
+        var p = new RowParams { Threads = Threads(c), Rows = rows, Length = length, Inner = 1, Epsilon = Attr.Float(c.Node, "epsilon", 1e-5f), Flag = bias is null ? 0 : 1 };
         var vx = c.View<float>(x);
         var vy = c.View<float>(y);
         var vs = c.View<float>(scale);
         var vb = bias is null ? vs : c.View<float>(bias);
         var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, RowParams>(RowKernels.LayerNorm);
-        var config = Rows(rows);
+        var config = Rows(c, rows);
         return new ActionStep(s => k(s, config, vx, vy, vs, vb, p));
     }
 }
