@@ -93,3 +93,71 @@ internal static class DeviceCase
     public static AttributeValue Float(float v) => AttributeValue.Float(v);
     public static AttributeValue Str(string v) => AttributeValue.String(v);
 }
+
+/// <summary>A graph of several independent nodes over shared inputs, checked in one model (one accelerator start for
+/// many operators).</summary>
+internal sealed class MultiCase
+{
+    private readonly Graph _graph = new("multi");
+    private readonly Dictionary<string, Tensor> _feeds = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Value> _values = new(StringComparer.Ordinal);
+    private int _count;
+
+    public MultiCase(int opset = 21) => _graph.OpsetImports[""] = opset;
+
+    public MultiCase Input(string name, Tensor value, bool constant = false)
+    {
+        var v = constant ? new Value(name, value) : new Value(name, value.DataType, value.Shape);
+        if (constant) _graph.Initializers.Add(v);
+        else
+        {
+            _graph.Inputs.Add(v);
+            _feeds[name] = value;
+        }
+        _values[name] = v;
+        return this;
+    }
+
+    /// <summary>Adds a node reading the named inputs (null: omitted) with one output.</summary>
+    public MultiCase Node(string opType, string?[] inputs, Dictionary<string, AttributeValue>? attributes = null, bool output = true)
+    {
+        var node = new Node(opType, $"n{_count}", "", _graph.DefaultOpset);
+        foreach (var (name, a) in attributes ?? []) node.Attributes[name] = a;
+        foreach (var i in inputs) node.AddInput(i is null ? null : _values[i]);
+        var o = new Value($"{opType}_{_count++}");
+        node.AddOutput(o);
+        _graph.Nodes.Add(node);
+        if (output) _graph.Outputs.Add(o);
+        _values[o.Name] = o;
+        return this;
+    }
+
+    /// <summary>The name of the output of the last node added.</summary>
+    public string Last => _graph.Nodes[^1].Outputs[0].Name;
+
+    /// <summary>Runs both ways and compares; <paramref name="hostNodes"/> nodes are expected to run on the host.</summary>
+    public GpuModel Check(float rtol, float atol, int hostNodes = 0)
+    {
+        // Intermediate values get their shapes from a CPU run that outputs everything.
+        var probe = new Graph("probe");
+        probe.OpsetImports[""] = _graph.DefaultOpset;
+        probe.Inputs.AddRange(_graph.Inputs);
+        probe.Initializers.AddRange(_graph.Initializers);
+        probe.Nodes.AddRange(_graph.Nodes);
+        probe.Outputs.AddRange(_graph.Nodes.SelectMany(n => n.Outputs));
+        var all = new GraphExecutor(probe).Run(_feeds);
+        foreach (var o in probe.Outputs)
+        {
+            o.Type = all[o.Name].DataType;
+            o.Shape = all[o.Name].Shape;
+        }
+        var expected = new GraphExecutor(_graph).Run(_feeds);
+        var model = GpuModel.Create(_graph, GpuDevice.Emulator);
+        Assert.Equal(hostNodes, model.HostNodes.Count);
+        if (hostNodes == 0) Assert.Empty(model.HostNodes.Select(h => $"{h.Node.OpType}: {h.Reason}"));
+        var actual = model.Run(_feeds);
+        foreach (var o in _graph.Outputs) DeviceCase.AssertClose(expected[o.Name], actual[o.Name], rtol, atol, o.Name);
+        model.Dispose();
+        return model;
+    }
+}

@@ -58,10 +58,11 @@ internal sealed class LoweringContext
     /// <summary>Uploads a table a kernel reads (uploaded once; lives as long as the model).</summary>
     public ArrayView<T> Upload<T>(T[] data) where T : unmanaged => _memory.Upload(data);
 
-    /// <summary>Requires every input and output that is present to be fp32.</summary>
-    public void RequireFloat()
+    /// <summary>Requires the first <paramref name="dataInputs"/> inputs that are present (the data; later inputs are
+    /// parameters such as axes or sizes) and every output to be fp32.</summary>
+    public void RequireFloat(int dataInputs = int.MaxValue)
     {
-        foreach (var v in Node.Inputs)
+        foreach (var v in Node.Inputs.Take(dataInputs))
             if (v is not null && v.Type != DataType.Float) throw new NotOnDeviceException($"'{v.Name}' is {DataTypes.Name(v.Type)}; the device kernels compute fp32");
         foreach (var v in Node.Outputs)
             if (v.Type != DataType.Float) throw new NotOnDeviceException($"'{v.Name}' is {DataTypes.Name(v.Type)}; the device kernels compute fp32");

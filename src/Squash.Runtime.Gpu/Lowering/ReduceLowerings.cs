@@ -59,7 +59,7 @@ internal static class ReduceLowerings
 
     private static GpuStep Reduce<TOp>(LoweringContext c) where TOp : struct, IReduceOp
     {
-        c.RequireFloat();
+        c.RequireFloat(dataInputs: 1);
         var x = c.RequiredInput(0);
         var y = c.Output(0);
         var shape = Shape(x);

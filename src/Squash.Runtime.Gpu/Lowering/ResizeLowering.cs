@@ -33,6 +33,15 @@ internal static class ResizeLowering
         if (Attr.String(node, "keep_aspect_ratio_policy", "stretch") != "stretch") throw new NotOnDeviceException("keep_aspect_ratio_policy");
 
         var scales = Scales(c, upsample, v10, inShape, outShape);
+        // The leading axes are copied; ONNX's formulas still apply to them (tf_half_pixel_for_nn with ceil rounding
+        // moves even an unscaled axis), so they must map each position to itself.
+        for (int d = 0; d < rank - 2; d++)
+        {
+            bool identity = mode == "nearest"
+                ? NearestMap(inShape[d], outShape[d], scales[d], transform, rounding).Select((v, i) => v == i).All(b => b)
+                : LinearTaps(inShape[d], outShape[d], scales[d], transform) is var (ti, tw) && Enumerable.Range(0, outShape[d]).All(i => Weighted(ti, tw, i, outShape[d]) == i);
+            if (!identity) throw new NotOnDeviceException($"{transform} moves the unscaled axis {d}");
+        }
         int h = inShape[^2], w = inShape[^1], oh = outShape[^2], ow = outShape[^1];
         var p = new ResizeParams { H = h, W = w, OutH = oh, OutW = ow };
         int n = Count(y);
@@ -51,7 +60,7 @@ internal static class ResizeLowering
                 _ => Nearest<ulong>(c, table, p),
             };
         }
-        c.RequireFloat();
+        c.RequireFloat(dataInputs: 1);
         var (hi, hw) = LinearTaps(h, oh, scales[rank - 2], transform);
         var (wi, ww) = LinearTaps(w, ow, scales[rank - 1], transform);
         var index = c.Upload<int>([.. hi, .. wi]);
@@ -61,6 +70,11 @@ internal static class ResizeLowering
         var k = c.Kernels.Auto<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ResizeParams>(MovementKernels.ResizeLinear);
         return new ActionStep(s => k(s, n, vx, vy, index, weight, p));
     }
+
+    /// <summary>The single input position output <paramref name="i"/> reads with weight 1, or -1.</summary>
+    private static int Weighted(int[] index, float[] weight, int i, int count) =>
+        weight[i] == 1 && (weight[count + i] == 0 || index[count + i] == index[i]) ? index[i]
+        : weight[count + i] == 1 && weight[i] == 0 ? index[count + i] : -1;
 
     private static GpuStep Nearest<T>(LoweringContext c, ArrayView<int> table, ResizeParams p) where T : unmanaged
     {
