@@ -46,8 +46,8 @@ internal struct Im2ColMatrix : IMatrix
 internal struct GemmParams
 {
     public int M, N, K, Batch2;
-    /// <summary>Threads per group along each axis (the tile is four times as wide).</summary>
-    public int Threads;
+    /// <summary>Threads per group along each axis (the tile is four times as wide), and the step along K.</summary>
+    public int Threads, Depth;
     /// <summary>Tiles along N, along M, and in all (times the batches).</summary>
     public int TilesN, TilesM, Tiles;
     public float Alpha, Beta;
@@ -65,8 +65,11 @@ internal struct ConvParams
 /// <summary>GEMM and convolution kernels.</summary>
 internal static class GemmKernels
 {
-    /// <summary>Depth of one step along K.</summary>
-    public const int Depth = 16;
+    /// <summary>Depth of one step along K on a GPU (a 16 KB shared tile pair with 16 x 16 threads).</summary>
+    public const int GpuDepth = 16;
+
+    /// <summary>Depth of one step along K on the CPU accelerator: deeper steps, fewer barriers.</summary>
+    public const int EmulatorDepth = 64;
 
     /// <summary>Threads per group along each axis on a GPU: 16 x 16 threads, 64 x 64 output tiles.</summary>
     public const int GpuThreads = 16;
@@ -75,13 +78,14 @@ internal static class GemmKernels
     /// barrier there synchronizes one OS thread per GPU thread, so small groups are much faster).</summary>
     public const int EmulatorThreads = 4;
 
-    /// <summary>Floats of dynamic shared memory a group of <paramref name="threads"/> x <paramref name="threads"/> needs.</summary>
-    public static int SharedFloats(int threads) => 2 * 4 * threads * Depth;
+    /// <summary>Floats of dynamic shared memory a group of <paramref name="threads"/> x <paramref name="threads"/> needs
+    /// with steps of <paramref name="depth"/> along K.</summary>
+    public static int SharedFloats(int threads, int depth) => 2 * 4 * threads * depth;
 
     /// <summary>
     /// Tiled GEMM. A group of T x T threads (T = <see cref="GemmParams.Threads"/>) computes a 4T x 4T output tile;
     /// groups loop over the tiles of every batch entry (persistent groups: the grid may be smaller than the work). Each
-    /// step along K, the group stages a 4T x 16 slice of A and a 16 x 4T slice of B in shared memory (A transposed),
+    /// step along K, the group stages a 4T x D slice of A and a D x 4T slice of B (D = <see cref="GemmParams.Depth"/>) in shared memory (A transposed),
     /// consecutive threads loading consecutive columns; then each thread accumulates a 4 x 4 block of outputs in
     /// registers, rows ty + Ti and columns tx + Tj, so that consecutive threads read consecutive shared words (no
     /// bank conflicts) and write consecutive output columns (coalesced).
@@ -92,8 +96,8 @@ internal static class GemmKernels
     {
         var shared = SharedMemory.GetDynamic<float>();
         int tile = 4 * p.Threads;
-        var tileA = shared.SubView(0, tile * Depth);
-        var tileB = shared.SubView(tile * Depth, tile * Depth);
+        var tileA = shared.SubView(0, tile * p.Depth);
+        var tileB = shared.SubView(tile * p.Depth, tile * p.Depth);
         int tx = Group.IdxX, ty = Group.IdxY;
         int tid = ty * p.Threads + tx;
         for (int work = Grid.IdxX; work < p.Tiles; work += Grid.DimX)
@@ -116,11 +120,11 @@ internal static class GemmKernels
 
         float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
         float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
-        for (int k0 = 0; k0 < p.K; k0 += Depth)
+        for (int k0 = 0; k0 < p.K; k0 += p.Depth)
         {
-            for (int e = tid; e < tile * Depth; e += group)
+            for (int e = tid; e < tile * p.Depth; e += group)
             {
-                int mm = e / Depth, kk = e - mm * Depth;
+                int mm = e / p.Depth, kk = e - mm * p.Depth;
                 int m = m0 + mm, k = k0 + kk;
                 tileA[kk * tile + mm] = m < p.M && k < p.K ? a.Load(b1, b2, m, k) : 0f;
                 int kb = e / tile, nn = e - kb * tile;
@@ -129,7 +133,7 @@ internal static class GemmKernels
                 tileB[kb * tile + nn] = k < p.K && n < p.N ? b.Load(b1, b2, k, n) : 0f;
             }
             Group.Barrier();
-            for (int kk = 0; kk < Depth; kk++)
+            for (int kk = 0; kk < p.Depth; kk++)
             {
                 int ra = kk * tile + ty, rb = kk * tile + tx;
                 float a0 = tileA[ra], a1 = tileA[ra + t1], a2 = tileA[ra + t2], a3 = tileA[ra + t3];

@@ -82,11 +82,12 @@ internal static class GemmLowerings
         int threads = c.Kernels.IsEmulator ? GemmKernels.EmulatorThreads : GemmKernels.GpuThreads;
         int tile = 4 * threads;
         p.Threads = threads;
+        p.Depth = c.Kernels.IsEmulator ? GemmKernels.EmulatorDepth : GemmKernels.GpuDepth;
         p.TilesN = (p.N + tile - 1) / tile;
         p.TilesM = (p.M + tile - 1) / tile;
         p.Tiles = checked(p.TilesN * p.TilesM * batches);
         return new(new Index3D(Math.Min(p.Tiles, c.Kernels.MaxGroups), 1, 1), new Index3D(threads, threads, 1),
-            SharedMemoryConfig.RequestDynamic<float>(GemmKernels.SharedFloats(threads)));
+            SharedMemoryConfig.RequestDynamic<float>(GemmKernels.SharedFloats(threads, p.Depth)));
     }
 
     private static GpuStep MatMul(LoweringContext c)
