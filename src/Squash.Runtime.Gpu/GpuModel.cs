@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
@@ -107,7 +108,7 @@ public sealed class GpuModel : IDisposable
     public long ArenaBytes => _program?.ArenaBytes ?? _plan!.ArenaBytes;
 
     /// <summary>The kernels compiled for the device (tests compile them for other backends too).</summary>
-    internal IEnumerable<System.Reflection.MethodInfo> KernelMethods => _program?.Kernels.Methods ?? [];
+    internal IEnumerable<(System.Reflection.MethodInfo Method, bool ExplicitlyGrouped)> KernelMethods => _program?.Kernels.Methods ?? [];
 
     /// <summary>Runs the model. Returns new host tensors by output name.</summary>
     /// <exception cref="SquashException">An input is missing or does not match its type and shape.</exception>
@@ -137,7 +138,7 @@ public sealed class GpuModel : IDisposable
     /// <summary>CUDA first, then an OpenCL GPU.</summary>
     private static (Context, Accelerator, GpuBackend) OpenGpu()
     {
-        var context = Context.Create(b => b.Cuda().OpenCL().Optimize(OptimizationLevel.O2));
+        var context = Context.Create(b => b.Cuda().OpenCL().Optimize(OptimizationLevel.O2).EnableAlgorithms());
         try
         {
             var cuda = context.GetCudaDevices();
@@ -163,7 +164,7 @@ public sealed class GpuModel : IDisposable
     private static (Context, Accelerator, GpuBackend) OpenEmulator()
     {
         var device = new CPUDevice(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 4, numMultiprocessors: 1);
-        var context = Context.Create(b => b.CPU(device).Optimize(OptimizationLevel.O1));
+        var context = Context.Create(b => b.CPU(device).Optimize(OptimizationLevel.O1).EnableAlgorithms());
         return (context, context.CreateCPUAccelerator(0, CPUAcceleratorMode.Parallel), GpuBackend.Emulator);
     }
 }

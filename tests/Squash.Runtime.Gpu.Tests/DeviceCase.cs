@@ -50,6 +50,7 @@ internal static class DeviceCase
             o.Shape = expected[o.Name].Shape;
         }
         using var model = GpuModel.Create(graph, GpuDevice.Emulator);
+        BackendCompiler.CompileAll(model);
         if (expectOnDevice) Assert.Empty(model.HostNodes.Select(h => h.Reason));
         var actual = model.Run(feeds);
         foreach (var o in graph.Outputs) AssertClose(expected[o.Name], actual[o.Name], rtol, atol, $"{opType} {o.Name}");
@@ -153,6 +154,7 @@ internal sealed class MultiCase
         }
         var expected = new GraphExecutor(_graph).Run(_feeds);
         var model = GpuModel.Create(_graph, GpuDevice.Emulator);
+        BackendCompiler.CompileAll(model);
         Assert.Equal(hostNodes, model.HostNodes.Count);
         if (hostNodes == 0) Assert.Empty(model.HostNodes.Select(h => $"{h.Node.OpType}: {h.Reason}"));
         var actual = model.Run(_feeds);

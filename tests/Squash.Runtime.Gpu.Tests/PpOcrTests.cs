@@ -55,6 +55,7 @@ public class PpOcrTests
         var (graph, inputs) = Prepare(file, task, shape);
         var expected = ExecutionPlan.Create(graph).Run(inputs);
         using var model = GpuModel.Create(graph, GpuDevice.Emulator);
+        BackendCompiler.CompileAll(model);
         Assert.Empty(model.HostNodes.Select(h => $"{h.Node.Describe()}: {h.Reason}"));
         var watch = System.Diagnostics.Stopwatch.StartNew();
         var actual = model.Run(inputs);

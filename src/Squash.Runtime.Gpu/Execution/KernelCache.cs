@@ -11,6 +11,7 @@ namespace Squash.Runtime.Gpu.Execution;
 internal sealed class KernelCache(Accelerator accelerator)
 {
     private readonly Dictionary<MethodInfo, Delegate> _loaded = [];
+    private readonly HashSet<MethodInfo> _grouped = [];
 
     /// <summary>Threads a one-dimensional launch uses at most: enough to fill the device (every multiprocessor at full
     /// occupancy); on the CPU accelerator, one group, because each group costs a synchronization of its threads.</summary>
@@ -26,8 +27,15 @@ internal sealed class KernelCache(Accelerator accelerator)
 
     private Range1D Range(int count) => new() { Count = count, Stride = Math.Max(1, Math.Min(count, MaxThreads)) };
 
-    /// <summary>Every kernel loaded so far (the test that compiles all kernels for CUDA reads it).</summary>
-    public IEnumerable<MethodInfo> Methods => _loaded.Keys;
+    /// <summary>Every kernel loaded so far, and whether it is explicitly grouped (tests compile them for CUDA and
+    /// OpenCL too).</summary>
+    public IEnumerable<(MethodInfo Method, bool ExplicitlyGrouped)> Methods => _loaded.Keys.Select(m => (m, _grouped.Contains(m)));
+
+    private T Grouped<T>(Delegate kernel, Func<T> load) where T : Delegate
+    {
+        _grouped.Add(kernel.Method);
+        return Get(kernel, load);
+    }
 
     private T Get<T>(Delegate kernel, Func<T> load) where T : Delegate
     {
@@ -88,13 +96,13 @@ internal sealed class KernelCache(Accelerator accelerator)
 
     public Action<AcceleratorStream, KernelConfig, T1, T2, T3> Grouped<T1, T2, T3>(Action<T1, T2, T3> k)
         where T1 : struct where T2 : struct where T3 : struct =>
-        Get(k, () => accelerator.LoadKernel(k));
+        Grouped(k, () => accelerator.LoadKernel(k));
 
     public Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4> Grouped<T1, T2, T3, T4>(Action<T1, T2, T3, T4> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct =>
-        Get(k, () => accelerator.LoadKernel(k));
+        Grouped(k, () => accelerator.LoadKernel(k));
 
     public Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4, T5> Grouped<T1, T2, T3, T4, T5>(Action<T1, T2, T3, T4, T5> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct =>
-        Get(k, () => accelerator.LoadKernel(k));
+        Grouped(k, () => accelerator.LoadKernel(k));
 }
