@@ -120,16 +120,20 @@ internal sealed class MultiCase
     }
 
     /// <summary>Adds a node reading the named inputs (null: omitted) with one output.</summary>
-    public MultiCase Node(string opType, string?[] inputs, Dictionary<string, AttributeValue>? attributes = null, bool output = true)
+    public MultiCase Node(string opType, string?[] inputs, Dictionary<string, AttributeValue>? attributes = null, bool output = true, int outputs = 1)
     {
         var node = new Node(opType, $"n{_count}", "", _graph.DefaultOpset);
         foreach (var (name, a) in attributes ?? []) node.Attributes[name] = a;
         foreach (var i in inputs) node.AddInput(i is null ? null : _values[i]);
-        var o = new Value($"{opType}_{_count++}");
-        node.AddOutput(o);
+        int id = _count++;
+        for (int k = 0; k < outputs; k++)
+        {
+            var o = new Value(k == 0 ? $"{opType}_{id}" : $"{opType}_{id}_{k}");
+            node.AddOutput(o);
+            if (output) _graph.Outputs.Add(o);
+            _values[o.Name] = o;
+        }
         _graph.Nodes.Add(node);
-        if (output) _graph.Outputs.Add(o);
-        _values[o.Name] = o;
         return this;
     }
 

@@ -48,6 +48,19 @@ public class MovementKernelTests
     }
 
     [Fact]
+    public void SplitAndWhere()
+    {
+        var cond = new Tensor(DataType.Bool, 3, 1);
+        cond.Bytes[0] = 1;
+        cond.Bytes[2] = 1;
+        var c = new MultiCase().Input("x", Random(1, 1, 3, 10)).Input("y", Random(2, 1, 10)).Input("cond", cond)
+            .Input("sizes", Tensor.From<long>([2, 5, 3], 3), true);
+        c.Node("Where", ["cond", "x", "y"]);
+        c.Node("Split", ["x", "sizes"], new() { ["axis"] = Int(1) }, outputs: 3);
+        c.Check(0, 0);
+    }
+
+    [Fact]
     public void Cast()
     {
         var x = Random(1, 300, 3, 7);

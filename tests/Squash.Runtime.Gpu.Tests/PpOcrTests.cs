@@ -12,7 +12,7 @@ namespace Squash.Runtime.Gpu.Tests;
 /// </summary>
 public class PpOcrTests
 {
-    private static string Root
+    internal static string Root
     {
         get
         {

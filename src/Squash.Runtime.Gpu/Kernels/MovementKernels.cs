@@ -20,6 +20,12 @@ internal struct Int32Indices : IIndices
     public readonly long Get(int j) => Values[j];
 }
 
+/// <summary>Strides of Where's three inputs over the output's dimensions.</summary>
+internal struct WhereStrides
+{
+    public Strides6 Condition, X, Y;
+}
+
 /// <summary>Sizes of a 2-D resize over the last two axes of (planes, H, W).</summary>
 internal struct ResizeParams
 {
@@ -43,6 +49,14 @@ internal static class MovementKernels
     {
         for (int i = index; i < r.Count; i += r.Stride)
             y[offset + NdIndex.Offset(i, d, s)] = x[i];
+    }
+
+    /// <summary>out = condition ? x : y, all three broadcast to the output.</summary>
+    public static void Where<T>(Index1D index, Range1D r, ArrayView<byte> condition, ArrayView<T> x, ArrayView<T> y, ArrayView<T> output, Dims6 d, WhereStrides s)
+        where T : unmanaged
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+            output[i] = condition[NdIndex.Offset(i, d, s.Condition)] != 0 ? x[NdIndex.Offset(i, d, s.X)] : y[NdIndex.Offset(i, d, s.Y)];
     }
 
     /// <summary>Gather along an axis: output (outer, j, inner) = x(outer, indices[j], inner); negative indices count

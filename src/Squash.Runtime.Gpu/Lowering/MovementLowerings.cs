@@ -7,7 +7,7 @@ using static Squash.Runtime.Gpu.Execution.LoweringContext;
 
 namespace Squash.Runtime.Gpu.Lowering;
 
-/// <summary>Reshape-like copies, Transpose, Slice, Concat, Expand, Gather, Resize/Upsample (nearest, linear), Cast.
+/// <summary>Reshape-like copies, Transpose, Slice, Concat, Split, Where, Expand, Gather, Resize/Upsample (nearest, linear), Cast.
 /// All but linear Resize and Cast move elements of any type by size.</summary>
 internal static class MovementLowerings
 {
@@ -18,6 +18,8 @@ internal static class MovementLowerings
         t["Transpose"] = Transpose;
         t["Slice"] = Slice;
         t["Concat"] = Concat;
+        t["Split"] = Split;
+        t["Where"] = Where;
         t["Expand"] = Expand;
         t["Gather"] = Gather;
         t["Resize"] = Resize;
@@ -148,6 +150,56 @@ internal static class MovementLowerings
             position += shape[axis];
         }
         return new ActionStep(s => { foreach (var step in steps) step.Run(s); });
+    }
+
+    /// <summary>Split: each output is a strided copy of its range along the axis (the sizes are the output shapes).</summary>
+    private static GpuStep Split(LoweringContext c)
+    {
+        var x = c.RequiredInput(0);
+        var shape = Shape(x);
+        int axis = c.Axis(Attr.Int(c.Node, "axis", 0), shape.Length);
+        var own = NdLayout.RowMajorStrides(shape);
+        var steps = new List<GpuStep>();
+        long position = 0;
+        foreach (var y in c.Node.Outputs)
+        {
+            steps.Add(StridedGather(c, x, y, Shape(y), own, checked((int)(position * own[axis]))));
+            position += Shape(y)[axis];
+        }
+        return new ActionStep(s => { foreach (var step in steps) step.Run(s); });
+    }
+
+    private static GpuStep Where(LoweringContext c)
+    {
+        var condition = c.RequiredInput(0);
+        var x = c.RequiredInput(1);
+        var y = c.RequiredInput(2);
+        var output = c.Output(0);
+        if (condition.Type != DataType.Bool) throw new NotOnDeviceException("the condition is not bool");
+        var shape = Shape(output);
+        if (Count(output) == 0) return ElementwiseLowerings.Nothing;
+        var (d, st) = NdLayout.Collapse(shape, NdLayout.BroadcastStrides(Shape(condition), shape),
+            NdLayout.BroadcastStrides(Shape(x), shape), NdLayout.BroadcastStrides(Shape(y), shape));
+        var strides = new WhereStrides { Condition = st[0], X = st[1], Y = st[2] };
+        return DataTypes.SizeOf(x.Type) switch
+        {
+            1 => WhereStep<byte>(c, d, strides),
+            2 => WhereStep<ushort>(c, d, strides),
+            4 => WhereStep<uint>(c, d, strides),
+            8 => WhereStep<ulong>(c, d, strides),
+            _ => throw new NotOnDeviceException($"{DataTypes.Name(x.Type)} elements"),
+        };
+    }
+
+    private static GpuStep WhereStep<T>(LoweringContext c, Dims6 d, WhereStrides strides) where T : unmanaged
+    {
+        var vc = c.Bytes(c.RequiredInput(0));
+        var vx = c.Bytes(c.RequiredInput(1)).Cast<T>();
+        var vy = c.Bytes(c.RequiredInput(2)).Cast<T>();
+        var vo = c.Bytes(c.Output(0)).Cast<T>();
+        int n = Count(c.Output(0));
+        var k = c.Kernels.Auto<ArrayView<byte>, ArrayView<T>, ArrayView<T>, ArrayView<T>, Dims6, WhereStrides>(MovementKernels.Where<T>);
+        return new ActionStep(s => k(s, n, vc, vx, vy, vo, d, strides));
     }
 
     private static GpuStep Gather(LoweringContext c)
