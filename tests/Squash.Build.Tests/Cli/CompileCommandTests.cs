@@ -62,6 +62,9 @@ public sealed class CompileCommandTests : IDisposable
         // A usage error (a build task newer than its compiler) is still a coded error on the model.
         { "good", "SQ1012", ["--class-name=M", "--no-such-option=1"] },
         { "good", "SQ1008", ["--class-name=M"] },
+        { "attribute", "SQ1004", ["--class-name=M"] },
+        // 80M x 4 floats (1.28 GB) in each of two live tensors: more than one arena holds, found before allocating.
+        { "good", "SQ1011", ["--class-name=M", "--input-shape=x=80000000,4"] },
     };
 
     [Theory]
@@ -74,6 +77,7 @@ public sealed class CompileCommandTests : IDisposable
             case "corrupt": TestModels.Corrupt(model); break;
             case "unsupported": TestModels.Unsupported(model); break;
             case "good": TestModels.ScaleShift(model); break;
+            case "attribute": TestModels.UnknownAttribute(model); break;
         }
 
         var (exit, stdout, _) = Compile(model, [.. options, "--msbuild"]);

@@ -138,6 +138,11 @@ public sealed class EndToEndTests(PackedFeed feed) : IClassFixture<PackedFeed>
             app.AssertError(late, "models/corrupt.onnx", "SQ1002");
             app.AssertError(late, "models/unsupported.onnx", "SQ1003", "Frobnicate");
             Assert.Equal(3, ConsumerProject.CompiledModels(late).Count);
+            // A project in another language (here the C# project told it is Visual Basic) is refused up front.
+            var language = app.Dotnet("build", "-p:Language=VB");
+            Assert.NotEqual(0, language.ExitCode);
+            Assert.Contains(language.Lines, l => l.StartsWith($"{app.PathOf("Broken.csproj")} : error SQ1015: ", StringComparison.Ordinal));
+            Assert.Empty(ConsumerProject.CompiledModels(language));
             Assert.True(File.Exists(app.OutputsOf(ModelA)[0]) && File.Exists(app.OutputsOf(ModelA)[1]));
             // No half-written output: neither generated files nor the compiler's temporary files.
             foreach (var model in new[] { "models/missing.onnx", "models/meta.onnx", "models/corrupt.onnx", "models/unsupported.onnx" })

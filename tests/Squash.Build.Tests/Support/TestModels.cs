@@ -48,6 +48,18 @@ internal static class TestModels
         Save(g, path);
     }
 
+    /// <summary>An Add node with an attribute Add does not have.</summary>
+    public static void UnknownAttribute(string path)
+    {
+        var g = new Graph("unknown_attribute");
+        g.OpsetImports[""] = 17;
+        var x = Input(g, "x", DataType.Float, 2);
+        var y = Op(g, "Add", x, x);
+        g.Nodes[0].Attributes["frobnicate"] = AttributeValue.Int(1);
+        g.Outputs.Add(y);
+        Save(g, path);
+    }
+
     /// <summary>Bytes that are not an ONNX protobuf.</summary>
     public static void Corrupt(string path)
     {
