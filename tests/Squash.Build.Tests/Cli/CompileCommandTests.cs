@@ -51,6 +51,32 @@ public sealed class CompileCommandTests : IDisposable
         Assert.False(File.Exists(Path.Combine(Out, "m.sqw")));
     }
 
+    [Fact]
+    public void DynamicDimensionsAreACanonicalWarning()
+    {
+        string model = Path.Combine(_dir, "scale_shift.onnx");
+        TestModels.ScaleShift(model);
+
+        var (code, stdout, stderr) = Compile(model, "--class-name=ScaleShift", "--msbuild");
+
+        Assert.True(code == 0, stdout + stderr);
+        Assert.StartsWith($"{model} : warning SQ2001: ", stdout, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(Out, "m.g.cs")));
+    }
+
+    [Fact]
+    public void PlanningAGraphWithUnknownShapesIsSQ1008()
+    {
+        string model = Path.Combine(_dir, "scale_shift.onnx");
+        TestModels.ScaleShift(model);
+        var graph = Squash.Compiler.Onnx.OnnxLoader.Load(model).Graph;
+
+        var e = Assert.Throws<Squash.Runtime.SquashException>(() => Squash.Runtime.Execution.ExecutionPlan.Create(graph));
+
+        Assert.Equal("SQ1008", e.Code);
+        Assert.Contains("InputShapes", e.Message, StringComparison.Ordinal);
+    }
+
     public static TheoryData<string, string, string[]> Failures => new()
     {
         { "missing", "SQ1001", ["--class-name=M"] },
@@ -61,7 +87,6 @@ public sealed class CompileCommandTests : IDisposable
         { "good", "SQ1012", ["--class-name=M", "--weights-storage=1"] },
         // A usage error (a build task newer than its compiler) is still a coded error on the model.
         { "good", "SQ1012", ["--class-name=M", "--no-such-option=1"] },
-        { "good", "SQ1008", ["--class-name=M"] },
         { "attribute", "SQ1004", ["--class-name=M"] },
         // 80M x 4 floats (1.28 GB) in each of two live tensors: more than one arena holds, found before allocating.
         { "good", "SQ1011", ["--class-name=M", "--input-shape=x=80000000,4"] },

@@ -114,6 +114,7 @@ public sealed class EndToEndTests(PackedFeed feed) : IClassFixture<PackedFeed>
             TestModels.ScaleShift(app.PathOf("models/meta.onnx"));
             TestModels.Corrupt(app.PathOf("models/corrupt.onnx"));
             TestModels.Unsupported(app.PathOf("models/unsupported.onnx"));
+            TestModels.ScaleShift(app.PathOf("models/dynamic.onnx"));
             app.WriteProgram("System.Console.WriteLine(new Consumer.ScaleShift().Inputs.Count);\n");
 
             // Problems the build sees before any compiler runs: all reported at once, nothing compiled.
@@ -132,12 +133,16 @@ public sealed class EndToEndTests(PackedFeed feed) : IClassFixture<PackedFeed>
             app.WriteProject(ItemA + """
                 <SquashModel Include="models/corrupt.onnx" />
                 <SquashModel Include="models/unsupported.onnx" />
+                <SquashModel Include="models/dynamic.onnx" />
                 """);
             var late = app.Dotnet("build");
             Assert.NotEqual(0, late.ExitCode);
             app.AssertError(late, "models/corrupt.onnx", "SQ1002");
             app.AssertError(late, "models/unsupported.onnx", "SQ1003", "Frobnicate");
-            Assert.Equal(3, ConsumerProject.CompiledModels(late).Count);
+            // Warnings come through as warnings (a model whose input stays dynamic still compiles).
+            Assert.Contains(late.Lines, l => l.StartsWith($"{app.PathOf("models/dynamic.onnx")} : warning SQ2001: ", StringComparison.Ordinal));
+            Assert.True(File.Exists(app.OutputsOf("models/dynamic.onnx")[0]));
+            Assert.Equal(4, ConsumerProject.CompiledModels(late).Count);
             // A project in another language (here the C# project told it is Visual Basic) is refused up front.
             var language = app.Dotnet("build", "-p:Language=VB");
             Assert.NotEqual(0, language.ExitCode);
