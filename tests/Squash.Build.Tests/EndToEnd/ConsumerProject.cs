@@ -46,10 +46,15 @@ internal sealed class ConsumerProject(PackedFeed feed, string name)
     public void WriteProgram(string source) => File.WriteAllText(Path.Combine(Directory, "Program.cs"), source);
 
     /// <summary>Runs <c>dotnet VERB</c> on the project with a binary log named after the step.</summary>
-    public DotNet.Result Dotnet(string verb, params string[] args)
+    public DotNet.Result Dotnet(string verb, params string[] args) => Dotnet(new Dictionary<string, string?>(), verb, args);
+
+    /// <summary>Runs <c>dotnet VERB</c> with some environment variables set (null removes one).</summary>
+    public DotNet.Result Dotnet(IReadOnlyDictionary<string, string?> environment, string verb, params string[] args)
     {
         string log = Path.Combine(feed.Logs, $"{name}-{++_step:D2}-{verb}.binlog");
-        return DotNet.Run(Directory, feed.Environment, [verb, "-nr:false", "-tl:off", "-v:n", "-bl:" + log, .. args]);
+        var env = new Dictionary<string, string?>(feed.Environment);
+        foreach (var (key, value) in environment) env[key] = value;
+        return DotNet.Run(Directory, env, [verb, "-nr:false", "-tl:off", "-v:n", "-bl:" + log, .. args]);
     }
 
     /// <summary>Builds and requires success.</summary>

@@ -148,6 +148,14 @@ public sealed class EndToEndTests(PackedFeed feed) : IClassFixture<PackedFeed>
             Assert.NotEqual(0, language.ExitCode);
             Assert.Contains(language.Lines, l => l.StartsWith($"{app.PathOf("Broken.csproj")} : error SQ1015: ", StringComparison.Ordinal));
             Assert.Empty(ConsumerProject.CompiledModels(language));
+
+            // SQUASH_COMPILER replaces the compiler (the seam tests use); one that fails silently still gives a coded
+            // error per model. Another compiler changes every model's options: all of them run again.
+            string fake = WriteFailingCompiler(app.PathOf("fake"));
+            var silent = app.Dotnet(new Dictionary<string, string?> { ["SQUASH_COMPILER"] = fake }, "build");
+            Assert.NotEqual(0, silent.ExitCode);
+            app.AssertError(silent, ModelA, "SQ1013", "exit code 3");
+            Assert.Contains(silent.Lines, l => l.Contains(fake + " compile ", StringComparison.Ordinal));
             Assert.True(File.Exists(app.OutputsOf(ModelA)[0]) && File.Exists(app.OutputsOf(ModelA)[1]));
             // No half-written output: neither generated files nor the compiler's temporary files.
             foreach (var model in new[] { "models/missing.onnx", "models/meta.onnx", "models/corrupt.onnx", "models/unsupported.onnx" })
@@ -160,5 +168,19 @@ public sealed class EndToEndTests(PackedFeed feed) : IClassFixture<PackedFeed>
             feed.Keep = true;
             throw;
         }
+    }
+
+    /// <summary>A compiler that prints nothing and exits with 3.</summary>
+    private static string WriteFailingCompiler(string pathWithoutExtension)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            File.WriteAllText(pathWithoutExtension + ".cmd", "@exit /b 3\r\n");
+            return pathWithoutExtension + ".cmd";
+        }
+        string path = pathWithoutExtension + ".sh";
+        File.WriteAllText(path, "#!/bin/sh\nexit 3\n");
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        return path;
     }
 }
