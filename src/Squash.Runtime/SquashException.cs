@@ -50,4 +50,6 @@ public static class ErrorCodes
     public const string FileError = "SQ1010";
     /// <summary>A model is larger than the limits Squash checks before allocating.</summary>
     public const string TooLarge = "SQ1011";
+    /// <summary>The calibration data set is missing, malformed or does not match the model's inputs.</summary>
+    public const string CalibrationData = "SQ1012";
 }
