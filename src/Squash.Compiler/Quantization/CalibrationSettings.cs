@@ -31,8 +31,8 @@ public sealed record CalibrationSettings
     /// <summary>The integers activations are quantized to. Entropy and MSE optimise the range for this many levels.</summary>
     public QuantizationRange ActivationRange { get; init; } = QuantizationRange.UInt8;
 
-    /// <summary>Clipping thresholds the MSE method tries, evenly spaced up to the largest magnitude seen.</summary>
-    public int MseCandidates { get; init; } = 512;
+    /// <summary>Clipping thresholds the MSE method tries on its geometric grid (<see cref="MseObserver"/>).</summary>
+    public int MseCandidates { get; init; } = 256;
 
     /// <summary>Throws unless every parameter is usable.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A parameter is out of range.</exception>
@@ -45,8 +45,8 @@ public sealed record CalibrationSettings
                 $"{HistogramBins} histogram bins: use from {ActivationRange.Levels} (the quantized levels) to {1 << 20}.");
         if (!(Percentile > 50 && Percentile <= 100))
             throw new ArgumentOutOfRangeException(nameof(Percentile), $"The percentile {Percentile} must be in (50, 100].");
-        if (MseCandidates is < 1 or > 1 << 16)
-            throw new ArgumentOutOfRangeException(nameof(MseCandidates), $"{MseCandidates} MSE candidates: use 1 to {1 << 16}.");
+        if (MseCandidates is < 2 or > 1 << 16)
+            throw new ArgumentOutOfRangeException(nameof(MseCandidates), $"{MseCandidates} MSE candidates: use 2 to {1 << 16}.");
     }
 
     /// <summary>The settings as one invariant line, for cache keys and reports.</summary>
