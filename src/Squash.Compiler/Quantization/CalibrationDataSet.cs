@@ -92,8 +92,6 @@ public sealed class CalibrationDataSet
                 samples[i] = new CalibrationSample(i, Path.GetFileName(folders[i]), folders[i],
                     SampleFiles(folders[i], inputs), inputs, split.IsHeldOut(i));
         }
-        if (samples.All(s => s.IsHeldOut))
-            throw Error($"Calibration folder '{folder}' has {samples.Length} sample(s) and all are held out; add samples or hold out fewer.");
         return new CalibrationDataSet(folder, split, samples);
     }
 
