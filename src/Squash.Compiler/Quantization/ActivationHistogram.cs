@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace Squash.Compiler.Quantization;
 
 /// <summary>
@@ -14,6 +17,7 @@ namespace Squash.Compiler.Quantization;
 /// </remarks>
 public sealed class ActivationHistogram
 {
+    // Positive bins, negative bins, then the count of exact zeros.
     private readonly long[] _counts;
 
     /// <summary>Creates an empty histogram with <paramref name="bins"/> bins per sign.</summary>
@@ -21,7 +25,7 @@ public sealed class ActivationHistogram
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(bins, 1);
         Bins = bins;
-        _counts = new long[2 * bins];
+        _counts = new long[2 * bins + 1];
     }
 
     /// <summary>Bins per sign.</summary>
@@ -34,7 +38,7 @@ public sealed class ActivationHistogram
     public double BinWidth => Range / Bins;
 
     /// <summary>Values that were exactly zero (either sign).</summary>
-    public long Zeros { get; private set; }
+    public long Zeros => _counts[2 * Bins];
 
     /// <summary>Counts of positive values by magnitude bin.</summary>
     public ReadOnlySpan<long> Positive => _counts.AsSpan(0, Bins);
@@ -46,32 +50,69 @@ public sealed class ActivationHistogram
     public long Total { get; private set; }
 
     /// <summary>Bytes of state: the counts and a few scalars.</summary>
-    public long StateBytes => _counts.LongLength * sizeof(long) + 4 * sizeof(long);
+    public long StateBytes => _counts.LongLength * sizeof(long) + 3 * sizeof(long);
 
     /// <summary>Adds the finite values of <paramref name="values"/> (others are skipped), whose largest finite
     /// magnitude is <paramref name="maxMagnitude"/>.</summary>
     public void Add(ReadOnlySpan<float> values, double maxMagnitude)
     {
         Grow(maxMagnitude);
-        int bins = Bins, last = bins - 1;
-        // In double: a tiny range (subnormal floats) makes the scale overflow float.
-        double scale = bins / Range;
-        var counts = _counts;
-        long zeros = 0, total = 0;
-        foreach (float x in values)
+        double scale = Range == 0 ? 0 : Bins / Range;
+        if (scale > float.MaxValue)
         {
-            if (!float.IsFinite(x)) continue;
-            total++;
-            if (x == 0)
-            {
-                zeros++;
-                continue;
-            }
-            int b = (int)Math.Min(Math.Abs((double)x) * scale, last);
-            counts[x < 0 ? b + bins : b]++;
+            // A range of subnormal floats: too fine a scale for float arithmetic (and too rare to vectorize).
+            foreach (float x in values) AddOne(x, scale);
+            return;
         }
-        Zeros += zeros;
-        Total += total;
+        // Bin of x: min(|x| * scale, bins - 1) truncated, in float, the same on the vector and the scalar path.
+        float s = (float)scale, last = Bins - 1;
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated && values.Length >= Vector256<float>.Count)
+        {
+            ref float start = ref MemoryMarshal.GetReference(values);
+            Span<int> slots = stackalloc int[Vector256<int>.Count];
+            var counts = _counts;
+            var vs = Vector256.Create(s);
+            var vlast = Vector256.Create(last);
+            var negativeOffset = Vector256.Create(Bins);
+            var zeroSlot = Vector256.Create(2 * Bins);
+            long finite = 0;
+            for (; i <= values.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                var v = Vector256.LoadUnsafe(ref start, (nuint)i);
+                if (!Vector256.EqualsAll(v - v, Vector256<float>.Zero))
+                {
+                    // NaN or infinity among them: x - x is NaN only for those.
+                    for (int k = 0; k < Vector256<float>.Count; k++) AddOne(values[i + k], s, last);
+                    continue;
+                }
+                var magnitude = Vector256.Abs(v);
+                var slot = Vector256.ConvertToInt32(Vector256.Min(magnitude * vs, vlast))
+                    + (Vector256.LessThan(v, Vector256<float>.Zero).AsInt32() & negativeOffset);
+                slot = Vector256.ConditionalSelect(Vector256.Equals(magnitude, Vector256<float>.Zero).AsInt32(), zeroSlot, slot);
+                slot.CopyTo(slots);
+                foreach (int k in slots) counts[k]++;
+                finite += Vector256<float>.Count;
+            }
+            Total += finite;
+        }
+        for (; i < values.Length; i++) AddOne(values[i], s, last);
+    }
+
+    private void AddOne(float x, float scale, float last)
+    {
+        if (!float.IsFinite(x)) return;
+        Total++;
+        float magnitude = MathF.Abs(x);
+        _counts[magnitude == 0 ? 2 * Bins : (int)MathF.Min(magnitude * scale, last) + (x < 0 ? Bins : 0)]++;
+    }
+
+    private void AddOne(float x, double scale)
+    {
+        if (!float.IsFinite(x)) return;
+        Total++;
+        double magnitude = Math.Abs((double)x);
+        _counts[magnitude == 0 ? 2 * Bins : (int)Math.Min(magnitude * scale, Bins - 1) + (x < 0 ? Bins : 0)]++;
     }
 
     /// <summary>Widens <see cref="Range"/> to at least <paramref name="maxMagnitude"/> by doubling, merging bins.</summary>

@@ -57,10 +57,16 @@ public sealed class CalibrationSample
         {
             tensor = Npy.Read(file);
         }
-        catch (Exception e) when (e is SquashException or IOException or UnauthorizedAccessException)
+        catch (SquashException e)
+        {
+            // Npy's message names the file and what is wrong with it.
+            throw new SquashException(ErrorCodes.CalibrationData,
+                $"Calibration file unreadable: {e.Message.TrimEnd('.')}; write the sample again with numpy.save.", inner: e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new SquashException(ErrorCodes.CalibrationData,
-                $"Calibration file '{file}' is unreadable ({e.Message.TrimEnd('.')}); write it again with numpy.save.", inner: e);
+                $"Calibration file '{file}' is unreadable ({e.Message.TrimEnd('.')}); check that it exists and is readable.", inner: e);
         }
         if (input.Type != DataType.Undefined && tensor.DataType != input.Type)
             throw new SquashException(ErrorCodes.CalibrationData,

@@ -72,6 +72,8 @@ public sealed class EntropyObserver : HistogramObserver
         var sum = new long[n + 1];
         var nonZero = new int[n + 1];
         var countLogCount = new double[n + 1];
+        var logOf = new double[n + 1]; // log k for the number of non-zero bins k in a group
+        for (int k = 1; k <= n; k++) logOf[k] = Math.Log(k);
         for (int b = 0; b < n; b++)
         {
             long c = counts[b];
@@ -104,7 +106,7 @@ public sealed class EntropyObserver : HistogramObserver
                 long groupP = groupQ + (last ? clipped : 0);
                 if (groupP == 0) continue;
                 int bins = nonZero[stop] - nonZero[start] + (last && counts[i - 1] == 0 && clipped != 0 ? 1 : 0);
-                double logQ = groupQ != 0 ? Math.Log(groupQ) - Math.Log(bins) - logKept : logMissing;
+                double logQ = groupQ != 0 ? Math.Log(groupQ) - logOf[bins] - logKept : logMissing;
                 pLogQ += groupP * logQ;
             }
             double kl = (pLogP - pLogQ) / total;

@@ -68,7 +68,7 @@ public sealed class CalibratorTests : IDisposable
     {
         // Operators that split their work across threads: broadcasting arithmetic, pooling, softmax.
         var b = new GraphBuilder();
-        var x = b.Input("x", DataType.Float, 1, 16, 48, 48);
+        var x = b.Input("x", DataType.Float, 1, 16, 24, 24);
         var scale = Tensor.From<float>([.. Enumerable.Range(0, 16).Select(c => 0.5f + c / 8f)], 1, 16, 1, 1);
         var y = b.Node("Relu", b.Node("Mul", x, b.Constant(scale)));
         var pooled = b.NodeWith("MaxPool", [("kernel_shape", AttributeValue.IntList(3, 3)), ("strides", AttributeValue.IntList(2, 2))], [y])[0];
@@ -76,12 +76,12 @@ public sealed class CalibratorTests : IDisposable
         var mean = b.Node("GlobalAveragePool", b.Node("Add", soft, pooled));
         b.Output(mean);
         var model = b.Build();
-        var samples = Enumerable.Range(0, 4).Select(s => ObserverTests.Gaussian(16 * 48 * 48, seed: 60 + s)).ToArray();
+        var samples = Enumerable.Range(0, 3).Select(s => ObserverTests.Gaussian(16 * 24 * 24, seed: 60 + s)).ToArray();
         foreach (var method in Enum.GetValues<CalibrationMethod>())
         {
             var calibrator = new Calibrator(new CalibrationSettings { Method = method });
-            var one = calibrator.Calibrate(Plan(model), samples.Select(s => Input(s, 1, 16, 48, 48)), new KernelContext(1));
-            var two = calibrator.Calibrate(Plan(model), samples.Select(s => Input(s, 1, 16, 48, 48)), new KernelContext(2));
+            var one = calibrator.Calibrate(Plan(model), samples.Select(s => Input(s, 1, 16, 24, 24)), new KernelContext(1));
+            var two = calibrator.Calibrate(Plan(model), samples.Select(s => Input(s, 1, 16, 24, 24)), new KernelContext(2));
             Assert.Equal(one.ToJson(), two.ToJson());
             Assert.Equal(7, one.Tensors.Count);
         }
