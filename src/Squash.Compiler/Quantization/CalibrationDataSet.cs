@@ -50,7 +50,7 @@ public sealed class CalibrationDataSet
     public static CalibrationDataSet Open(string folder, IReadOnlyList<Value> modelInputs, CalibrationSplit split = default)
     {
         split.Validate();
-        var inputs = modelInputs.Select(v => new CalibrationInput(v.Name, v.Type, v.Shape is null ? null : (int[])v.Shape.Clone())).ToArray();
+        var inputs = modelInputs.Select(v => new CalibrationInput(v.Name, v.Type, (int[]?)v.Shape?.Clone())).ToArray();
         if (inputs.Length == 0)
             throw Error("The model has no runtime inputs, so there is nothing to calibrate with.");
         var stems = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -76,7 +76,8 @@ public sealed class CalibrationDataSet
         if (files.Count > 0)
         {
             if (inputs.Length != 1)
-                throw Error($"Calibration file '{files[0]}' is a whole sample, but the model has {inputs.Length} inputs; put {Layouts()}.");
+                throw Error($"Calibration file '{files[0]}' is a whole sample, but the model has {inputs.Length} inputs; "
+                    + $"put {Layouts()}.");
             var names = new Dictionary<string, string>(StringComparer.Ordinal);
             for (int i = 0; i < files.Count; i++)
             {

@@ -13,7 +13,8 @@ public sealed class CalibrationResult
     private const int FormatVersion = 1;
 
     /// <summary>Creates a result.</summary>
-    public CalibrationResult(CalibrationSettings settings, int sampleCount, IEnumerable<KeyValuePair<string, TensorCalibration>> tensors)
+    public CalibrationResult(CalibrationSettings settings, int sampleCount,
+        IEnumerable<KeyValuePair<string, TensorCalibration>> tensors)
     {
         Settings = settings;
         SampleCount = sampleCount;
@@ -90,7 +91,8 @@ public sealed class CalibrationResult
                 Method = Enum.Parse<CalibrationMethod>(s.GetProperty("method").GetString()!),
                 HistogramBins = s.GetProperty("histogramBins").GetInt32(),
                 Percentile = s.GetProperty("percentile").GetDouble(),
-                ActivationRange = new QuantizationRange(s.GetProperty("activationMin").GetInt32(), s.GetProperty("activationMax").GetInt32()),
+                ActivationRange = new QuantizationRange(
+                    s.GetProperty("activationMin").GetInt32(), s.GetProperty("activationMax").GetInt32()),
                 MseCandidates = s.GetProperty("mseCandidates").GetInt32(),
             };
             var tensors = new List<KeyValuePair<string, TensorCalibration>>();

@@ -37,6 +37,14 @@ public sealed class CalibrationSample
     /// <summary>True when the data set's <see cref="CalibrationSplit"/> holds this sample out of calibration.</summary>
     public bool IsHeldOut { get; }
 
+    /// <summary>The file holding input <paramref name="inputName"/>, or null when the sample has none.</summary>
+    public string? FileOf(string inputName)
+    {
+        for (int i = 0; i < _inputs.Length; i++)
+            if (_inputs[i].Name == inputName) return _files[i];
+        return null;
+    }
+
     /// <summary>Reads the sample's tensors, keyed by input name, and checks them against the model's inputs.</summary>
     /// <exception cref="SquashException">A file is unreadable, or its type, shape or values do not fit the input
     /// (SQ1012, naming the file).</exception>
@@ -66,20 +74,22 @@ public sealed class CalibrationSample
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new SquashException(ErrorCodes.CalibrationData,
-                $"Calibration file '{file}' is unreadable ({e.Message.TrimEnd('.')}); check that it exists and is readable.", inner: e);
+                $"Calibration file '{file}' is unreadable ({e.Message.TrimEnd('.')}); check that it exists and is readable.",
+                inner: e);
         }
         if (input.Type != DataType.Undefined && tensor.DataType != input.Type)
             throw new SquashException(ErrorCodes.CalibrationData,
                 $"Calibration file '{file}' holds {DataTypes.Name(tensor.DataType)} data but model input '{input.Name}' is "
-                + $"{DataTypes.Name(input.Type)}; save it as {DataTypes.Name(input.Type)} (numpy: array.astype(numpy.{NumpyName(input.Type)})).");
+                + $"{DataTypes.Name(input.Type)}; save it as {DataTypes.Name(input.Type)} "
+                + $"(numpy: array.astype(numpy.{NumpyName(input.Type)})).");
         if (input.Shape is { } declared && !Fits(tensor.Shape, declared))
             throw new SquashException(ErrorCodes.CalibrationData,
                 $"Calibration file '{file}' has shape {Shapes.Format(tensor.Shape)} but model input '{input.Name}' is "
                 + $"{Shapes.Format(declared)} (? is any size); save samples of the input's shape.");
         if (FirstNonFinite(tensor) is int index)
             throw new SquashException(ErrorCodes.CalibrationData,
-                $"Calibration file '{file}' holds {Describe(tensor.GetAsDouble(index))} at {Shapes.Format(Position(index, tensor.Shape))}; "
-                + "calibration data must be finite: fix the preprocessing that wrote it.");
+                $"Calibration file '{file}' holds {Describe(tensor.GetAsDouble(index))} at "
+                + $"{Shapes.Format(Position(index, tensor.Shape))}; calibration data must be finite: fix the preprocessing that wrote it.");
         return tensor;
     }
 

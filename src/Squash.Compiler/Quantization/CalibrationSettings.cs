@@ -38,7 +38,8 @@ public sealed record CalibrationSettings
     /// <exception cref="ArgumentOutOfRangeException">A parameter is out of range.</exception>
     public void Validate()
     {
-        if (!Enum.IsDefined(Method)) throw new ArgumentOutOfRangeException(nameof(Method), $"Unknown calibration method {(int)Method}.");
+        if (!Enum.IsDefined(Method))
+            throw new ArgumentOutOfRangeException(nameof(Method), $"Unknown calibration method {(int)Method}.");
         ActivationRange.Validate();
         if (HistogramBins < ActivationRange.Levels || HistogramBins > 1 << 20)
             throw new ArgumentOutOfRangeException(nameof(HistogramBins),
@@ -51,5 +52,6 @@ public sealed record CalibrationSettings
 
     /// <summary>The settings as one invariant line, for cache keys and reports.</summary>
     public string ToCanonicalString() => string.Create(CultureInfo.InvariantCulture,
-        $"method={Method};bins={HistogramBins};percentile={Percentile:R};range={ActivationRange.Min},{ActivationRange.Max};mse-candidates={MseCandidates}");
+        $"method={Method};bins={HistogramBins};percentile={Percentile:R};"
+        + $"range={ActivationRange.Min},{ActivationRange.Max};mse-candidates={MseCandidates}");
 }

@@ -34,12 +34,14 @@ public sealed class Calibrator
     /// <exception cref="SquashException">There is no sample, or a sample is unreadable or does not fit the plan's
     /// inputs (SQ1012, naming the file).</exception>
     public CalibrationResult Calibrate(ExecutionPlan plan, IEnumerable<CalibrationSample> samples, KernelContext? context = null) =>
-        Run(plan, samples.Select(s => ((IReadOnlyDictionary<string, Tensor>)s.Load(), (Func<int, string>)(k => $"Calibration file '{s.Files[k]}'"))), context);
+        Run(plan, samples.Select(s => new Sample(s.Load(), name => s.FileOf(name) is { } file
+            ? $"Calibration file '{file}'" : $"Calibration sample '{s.Path}'")), context);
 
     /// <summary>Calibrates on input tensors given in memory, one dictionary per sample.</summary>
     /// <exception cref="SquashException">There is no sample, or a sample does not fit the plan's inputs (SQ1012).</exception>
-    public CalibrationResult Calibrate(ExecutionPlan plan, IEnumerable<IReadOnlyDictionary<string, Tensor>> samples, KernelContext? context = null) =>
-        Run(plan, samples.Select((s, i) => (s, (Func<int, string>)(_ => $"Calibration sample {i}"))), context);
+    public CalibrationResult Calibrate(ExecutionPlan plan, IEnumerable<IReadOnlyDictionary<string, Tensor>> samples,
+        KernelContext? context = null) =>
+        Run(plan, samples.Select((s, i) => new Sample(s, _ => $"Calibration sample {i}")), context);
 
     /// <summary>
     /// The result cached at <paramref name="cachePath"/> when its key matches (see <see cref="CalibrationCache"/>);
@@ -62,8 +64,7 @@ public sealed class Calibrator
         return (result, false);
     }
 
-    private CalibrationResult Run(ExecutionPlan plan, IEnumerable<(IReadOnlyDictionary<string, Tensor> Inputs, Func<int, string> Describe)> samples,
-        KernelContext? context)
+    private CalibrationResult Run(ExecutionPlan plan, IEnumerable<Sample> samples, KernelContext? context)
     {
         var graph = plan.Graph;
         var observers = new Dictionary<string, ActivationObserver>(StringComparer.Ordinal);
@@ -76,7 +77,8 @@ public sealed class Calibrator
         {
             if (!nodeObservers.TryGetValue(node, out var forNode)) return;
             for (int k = 0; k < forNode.Length && k < outputs.Length; k++)
-                if (forNode[k] is { } observer && outputs[k].DataType == DataType.Float) observer.Observe(outputs[k].AsSpan<float>());
+                if (forNode[k] is { } observer && outputs[k].DataType == DataType.Float)
+                    observer.Observe(outputs[k].AsSpan<float>());
         };
         int count = 0;
         try
@@ -87,12 +89,13 @@ public sealed class Calibrator
                 {
                     var v = graph.Inputs[k];
                     if (!inputs.TryGetValue(v.Name, out var t))
-                        throw new SquashException(ErrorCodes.CalibrationData, $"{describe(k)} lacks model input '{v.Name}'.");
+                        throw new SquashException(ErrorCodes.CalibrationData,
+                            $"{describe(v.Name)} lacks model input '{v.Name}'; give every input of the model.");
                     if (t.DataType != v.Type || v.Shape is null || !Shapes.Equal(t.Shape, v.Shape))
                         throw new SquashException(ErrorCodes.CalibrationData,
-                            $"{describe(k)} is {DataTypes.Name(t.DataType)}{Shapes.Format(t.Shape)} but the model was prepared for input "
-                            + $"'{v.Name}' of {DataTypes.Name(v.Type)}{Shapes.Format(v.Shape ?? [])}; pin the input shapes to the "
-                            + "calibration data's (InputShapes) or make every sample that shape.");
+                            $"{describe(v.Name)} is {DataTypes.Name(t.DataType)}{Shapes.Format(t.Shape)} but the model was "
+                            + $"prepared for input '{v.Name}' of {DataTypes.Name(v.Type)}{Shapes.Format(v.Shape ?? [])}; "
+                            + "pin the input shapes to the calibration data's (InputShapes) or make every sample that shape.");
                     if (inputObservers[k] is { } observer) observer.Observe(t.AsSpan<float>());
                 }
                 plan.Run(inputs, context);
@@ -114,4 +117,7 @@ public sealed class Calibrator
         var observer = ActivationObserver.Create(Settings);
         return observers.TryAdd(value.Name, observer) ? observer : observers[value.Name];
     }
+
+    /// <summary>One sample's inputs, and how to name an input's source (by input name) in an error.</summary>
+    private readonly record struct Sample(IReadOnlyDictionary<string, Tensor> Inputs, Func<string, string> Describe);
 }

@@ -5,9 +5,9 @@ namespace Squash.Compiler.Quantization;
 /// <see cref="Candidates"/> thresholds from M/65536 to M (M the largest magnitude seen; 16 octaves, so that a few
 /// huge outliers cannot hide the optimum), then 16 even steps between the best one's neighbours. Each T gives the
 /// range [max(min, -T), min(max, T)], quantized exactly as <see cref="QuantizationParameters.Asymmetric"/> would (zero
-/// point rounded, so zero stays exact; a non-negative tensor's range starts at 0). The error is integrated in closed form over the histogram, reading each bin's
-/// values as spread evenly over the bin (clipped to the values seen); exact zeros cost nothing. The smallest T wins
-/// on ties. Cost: O((candidates + 16) x bins) per tensor. State as <see cref="HistogramObserver"/>.
+/// point rounded, so zero stays exact; a non-negative tensor's range starts at 0). The error is integrated in closed
+/// form over the histogram, reading each bin's values as spread evenly over the bin (clipped to the values seen);
+/// exact zeros cost nothing. The smallest T wins on ties. Cost: O((candidates + 16) x bins) per tensor. State as <see cref="HistogramObserver"/>.
 /// </summary>
 public sealed class MseObserver : HistogramObserver
 {
@@ -42,7 +42,8 @@ public sealed class MseObserver : HistogramObserver
         double magnitude = Math.Max(-(double)ObservedMin, ObservedMax);
         if (magnitude == 0) return (0, 0);
         var bins = new Intervals(this);
-        double Threshold(int k) => k == Candidates - 1 ? magnitude : magnitude * Math.Pow(2, Octaves * ((double)k / (Candidates - 1) - 1));
+        double Threshold(int k) =>
+            k == Candidates - 1 ? magnitude : magnitude * Math.Pow(2, Octaves * ((double)k / (Candidates - 1) - 1));
         (float Min, float Max) best = (ObservedMin, ObservedMax);
         double bestError = double.PositiveInfinity;
         int bestK = Candidates - 1;

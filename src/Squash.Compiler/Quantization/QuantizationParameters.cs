@@ -41,7 +41,8 @@ public static class QuantizationParameters
     /// <param name="max">Upper end, at least <paramref name="min"/>.</param>
     /// <param name="range">The integers: <see cref="QuantizationRange.UInt8"/>, or <see cref="QuantizationRange.UInt7"/>
     /// when the int8 kernels must avoid VPMADDUBSW saturation.</param>
-    /// <exception cref="ArgumentOutOfRangeException">A bound is not finite, or <paramref name="min"/> &gt; <paramref name="max"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A bound is not finite, or <paramref name="min"/> &gt;
+    /// <paramref name="max"/>.</exception>
     public static AffineQuantization Asymmetric(float min, float max, QuantizationRange range)
     {
         range.Validate();
@@ -71,7 +72,8 @@ public static class QuantizationParameters
         r.Validate();
         if (r.Min > -r.Max) throw new ArgumentException($"Weights need a range symmetric around 0, not {r}.", nameof(range));
         if (weights.DataType != DataType.Float)
-            throw new ArgumentException($"Weights must be float to quantize, not {DataTypes.Name(weights.DataType)}.", nameof(weights));
+            throw new ArgumentException(
+                $"Weights must be float to quantize, not {DataTypes.Name(weights.DataType)}.", nameof(weights));
         if (axis < 0 || axis >= weights.Rank)
             throw new ArgumentException($"Axis {axis} is outside the weights' shape {Shapes.Format(weights.Shape)}.", nameof(axis));
         int channels = weights.Shape[axis];

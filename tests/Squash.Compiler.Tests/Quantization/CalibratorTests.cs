@@ -108,6 +108,13 @@ public sealed class CalibratorTests : IDisposable
         Assert.Same(mine, plan.NodeCompleted); // the caller's hook is put back
         Assert.Equal(ErrorCodes.CalibrationData,
             Assert.Throws<SquashException>(() => new Calibrator().Calibrate(plan, Array.Empty<IReadOnlyDictionary<string, Tensor>>())).Code);
+
+        // A data set made for another model: the sample is named, and the input it lacks.
+        var two = new GraphBuilder();
+        two.Output(two.Node("Add", two.Input("x", DataType.Float, 1, 4), two.Input("y", DataType.Float, 1, 4)));
+        var missing = Assert.Throws<SquashException>(() => new Calibrator().Calibrate(Plan(two.Build()), data));
+        Assert.Equal(ErrorCodes.CalibrationData, missing.Code);
+        Assert.Contains($"Calibration sample '{Path.Combine(_dir, "data", "a.npy")}' lacks model input 'y'", missing.Message);
     }
 
     [Fact]
