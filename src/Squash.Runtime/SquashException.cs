@@ -58,4 +58,6 @@ public static class ErrorCodes
     public const string CompilerNotFound = "SQ1014";
     /// <summary>A project that is not C# has <c>SquashModel</c> items (reported by the build targets).</summary>
     public const string UnsupportedProject = "SQ1015";
+    /// <summary>The calibration data set is missing, malformed or does not match the model's inputs.</summary>
+    public const string CalibrationData = "SQ1016";
 }
