@@ -34,12 +34,12 @@ public enum GpuBackend
     Emulator,
 }
 
-/// <summary>Diagnostic codes of the GPU runtime (the SQ3xxx range).</summary>
+/// <summary>Error codes of the GPU runtime (SQ1101 and up: errors are SQ1xxx, docs/diagnostics.md).</summary>
 public static class GpuErrorCodes
 {
     /// <summary>The requested device is not present or could not be started.</summary>
-    public const string DeviceUnavailable = "SQ3001";
+    public const string DeviceUnavailable = "SQ1101";
 
     /// <summary>A kernel could not be compiled for, or failed on, the device.</summary>
-    public const string DeviceFailure = "SQ3002";
+    public const string DeviceFailure = "SQ1102";
 }
