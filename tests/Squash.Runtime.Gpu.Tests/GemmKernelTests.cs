@@ -74,3 +74,30 @@ public class ConvKernelTests
         Check("Conv", inputs, 1e-4f, 1e-5f, attrs);
     }
 }
+
+/// <summary>ConvTranspose (direct gather kernel) against the CPU operator: rtol 1e-4, atol 1e-5 as for Conv.</summary>
+public class ConvTransposeKernelTests
+{
+    public static TheoryData<int[], int[], int, long[], long[]?, long[]?, long[]?, string> Cases => new()
+    {
+        // x, w, group, strides, pads, output_padding, output_shape, auto_pad
+        { [1, 4, 5, 6], [4, 3, 2, 2], 1, [2, 2], null, null, null, "NOTSET" },
+        { [1, 4, 5, 5], [4, 2, 3, 3], 2, [2, 2], [1, 1, 1, 1], [1, 0], null, "NOTSET" },
+        { [2, 3, 4, 4], [3, 2, 3, 3], 1, [2, 1], null, null, [9, 5], "NOTSET" },
+        { [1, 2, 4, 3], [2, 3, 3, 2], 1, [2, 2], null, null, null, "SAME_UPPER" },
+        { [1, 2, 4, 3], [2, 3, 3, 3], 1, [2, 2], null, null, null, "SAME_LOWER" },
+        { [1, 3, 7], [3, 2, 3], 1, [3], [1, 0], null, null, "NOTSET" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void ConvTranspose(int[] x, int[] w, int group, long[] strides, long[]? pads, long[]? outputPadding, long[]? outputShape, string autoPad)
+    {
+        var attrs = new Dictionary<string, Ir.AttributeValue> { ["group"] = Int(group), ["strides"] = Ints(strides), ["auto_pad"] = Str(autoPad) };
+        if (pads is not null) attrs["pads"] = Ints(pads);
+        if (outputPadding is not null) attrs["output_padding"] = Ints(outputPadding);
+        if (outputShape is not null) attrs["output_shape"] = Ints(outputShape);
+        int outChannels = w[1] * group;
+        Check("ConvTranspose", [new("x", Random(6, 1, x)), new("w", Random(7, 1, w), true), new("b", Random(8, 1, outChannels), true)], 1e-4f, 1e-5f, attrs);
+    }
+}

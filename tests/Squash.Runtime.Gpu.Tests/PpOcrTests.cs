@@ -56,6 +56,7 @@ public class PpOcrTests
         var expected = ExecutionPlan.Create(graph).Run(inputs);
         using var model = GpuModel.Create(graph, GpuDevice.Emulator);
         BackendCompiler.CompileAll(model);
+        Console.WriteLine(string.Join("\n", model.HostNodes.Select(h => $"host: {h.Node.Describe()}: {h.Reason}")));
         Assert.Empty(model.HostNodes.Select(h => $"{h.Node.Describe()}: {h.Reason}"));
         var watch = System.Diagnostics.Stopwatch.StartNew();
         var actual = model.Run(inputs);
@@ -68,4 +69,10 @@ public class PpOcrRecTests
 {
     [Fact]
     public void RecognizerMatchesTheCpuRuntime() => PpOcrTests.CheckModel("ch_PP-OCRv4_rec_infer.onnx", "rec", [1, 3, 48, 64]);
+}
+
+public class PpOcrDetTests
+{
+    [Fact]
+    public void DetectorMatchesTheCpuRuntime() => PpOcrTests.CheckModel("ch_PP-OCRv4_det_infer.onnx", "det", [1, 3, 64, 96]);
 }

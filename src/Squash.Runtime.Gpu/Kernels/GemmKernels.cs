@@ -62,6 +62,12 @@ internal struct ConvParams
     public int Channels, H, W, OutChannels, OutH, OutW, KH, KW, StrideH, StrideW, PadH, PadW, DilationH, DilationW, Multiplier, HasBias;
 }
 
+/// <summary>Parameters of a 2-D transposed convolution; W is [C, M / group, KH, KW].</summary>
+internal struct ConvTransposeParams
+{
+    public int Channels, H, W, OutChannels, OutH, OutW, KH, KW, StrideH, StrideW, PadH, PadW, DilationH, DilationW, Group, HasBias;
+}
+
 /// <summary>GEMM and convolution kernels.</summary>
 internal static class GemmKernels
 {
@@ -188,6 +194,47 @@ internal static class GemmKernels
                 {
                     int ix = ox * p.StrideW - p.PadW + kx * p.DilationW;
                     if ((uint)ix < (uint)p.W) acc += x[xBase + iy * p.W + ix] * w[wBase + ky * p.KW + kx];
+                }
+            }
+            y[i] = acc;
+        }
+    }
+
+    /// <summary>
+    /// Transposed 2-D convolution as a gather, one thread per output (no atomics): output (oy, ox) receives input
+    /// (iy, ix) through tap (ky, kx) when oy + pad - ky * dilation = iy * stride; the thread visits the taps, keeps those
+    /// that land on an input position, and sums over the group's input channels.
+    /// </summary>
+    public static void ConvTranspose(Index1D index, Range1D r, ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, ConvTransposeParams p)
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            int ox = i % p.OutW;
+            int t = i / p.OutW;
+            int oy = t % p.OutH;
+            t /= p.OutH;
+            int co = t % p.OutChannels;
+            int image = t / p.OutChannels;
+            int outPerGroup = p.OutChannels / p.Group, inPerGroup = p.Channels / p.Group;
+            int g = co / outPerGroup, col = co - g * outPerGroup;
+            float acc = p.HasBias != 0 ? bias[co] : 0f;
+            for (int ky = 0; ky < p.KH; ky++)
+            {
+                int ty = oy + p.PadH - ky * p.DilationH;
+                if (ty < 0 || ty % p.StrideH != 0) continue;
+                int iy = ty / p.StrideH;
+                if (iy >= p.H) continue;
+                for (int kx = 0; kx < p.KW; kx++)
+                {
+                    int tx = ox + p.PadW - kx * p.DilationW;
+                    if (tx < 0 || tx % p.StrideW != 0) continue;
+                    int ix = tx / p.StrideW;
+                    if (ix >= p.W) continue;
+                    for (int c = 0; c < inPerGroup; c++)
+                    {
+                        int ci = g * inPerGroup + c;
+                        acc += x[((image * p.Channels + ci) * p.H + iy) * p.W + ix] * w[((ci * outPerGroup + col) * p.KH + ky) * p.KW + kx];
+                    }
                 }
             }
             y[i] = acc;

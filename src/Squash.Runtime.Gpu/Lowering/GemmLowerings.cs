@@ -6,12 +6,14 @@ using static Squash.Runtime.Gpu.Execution.LoweringContext;
 
 namespace Squash.Runtime.Gpu.Lowering;
 
-/// <summary>Conv (implicit-im2col tiled GEMM, 1x1 as a plain GEMM, depthwise direct), MatMul and Gemm.</summary>
+/// <summary>Conv (implicit-im2col tiled GEMM, 1x1 as a plain GEMM, depthwise direct), ConvTranspose (direct), MatMul
+/// and Gemm.</summary>
 internal static class GemmLowerings
 {
     public static void Register(Dictionary<string, Lowering> t)
     {
         t["Conv"] = Conv;
+        t["ConvTranspose"] = ConvTranspose;
         t["MatMul"] = MatMul;
         t["Gemm"] = Gemm;
     }
@@ -88,6 +90,56 @@ internal static class GemmLowerings
         p.Tiles = checked(p.TilesN * p.TilesM * batches);
         return new(new Index3D(Math.Min(p.Tiles, c.Kernels.MaxGroups), 1, 1), new Index3D(threads, threads, 1),
             SharedMemoryConfig.RequestDynamic<float>(GemmKernels.SharedFloats(threads, p.Depth)));
+    }
+
+    /// <summary>ConvTranspose (1-D, 2-D). The output shape is known; the leading padding follows ONNX (and the CPU
+    /// operator): explicit pads, or, with output_shape or SAME_*, the padding that yields that size split evenly.</summary>
+    private static GpuStep ConvTranspose(LoweringContext c)
+    {
+        c.RequireFloat();
+        var x = c.RequiredInput(0);
+        var w = c.RequiredInput(1);
+        var bias = c.Input(2);
+        var y = c.Output(0);
+        int[] xs = Shape(x), ws = Shape(w), ys = Shape(y);
+        int spatial = xs.Length - 2;
+        if (spatial is < 1 or > 2) throw new NotOnDeviceException($"{spatial}-D transposed convolutions are not implemented on the device");
+        var node = c.Node;
+        long[] Per(string name, long fallback) => Attr.Ints(node, name) ?? [.. Enumerable.Repeat(fallback, spatial)];
+        long[] strides = Per("strides", 1), dilations = Per("dilations", 1), outputPadding = Per("output_padding", 0);
+        string autoPad = Attr.String(node, "auto_pad", "NOTSET");
+        bool derived = Attr.Ints(node, "output_shape") is not null || autoPad is "SAME_UPPER" or "SAME_LOWER";
+        var pads = Attr.Ints(node, "pads");
+        var begin = new int[spatial];
+        for (int d = 0; d < spatial; d++)
+        {
+            long full = strides[d] * (xs[d + 2] - 1) + outputPadding[d] + (ws[d + 2] - 1) * dilations[d] + 1;
+            if (derived)
+            {
+                long total = full - ys[d + 2];
+                long half = (long)Math.Floor(total / 2.0);
+                begin[d] = (int)(autoPad == "SAME_UPPER" ? half : total - half);
+            }
+            else if (autoPad == "NOTSET" && pads is not null) begin[d] = (int)pads[d];
+        }
+        var (n, cin, h, wd) = Window.Nchw(xs);
+        var (_, cout, oh, ow) = Window.Nchw(ys);
+        bool oneD = spatial == 1;
+        var p = new ConvTransposeParams
+        {
+            Channels = cin, H = h, W = wd, OutChannels = cout, OutH = oh, OutW = ow,
+            KH = oneD ? 1 : ws[2], KW = ws[^1], StrideH = oneD ? 1 : (int)strides[0], StrideW = (int)strides[^1],
+            PadH = oneD ? 0 : begin[0], PadW = begin[^1], DilationH = oneD ? 1 : (int)dilations[0], DilationW = (int)dilations[^1],
+            Group = (int)Attr.Int(node, "group", 1), HasBias = bias is null ? 0 : 1,
+        };
+        int count = Count(y);
+        if (count == 0) return ElementwiseLowerings.Nothing;
+        var vx = c.View<float>(x);
+        var vw = c.View<float>(w);
+        var vb = bias is null ? c.Upload(new float[1]) : c.View<float>(bias);
+        var vy = c.View<float>(y);
+        var k = c.Kernels.Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvTransposeParams>(GemmKernels.ConvTranspose);
+        return new ActionStep(s => k(s, count, vx, vw, vb, vy, p));
     }
 
     private static GpuStep MatMul(LoweringContext c)
