@@ -70,7 +70,8 @@ internal static class HalfBits
         uint mantissa = h & 0x3FFu;
         if (exponent == 0)
         {
-            float v = mantissa * 5.9604644775390625e-8f; // 2^-24
+            // Through int: uint to float goes through double in IL, which devices without fp64 lack.
+            float v = (int)mantissa * 5.9604644775390625e-8f; // 2^-24
             return (h & 0x8000u) != 0 ? -v : v;
         }
         if (exponent == 31) return Interop.IntAsFloat(sign | 0x7F800000u | (mantissa << 13));
