@@ -71,8 +71,10 @@ internal sealed class DeviceProgram : IDisposable
                     }
                     catch (NotOnDeviceException e) { reason = e.Message; }
                 }
-                steps[i] = new HostStep(operators[i], [.. layout.InputSlots[i].Select(s => s < 0 ? null : layout.Slots[s])],
-                    [.. layout.OutputSlots[i].Select(s => layout.Slots[s])], memory, hostContext, reason);
+                var inputs = layout.InputSlots[i].Select(s => s < 0 ? null : layout.Slots[s]).ToArray();
+                var outputs = layout.OutputSlots[i].Select(s => layout.Slots[s]).ToArray();
+                steps[i] = (GpuStep?)PrecomputedStep.TryCreate(operators[i], inputs, outputs, memory, hostContext)
+                    ?? new HostStep(operators[i], inputs, outputs, memory, hostContext, reason);
             }
         }
         catch

@@ -12,6 +12,16 @@ internal readonly struct MaxOp : IBinaryOp { public float Apply(float a, float b
 internal readonly struct MinOp : IBinaryOp { public float Apply(float a, float b) => float.IsNaN(a) || float.IsNaN(b) ? float.NaN : MathF.Min(a, b); }
 internal readonly struct PReluOp : IBinaryOp { public float Apply(float a, float b) => a < 0 ? a * b : a; }
 
+// Comparisons (fp32 to bool) and logical operators (bool to bool); NaN compares false, as on the CPU.
+internal readonly struct EqualOp : IMap2<float, byte> { public byte Apply(float a, float b) => a == b ? (byte)1 : (byte)0; }
+internal readonly struct GreaterOp : IMap2<float, byte> { public byte Apply(float a, float b) => a > b ? (byte)1 : (byte)0; }
+internal readonly struct GreaterOrEqualOp : IMap2<float, byte> { public byte Apply(float a, float b) => a >= b ? (byte)1 : (byte)0; }
+internal readonly struct LessOp : IMap2<float, byte> { public byte Apply(float a, float b) => a < b ? (byte)1 : (byte)0; }
+internal readonly struct LessOrEqualOp : IMap2<float, byte> { public byte Apply(float a, float b) => a <= b ? (byte)1 : (byte)0; }
+internal readonly struct AndOp : IMap2<byte, byte> { public byte Apply(byte a, byte b) => a != 0 && b != 0 ? (byte)1 : (byte)0; }
+internal readonly struct OrOp : IMap2<byte, byte> { public byte Apply(byte a, byte b) => a != 0 || b != 0 ? (byte)1 : (byte)0; }
+internal readonly struct XorOp : IMap2<byte, byte> { public byte Apply(byte a, byte b) => (a != 0) != (b != 0) ? (byte)1 : (byte)0; }
+
 // Unary operators; fields hold attributes.
 internal readonly struct IdentityOp : IUnaryOp { public float Apply(float x) => x; }
 internal readonly struct ScaleOp(float k) : IUnaryOp { public float Apply(float x) => x * k; }

@@ -17,6 +17,16 @@ internal interface IUnaryOp
     float Apply(float x);
 }
 
+/// <summary>A two-argument function between other element types (comparisons give bool bytes, logical operators take
+/// them).</summary>
+internal interface IMap2<TIn, TOut>
+    where TIn : unmanaged
+    where TOut : unmanaged
+{
+    /// <summary>The function.</summary>
+    TOut Apply(TIn a, TIn b);
+}
+
 /// <summary>Elementwise kernels: one thread per output element.</summary>
 internal static class ElementwiseKernels
 {
@@ -30,6 +40,26 @@ internal static class ElementwiseKernels
             NdIndex.Offsets(i, d, sa, sb, out int oa, out int ob);
             c[i] = default(TOp).Apply(a[oa], b[ob]);
         }
+    }
+
+    /// <summary>c = op(a, b) with broadcasting, between element types.</summary>
+    public static void Map2<TIn, TOut, TOp>(Index1D index, Range1D r, ArrayView<TIn> a, ArrayView<TIn> b, ArrayView<TOut> c, Dims6 d, Strides6 sa, Strides6 sb)
+        where TIn : unmanaged
+        where TOut : unmanaged
+        where TOp : struct, IMap2<TIn, TOut>
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            NdIndex.Offsets(i, d, sa, sb, out int oa, out int ob);
+            c[i] = default(TOp).Apply(a[oa], b[ob]);
+        }
+    }
+
+    /// <summary>y = 1 - x on bool bytes.</summary>
+    public static void Not(Index1D index, Range1D r, ArrayView<byte> x, ArrayView<byte> y)
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+            y[i] = x[i] != 0 ? (byte)0 : (byte)1;
     }
 
     /// <summary>c = op(a, b) for inputs of the output's shape (no index arithmetic).</summary>

@@ -26,6 +26,14 @@ internal struct WhereStrides
     public Strides6 Condition, X, Y;
 }
 
+/// <summary>Pad: the output's dimensions, the input's strides, and where each axis's source map starts in the table.</summary>
+internal struct PadParams
+{
+    public Dims6 Output;
+    public Strides6 Input;
+    public Strides6 MapStart;
+}
+
 /// <summary>Sizes of a 2-D resize over the last two axes of (planes, H, W).</summary>
 internal struct ResizeParams
 {
@@ -57,6 +65,25 @@ internal static class MovementKernels
     {
         for (int i = index; i < r.Count; i += r.Stride)
             output[i] = condition[NdIndex.Offset(i, d, s.Condition)] != 0 ? x[NdIndex.Offset(i, d, s.X)] : y[NdIndex.Offset(i, d, s.Y)];
+    }
+
+    /// <summary>Pad: each output coordinate maps to an input coordinate through its axis's host-computed table (the
+    /// mode: edge clamps, reflect mirrors, wrap repeats), or to -1 in constant mode's border, which gets the value.</summary>
+    public static void Pad<T>(Index1D index, Range1D r, ArrayView<T> x, ArrayView<T> y, ArrayView<int> map, PadParams p, T value) where T : unmanaged
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            int rest = i;
+            int c5 = rest % p.Output.D5; rest /= p.Output.D5;
+            int c4 = rest % p.Output.D4; rest /= p.Output.D4;
+            int c3 = rest % p.Output.D3; rest /= p.Output.D3;
+            int c2 = rest % p.Output.D2; rest /= p.Output.D2;
+            int c1 = rest % p.Output.D1; rest /= p.Output.D1;
+            int m0 = map[p.MapStart.S0 + rest], m1 = map[p.MapStart.S1 + c1], m2 = map[p.MapStart.S2 + c2];
+            int m3 = map[p.MapStart.S3 + c3], m4 = map[p.MapStart.S4 + c4], m5 = map[p.MapStart.S5 + c5];
+            bool inside = (m0 | m1 | m2 | m3 | m4 | m5) >= 0;
+            y[i] = inside ? x[m0 * p.Input.S0 + m1 * p.Input.S1 + m2 * p.Input.S2 + m3 * p.Input.S3 + m4 * p.Input.S4 + m5 * p.Input.S5] : value;
+        }
     }
 
     /// <summary>Gather along an axis: output (outer, j, inner) = x(outer, indices[j], inner); negative indices count

@@ -28,6 +28,8 @@ internal readonly struct LogSumReduce : IReduceOp { public float Identity => 0f;
 internal struct RowParams
 {
     public int Rows, Length, Inner;
+    /// <summary>Channels (InstanceNormalization: row r normalizes channel r mod Channels).</summary>
+    public int Channels;
     /// <summary>Threads per group, a power of two.</summary>
     public int Threads;
     public float Epsilon;
@@ -132,6 +134,43 @@ internal static class RowKernels
                 float v = (x[b + j] - mean) * inv * scale[j];
                 y[b + j] = p.Flag != 0 ? v + bias[j] : v;
             }
+        }
+    }
+
+    /// <summary>InstanceNormalization: each row is one (image, channel) plane; y = (x - mean) / sqrt(var + eps) *
+    /// scale[c] + bias[c], the variance as the mean squared deviation.</summary>
+    public static void InstanceNorm(ArrayView<float> x, ArrayView<float> y, ArrayView<float> scale, ArrayView<float> bias, RowParams p)
+    {
+        var shared = SharedMemory.GetDynamic<float>();
+        for (int row = Grid.IdxX; row < p.Rows; row += Grid.DimX)
+        {
+            int b = row * p.Length;
+            int ch = row % p.Channels;
+            float sum = 0;
+            for (int j = Group.IdxX; j < p.Length; j += p.Threads) sum += x[b + j];
+            float mean = GroupCombine<SumReduce>(sum, shared, p.Threads) / p.Length;
+            float sq = 0;
+            for (int j = Group.IdxX; j < p.Length; j += p.Threads)
+            {
+                float d = x[b + j] - mean;
+                sq += d * d;
+            }
+            float a = scale[ch] / MathF.Sqrt(GroupCombine<SumReduce>(sq, shared, p.Threads) / p.Length + p.Epsilon);
+            for (int j = Group.IdxX; j < p.Length; j += p.Threads) y[b + j] = (x[b + j] - mean) * a + bias[ch];
+        }
+    }
+
+    /// <summary>RMSNormalization of each contiguous row: y = x / sqrt(mean(x^2) + eps) * scale.</summary>
+    public static void RmsNorm(ArrayView<float> x, ArrayView<float> y, ArrayView<float> scale, RowParams p)
+    {
+        var shared = SharedMemory.GetDynamic<float>();
+        for (int row = Grid.IdxX; row < p.Rows; row += Grid.DimX)
+        {
+            int b = row * p.Length;
+            float sq = 0;
+            for (int j = Group.IdxX; j < p.Length; j += p.Threads) sq += x[b + j] * x[b + j];
+            float inv = 1f / MathF.Sqrt(GroupCombine<SumReduce>(sq, shared, p.Threads) / p.Length + p.Epsilon);
+            for (int j = Group.IdxX; j < p.Length; j += p.Threads) y[b + j] = x[b + j] * inv * scale[j];
         }
     }
 }

@@ -1,11 +1,13 @@
 using ILGPU;
+using Squash.Runtime;
 using Squash.Runtime.Gpu.Execution;
 using Squash.Runtime.Gpu.Kernels;
 using static Squash.Runtime.Gpu.Execution.LoweringContext;
 
 namespace Squash.Runtime.Gpu.Lowering;
 
-/// <summary>Broadcasting binary operators, variadic Sum/Max/Min/Mean, unary operators and activations,
+/// <summary>Broadcasting binary operators, comparisons and logical operators, variadic Sum/Max/Min/Mean, unary
+/// operators and activations,
 /// BatchNormalization (inference).</summary>
 internal static class ElementwiseLowerings
 {
@@ -17,6 +19,15 @@ internal static class ElementwiseLowerings
         t["Div"] = Binary<DivOp>;
         t["Pow"] = Binary<PowOp>;
         t["PRelu"] = Binary<PReluOp>;
+        t["Equal"] = Map2<float, byte, EqualOp>;
+        t["Greater"] = Map2<float, byte, GreaterOp>;
+        t["GreaterOrEqual"] = Map2<float, byte, GreaterOrEqualOp>;
+        t["Less"] = Map2<float, byte, LessOp>;
+        t["LessOrEqual"] = Map2<float, byte, LessOrEqualOp>;
+        t["And"] = Map2<byte, byte, AndOp>;
+        t["Or"] = Map2<byte, byte, OrOp>;
+        t["Xor"] = Map2<byte, byte, XorOp>;
+        t["Not"] = Not;
         t["Sum"] = c => Variadic<AddOp>(c, mean: false);
         t["Mean"] = c => Variadic<AddOp>(c, mean: true);
         t["Max"] = c => Variadic<MaxOp>(c, mean: false);
@@ -86,6 +97,40 @@ internal static class ElementwiseLowerings
         var (d, st) = NdLayout.Collapse(shape, NdLayout.BroadcastStrides(Shape(a), shape), NdLayout.BroadcastStrides(Shape(b), shape));
         var k = c.Kernels.Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, Dims6, Strides6, Strides6>(ElementwiseKernels.Binary<TOp>);
         return new ActionStep(s => k(s, n, va, vb, vy, d, st[0], st[1]));
+    }
+
+    /// <summary>Comparisons and logical operators: <typeparamref name="TIn"/> is float (fp32) or byte (bool).</summary>
+    private static GpuStep Map2<TIn, TOut, TOp>(LoweringContext c)
+        where TIn : unmanaged
+        where TOut : unmanaged
+        where TOp : struct, IMap2<TIn, TOut>
+    {
+        var a = c.RequiredInput(0);
+        var b = c.RequiredInput(1);
+        var y = c.Output(0);
+        var inType = typeof(TIn) == typeof(float) ? DataType.Float : DataType.Bool;
+        if (a.Type != inType || b.Type != inType) throw new NotOnDeviceException($"{DataTypes.Name(a.Type)} operands (the device kernel takes {DataTypes.Name(inType)})");
+        int n = Count(y);
+        if (n == 0) return Nothing;
+        var shape = Shape(y);
+        var (d, st) = NdLayout.Collapse(shape, NdLayout.BroadcastStrides(Shape(a), shape), NdLayout.BroadcastStrides(Shape(b), shape));
+        var va = c.Bytes(a).Cast<TIn>();
+        var vb = c.Bytes(b).Cast<TIn>();
+        var vy = c.Bytes(y).Cast<TOut>();
+        var k = c.Kernels.Auto<ArrayView<TIn>, ArrayView<TIn>, ArrayView<TOut>, Dims6, Strides6, Strides6>(ElementwiseKernels.Map2<TIn, TOut, TOp>);
+        return new ActionStep(s => k(s, n, va, vb, vy, d, st[0], st[1]));
+    }
+
+    private static GpuStep Not(LoweringContext c)
+    {
+        var x = c.RequiredInput(0);
+        var y = c.Output(0);
+        int n = Count(y);
+        if (n == 0) return Nothing;
+        var vx = c.Bytes(x);
+        var vy = c.Bytes(y);
+        var k = c.Kernels.Auto<ArrayView<byte>, ArrayView<byte>>(ElementwiseKernels.Not);
+        return new ActionStep(s => k(s, n, vx, vy));
     }
 
     /// <summary>Sum/Max/Min/Mean of any number of inputs: the first pair into the output, then each further input

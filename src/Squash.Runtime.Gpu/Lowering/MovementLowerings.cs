@@ -7,7 +7,8 @@ using static Squash.Runtime.Gpu.Execution.LoweringContext;
 
 namespace Squash.Runtime.Gpu.Lowering;
 
-/// <summary>Reshape-like copies, Transpose, Slice, Concat, Split, Where, Expand, Gather, Resize/Upsample (nearest, linear), Cast.
+/// <summary>Reshape-like copies, Transpose, Slice, Concat, Split, Where, Expand, Tile, DepthToSpace, SpaceToDepth,
+/// Pad, Gather, Resize/Upsample (nearest, linear), Cast.
 /// All but linear Resize and Cast move elements of any type by size.</summary>
 internal static class MovementLowerings
 {
@@ -25,6 +26,10 @@ internal static class MovementLowerings
         t["Resize"] = Resize;
         t["Upsample"] = Resize;
         t["Cast"] = Cast;
+        t["Pad"] = Pad;
+        t["Tile"] = Tile;
+        t["DepthToSpace"] = DepthToSpace;
+        t["SpaceToDepth"] = SpaceToDepth;
     }
 
     private static GpuStep Copy(LoweringContext c)
@@ -274,4 +279,133 @@ internal static class MovementLowerings
     }
 
     private static GpuStep Resize(LoweringContext c) => ResizeLowering.Lower(c);
+
+    /// <summary>Tile as a gather over interleaved (repeat, input) dimension pairs: stride 0 along each repeat.</summary>
+    private static GpuStep Tile(LoweringContext c)
+    {
+        var x = c.RequiredInput(0);
+        var y = c.Output(0);
+        var inShape = Shape(x);
+        var own = NdLayout.RowMajorStrides(inShape);
+        var shape = new int[2 * inShape.Length];
+        var strides = new long[2 * inShape.Length];
+        for (int k = 0; k < inShape.Length; k++)
+        {
+            shape[2 * k] = inShape[k] == 0 ? 0 : Shape(y)[k] / inShape[k];
+            shape[2 * k + 1] = inShape[k];
+            strides[2 * k + 1] = own[k];
+        }
+        return StridedGather(c, x, y, shape, strides, 0);
+    }
+
+    /// <summary>DepthToSpace: the output viewed as [N, C', H, b, W, b] gathers from the input viewed as
+    /// [N, b, b, C', H, W] (DCR) or [N, C', b, b, H, W] (CRD).</summary>
+    private static GpuStep DepthToSpace(LoweringContext c)
+    {
+        var x = c.RequiredInput(0);
+        var xs = Shape(x);
+        if (xs.Length != 4) throw new NotOnDeviceException("rank other than 4");
+        int b = (int)Attr.Int(c.Node, "blocksize", 1);
+        int n = xs[0], ch = xs[1], h = xs[2], w = xs[3], co = ch / (b * b);
+        long plane = (long)h * w;
+        bool crd = Attr.String(c.Node, "mode", "DCR") == "CRD";
+        long sC = crd ? b * b * plane : plane, sB1 = crd ? b * plane : (long)b * co * plane, sB2 = crd ? plane : co * plane;
+        return StridedGather(c, x, c.Output(0), [n, co, h, b, w, b], [ch * plane, sC, w, sB1, 1, sB2], 0);
+    }
+
+    /// <summary>SpaceToDepth: the output viewed as [N, b, b, C, H', W'] gathers from the input viewed as
+    /// [N, C, H', b, W', b].</summary>
+    private static GpuStep SpaceToDepth(LoweringContext c)
+    {
+        var x = c.RequiredInput(0);
+        var xs = Shape(x);
+        if (xs.Length != 4) throw new NotOnDeviceException("rank other than 4");
+        int b = (int)Attr.Int(c.Node, "blocksize", 1);
+        int n = xs[0], ch = xs[1], h = xs[2], w = xs[3];
+        long plane = (long)h * w;
+        return StridedGather(c, x, c.Output(0), [n, b, b, ch, h / b, w / b], [ch * plane, w, 1, plane, (long)b * w, b], 0);
+    }
+
+    /// <summary>Pad in every mode, through per-axis source maps computed on the host.</summary>
+    private static GpuStep Pad(LoweringContext c)
+    {
+        var x = c.RequiredInput(0);
+        var y = c.Output(0);
+        var inShape = Shape(x);
+        var outShape = Shape(y);
+        int rank = inShape.Length;
+        if (rank > 6) throw new NotOnDeviceException("more than six dimensions");
+        string mode = Attr.String(c.Node, "mode", "constant");
+        bool legacy = c.Node.OpsetVersion is > 0 and < 11;
+        long[] pads = legacy ? Attr.Ints(c.Node, "pads") ?? [] : c.ConstantInput(1, "pads").ToInt64Array();
+        int[] axes = legacy || c.Input(3) is null
+            ? [.. Enumerable.Range(0, rank)]
+            : [.. c.ConstantInput(3, "axes").ToInt64Array().Select(a => c.Axis(a, rank))];
+        var begin = new int[rank];
+        for (int k = 0; k < axes.Length; k++) begin[axes[k]] = (int)pads[k];
+        byte[] value = new byte[DataTypes.SizeOf(x.Type)];
+        if (!legacy && c.Input(2) is not null && c.ConstantInput(2, "constant_value") is { ElementCount: > 0 } v) value = v.Bytes.ToArray();
+        else
+        {
+            float f = legacy ? Attr.Float(c.Node, "value", 0f) : 0f;
+            if (x.Type == DataType.Float) value = BitConverter.GetBytes(f);
+            else if (f != 0) throw new NotOnDeviceException($"a pad value for {DataTypes.Name(x.Type)}");
+        }
+        // Table: a 0 for the padding axes of the six, then each axis's map.
+        var table = new List<int> { 0 };
+        var starts = new int[6];
+        int shift = 6 - rank;
+        for (int a = 0; a < rank; a++)
+        {
+            starts[shift + a] = table.Count;
+            for (int o = 0; o < outShape[a]; o++) table.Add(Source(o - begin[a], inShape[a], mode));
+        }
+        var own = NdLayout.RowMajorStrides(inShape);
+        int S(int k) => k < shift ? 0 : checked((int)own[k - shift]);
+        int D(int k) => k < shift ? 1 : outShape[k - shift];
+        var p = new PadParams
+        {
+            Output = new Dims6 { D0 = D(0), D1 = D(1), D2 = D(2), D3 = D(3), D4 = D(4), D5 = D(5) },
+            Input = new Strides6 { S0 = S(0), S1 = S(1), S2 = S(2), S3 = S(3), S4 = S(4), S5 = S(5) },
+            MapStart = new Strides6 { S0 = starts[0], S1 = starts[1], S2 = starts[2], S3 = starts[3], S4 = starts[4], S5 = starts[5] },
+        };
+        int n = Count(y);
+        if (n == 0) return ElementwiseLowerings.Nothing;
+        var map = c.Upload(table.ToArray());
+        return value.Length switch
+        {
+            1 => PadStep(c, map, p, value[0]),
+            2 => PadStep(c, map, p, BitConverter.ToUInt16(value)),
+            4 => PadStep(c, map, p, BitConverter.ToUInt32(value)),
+            _ => PadStep(c, map, p, BitConverter.ToUInt64(value)),
+        };
+    }
+
+    /// <summary>The input coordinate an output coordinate <paramref name="i"/> (relative to the input's start) reads,
+    /// or -1 for the constant.</summary>
+    private static int Source(int i, int n, string mode)
+    {
+        if (i >= 0 && i < n) return i;
+        if (n == 0) return -1;
+        switch (mode)
+        {
+            case "edge": return Math.Clamp(i, 0, n - 1);
+            case "wrap": return ((i % n) + n) % n;
+            case "reflect":
+                if (n == 1) return 0;
+                int period = 2 * (n - 1);
+                int j = Math.Abs(i) % period;
+                return j < n ? j : period - j;
+            default: return -1;
+        }
+    }
+
+    private static GpuStep PadStep<T>(LoweringContext c, ArrayView<int> map, PadParams p, T value) where T : unmanaged
+    {
+        var vx = c.Bytes(c.RequiredInput(0)).Cast<T>();
+        var vy = c.Bytes(c.Output(0)).Cast<T>();
+        int n = Count(c.Output(0));
+        var k = c.Kernels.Auto<ArrayView<T>, ArrayView<T>, ArrayView<int>, PadParams, T>(MovementKernels.Pad<T>);
+        return new ActionStep(s => k(s, n, vx, vy, map, p, value));
+    }
 }

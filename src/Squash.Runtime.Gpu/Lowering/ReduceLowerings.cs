@@ -6,7 +6,8 @@ using static Squash.Runtime.Gpu.Execution.LoweringContext;
 
 namespace Squash.Runtime.Gpu.Lowering;
 
-/// <summary>Reductions over one run of adjacent axes, the global pools, Softmax/LogSoftmax, LayerNormalization.</summary>
+/// <summary>Reductions over one run of adjacent axes, the global pools, Softmax/LogSoftmax, LayerNormalization,
+/// InstanceNormalization, RMSNormalization.</summary>
 internal static class ReduceLowerings
 {
     public static void Register(Dictionary<string, Lowering> t)
@@ -25,6 +26,8 @@ internal static class ReduceLowerings
         t["Softmax"] = c => Softmax(c, log: false);
         t["LogSoftmax"] = c => Softmax(c, log: true);
         t["LayerNormalization"] = LayerNormalization;
+        t["InstanceNormalization"] = InstanceNormalization;
+        t["RMSNormalization"] = RmsNormalization;
     }
 
     /// <summary>One group per row, at most <see cref="KernelCache.MaxGroups"/> (each then loops over several rows).</summary>
@@ -134,5 +137,46 @@ internal static class ReduceLowerings
         var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, RowParams>(RowKernels.LayerNorm);
         var config = Rows(c, rows);
         return new ActionStep(s => k(s, config, vx, vy, vs, vb, p));
+    }
+
+    private static GpuStep InstanceNormalization(LoweringContext c)
+    {
+        c.RequireFloat();
+        var x = c.RequiredInput(0);
+        var y = c.Output(0);
+        var shape = Shape(x);
+        int channels = shape[1], rows = shape[0] * shape[1], length = 1;
+        for (int a = 2; a < shape.Length; a++) length *= shape[a];
+        if (rows == 0 || length == 0) return ElementwiseLowerings.Nothing;
+        var p = new RowParams { Threads = Threads(c), Rows = rows, Length = length, Channels = channels, Epsilon = Attr.Float(c.Node, "epsilon", 1e-5f) };
+        var vx = c.View<float>(x);
+        var vy = c.View<float>(y);
+        var vs = c.View<float>(c.RequiredInput(1));
+        var vb = c.View<float>(c.RequiredInput(2));
+        var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, RowParams>(RowKernels.InstanceNorm);
+        var config = Rows(c, rows);
+        return new ActionStep(s => k(s, config, vx, vy, vs, vb, p));
+    }
+
+    private static GpuStep RmsNormalization(LoweringContext c)
+    {
+        c.RequireFloat();
+        var x = c.RequiredInput(0);
+        var scale = c.RequiredInput(1);
+        var y = c.Output(0);
+        var shape = Shape(x);
+        int axis = c.Axis(Attr.Int(c.Node, "axis", -1), shape.Length);
+        int rows = 1, length = 1;
+        for (int a = 0; a < axis; a++) rows *= shape[a];
+        for (int a = axis; a < shape.Length; a++) length *= shape[a];
+        if (Count(scale) != length) throw new NotOnDeviceException("scale must have the normalized shape's size");
+        if (rows == 0 || length == 0) return ElementwiseLowerings.Nothing;
+        var p = new RowParams { Threads = Threads(c), Rows = rows, Length = length, Epsilon = Attr.Float(c.Node, "epsilon", 1e-5f) };
+        var vx = c.View<float>(x);
+        var vy = c.View<float>(y);
+        var vs = c.View<float>(scale);
+        var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, RowParams>(RowKernels.RmsNorm);
+        var config = Rows(c, rows);
+        return new ActionStep(s => k(s, config, vx, vy, vs, p));
     }
 }
