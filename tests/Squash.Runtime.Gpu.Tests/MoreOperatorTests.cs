@@ -72,3 +72,34 @@ public class MoreOperatorTests
         c.Check(0, 0);
     }
 }
+
+/// <summary>Trigonometric functions, fmod, CastLike, ArgMax/ArgMin and CumSum. rtol 1e-5, atol 1e-6 for the functions
+/// and CumSum (fp32 running sums in the same order as the CPU, so mostly exact); ArgMax/ArgMin exact.</summary>
+public class RowAndMiscOperatorTests
+{
+    [Fact]
+    public void FunctionsAndMod()
+    {
+        var c = new MultiCase().Input("x", Random(1, 1.2f, 3, 7)).Input("u", Random(2, 0.99f, 3, 7)).Input("d", ElementwiseKernelTests.Abs(Random(3, 1, 7), 0.3f))
+            .Input("like", Tensor.From<long>([0], 1), true);
+        foreach (var op in new[] { "Tan", "Atan" }) c.Node(op, ["x"]);
+        foreach (var op in new[] { "Asin", "Acos" }) c.Node(op, ["u"]);
+        c.Node("Mod", ["x", "d"], new() { ["fmod"] = Int(1) });
+        c.Node("CastLike", ["x", "like"]);
+        c.Check(1e-5f, 1e-6f);
+    }
+
+    [Fact]
+    public void ArgExtremesAndCumSum()
+    {
+        var x = Random(1, 1, 2, 5, 3);
+        x.AsSpan<float>()[4] = x.AsSpan<float>()[1]; // a tie along axis 1
+        var c = new MultiCase().Input("x", x).Input("axis", Tensor.From<long>([1], 1), true).Input("last", Tensor.From<int>([-1], 1), true);
+        c.Node("ArgMax", ["x"], new() { ["axis"] = Int(1) });
+        c.Node("ArgMin", ["x"], new() { ["axis"] = Int(-1), ["keepdims"] = Int(0) });
+        c.Node("ArgMax", ["x"], new() { ["axis"] = Int(1), ["select_last_index"] = Int(1) });
+        c.Node("CumSum", ["x", "axis"]);
+        c.Node("CumSum", ["x", "last"], new() { ["exclusive"] = Int(1), ["reverse"] = Int(1) });
+        c.Check(1e-5f, 1e-6f);
+    }
+}

@@ -10,6 +10,7 @@ internal readonly struct DivOp : IBinaryOp { public float Apply(float a, float b
 internal readonly struct PowOp : IBinaryOp { public float Apply(float a, float b) => MathF.Pow(a, b); }
 internal readonly struct MaxOp : IBinaryOp { public float Apply(float a, float b) => float.IsNaN(a) || float.IsNaN(b) ? float.NaN : MathF.Max(a, b); }
 internal readonly struct MinOp : IBinaryOp { public float Apply(float a, float b) => float.IsNaN(a) || float.IsNaN(b) ? float.NaN : MathF.Min(a, b); }
+internal readonly struct FmodOp : IBinaryOp { public float Apply(float a, float b) => a % b; }
 internal readonly struct PReluOp : IBinaryOp { public float Apply(float a, float b) => a < 0 ? a * b : a; }
 
 // Comparisons (fp32 to bool) and logical operators (bool to bool); NaN compares false, as on the CPU.
@@ -54,6 +55,10 @@ internal readonly struct ErfOp : IUnaryOp { public float Apply(float x) => Devic
 internal readonly struct TanhOp : IUnaryOp { public float Apply(float x) => DeviceMath.Tanh(x); }
 internal readonly struct SinOp : IUnaryOp { public float Apply(float x) => MathF.Sin(x); }
 internal readonly struct CosOp : IUnaryOp { public float Apply(float x) => MathF.Cos(x); }
+internal readonly struct TanOp : IUnaryOp { public float Apply(float x) => MathF.Tan(x); }
+internal readonly struct AsinOp : IUnaryOp { public float Apply(float x) => MathF.Asin(x); }
+internal readonly struct AcosOp : IUnaryOp { public float Apply(float x) => MathF.Acos(x); }
+internal readonly struct AtanOp : IUnaryOp { public float Apply(float x) => MathF.Atan(x); }
 internal readonly struct SinhOp : IUnaryOp { public float Apply(float x) => 0.5f * (MathF.Exp(x) - MathF.Exp(-x)); }
 internal readonly struct CoshOp : IUnaryOp { public float Apply(float x) => 0.5f * (MathF.Exp(x) + MathF.Exp(-x)); }
 internal readonly struct AsinhOp : IUnaryOp { public float Apply(float x) { float r = MathF.Log(MathF.Abs(x) + MathF.Sqrt(x * x + 1f)); return x < 0 ? -r : r; } }

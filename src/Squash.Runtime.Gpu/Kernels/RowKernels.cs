@@ -34,6 +34,8 @@ internal struct RowParams
     public int Threads;
     public float Epsilon;
     public int Flag;
+    /// <summary>ArgMax/ArgMin: 1 to pick the last of equal extremes (select_last_index).</summary>
+    public int SelectLast;
 }
 
 /// <summary>
@@ -171,6 +173,58 @@ internal static class RowKernels
             for (int j = Group.IdxX; j < p.Length; j += p.Threads) sq += x[b + j] * x[b + j];
             float inv = 1f / MathF.Sqrt(GroupCombine<SumReduce>(sq, shared, p.Threads) / p.Length + p.Epsilon);
             for (int j = Group.IdxX; j < p.Length; j += p.Threads) y[b + j] = x[b + j] * inv * scale[j];
+        }
+    }
+
+    /// <summary>ArgMax (Flag 1) or ArgMin (Flag 0) along rows of stride Inner, one thread per output: the first extreme,
+    /// or the last with SelectLast (select_last_index). NaN never compares, as on the CPU.</summary>
+    public static void ArgExtreme(Index1D index, Range1D r, ArrayView<float> x, ArrayView<long> y, RowParams p)
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            int outer = i / p.Inner;
+            int b = outer * p.Length * p.Inner + (i - outer * p.Inner);
+            float best = x[b];
+            int at = 0;
+            for (int j = 1; j < p.Length; j++)
+            {
+                float v = x[b + j * p.Inner];
+                bool better = p.Flag != 0 ? v > best : v < best;
+                if (better || (p.SelectLast != 0 && v == best))
+                {
+                    best = v;
+                    at = j;
+                }
+            }
+            y[i] = at;
+        }
+    }
+
+    /// <summary>CumSum along rows of stride Inner, one thread per row, in order (Flag bit 0: exclusive, bit 1:
+    /// reverse); the sum is kept in fp32 as on the CPU.</summary>
+    public static void CumSum(Index1D index, Range1D r, ArrayView<float> x, ArrayView<float> y, RowParams p)
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            int outer = i / p.Inner;
+            int b = outer * p.Length * p.Inner + (i - outer * p.Inner);
+            bool exclusive = (p.Flag & 1) != 0, reverse = (p.Flag & 2) != 0;
+            float sum = 0;
+            for (int k = 0; k < p.Length; k++)
+            {
+                int j = reverse ? p.Length - 1 - k : k;
+                float v = x[b + j * p.Inner];
+                if (exclusive)
+                {
+                    y[b + j * p.Inner] = sum;
+                    sum += v;
+                }
+                else
+                {
+                    sum += v;
+                    y[b + j * p.Inner] = sum;
+                }
+            }
         }
     }
 }

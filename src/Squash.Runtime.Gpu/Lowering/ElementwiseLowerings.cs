@@ -19,6 +19,7 @@ internal static class ElementwiseLowerings
         t["Div"] = Binary<DivOp>;
         t["Pow"] = Binary<PowOp>;
         t["PRelu"] = Binary<PReluOp>;
+        t["Mod"] = c => Attr.Int(c.Node, "fmod", 0) != 0 ? Binary<FmodOp>(c) : throw new NotOnDeviceException("integer Mod (fmod = 0)");
         t["Equal"] = Map2<float, byte, EqualOp>;
         t["Greater"] = Map2<float, byte, GreaterOp>;
         t["GreaterOrEqual"] = Map2<float, byte, GreaterOrEqualOp>;
@@ -63,6 +64,10 @@ internal static class ElementwiseLowerings
         t["Tanh"] = c => Unary(c, new TanhOp());
         t["Sin"] = c => Unary(c, new SinOp());
         t["Cos"] = c => Unary(c, new CosOp());
+        t["Tan"] = c => Unary(c, new TanOp());
+        t["Asin"] = c => Unary(c, new AsinOp());
+        t["Acos"] = c => Unary(c, new AcosOp());
+        t["Atan"] = c => Unary(c, new AtanOp());
         t["Sinh"] = c => Unary(c, new SinhOp());
         t["Cosh"] = c => Unary(c, new CoshOp());
         t["Asinh"] = c => Unary(c, new AsinhOp());

@@ -26,6 +26,7 @@ internal static class MovementLowerings
         t["Resize"] = Resize;
         t["Upsample"] = Resize;
         t["Cast"] = Cast;
+        t["CastLike"] = Cast;
         t["Pad"] = Pad;
         t["Tile"] = Tile;
         t["DepthToSpace"] = DepthToSpace;

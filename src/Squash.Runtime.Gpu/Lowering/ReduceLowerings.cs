@@ -7,7 +7,7 @@ using static Squash.Runtime.Gpu.Execution.LoweringContext;
 namespace Squash.Runtime.Gpu.Lowering;
 
 /// <summary>Reductions over one run of adjacent axes, the global pools, Softmax/LogSoftmax, LayerNormalization,
-/// InstanceNormalization, RMSNormalization.</summary>
+/// InstanceNormalization, RMSNormalization; ArgMax, ArgMin and CumSum (one thread per row).</summary>
 internal static class ReduceLowerings
 {
     public static void Register(Dictionary<string, Lowering> t)
@@ -27,6 +27,9 @@ internal static class ReduceLowerings
         t["LogSoftmax"] = c => Softmax(c, log: true);
         t["LayerNormalization"] = LayerNormalization;
         t["InstanceNormalization"] = InstanceNormalization;
+        t["ArgMax"] = c => ArgExtreme(c, max: true);
+        t["ArgMin"] = c => ArgExtreme(c, max: false);
+        t["CumSum"] = CumSum;
         t["RMSNormalization"] = RmsNormalization;
     }
 
@@ -178,5 +181,46 @@ internal static class ReduceLowerings
         var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, RowParams>(RowKernels.RmsNorm);
         var config = Rows(c, rows);
         return new ActionStep(s => k(s, config, vx, vy, vs, p));
+    }
+
+    private static (int Outer, int Length, int Inner) AroundAxis(int[] shape, int axis)
+    {
+        int outer = 1, inner = 1;
+        for (int a = 0; a < axis; a++) outer *= shape[a];
+        for (int a = axis + 1; a < shape.Length; a++) inner *= shape[a];
+        return (outer, shape[axis], inner);
+    }
+
+    private static GpuStep ArgExtreme(LoweringContext c, bool max)
+    {
+        var x = c.RequiredInput(0);
+        if (x.Type != DataType.Float) throw new NotOnDeviceException($"'{x.Name}' is {DataTypes.Name(x.Type)}; the device kernel takes fp32");
+        var shape = Shape(x);
+        var (outer, length, inner) = AroundAxis(shape, c.Axis(Attr.Int(c.Node, "axis", 0), shape.Length));
+        int n = outer * inner;
+        if (n == 0) return ElementwiseLowerings.Nothing;
+        if (length == 0) throw new NotOnDeviceException("an empty axis");
+        var p = new RowParams { Length = length, Inner = inner, Flag = max ? 1 : 0, SelectLast = (int)Attr.Int(c.Node, "select_last_index", 0) };
+        var vx = c.View<float>(x);
+        var vy = c.View<long>(c.Output(0));
+        var k = c.Kernels.Auto<ArrayView<float>, ArrayView<long>, RowParams>(RowKernels.ArgExtreme);
+        return new ActionStep(s => k(s, n, vx, vy, p));
+    }
+
+    private static GpuStep CumSum(LoweringContext c)
+    {
+        c.RequireFloat(dataInputs: 1);
+        var x = c.RequiredInput(0);
+        var shape = Shape(x);
+        if (c.Output(0).Type != DataType.Float) throw new NotOnDeviceException("a non-fp32 output");
+        var (outer, length, inner) = AroundAxis(shape, c.Axis(c.ConstantInput(1, "axis").GetAsInt64(0), shape.Length));
+        int n = outer * inner;
+        if (n == 0 || length == 0) return ElementwiseLowerings.Nothing;
+        int flag = (Attr.Int(c.Node, "exclusive", 0) != 0 ? 1 : 0) | (Attr.Int(c.Node, "reverse", 0) != 0 ? 2 : 0);
+        var p = new RowParams { Length = length, Inner = inner, Flag = flag };
+        var vx = c.View<float>(x);
+        var vy = c.View<float>(c.Output(0));
+        var k = c.Kernels.Auto<ArrayView<float>, ArrayView<float>, RowParams>(RowKernels.CumSum);
+        return new ActionStep(s => k(s, n, vx, vy, p));
     }
 }
