@@ -132,6 +132,38 @@ public sealed class ConvTests
         AssertClose(expected, bound, y, Describe(g));
     }
 
+    /// <summary>3x3 stride-1 convolutions by Winograd F(4x4, 3x3): partial tiles at both edges, tile blocks, pads,
+    /// groups, threads. Tolerance ten times the direct one: the transforms scale values by up to 8 (and the
+    /// weights by 1/24) before rounding.</summary>
+    [Theory]
+    [InlineData(16, 8, 9, 37, 1, 1, 1, 1)]
+    [InlineData(8, 24, 4, 4, 1, 1, 1, 1)]
+    [InlineData(32, 16, 22, 70, 0, 0, 1, 3)]
+    [InlineData(16, 16, 5, 130, 2, 0, 1, 2)]
+    [InlineData(16, 16, 7, 19, 1, 1, 2, 1)]
+    [InlineData(96, 24, 12, 160, 1, 1, 1, 1)]
+    public void WinogradMatchesDirectReference(int inChannels, int outChannels, int height, int width, int padTop, int padLeft,
+        int groups, int threads)
+    {
+        if (!WinogradConv.Applies(new ConvGeometry(1, 8, 8, 1, [8, 8], [3, 3], [6, 6], [1, 1], [1, 1], [0, 0]))) return; // no AVX-512
+        var rng = new Random(inChannels * 100 + width);
+        int outH = height + padTop + 1 - 2, outW = width + padLeft + 1 - 2;
+        var g = new ConvGeometry(2, inChannels, outChannels, groups, [height, width], [3, 3], [outH, outW], [1, 1], [1, 1], [padTop, padLeft]);
+        Assert.True(WinogradConv.Applies(g));
+        var x = RandomArray(rng, g.Batch * g.InChannels * g.InputSize);
+        var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
+        var bias = RandomArray(rng, g.OutChannels);
+        var (expected, bound) = DirectConvolution(g, x, w, bias, GemmActivation.Relu);
+        for (int i = 0; i < bound.Length; i++) bound[i] *= 10;
+        foreach (bool pack in new[] { false, true })
+        {
+            var y = new float[expected.Length];
+            y.AsSpan().Fill(float.NaN);
+            Convolution.Run(new KernelContext(threads), g, x, w, pack ? Convolution.PackWeights(g, w) : null, bias, y, GemmActivation.Relu);
+            AssertClose(expected, bound, y, Describe(g));
+        }
+    }
+
     /// <summary>Depthwise rows long enough for the four-vector loop and its tail, at strides 1 to 3.</summary>
     [Theory]
     [InlineData(1, 3, 1, 1)]

@@ -5,13 +5,17 @@ namespace Squash.Runtime.Kernels;
 /// im2col(X_g)</c>, with the bias and activation fused into the GEMM's store. The im2col operand is the input itself
 /// for pointwise (1x1) convolutions, is read in place from a padded copy of the image for stride-1 2-D ones
 /// (<see cref="ShiftedConvolution"/>), is packed straight from the image for other 2-D ones (<see cref="Im2ColPanels"/>),
-/// and is expanded into scratch otherwise. Depthwise 2-D convolutions run a direct kernel (<see cref="DepthwiseConv"/>).
+/// and is expanded into scratch otherwise. Depthwise 2-D convolutions run a direct kernel (<see cref="DepthwiseConv"/>),
+/// and 3x3 stride-1 ones with enough channels Winograd's F(4x4, 3x3) (<see cref="WinogradConv"/>).
 /// </summary>
 internal static unsafe class Convolution
 {
-    /// <summary>The packed weights of a convolution: one left operand [M/G, C/G * taps] per group.</summary>
+    /// <summary>The packed weights of a convolution: one left operand [M/G, C/G * taps] per group, or the
+    /// Winograd-transformed weights where <see cref="WinogradConv"/> applies. They depend on the weights' shape and
+    /// the group count only, not on the image size.</summary>
     public static PackedMatrix[] PackWeights(ConvGeometry g, ReadOnlySpan<float> w)
     {
+        if (WinogradConv.Applies(g.As2D())) return WinogradConv.TransformWeights(g.As2D(), w);
         int mg = g.GroupOutChannels, kg = g.GemmDepth;
         var packed = new PackedMatrix[g.Groups];
         for (int group = 0; group < g.Groups; group++)
@@ -39,6 +43,16 @@ internal static unsafe class Convolution
             if (plane.Rank == 2 && plane.IsDepthwise)
             {
                 DepthwiseConv.Run(context, plane, px, pw, biasPointer, py, activation);
+                return;
+            }
+            if (WinogradConv.Applies(plane))
+            {
+                var transformed = packed ?? WinogradConv.TransformWeights(plane, w);
+                for (int image = 0; image < g.Batch; image++)
+                    for (int group = 0; group < g.Groups; group++)
+                        WinogradConv.Run(context, plane, px + ((nint)image * g.InChannels + group * g.GroupInChannels) * g.InputSize,
+                            transformed, group * 36, biasPointer == null ? null : biasPointer + group * g.GroupOutChannels,
+                            py + ((nint)image * g.OutChannels + group * g.GroupOutChannels) * g.OutputSize, activation);
                 return;
             }
             long scratchFloats = !plane.IsPointwise && plane.Rank != 2 ? (long)g.GemmDepth * g.OutputSize : 0;
