@@ -10,12 +10,9 @@ namespace Squash.Runtime.Kernels;
 /// </summary>
 internal static unsafe class Convolution
 {
-    /// <summary>The packed weights of a convolution: one left operand [M/G, C/G * taps] per group, or the
-    /// Winograd-transformed weights where <see cref="WinogradConv"/> applies. They depend on the weights' shape and
-    /// the group count only, not on the image size.</summary>
+    /// <summary>The packed weights of a convolution: one left operand [M/G, C/G * taps] per group.</summary>
     public static PackedMatrix[] PackWeights(ConvGeometry g, ReadOnlySpan<float> w)
     {
-        if (WinogradConv.Applies(g.As2D())) return WinogradConv.TransformWeights(g.As2D(), w);
         int mg = g.GroupOutChannels, kg = g.GemmDepth;
         var packed = new PackedMatrix[g.Groups];
         for (int group = 0; group < g.Groups; group++)
@@ -23,15 +20,12 @@ internal static unsafe class Convolution
         return packed;
     }
 
-    /// <summary>True when <see cref="Run"/> multiplies by the weights as GEMM operands (so packing them pays off).</summary>
-    public static bool UsesGemm(ConvGeometry g) => !(g.As2D().Rank == 2 && g.IsDepthwise);
-
     /// <summary>
     /// <c>y = activation(conv(x, w) + bias)</c>. <paramref name="w"/> is [M, C/G, kernel...]; <paramref name="packed"/>
-    /// is its <see cref="PackWeights"/> or null; <paramref name="bias"/> is [M] or empty.
+    /// packs it once when it is constant (null: packed per call); <paramref name="bias"/> is [M] or empty.
     /// </summary>
     public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, ReadOnlySpan<float> bias, Span<float> y, GemmActivation activation)
+        PackedConvWeights? packed, ReadOnlySpan<float> bias, Span<float> y, GemmActivation activation)
     {
         var plane = g.As2D();
         fixed (float* px = x)
@@ -47,7 +41,7 @@ internal static unsafe class Convolution
             }
             if (WinogradConv.Applies(plane))
             {
-                var transformed = packed ?? WinogradConv.TransformWeights(plane, w);
+                var transformed = packed?.Winograd(plane) ?? WinogradConv.TransformWeights(plane, w);
                 for (int image = 0; image < g.Batch; image++)
                     for (int group = 0; group < g.Groups; group++)
                         WinogradConv.Run(context, plane, px + ((nint)image * g.InChannels + group * g.GroupInChannels) * g.InputSize,
@@ -57,6 +51,7 @@ internal static unsafe class Convolution
             }
             long scratchFloats = !plane.IsPointwise && plane.Rank != 2 ? (long)g.GemmDepth * g.OutputSize : 0;
             byte[] scratch = scratchFloats == 0 ? [] : context.Scratch(checked((int)(scratchFloats * sizeof(float))));
+            var gemmWeights = packed?.Gemm(g);
             fixed (byte* columns = scratch)
             {
                 int mg = g.GroupOutChannels, cg = g.GroupInChannels;
@@ -66,8 +61,8 @@ internal static unsafe class Convolution
                         float* xg = px + ((nint)image * g.InChannels + group * cg) * g.InputSize;
                         float* yg = py + ((nint)image * g.OutChannels + group * mg) * g.OutputSize;
                         var epilogue = new TileEpilogue(1, 0, biasPointer == null ? null : biasPointer + group * mg, null, activation);
-                        if (packed is not null)
-                            Multiply(context, packed[group].Kernel, plane, packed[group].Source, xg, yg, epilogue, (float*)columns);
+                        if (gemmWeights is not null)
+                            Multiply(context, gemmWeights[group].Kernel, plane, gemmWeights[group].Source, xg, yg, epilogue, (float*)columns);
                         else
                             Multiply(context, GemmKernel.Best, plane, StridedPanels.Left(pw + (nint)group * mg * g.GemmDepth, g.GemmDepth, false),
                                 xg, yg, epilogue, (float*)columns);

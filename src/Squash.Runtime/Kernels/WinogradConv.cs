@@ -30,11 +30,15 @@ internal static unsafe class WinogradConv
     [ThreadStatic] private static float[]? t_products;
     [ThreadStatic] private static float[]? t_strip;
 
+    /// <summary>True when this machine runs the kernel (AVX-512, and the AVX-512 GEMM with its 32-wide panels).</summary>
+    public static bool IsSupported =>
+        Avx512F.IsSupported && Vector512.IsHardwareAccelerated && GemmKernel.Best.Kind == GemmKernelKind.Vector512;
+
     /// <summary>True when F(4x4, 3x3) applies and pays: 3x3, stride 1, dilation 1, enough channels for the GEMMs to
-    /// dominate the transforms, few enough for a block to stay in L2, and AVX-512.</summary>
+    /// dominate the transforms, few enough for a block to stay in L2, rows of at least 8 tiles (a segment is 16
+    /// tiles wide; narrower images waste more of it than Winograd saves), and AVX-512.</summary>
     public static bool Applies(ConvGeometry g) =>
-        Avx512F.IsSupported && Vector512.IsHardwareAccelerated && GemmKernel.Best.Kind == GemmKernelKind.Vector512
-        && g.Rank == 2 && g.Kernel[0] == 3 && g.Kernel[1] == 3 && g.Strides[0] == 1 && g.Strides[1] == 1
+        IsSupported && g.Rank == 2 && g.Output[1] >= 29 && g.Kernel[0] == 3 && g.Kernel[1] == 3 && g.Strides[0] == 1 && g.Strides[1] == 1
         && g.Dilations[0] == 1 && g.Dilations[1] == 1
         && g.GroupInChannels >= 8 && g.GroupOutChannels >= 8 && g.GroupInChannels + g.GroupOutChannels <= 256;
 
