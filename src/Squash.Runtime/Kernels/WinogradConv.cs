@@ -145,12 +145,12 @@ internal static unsafe class WinogradConv
                 int ih = 4 * tileRow - g.PadsBegin[0] + r;
                 if ((uint)ih >= (uint)height)
                 {
-                    new Span<float>(dst, StripWidth).Clear();
+                    PanelCopy.Zero(dst, StripWidth);
                     continue;
                 }
-                new Span<float>(dst, lo).Clear();
+                PanelCopy.Zero(dst, lo);
                 PanelCopy.Copy(dst + lo, plane + (long)ih * width + column0 + lo, hi - lo);
-                new Span<float>(dst + hi, StripWidth - hi).Clear();
+                PanelCopy.Zero(dst + hi, StripWidth - hi);
             }
         }
 
