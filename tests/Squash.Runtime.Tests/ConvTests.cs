@@ -305,6 +305,51 @@ public sealed class ConvTests
             Assert.True(Math.Abs(actual[i] - expected[i]) <= bound[i], $"{what}: y[{i}] = {actual[i]}, expected {expected[i]}");
     }
 
+    /// <summary>The operators compute float16 and bfloat16 in fp32 and round the result to nearest-even.</summary>
+    [Theory]
+    [InlineData("Conv", DataType.Float16)]
+    [InlineData("Conv", DataType.BFloat16)]
+    [InlineData("ConvTranspose", DataType.Float16)]
+    public void HalfPrecisionRunsThroughFloat(string opType, DataType type)
+    {
+        var rng = new Random(5);
+        var x = RandomArray(rng, 2 * 4 * 6 * 7);
+        var w = RandomArray(rng, 4 * 2 * 3 * 3);
+        var b = RandomArray(rng, 4);
+        Tensor Round(float[] values, params int[] shape)
+        {
+            var single = Tensor.From<float>(values, shape);
+            var half = new Tensor(type, shape);
+            HalfPrecision.FromSingle(single.AsSpan<float>(), half);
+            return half;
+        }
+        var inputs = new[] { Round(x, 2, 4, 6, 7), Round(w, 4, 2, 3, 3), Round(b, 4) };
+        // The expected result: the same operator on the rounded inputs widened to float, then rounded once.
+        var widened = inputs.Select(t => Tensor.From<float>(HalfPrecision.ToSingle(t), t.Shape)).ToArray();
+        var expected = RunOperator(opType, widened);
+        var actual = RunOperator(opType, inputs);
+        Assert.Equal(type, actual.DataType);
+        var rounded = new Tensor(type, expected.Shape);
+        HalfPrecision.FromSingle(expected.AsSpan<float>(), rounded);
+        Assert.Equal(rounded.Bytes.ToArray(), actual.Bytes.ToArray());
+    }
+
+    private static Tensor RunOperator(string opType, Tensor[] inputs)
+    {
+        var node = new Squash.Runtime.Ir.Node(opType, "n", "", 22);
+        for (int i = 0; i < inputs.Length; i++) node.AddInput(new Squash.Runtime.Ir.Value("in" + i));
+        node.AddOutput(new Squash.Runtime.Ir.Value("y"));
+        node.Attributes["group"] = Squash.Runtime.Ir.AttributeValue.Int(2);
+        node.Attributes["pads"] = Squash.Runtime.Ir.AttributeValue.IntList(1, 0, 1, 2);
+        var op = Squash.Runtime.Operators.OperatorRegistry.Create(node);
+        var inference = new Squash.Runtime.Operators.InferenceContext(node, inputs.Length, 1);
+        for (int i = 0; i < inputs.Length; i++) inference.SetInput(i, inputs[i].DataType, inputs[i].Shape, inputs[i]);
+        op.InferOutputs(inference);
+        var y = new Tensor(inference.OutputTypes[0], inference.OutputShapes[0]!);
+        op.Run(new KernelContext(1), inputs, [y]);
+        return y;
+    }
+
     /// <summary>Constant weights, packed by the kernels on first use.</summary>
     private static PackedConvWeights Packed(float[] w) => new(Tensor.From<float>(w, w.Length));
 

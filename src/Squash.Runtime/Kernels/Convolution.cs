@@ -3,9 +3,9 @@ namespace Squash.Runtime.Kernels;
 /// <summary>
 /// Convolution of any rank as GEMMs, one per batch image and group: <c>Y_g[M/G, outputSize] = W_g[M/G, C/G * taps] x
 /// im2col(X_g)</c>, with the bias and activation fused into the GEMM's store. The im2col operand is the input itself
-/// for pointwise (1x1) convolutions, is read in place from a padded copy of the image for stride-1 2-D ones
-/// (<see cref="ShiftedConvolution"/>), is packed straight from the image for other 2-D ones (<see cref="Im2ColPanels"/>),
-/// and is expanded into scratch otherwise. Depthwise 2-D convolutions run a direct kernel (<see cref="DepthwiseConv"/>),
+/// for pointwise (1x1) convolutions, is read in place from padded copies of input rows for 2-D ones
+/// (<see cref="ShiftedConvolution"/>), is packed straight from the image for 2-D ones whose padded rows would waste
+/// too much (<see cref="Im2ColPanels"/>), and is expanded into scratch for other ranks. Depthwise 2-D convolutions run a direct kernel (<see cref="DepthwiseConv"/>),
 /// and 3x3 stride-1 ones with enough channels Winograd's F(4x4, 3x3) (<see cref="WinogradConv"/>).
 /// </summary>
 internal static unsafe class Convolution
