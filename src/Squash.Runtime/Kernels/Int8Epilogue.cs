@@ -187,7 +187,22 @@ internal readonly unsafe struct Int8Store
         else StoreRow<Vector128<int>, Vector128<float>, Quantize128>(sums, count, row, col);
     }
 
-    /// <summary><see cref="StoreRow(int*, int, int, int)"/> with lanes of one width (tests run every width).</summary>
+    /// <summary>One row of sums through <paramref name="epilogue"/> (channel 0 for the whole row) with lanes of one width,
+    /// for tests of every width.</summary>
+    internal static void StoreRow<TInt, TFloat, TLanes, TOutput>(Int8Epilogue epilogue, ReadOnlySpan<int> sums, Span<TOutput> output)
+        where TInt : struct
+        where TFloat : struct
+        where TLanes : struct, IQuantizeLanes<TInt, TFloat>
+        where TOutput : unmanaged
+    {
+        Int8Gemm.CheckEpilogue<TOutput>(epilogue, 1, 0);
+        Int8Quantize.CheckLengths(sums.Length, output.Length);
+        fixed (int* s = sums)
+        fixed (TOutput* o = output)
+            new Int8Store(epilogue, o, sums.Length, 0, channelsOnRows: true).StoreRow<TInt, TFloat, TLanes>(s, sums.Length, 0, 0);
+    }
+
+    /// <summary><see cref="StoreRow(int*, int, int, int)"/> with lanes of one width.</summary>
     internal void StoreRow<TInt, TFloat, TLanes>(int* sums, int count, int row, int col)
         where TInt : struct
         where TFloat : struct
