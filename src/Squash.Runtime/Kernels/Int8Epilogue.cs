@@ -57,6 +57,9 @@ public sealed unsafe class Int8Epilogue
     /// <summary>Output channels (rows of C for weights on the left, columns for weights on the right).</summary>
     public int Channels { get; }
 
+    /// <summary>The uint8 zero point of the input activations (a convolution pads with it).</summary>
+    public byte InputZeroPoint { get; private set; }
+
     /// <summary>The uint8 zero point of the output (<see cref="Int8OutputKind.Requantize"/>).</summary>
     public byte OutputZeroPoint { get; private init; }
 
@@ -140,6 +143,7 @@ public sealed unsafe class Int8Epilogue
     {
         if (!bias.IsEmpty && bias.Length != Channels)
             throw new ArgumentException($"The bias has {bias.Length} values for {Channels} channels.", nameof(bias));
+        InputZeroPoint = inputZeroPoint;
         for (int c = 0; c < Channels; c++)
             _offsets[c] = unchecked((bias.IsEmpty ? 0 : bias[c]) - inputZeroPoint * weightSums[c]);
     }
