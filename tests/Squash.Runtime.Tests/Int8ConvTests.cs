@@ -20,7 +20,7 @@ public sealed class Int8ConvTests
         new[] { 1, 4, 6, 6, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
     };
 
-    /// <summary>Depthwise shapes: 3x3 stride 1 and 2, a dilated 5x5 with asymmetric padding, a channel multiplier of 2
+    /// <summary>Depthwise shapes: 3x3 stride 1, 2 and 3, a dilated 5x5 with asymmetric padding, a channel multiplier of 2
     /// (which runs as a grouped GEMM), rows shorter and longer than a vector.</summary>
     public static TheoryData<int[]> DepthwiseShapes() => new()
     {
@@ -28,6 +28,7 @@ public sealed class Int8ConvTests
         new[] { 2, 6, 20, 41, 6, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1 },
         new[] { 1, 5, 14, 9, 5, 5, 5, 5, 1, 1, 3, 4, 1, 0, 2, 2 },
         new[] { 1, 3, 5, 70, 3, 3, 3, 3, 1, 2, 0, 1, 2, 1, 1, 1 },
+        new[] { 1, 2, 11, 23, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1 },
         new[] { 1, 4, 8, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
     };
 

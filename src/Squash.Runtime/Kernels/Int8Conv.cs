@@ -264,6 +264,7 @@ internal readonly unsafe struct Int8Im2ColPanels(byte* x, Int8ConvGeometry g, by
     }
 
     /// <summary>Depth row <paramref name="k"/> of the im2col matrix for output pixels [start, start + count).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Row(int k, int start, int count, byte* dst)
     {
         int taps = g.Taps;
@@ -299,6 +300,7 @@ internal readonly unsafe struct Int8Im2ColPanels(byte* x, Int8ConvGeometry g, by
 internal static unsafe class Int8Im2Col
 {
     /// <summary><c>dst[t] = src[t * stride]</c> for t &lt; <paramref name="n"/>; src[(n - 1) * stride] is the last byte read.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Strided(byte* dst, byte* src, int n, int stride)
     {
         if (n <= 0) return;

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Squash.Runtime.Kernels;
 
@@ -75,7 +76,7 @@ public static unsafe class Int8Depthwise
         private readonly void* _y;
         /// <summary>Rows of the padded plane: only those some output reads.</summary>
         private readonly int _planeRows;
-        /// <summary>Output columns rounded up to whole pairs of vectors (the sums buffer's row stride).</summary>
+        /// <summary>Output columns rounded up to whole vectors (the sums buffer's row stride).</summary>
         private readonly int _paddedWidth;
         /// <summary>Floats per stride phase of a padded row, enough for whole vectors past the last output.</summary>
         private readonly int _phaseLength;
@@ -88,9 +89,10 @@ public static unsafe class Int8Depthwise
             _epilogue = epilogue;
             _y = y;
             _planeRows = (g.OutHeight - 1) * g.StrideH + (g.KernelH - 1) * g.DilationH + 1;
-            int step = 2 * TLanes.Count;
-            _paddedWidth = (g.OutWidth + step - 1) / step * step;
-            _phaseLength = _paddedWidth + (g.KernelW - 1) * g.DilationW / g.StrideW + 1;
+            _paddedWidth = (g.OutWidth + TLanes.Count - 1) / TLanes.Count * TLanes.Count;
+            // Whole vectors, so that splitting a row into phases has no tail.
+            int phaseLength = _paddedWidth + (g.KernelW - 1) * g.DilationW / g.StrideW + 1;
+            _phaseLength = (phaseLength + TLanes.Count - 1) / TLanes.Count * TLanes.Count;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -100,11 +102,11 @@ public static unsafe class Int8Depthwise
             int rowStride = g.StrideW * _phaseLength;
             int taps = g.Taps;
             long planeFloats = (long)_planeRows * rowStride;
-            long bytes = planeFloats * sizeof(float) + 4L * _paddedWidth * sizeof(int) + g.Width + 64;
+            long bytes = (planeFloats + rowStride) * sizeof(float) + 4L * _paddedWidth * sizeof(int);
             if (bytes > int.MaxValue) throw new ArgumentException("The image is too large for the depthwise kernel.");
             float* plane = (float*)Int8Scratch.Other((int)bytes);
-            int* sums = (int*)(plane + planeFloats);
-            byte* gathered = (byte*)(sums + 4 * _paddedWidth);
+            float* padded = plane + planeFloats;
+            int* sums = (int*)(padded + rowStride);
             // Where tap (kh, kw) starts reading, relative to the output row's first plane row: column ow * SW + kw * DW of
             // a padded row is element ow + kw * DW / SW of phase (kw * DW) % SW.
             int* tapOffset = stackalloc int[taps];
@@ -118,7 +120,7 @@ public static unsafe class Int8Depthwise
             for (int index = start; index < end; index++)
             {
                 int image = index / g.InChannels, channel = index % g.InChannels;
-                Pad(_x + (nint)index * g.InputSize, plane, rowStride, gathered);
+                Pad(_x + (nint)index * g.InputSize, plane, rowStride, padded);
                 for (int t = 0; t < taps; t++) weights[t] = _w[channel * taps + t];
                 // The output image as a [C, OH * OW] matrix: row = channel, so the channel's parameters apply.
                 var store = new Int8Store(_epilogue, (byte*)_y + (nint)image * g.InChannels * g.OutputSize * elementSize,
@@ -141,42 +143,38 @@ public static unsafe class Int8Depthwise
             }
         }
 
-        /// <summary>Converts one input channel into the padded, phase-split fp32 plane.</summary>
-        private void Pad(byte* input, float* plane, int rowStride, byte* gathered)
+        /// <summary>Converts one input channel into the padded, phase-split fp32 plane. A row is converted whole
+        /// (into the plane for stride 1, else into <paramref name="padded"/> and then split into phases), so that every
+        /// step runs on whole vectors.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Pad(byte* input, float* plane, int rowStride, float* padded)
         {
             var g = _g;
             float zero = _epilogue.InputZeroPoint;
+            // Padded column c of a row is input column c - PL; the row has rowStride columns.
+            int lo = Math.Min(rowStride, g.PadLeft), hi = Math.Min(rowStride, g.PadLeft + g.Width);
             for (int r = 0; r < _planeRows; r++)
             {
                 float* row = plane + (nint)r * rowStride;
                 int ih = r - g.PadTop;
                 if ((uint)ih >= (uint)g.Height)
                 {
-                    new Span<float>(row, rowStride).Fill(zero);
+                    Fill(row, rowStride, zero);
                     continue;
                 }
-                byte* source = input + (nint)ih * g.Width;
-                for (int phase = 0; phase < g.StrideW; phase++)
-                {
-                    // Element t of the phase is padded column phase + t * SW, input column phase + t * SW - PL.
-                    float* dst = row + phase * _phaseLength;
-                    int first = phase - g.PadLeft;
-                    int lo = first >= 0 ? 0 : Math.Min(_phaseLength, (-first + g.StrideW - 1) / g.StrideW);
-                    int hi = first >= g.Width ? lo : Math.Max(lo, Math.Min(_phaseLength, (g.Width - first + g.StrideW - 1) / g.StrideW));
-                    new Span<float>(dst, lo).Fill(zero);
-                    byte* run = source + first + lo * g.StrideW;
-                    if (g.StrideW != 1)
-                    {
-                        Int8Im2Col.Strided(gathered, run, hi - lo, g.StrideW);
-                        run = gathered;
-                    }
-                    Convert(run, hi - lo, dst + lo);
-                    new Span<float>(dst + hi, _phaseLength - hi).Fill(zero);
-                }
+                float* dst = g.StrideW == 1 ? row : padded;
+                Fill(dst, lo, zero);
+                Convert(input + (nint)ih * g.Width, hi - lo, dst + lo);
+                Fill(dst + hi, rowStride - hi, zero);
+                if (g.StrideW == 2) SplitTwo(padded, row, row + _phaseLength, _phaseLength);
+                else if (g.StrideW > 2)
+                    for (int phase = 0; phase < g.StrideW; phase++)
+                        for (int t = 0; t < _phaseLength; t++) row[phase * _phaseLength + t] = padded[phase + t * g.StrideW];
             }
         }
 
         /// <summary>uint8 to fp32.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void Convert(byte* source, int count, float* destination)
         {
             int i = 0;
@@ -184,6 +182,54 @@ public static unsafe class Int8Depthwise
                 for (; i + TLanes.Count <= count; i += TLanes.Count)
                     TLanes.StoreFloat(TLanes.ToFloat(TLanes.LoadBytes(source + i)), destination + i);
             for (; i < count; i++) destination[i] = source[i];
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Fill(float* destination, int count, float value)
+        {
+            int i = 0;
+            if (TLanes.IsAccelerated)
+            {
+                TFloat v = TLanes.SplatFloat(value);
+                for (; i + TLanes.Count <= count; i += TLanes.Count) TLanes.StoreFloat(v, destination + i);
+            }
+            for (; i < count; i++) destination[i] = value;
+        }
+
+        /// <summary><c>even[t] = source[2t]</c>, <c>odd[t] = source[2t + 1]</c> for t &lt; <paramref name="count"/>, a
+        /// multiple of the lane count.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void SplitTwo(float* source, float* even, float* odd, int count)
+        {
+            int t = 0;
+            if (TLanes.Count == 16 && Avx512F.IsSupported)
+            {
+                var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                var odds = evens + Vector512<int>.One;
+                for (; t < count; t += 16)
+                {
+                    var a = Vector512.Load(source + 2 * t);
+                    var b = Vector512.Load(source + 2 * t + 16);
+                    Avx512F.PermuteVar16x32x2(a, evens, b).Store(even + t);
+                    Avx512F.PermuteVar16x32x2(a, odds, b).Store(odd + t);
+                }
+            }
+            else if (TLanes.Count == 8 && Avx2.IsSupported)
+            {
+                for (; t < count; t += 8)
+                {
+                    // Shuffles pick even (odd) floats of a and b per 128-bit half; the permute orders the halves.
+                    var a = Vector256.Load(source + 2 * t);
+                    var b = Vector256.Load(source + 2 * t + 8);
+                    Avx2.Permute4x64(Avx.Shuffle(a, b, 0b10_00_10_00).AsDouble(), 0b11_01_10_00).AsSingle().Store(even + t);
+                    Avx2.Permute4x64(Avx.Shuffle(a, b, 0b11_01_11_01).AsDouble(), 0b11_01_10_00).AsSingle().Store(odd + t);
+                }
+            }
+            for (; t < count; t++)
+            {
+                even[t] = source[2 * t];
+                odd[t] = source[2 * t + 1];
+            }
         }
 
         /// <summary>
@@ -198,7 +244,8 @@ public static unsafe class Int8Depthwise
             int count = TRows.Value;
             int lanes = TLanes.Count, stride = _paddedWidth;
             TFloat zero = TLanes.SplatFloat(0);
-            for (int ow = 0; ow < _paddedWidth; ow += 2 * lanes)
+            int ow = 0;
+            for (; ow + 2 * lanes <= _paddedWidth; ow += 2 * lanes)
             {
                 TFloat a00 = zero, a01 = zero, a10 = zero, a11 = zero;
                 TFloat a20 = zero, a21 = zero, a30 = zero, a31 = zero;
@@ -242,6 +289,24 @@ public static unsafe class Int8Depthwise
                     TLanes.StoreInt(TLanes.RoundToInt(a30), sums + 3 * stride + ow);
                     TLanes.StoreInt(TLanes.RoundToInt(a31), sums + 3 * stride + ow + lanes);
                 }
+            }
+            if (ow < _paddedWidth)
+            {
+                // One vector left: four chains over the rows.
+                TFloat a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+                for (int t = 0; t < taps; t++)
+                {
+                    TFloat weight = TLanes.SplatFloat(weights[t]);
+                    float* p = rows + tapOffset[t] + ow;
+                    a0 = TLanes.MultiplyAdd(TLanes.LoadFloat(p), weight, a0);
+                    if (count > 1) a1 = TLanes.MultiplyAdd(TLanes.LoadFloat(p + rowStep), weight, a1);
+                    if (count > 2) a2 = TLanes.MultiplyAdd(TLanes.LoadFloat(p + 2 * rowStep), weight, a2);
+                    if (count > 3) a3 = TLanes.MultiplyAdd(TLanes.LoadFloat(p + 3 * rowStep), weight, a3);
+                }
+                TLanes.StoreInt(TLanes.RoundToInt(a0), sums + ow);
+                if (count > 1) TLanes.StoreInt(TLanes.RoundToInt(a1), sums + stride + ow);
+                if (count > 2) TLanes.StoreInt(TLanes.RoundToInt(a2), sums + 2 * stride + ow);
+                if (count > 3) TLanes.StoreInt(TLanes.RoundToInt(a3), sums + 3 * stride + ow);
             }
         }
     }

@@ -183,11 +183,13 @@ internal readonly unsafe struct Int8Store
     }
 
     /// <summary>Writes C[row, col .. col + count) from the raw sums <c>sum x * w</c> at <paramref name="sums"/>.</summary>
+    /// <remarks>The widest lanes that fit the row are used: every width computes the same values, so a short row
+    /// (a GEMM edge tile, a small feature map) runs on narrower vectors instead of the scalar tail.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void StoreRow(int* sums, int count, int row, int col)
     {
-        if (Quantize512.IsAccelerated) StoreRow<Vector512<int>, Vector512<float>, Quantize512>(sums, count, row, col);
-        else if (Quantize256.IsAccelerated) StoreRow<Vector256<int>, Vector256<float>, Quantize256>(sums, count, row, col);
+        if (Quantize512.IsAccelerated && count >= Quantize512.Count) StoreRow<Vector512<int>, Vector512<float>, Quantize512>(sums, count, row, col);
+        else if (Quantize256.IsAccelerated && count >= Quantize256.Count) StoreRow<Vector256<int>, Vector256<float>, Quantize256>(sums, count, row, col);
         else StoreRow<Vector128<int>, Vector128<float>, Quantize128>(sums, count, row, col);
     }
 
@@ -207,6 +209,7 @@ internal readonly unsafe struct Int8Store
     }
 
     /// <summary><see cref="StoreRow(int*, int, int, int)"/> with lanes of one width.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void StoreRow<TInt, TFloat, TLanes>(int* sums, int count, int row, int col)
         where TInt : struct
         where TFloat : struct
@@ -235,7 +238,8 @@ internal readonly unsafe struct Int8Store
 }
 
 /// <summary>The epilogue loops over one row of sums. Per-channel parameters advance by <c>stride</c> (0 or 1) per
-/// element, so one loop serves channels on rows and on columns.</summary>
+/// element, so one loop serves channels on rows and on columns. A row of at least one vector ends with a vector that
+/// overlaps the previous one (its elements are recomputed to the same values) instead of a scalar tail.</summary>
 internal static unsafe class Int8Rows
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -249,13 +253,13 @@ internal static unsafe class Int8Rows
         // conversion in range.
         float low = min - zeroPoint, high = max - zeroPoint;
         int j = 0;
-        if (TLanes.IsAccelerated)
+        if (TLanes.IsAccelerated && count >= TLanes.Count)
         {
             TFloat lowV = TLanes.SplatFloat(low), highV = TLanes.SplatFloat(high);
             TInt zero = TLanes.SplatInt(zeroPoint);
             TInt offset = TLanes.SplatInt(offsets[0]);
             TFloat multiplier = TLanes.SplatFloat(multipliers[0]);
-            for (; j + TLanes.Count <= count; j += TLanes.Count)
+            for (int last = count - TLanes.Count; ; j = Math.Min(j + TLanes.Count, last))
             {
                 if (stride != 0)
                 {
@@ -264,7 +268,9 @@ internal static unsafe class Int8Rows
                 }
                 TFloat scaled = TLanes.Multiply(TLanes.ToFloat(TLanes.Add(TLanes.LoadInt(sums + j), offset)), multiplier);
                 TLanes.StoreBytes(TLanes.Add(TLanes.RoundToInt(TLanes.Clamp(scaled, lowV, highV)), zero), output + j);
+                if (j == last) break;
             }
+            j = count;
         }
         for (; j < count; j++)
         {
@@ -281,13 +287,13 @@ internal static unsafe class Int8Rows
         where TLanes : struct, IQuantizeLanes<TInt, TFloat>
     {
         int j = 0;
-        if (TLanes.IsAccelerated)
+        if (TLanes.IsAccelerated && count >= TLanes.Count)
         {
             TFloat lowV = TLanes.SplatFloat(min), highV = TLanes.SplatFloat(max);
             TInt offset = TLanes.SplatInt(offsets[0]);
             TFloat scale = TLanes.SplatFloat(scales[0]);
             TFloat add = TLanes.SplatFloat(bias == null ? 0 : bias[0]);
-            for (; j + TLanes.Count <= count; j += TLanes.Count)
+            for (int last = count - TLanes.Count; ; j = Math.Min(j + TLanes.Count, last))
             {
                 if (stride != 0)
                 {
@@ -297,7 +303,9 @@ internal static unsafe class Int8Rows
                 }
                 TFloat value = TLanes.MultiplyAdd(TLanes.ToFloat(TLanes.Add(TLanes.LoadInt(sums + j), offset)), scale, add);
                 TLanes.StoreFloat(TLanes.Clamp(value, lowV, highV), output + j);
+                if (j == last) break;
             }
+            j = count;
         }
         for (; j < count; j++)
         {
@@ -314,14 +322,16 @@ internal static unsafe class Int8Rows
         where TLanes : struct, IQuantizeLanes<TInt, TFloat>
     {
         int j = 0;
-        if (TLanes.IsAccelerated)
+        if (TLanes.IsAccelerated && count >= TLanes.Count)
         {
             TInt offset = TLanes.SplatInt(offsets[0]);
-            for (; j + TLanes.Count <= count; j += TLanes.Count)
+            for (int last = count - TLanes.Count; ; j = Math.Min(j + TLanes.Count, last))
             {
                 if (stride != 0) offset = TLanes.LoadInt(offsets + j);
                 TLanes.StoreInt(TLanes.Add(TLanes.LoadInt(sums + j), offset), output + j);
+                if (j == last) break;
             }
+            j = count;
         }
         for (; j < count; j++) output[j] = unchecked(sums[j] + offsets[j * stride]);
     }

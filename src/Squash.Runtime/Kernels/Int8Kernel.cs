@@ -54,6 +54,7 @@ internal readonly record struct Int8Kernel(Int8KernelKind Kind, int Mr, int Nr)
     /// <c>tile[r * Nr + c] = sum over the depth of left[r, k] * right[k, c]</c> for r &lt; <paramref name="rows"/>
     /// (1 to <see cref="Mr"/>) and c &lt; <see cref="Nr"/>, from panels of <paramref name="quads"/> quads.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public unsafe void Run<TSide>(int rows, int quads, byte* left, byte* right, int* tile) where TSide : struct, IInt8Side
     {
         switch (Kind)
@@ -90,6 +91,7 @@ internal static unsafe class Int8MicroKernel<TVector, TLanes, TSide>
     where TLanes : struct, IInt8DotLanes<TVector>
     where TSide : struct, IInt8Side
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(int rows, int quads, byte* left, byte* right, int* tile, int mr)
     {
         switch (rows)
