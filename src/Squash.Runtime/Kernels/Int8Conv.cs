@@ -271,6 +271,11 @@ internal readonly unsafe struct Int8Im2ColPanels(byte* x, Int8ConvGeometry g, by
         int c = k / taps, tap = k % taps, kh = tap / g.KernelW, kw = tap % g.KernelW;
         byte* plane = x + (nint)c * g.InputSize;
         int outWidth = g.OutWidth, width = g.Width, stride = g.StrideW;
+        // Output column ow reads input column first + ow * stride; those in [validLo, validHi) are inside the image.
+        // The same for every output row, so the divisions happen once per depth row.
+        int first = kw * g.DilationW - g.PadLeft;
+        int validLo = first >= 0 ? 0 : Math.Min(outWidth, (-first + stride - 1) / stride);
+        int validHi = first >= width ? validLo : Math.Clamp((width - first + stride - 1) / stride, validLo, outWidth);
         int oh = start / outWidth, ow = start % outWidth;
         for (int done = 0; done < count; oh++, ow = 0)
         {
@@ -278,17 +283,14 @@ internal readonly unsafe struct Int8Im2ColPanels(byte* x, Int8ConvGeometry g, by
             int ih = oh * g.StrideH - g.PadTop + kh * g.DilationH;
             if ((uint)ih >= (uint)g.Height)
             {
-                new Span<byte>(dst, length).Fill(zeroPoint);
+                Int8Im2Col.Fill(dst, length, zeroPoint);
             }
             else
             {
-                // Output t of the run reads column first + t * stride; those inside [0, width) are copied.
-                int first = ow * stride - g.PadLeft + kw * g.DilationW;
-                int lo = first >= 0 ? 0 : Math.Min(length, (-first + stride - 1) / stride);
-                int hi = first >= width ? lo : Math.Max(lo, Math.Min(length, (width - first + stride - 1) / stride));
-                new Span<byte>(dst, lo).Fill(zeroPoint);
-                Int8Im2Col.Strided(dst + lo, plane + (nint)ih * width + first + lo * stride, hi - lo, stride);
-                new Span<byte>(dst + hi, length - hi).Fill(zeroPoint);
+                int lo = Math.Clamp(validLo - ow, 0, length), hi = Math.Clamp(validHi - ow, lo, length);
+                Int8Im2Col.Fill(dst, lo, zeroPoint);
+                Int8Im2Col.Strided(dst + lo, plane + (nint)ih * width + first + (ow + lo) * stride, hi - lo, stride);
+                Int8Im2Col.Fill(dst + hi, length - hi, zeroPoint);
             }
             dst += length;
             done += length;
@@ -306,7 +308,7 @@ internal static unsafe class Int8Im2Col
         if (n <= 0) return;
         if (stride == 1)
         {
-            Buffer.MemoryCopy(src, dst, n, n);
+            Copy(dst, src, n);
             return;
         }
         int t = 0;
@@ -323,5 +325,35 @@ internal static unsafe class Int8Im2Col
             }
         }
         for (; t < n; t++) dst[t] = src[t * stride];
+    }
+
+    /// <summary>Copies <paramref name="n"/> bytes; short runs (an image row) inline, without a call.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Copy(byte* dst, byte* src, int n)
+    {
+        if (n >= 16)
+        {
+            // Whole vectors, then one last vector overlapping the previous (the ranges do not overlap each other).
+            int i = 0;
+            for (; i + 16 < n; i += 16) Vector128.Store(Vector128.Load(src + i), dst + i);
+            Vector128.Store(Vector128.Load(src + n - 16), dst + n - 16);
+            return;
+        }
+        for (int i = 0; i < n; i++) dst[i] = src[i];
+    }
+
+    /// <summary>Sets <paramref name="n"/> bytes to <paramref name="value"/>; short runs (padding) inline.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Fill(byte* dst, int n, byte value)
+    {
+        if (n >= 16)
+        {
+            var v = Vector128.Create(value);
+            int i = 0;
+            for (; i + 16 < n; i += 16) v.Store(dst + i);
+            v.Store(dst + n - 16);
+            return;
+        }
+        for (int i = 0; i < n; i++) dst[i] = value;
     }
 }
