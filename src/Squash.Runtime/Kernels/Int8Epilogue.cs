@@ -158,29 +158,44 @@ public sealed unsafe class Int8Epilogue
 
 /// <summary>
 /// Where the epilogue of one int8 GEMM call writes: the output matrix (row stride <c>Ld</c> elements) and how its rows
-/// and columns map to the epilogue's channels.
+/// and columns map to the epilogue's channels. The epilogue's parameters are copied in as plain pointers and values,
+/// so that the micro-kernel can apply them to its registers without calls.
 /// </summary>
 internal readonly unsafe struct Int8Store
 {
-    private readonly Int8Epilogue _epilogue;
     private readonly void* _output;
     private readonly nint _ld;
-    private readonly int _channelBase;
     private readonly bool _channelsOnRows;
+    // The per-channel arrays, advanced to the channel of row (or column) 0.
+    private readonly int* _offsets;
+    private readonly float* _scales;
+    private readonly float* _bias;
+    private readonly byte _zeroPoint, _min, _max;
+    private readonly float _floatMin, _floatMax;
 
-    /// <param name="epilogue">The arithmetic.</param>
+    /// <param name="epilogue">The arithmetic (its arrays are pinned).</param>
     /// <param name="output">byte*, float* or int* by <see cref="Int8Epilogue.Kind"/>.</param>
     /// <param name="ld">Row stride of the output in elements.</param>
     /// <param name="channelBase">The channel of row (or column) 0 (a group's first channel).</param>
     /// <param name="channelsOnRows">True for weights on the left (channel = row), false on the right (channel = column).</param>
     public Int8Store(Int8Epilogue epilogue, void* output, nint ld, int channelBase, bool channelsOnRows)
     {
-        _epilogue = epilogue;
+        Kind = epilogue.Kind;
         _output = output;
         _ld = ld;
-        _channelBase = channelBase;
         _channelsOnRows = channelsOnRows;
+        _offsets = epilogue.OffsetPointer + channelBase;
+        _scales = epilogue.Kind == Int8OutputKind.Integer ? null : epilogue.ScalePointer + channelBase;
+        _bias = epilogue.FloatBias.IsEmpty ? null : epilogue.BiasPointer + channelBase;
+        _zeroPoint = epilogue.OutputZeroPoint;
+        _min = epilogue.Min;
+        _max = epilogue.Max;
+        _floatMin = epilogue.FloatMin;
+        _floatMax = epilogue.FloatMax;
     }
+
+    /// <summary>What the epilogue writes.</summary>
+    public Int8OutputKind Kind { get; }
 
     /// <summary>Writes C[row, col .. col + count) from the raw sums <c>sum x * w</c> at <paramref name="sums"/>.</summary>
     /// <remarks>The widest lanes that fit the row are used: every width computes the same values, so a short row
@@ -217,25 +232,116 @@ internal readonly unsafe struct Int8Store
     {
         nint at = row * _ld + col;
         // Per-row channels use one set of parameters for the whole row (stride 0); per-column ones advance with it.
-        int channel = _channelBase + (_channelsOnRows ? row : col);
+        int channel = _channelsOnRows ? row : col;
         int stride = _channelsOnRows ? 0 : 1;
-        var e = _epilogue;
-        switch (e.Kind)
+        switch (Kind)
         {
             case Int8OutputKind.Requantize:
-                Int8Rows.Requantize<TInt, TFloat, TLanes>(sums, count, e.OffsetPointer + channel, e.ScalePointer + channel, stride,
-                    e.OutputZeroPoint, e.Min, e.Max, (byte*)_output + at);
+                Int8Rows.Requantize<TInt, TFloat, TLanes>(sums, count, _offsets + channel, _scales + channel, stride,
+                    _zeroPoint, _min, _max, (byte*)_output + at);
                 break;
             case Int8OutputKind.Dequantize:
-                Int8Rows.Dequantize<TInt, TFloat, TLanes>(sums, count, e.OffsetPointer + channel, e.ScalePointer + channel,
-                    e.FloatBias.IsEmpty ? null : e.BiasPointer + channel, stride, e.FloatMin, e.FloatMax, (float*)_output + at);
+                Int8Rows.Dequantize<TInt, TFloat, TLanes>(sums, count, _offsets + channel, _scales + channel,
+                    _bias == null ? null : _bias + channel, stride, _floatMin, _floatMax, (float*)_output + at);
                 break;
             default:
-                Int8Rows.Offset<TInt, TFloat, TLanes>(sums, count, e.OffsetPointer + channel, stride, (int*)_output + at);
+                Int8Rows.Offset<TInt, TFloat, TLanes>(sums, count, _offsets + channel, stride, (int*)_output + at);
                 break;
         }
     }
+
+    /// <summary>Requantizes C[row, col .. col + 2 * lanes) from two vectors of raw sums (a row of a full tile, in
+    /// registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Requantize<TInt, TFloat, TLanes>(TInt sums0, TInt sums1, int row, int col)
+        where TInt : struct
+        where TFloat : struct
+        where TLanes : struct, IQuantizeLanes<TInt, TFloat>
+    {
+        TInt offset0, offset1;
+        TFloat multiplier0, multiplier1;
+        if (_channelsOnRows)
+        {
+            offset0 = offset1 = TLanes.SplatInt(_offsets[row]);
+            multiplier0 = multiplier1 = TLanes.SplatFloat(_scales[row]);
+        }
+        else
+        {
+            offset0 = TLanes.LoadInt(_offsets + col);
+            offset1 = TLanes.LoadInt(_offsets + col + TLanes.Count);
+            multiplier0 = TLanes.LoadFloat(_scales + col);
+            multiplier1 = TLanes.LoadFloat(_scales + col + TLanes.Count);
+        }
+        TFloat low = TLanes.SplatFloat(_min - _zeroPoint), high = TLanes.SplatFloat(_max - _zeroPoint);
+        TInt zero = TLanes.SplatInt(_zeroPoint);
+        byte* output = (byte*)_output + row * _ld + col;
+        TFloat scaled0 = TLanes.Multiply(TLanes.ToFloat(TLanes.Add(sums0, offset0)), multiplier0);
+        TFloat scaled1 = TLanes.Multiply(TLanes.ToFloat(TLanes.Add(sums1, offset1)), multiplier1);
+        TLanes.StoreBytes(TLanes.Add(TLanes.RoundToInt(TLanes.Clamp(scaled0, low, high)), zero), output);
+        TLanes.StoreBytes(TLanes.Add(TLanes.RoundToInt(TLanes.Clamp(scaled1, low, high)), zero), output + TLanes.Count);
+    }
+
+    /// <summary>Dequantizes C[row, col .. col + 2 * lanes) from two vectors of raw sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Dequantize<TInt, TFloat, TLanes>(TInt sums0, TInt sums1, int row, int col)
+        where TInt : struct
+        where TFloat : struct
+        where TLanes : struct, IQuantizeLanes<TInt, TFloat>
+    {
+        TInt offset0, offset1;
+        TFloat scale0, scale1, add0, add1;
+        if (_channelsOnRows)
+        {
+            offset0 = offset1 = TLanes.SplatInt(_offsets[row]);
+            scale0 = scale1 = TLanes.SplatFloat(_scales[row]);
+            add0 = add1 = TLanes.SplatFloat(_bias == null ? 0 : _bias[row]);
+        }
+        else
+        {
+            offset0 = TLanes.LoadInt(_offsets + col);
+            offset1 = TLanes.LoadInt(_offsets + col + TLanes.Count);
+            scale0 = TLanes.LoadFloat(_scales + col);
+            scale1 = TLanes.LoadFloat(_scales + col + TLanes.Count);
+            add0 = _bias == null ? TLanes.SplatFloat(0) : TLanes.LoadFloat(_bias + col);
+            add1 = _bias == null ? TLanes.SplatFloat(0) : TLanes.LoadFloat(_bias + col + TLanes.Count);
+        }
+        TFloat low = TLanes.SplatFloat(_floatMin), high = TLanes.SplatFloat(_floatMax);
+        float* output = (float*)_output + row * _ld + col;
+        TLanes.StoreFloat(TLanes.Clamp(TLanes.MultiplyAdd(TLanes.ToFloat(TLanes.Add(sums0, offset0)), scale0, add0), low, high), output);
+        TLanes.StoreFloat(TLanes.Clamp(TLanes.MultiplyAdd(TLanes.ToFloat(TLanes.Add(sums1, offset1)), scale1, add1), low, high),
+            output + TLanes.Count);
+    }
+
+    /// <summary>Writes the exact int32 sums C[row, col .. col + 2 * lanes) from two vectors of raw sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Offset<TInt, TFloat, TLanes>(TInt sums0, TInt sums1, int row, int col)
+        where TInt : struct
+        where TFloat : struct
+        where TLanes : struct, IQuantizeLanes<TInt, TFloat>
+    {
+        TInt offset0 = _channelsOnRows ? TLanes.SplatInt(_offsets[row]) : TLanes.LoadInt(_offsets + col);
+        TInt offset1 = _channelsOnRows ? offset0 : TLanes.LoadInt(_offsets + col + TLanes.Count);
+        int* output = (int*)_output + row * _ld + col;
+        TLanes.StoreInt(TLanes.Add(sums0, offset0), output);
+        TLanes.StoreInt(TLanes.Add(sums1, offset1), output + TLanes.Count);
+    }
 }
+
+/// <summary>Where a micro-kernel puts a finished tile: a type argument, so that each kernel variant contains only its
+/// own epilogue (one variant with all of them exceeds the JIT's inlining budget and spills the accumulators).</summary>
+internal interface IInt8TileOutput;
+
+/// <summary>Raw sums into a tile buffer (partial tiles, finished by <see cref="Int8Store.StoreRow(int*, int, int, int)"/>).</summary>
+internal struct Int8ToTile : IInt8TileOutput;
+
+/// <summary>Requantized uint8 straight from the registers.</summary>
+internal struct Int8ToRequantized : IInt8TileOutput;
+
+/// <summary>Dequantized fp32 straight from the registers.</summary>
+internal struct Int8ToDequantized : IInt8TileOutput;
+
+/// <summary>Exact int32 straight from the registers.</summary>
+internal struct Int8ToInteger : IInt8TileOutput;
 
 /// <summary>The epilogue loops over one row of sums. Per-channel parameters advance by <c>stride</c> (0 or 1) per
 /// element, so one loop serves channels on rows and on columns. A row of at least one vector ends with a vector that

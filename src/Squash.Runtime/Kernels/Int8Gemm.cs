@@ -111,17 +111,35 @@ public static unsafe class Int8Gemm
         }
         int groupRows = RoundUp((m + rowGroups - 1) / rowGroups, mr);
         rowGroups = (m + groupRows - 1) / groupRows;
-        var body = new Body<TSide, TLeft, TRight>(kernel, m, n, quads, left, right, store, nc, mc, groupRows, rowGroups);
-        if (threads == 1) body.Invoke(0, rowGroups * columnSlabs);
-        else context.For(rowGroups * columnSlabs, body);
+        int tasks = rowGroups * columnSlabs;
+        switch (store.Kind)
+        {
+            case Int8OutputKind.Requantize:
+                Start(context, tasks, new Body<TSide, TLeft, TRight, Int8ToRequantized>(kernel, m, n, quads, left, right, store, nc, mc, groupRows, rowGroups));
+                break;
+            case Int8OutputKind.Dequantize:
+                Start(context, tasks, new Body<TSide, TLeft, TRight, Int8ToDequantized>(kernel, m, n, quads, left, right, store, nc, mc, groupRows, rowGroups));
+                break;
+            default:
+                Start(context, tasks, new Body<TSide, TLeft, TRight, Int8ToInteger>(kernel, m, n, quads, left, right, store, nc, mc, groupRows, rowGroups));
+                break;
+        }
     }
 
-    /// <summary>One task: a group of rows of one column slab of C.</summary>
-    private readonly struct Body<TSide, TLeft, TRight>(Int8Kernel kernel, int m, int n, int quads, TLeft left, TRight right,
+    private static void Start<TBody>(KernelContext context, int tasks, TBody body) where TBody : struct, IRangeBody
+    {
+        if (context.ThreadCount == 1) body.Invoke(0, tasks);
+        else context.For(tasks, body);
+    }
+
+    /// <summary>One task: a group of rows of one column slab of C. Full tiles go through the epilogue
+    /// <typeparamref name="TOutput"/> in registers; partial ones through a tile buffer.</summary>
+    private readonly struct Body<TSide, TLeft, TRight, TOutput>(Int8Kernel kernel, int m, int n, int quads, TLeft left, TRight right,
         Int8Store store, int nc, int mc, int groupRows, int rowGroups) : IRangeBody
         where TSide : struct, IInt8Side
         where TLeft : struct, IInt8PanelSource
         where TRight : struct, IInt8PanelSource
+        where TOutput : struct, IInt8TileOutput
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int start, int end)
@@ -147,8 +165,13 @@ public static unsafe class Int8Gemm
                         byte* leftPanel = leftPanels + ir * depthBytes;
                         for (int jr = 0; jr < nLength; jr += nr)
                         {
-                            kernel.Run<TSide>(rows, quads, leftPanel, rightPanels + jr * depthBytes, tile);
-                            int cols = Math.Min(nr, nLength - jr);
+                            int cols = nLength - jr;
+                            if (cols >= nr)
+                            {
+                                kernel.Run<TSide, TOutput>(rows, quads, leftPanel, rightPanels + jr * depthBytes, null, store, i0 + ir, j0 + jr);
+                                continue;
+                            }
+                            kernel.Run<TSide, Int8ToTile>(rows, quads, leftPanel, rightPanels + jr * depthBytes, tile, store, i0 + ir, j0 + jr);
                             for (int r = 0; r < rows; r++)
                                 store.StoreRow(tile + r * nr, cols, i0 + ir + r, j0 + jr);
                         }

@@ -46,22 +46,32 @@ internal readonly record struct Int8Kernel(Int8KernelKind Kind, int Mr, int Nr)
     public static bool IsSupported(Int8KernelKind kind) => kind switch
     {
         Int8KernelKind.Vector512 => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported,
-        Int8KernelKind.Vector256 => Vector256.IsHardwareAccelerated && Avx2.IsSupported,
+        Int8KernelKind.Vector256 => Vector256.IsHardwareAccelerated && Avx2.IsSupported && Fma.IsSupported,
         _ => true,
     };
 
     /// <summary>
-    /// <c>tile[r * Nr + c] = sum over the depth of left[r, k] * right[k, c]</c> for r &lt; <paramref name="rows"/>
-    /// (1 to <see cref="Mr"/>) and c &lt; <see cref="Nr"/>, from panels of <paramref name="quads"/> quads.
+    /// The sums <c>sum over the depth of left[r, k] * right[k, c]</c> for r &lt; <paramref name="rows"/> (1 to
+    /// <see cref="Mr"/>) and c &lt; <see cref="Nr"/>, from panels of <paramref name="quads"/> quads. With
+    /// <see cref="Int8ToTile"/> they are stored in <paramref name="tile"/> (row stride Nr); otherwise a tile of full width
+    /// goes from the registers through <paramref name="store"/>'s epilogue to C[row.., col..].
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public unsafe void Run<TSide>(int rows, int quads, byte* left, byte* right, int* tile) where TSide : struct, IInt8Side
+    public unsafe void Run<TSide, TOutput>(int rows, int quads, byte* left, byte* right, int* tile, in Int8Store store, int row, int col)
+        where TSide : struct, IInt8Side
+        where TOutput : struct, IInt8TileOutput
     {
         switch (Kind)
         {
-            case Int8KernelKind.Vector512: Int8MicroKernel<Vector512<int>, Int8Dot512, TSide>.Run(rows, quads, left, right, tile, Mr); break;
-            case Int8KernelKind.Vector256: Int8MicroKernel<Vector256<int>, Int8Dot256, TSide>.Run(rows, quads, left, right, tile, Mr); break;
-            default: Int8MicroKernel<Vector128<int>, Int8Dot128, TSide>.Run(rows, quads, left, right, tile, Mr); break;
+            case Int8KernelKind.Vector512:
+                Int8MicroKernel<Vector512<int>, Vector512<float>, Int8Dot512, Quantize512, TSide>.Run<TOutput>(rows, quads, left, right, tile, Mr, store, row, col);
+                break;
+            case Int8KernelKind.Vector256:
+                Int8MicroKernel<Vector256<int>, Vector256<float>, Int8Dot256, Quantize256, TSide>.Run<TOutput>(rows, quads, left, right, tile, Mr, store, row, col);
+                break;
+            default:
+                Int8MicroKernel<Vector128<int>, Vector128<float>, Int8Dot128, Quantize128, TSide>.Run<TOutput>(rows, quads, left, right, tile, Mr, store, row, col);
+                break;
         }
     }
 }
@@ -85,26 +95,47 @@ internal struct WeightsRight : IInt8Side
     public static bool LeftIsUnsigned => true;
 }
 
-/// <summary>The micro-kernel source, compiled per vector width, operand side and tile height.</summary>
-internal static unsafe class Int8MicroKernel<TVector, TLanes, TSide>
+/// <summary>The micro-kernel source, compiled per vector width, operand side, tile height and output. The epilogue's
+/// lanes (<typeparamref name="TQuantize"/>) share the int32 vector type of the dot lanes, so full tiles are stored
+/// straight from the accumulators.</summary>
+internal static unsafe class Int8MicroKernel<TVector, TFloat, TLanes, TQuantize, TSide>
     where TVector : struct
+    where TFloat : struct
     where TLanes : struct, IInt8DotLanes<TVector>
+    where TQuantize : struct, IQuantizeLanes<TVector, TFloat>
     where TSide : struct, IInt8Side
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run(int rows, int quads, byte* left, byte* right, int* tile, int mr)
+    public static void Run<TOutput>(int rows, int quads, byte* left, byte* right, int* tile, int mr, in Int8Store store, int row, int col)
+        where TOutput : struct, IInt8TileOutput
     {
         switch (rows)
         {
-            case 8: Tile<Rows8>(quads, left, right, tile, mr); break;
-            case 7: Tile<Rows7>(quads, left, right, tile, mr); break;
-            case 6: Tile<Rows6>(quads, left, right, tile, mr); break;
-            case 5: Tile<Rows5>(quads, left, right, tile, mr); break;
-            case 4: Tile<Rows4>(quads, left, right, tile, mr); break;
-            case 3: Tile<Rows3>(quads, left, right, tile, mr); break;
-            case 2: Tile<Rows2>(quads, left, right, tile, mr); break;
-            case 1: Tile<Rows1>(quads, left, right, tile, mr); break;
+            case 8: Tile<Rows8, TOutput>(quads, left, right, tile, mr, store, row, col); break;
+            case 7: Tile<Rows7, TOutput>(quads, left, right, tile, mr, store, row, col); break;
+            case 6: Tile<Rows6, TOutput>(quads, left, right, tile, mr, store, row, col); break;
+            case 5: Tile<Rows5, TOutput>(quads, left, right, tile, mr, store, row, col); break;
+            case 4: Tile<Rows4, TOutput>(quads, left, right, tile, mr, store, row, col); break;
+            case 3: Tile<Rows3, TOutput>(quads, left, right, tile, mr, store, row, col); break;
+            case 2: Tile<Rows2, TOutput>(quads, left, right, tile, mr, store, row, col); break;
+            case 1: Tile<Rows1, TOutput>(quads, left, right, tile, mr, store, row, col); break;
             default: throw new ArgumentOutOfRangeException(nameof(rows));
+        }
+    }
+
+    /// <summary>Row <paramref name="r"/> of a finished tile to its destination.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Emit<TOutput>(TVector sums0, TVector sums1, int r, int* tile, in Int8Store store, int row, int col)
+        where TOutput : struct, IInt8TileOutput
+    {
+        if (typeof(TOutput) == typeof(Int8ToRequantized)) store.Requantize<TVector, TFloat, TQuantize>(sums0, sums1, row + r, col);
+        else if (typeof(TOutput) == typeof(Int8ToDequantized)) store.Dequantize<TVector, TFloat, TQuantize>(sums0, sums1, row + r, col);
+        else if (typeof(TOutput) == typeof(Int8ToInteger)) store.Offset<TVector, TFloat, TQuantize>(sums0, sums1, row + r, col);
+        else
+        {
+            int nr = 2 * TLanes.Count;
+            TLanes.Store(sums0, tile + r * nr);
+            TLanes.Store(sums1, tile + r * nr + TLanes.Count);
         }
     }
 
@@ -115,7 +146,9 @@ internal static unsafe class Int8MicroKernel<TVector, TLanes, TSide>
     /// <summary>A tile of <typeparamref name="TRows"/> rows; the JIT drops the accumulators of absent rows, so edge
     /// tiles of M run at full speed instead of on zero-padded rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile<TRows>(int quads, byte* left, byte* right, int* tile, int mr) where TRows : struct, IRows
+    private static void Tile<TRows, TOutput>(int quads, byte* left, byte* right, int* tile, int mr, in Int8Store store, int row, int col)
+        where TRows : struct, IRows
+        where TOutput : struct, IInt8TileOutput
     {
         int rows = TRows.Value;
         int lanes = TLanes.Count, nr = 2 * lanes;
@@ -175,15 +208,14 @@ internal static unsafe class Int8MicroKernel<TVector, TLanes, TSide>
             left += leftStep;
             right += rightStep;
         }
-        TLanes.Store(c00, tile);
-        TLanes.Store(c01, tile + lanes);
-        if (rows > 1) { TLanes.Store(c10, tile + nr); TLanes.Store(c11, tile + nr + lanes); }
-        if (rows > 2) { TLanes.Store(c20, tile + 2 * nr); TLanes.Store(c21, tile + 2 * nr + lanes); }
-        if (rows > 3) { TLanes.Store(c30, tile + 3 * nr); TLanes.Store(c31, tile + 3 * nr + lanes); }
-        if (rows > 4) { TLanes.Store(c40, tile + 4 * nr); TLanes.Store(c41, tile + 4 * nr + lanes); }
-        if (rows > 5) { TLanes.Store(c50, tile + 5 * nr); TLanes.Store(c51, tile + 5 * nr + lanes); }
-        if (rows > 6) { TLanes.Store(c60, tile + 6 * nr); TLanes.Store(c61, tile + 6 * nr + lanes); }
-        if (rows > 7) { TLanes.Store(c70, tile + 7 * nr); TLanes.Store(c71, tile + 7 * nr + lanes); }
+        Emit<TOutput>(c00, c01, 0, tile, store, row, col);
+        if (rows > 1) Emit<TOutput>(c10, c11, 1, tile, store, row, col);
+        if (rows > 2) Emit<TOutput>(c20, c21, 2, tile, store, row, col);
+        if (rows > 3) Emit<TOutput>(c30, c31, 3, tile, store, row, col);
+        if (rows > 4) Emit<TOutput>(c40, c41, 4, tile, store, row, col);
+        if (rows > 5) Emit<TOutput>(c50, c51, 5, tile, store, row, col);
+        if (rows > 6) Emit<TOutput>(c60, c61, 6, tile, store, row, col);
+        if (rows > 7) Emit<TOutput>(c70, c71, 7, tile, store, row, col);
     }
 
     /// <summary>A tile height known to the JIT.</summary>
