@@ -45,7 +45,8 @@ public sealed class Int8ConvTests
             var weights = Int8ConvWeights.Pack(g, w, Int8Kernel.Create(kind));
             Assert.NotNull(weights.Groups);
             CheckIntegerAndRequantized(g, weights, x, w, bias, zx, (e, y) => Int8Conv.Run(new KernelContext(1), weights, x, e, y),
-                (e, y) => Int8Conv.Run(new KernelContext(1), weights, x, e, y), $"{kind}");
+                (e, y) => Int8Conv.Run(new KernelContext(1), weights, x, e, y), (e, y) => Int8Conv.Run(new KernelContext(1), weights, x, e, y),
+                $"{kind}");
         }
     }
 
@@ -62,14 +63,16 @@ public sealed class Int8ConvTests
         Assert.Equal(direct, weights.Depthwise is not null);
         var context = new KernelContext(1);
         CheckIntegerAndRequantized(g, weights, x, w, bias, zx, (e, y) => Int8Conv.Run(context, weights, x, e, y),
-            (e, y) => Int8Conv.Run(context, weights, x, e, y), "best");
+            (e, y) => Int8Conv.Run(context, weights, x, e, y), (e, y) => Int8Conv.Run(context, weights, x, e, y), "best");
         if (!direct) return;
         CheckIntegerAndRequantized(g, weights, x, w, bias, zx,
             (e, y) => Int8Depthwise.Run<Vector256<int>, Vector256<float>, Quantize256, int>(context, weights, x, e, y),
-            (e, y) => Int8Depthwise.Run<Vector256<int>, Vector256<float>, Quantize256, byte>(context, weights, x, e, y), "256");
+            (e, y) => Int8Depthwise.Run<Vector256<int>, Vector256<float>, Quantize256, byte>(context, weights, x, e, y),
+            (e, y) => Int8Depthwise.Run<Vector256<int>, Vector256<float>, Quantize256, float>(context, weights, x, e, y), "256");
         CheckIntegerAndRequantized(g, weights, x, w, bias, zx,
             (e, y) => Int8Depthwise.Run<Vector128<int>, Vector128<float>, Quantize128, int>(context, weights, x, e, y),
-            (e, y) => Int8Depthwise.Run<Vector128<int>, Vector128<float>, Quantize128, byte>(context, weights, x, e, y), "128");
+            (e, y) => Int8Depthwise.Run<Vector128<int>, Vector128<float>, Quantize128, byte>(context, weights, x, e, y),
+            (e, y) => Int8Depthwise.Run<Vector128<int>, Vector128<float>, Quantize128, float>(context, weights, x, e, y), "128");
     }
 
     /// <summary>Extreme depthwise values: 255 with weights -128 over 25 taps stays exact (sums of -816000).</summary>
@@ -121,8 +124,11 @@ public sealed class Int8ConvTests
         Assert.Throws<ArgumentException>(() => new Int8ConvGeometry(1, 2, 2, 2, 3, 1, 3, 3));
     }
 
+    /// <summary>The three epilogues against the direct reference: exact int32 sums, their scalar requantization (with a
+    /// ReLU range), and their fp32 dequantization with an fp32 bias.</summary>
     private static void CheckIntegerAndRequantized(Int8ConvGeometry g, Int8ConvWeights weights, byte[] x, sbyte[] w, int[] bias, byte zx,
-        Action<Int8Epilogue, int[]> runInteger, Action<Int8Epilogue, byte[]> runRequantized, string what)
+        Action<Int8Epilogue, int[]> runInteger, Action<Int8Epilogue, byte[]> runRequantized, Action<Int8Epilogue, float[]> runDequantized,
+        string what)
     {
         var expected = Reference(g, x, w, bias, zx);
         var y = new int[expected.Length];
@@ -140,6 +146,16 @@ public sealed class Int8ConvTests
             int channel = i / g.OutputSize % g.OutChannels;
             double rounded = Math.Round((double)((float)expected[i] * multipliers[channel]), MidpointRounding.ToEven);
             Assert.True((byte)Math.Clamp(rounded + zy, zy, 255) == q[i], $"{what}: requantized y[{i}] = {q[i]}, sum {expected[i]}");
+        }
+        var unbiased = Reference(g, x, w, [], zx);
+        var floatBias = new float[g.OutChannels];
+        for (int m = 0; m < floatBias.Length; m++) floatBias[m] = 0.25f * m - 1;
+        var f = new float[expected.Length];
+        runDequantized(Int8Epilogue.Dequantize(weights.WeightSums, zx, multipliers, floatBias), f);
+        for (int i = 0; i < f.Length; i++)
+        {
+            int channel = i / g.OutputSize % g.OutChannels;
+            Assert.Equal(MathF.FusedMultiplyAdd(unbiased[i], multipliers[channel], floatBias[channel]), f[i]);
         }
     }
 

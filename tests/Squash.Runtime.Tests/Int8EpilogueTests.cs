@@ -47,7 +47,8 @@ public sealed class Int8EpilogueTests
             }
     }
 
-    /// <summary>Dequantization: <c>clamp(fma((float)acc, scale[c], bias[c]), min, max)</c> in fp32, bit for bit.</summary>
+    /// <summary>Dequantization: <c>clamp(fma((float)acc, scale[c], bias[c]), min, max)</c> in fp32, bit for bit, with and
+    /// without a bias.</summary>
     [Theory]
     [MemberData(nameof(Int8GemmTests.Kernels), MemberType = typeof(Int8GemmTests))]
     public void DequantizeMatchesScalarReference(int kernelKind)
@@ -67,9 +68,10 @@ public sealed class Int8EpilogueTests
                 bias[i] = (float)(rng.NextDouble() * 4 - 2);
             }
             byte zx = (byte)rng.Next(256);
-            foreach (var (min, max) in new[] { (float.NegativeInfinity, float.PositiveInfinity), (0f, 6f) })
+            foreach (var (min, max, withBias) in new[] { (float.NegativeInfinity, float.PositiveInfinity, true), (0f, 6f, true), (-1f, 1f, false) })
             {
-                var epilogue = Int8Epilogue.Dequantize(packed.WeightSums, zx, scales, bias, min, max);
+                if (!withBias) Array.Clear(bias);
+                var epilogue = Int8Epilogue.Dequantize(packed.WeightSums, zx, scales, withBias ? bias : [], min, max);
                 var c = new float[m * ldc];
                 Int8GemmTests.Multiply(weightsLeft, new KernelContext(1), m, n, x, ldx, packed, epilogue, c, ldc);
                 var acc = Int8GemmTests.Reference(m, n, k, x, ldx, w, ldw, weightsLeft, false, zx, []);
