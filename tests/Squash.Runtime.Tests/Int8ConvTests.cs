@@ -20,11 +20,14 @@ public sealed class Int8ConvTests
         new[] { 1, 4, 6, 6, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
     };
 
-    /// <summary>Depthwise shapes: 3x3 stride 1, 2 and 3, a dilated 5x5 with asymmetric padding, a channel multiplier of 2
-    /// (which runs as a grouped GEMM), rows shorter and longer than a vector.</summary>
+    /// <summary>Depthwise shapes: 3x3 stride 1 (the register-blocked case, with 3, 2 and 1 rows left after groups of
+    /// four), stride 2 and 3, a dilated 5x5 with asymmetric padding, a channel multiplier of 2 (which runs as a grouped
+    /// GEMM), rows shorter and longer than a vector.</summary>
     public static TheoryData<int[]> DepthwiseShapes() => new()
     {
         new[] { 1, 13, 19, 37, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
+        new[] { 1, 3, 6, 70, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
+        new[] { 1, 3, 5, 33, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
         new[] { 2, 6, 20, 41, 6, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1 },
         new[] { 1, 5, 14, 9, 5, 5, 5, 5, 1, 1, 3, 4, 1, 0, 2, 2 },
         new[] { 1, 3, 5, 70, 3, 3, 3, 3, 1, 2, 0, 1, 2, 1, 1, 1 },
