@@ -277,8 +277,8 @@ internal readonly unsafe struct Int8Store
         byte* output = (byte*)_output + row * _ld + col;
         TFloat scaled0 = TLanes.Multiply(TLanes.ToFloat(TLanes.Add(sums0, offset0)), multiplier0);
         TFloat scaled1 = TLanes.Multiply(TLanes.ToFloat(TLanes.Add(sums1, offset1)), multiplier1);
-        TLanes.StoreBytes(TLanes.Add(TLanes.RoundToInt(TLanes.Clamp(scaled0, low, high)), zero), output);
-        TLanes.StoreBytes(TLanes.Add(TLanes.RoundToInt(TLanes.Clamp(scaled1, low, high)), zero), output + TLanes.Count);
+        TLanes.StoreBytes(TLanes.Add(TLanes.RoundToInt(TLanes.Clamp(scaled0, low, high)), zero),
+            TLanes.Add(TLanes.RoundToInt(TLanes.Clamp(scaled1, low, high)), zero), output);
     }
 
     /// <summary>Dequantizes C[row, col .. col + 2 * lanes) from two vectors of raw sums.</summary>
