@@ -298,7 +298,7 @@ internal readonly unsafe struct Int8Im2ColPanels(byte* x, Int8ConvGeometry g, by
     }
 }
 
-/// <summary>Small byte copies for im2col and the depthwise planes.</summary>
+/// <summary>Small byte copies and fills for im2col.</summary>
 internal static unsafe class Int8Im2Col
 {
     /// <summary><c>dst[t] = src[t * stride]</c> for t &lt; <paramref name="n"/>; src[(n - 1) * stride] is the last byte read.</summary>

@@ -18,7 +18,8 @@ internal enum Int8KernelKind : byte
 /// <summary>
 /// A register-tiled int8 micro-kernel: it multiplies an MR-row panel of the packed left operand by an NR-column
 /// panel of the packed right operand over the whole (padded) depth, keeping the MR x NR int32 sums in registers, and
-/// stores them into a tile buffer for the epilogue. NR is two vectors of int32 lanes.
+/// hands them to the epilogue: from the registers for a tile of full width, through a tile buffer otherwise. NR is two
+/// vectors of int32 lanes.
 /// </summary>
 /// <remarks>
 /// Packed layouts (<see cref="Int8PackedWeights"/>) group the depth in quads of 4: a left panel holds, per quad, MR rows
