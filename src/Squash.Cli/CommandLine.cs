@@ -12,6 +12,7 @@ public static class CommandLine
         ("inspect", "inputs, outputs, operators, parameters and opsets of a model", InspectCommand.Run),
         ("run", "run a model on .npy inputs and write its outputs as .npy", RunCommand.Run),
         ("compile", "generate the C# class and weights for a model (what the build runs)", CompileCommand.Run),
+        ("bench", "time a model (median, min, max ms) and, with --profile, each operator type", BenchCommand.Run),
     ];
 
     /// <summary>Runs the command line and returns the process exit code.</summary>
@@ -45,7 +46,10 @@ public static class CommandLine
         }
         catch (UsageException e)
         {
-            stderr.WriteLine($"squash {command.Verb}: {e.Message}");
+            // The build passes only options it knows, so a usage error there is a version mismatch: still report it
+            // as a coded error on the model rather than as a line the task cannot attribute.
+            if (msbuild) stdout.WriteLine($"{MsBuildOrigin(args)} : error {ErrorCodes.InvalidOption}: squash {command.Verb}: {e.Message}");
+            else stderr.WriteLine($"squash {command.Verb}: {e.Message}");
             return 2;
         }
         catch (SquashException e)
@@ -56,7 +60,8 @@ public static class CommandLine
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            stderr.WriteLine($"squash {command.Verb}: error {ErrorCodes.FileError}: {e.Message}");
+            if (msbuild) stdout.WriteLine($"{MsBuildOrigin(args)} : error {ErrorCodes.FileError}: {e.Message}");
+            else stderr.WriteLine($"squash {command.Verb}: error {ErrorCodes.FileError}: {e.Message}");
             return 1;
         }
     }
