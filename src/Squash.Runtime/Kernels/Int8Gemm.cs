@@ -98,16 +98,32 @@ public static unsafe class Int8Gemm
         // Below about two million multiply-adds the cost of waking threads exceeds the gain.
         if (threads > 1 && (long)m * n * k >= 1 << 21)
         {
-            // About three tasks per thread balance uneven finishing times. Columns split first: a column slab packs its
-            // right operand once for all rows.
+            // About three tasks per thread balance uneven finishing times. Every task packs its share of the operand
+            // that is packed on the fly, so the split goes first along that operand: columns when the left operand is
+            // pre-packed (a convolution packs its image slab once for all rows), rows when the right one is (a MatMul
+            // packs its activation rows once for all columns).
             int want = threads * 3;
-            if (columnSlabs < want)
+            int panelRows = (m + mr - 1) / mr;
+            if (typeof(TRight) == typeof(PrepackedInt8Panels) && typeof(TLeft) != typeof(PrepackedInt8Panels))
             {
-                nc = Math.Max(nr, RoundUp((n + want - 1) / want, nr));
-                columnSlabs = (n + nc - 1) / nc;
+                rowGroups = Math.Min(want, panelRows);
+                int slabs = (want + rowGroups - 1) / rowGroups;
+                if (columnSlabs < slabs)
+                {
+                    nc = Math.Max(nr, RoundUp((n + slabs - 1) / slabs, nr));
+                    columnSlabs = (n + nc - 1) / nc;
+                }
             }
-            if (columnSlabs < want)
-                rowGroups = Math.Min((want + columnSlabs - 1) / columnSlabs, (m + mr - 1) / mr);
+            else
+            {
+                if (columnSlabs < want)
+                {
+                    nc = Math.Max(nr, RoundUp((n + want - 1) / want, nr));
+                    columnSlabs = (n + nc - 1) / nc;
+                }
+                if (columnSlabs < want)
+                    rowGroups = Math.Min((want + columnSlabs - 1) / columnSlabs, panelRows);
+            }
         }
         int groupRows = RoundUp((m + rowGroups - 1) / rowGroups, mr);
         rowGroups = (m + groupRows - 1) / groupRows;
