@@ -28,7 +28,9 @@ public class GpuBenchmarks
     {
         public Config()
         {
-            AddJob(Job.Default.WithWarmupCount(3).WithIterationCount(15).WithLaunchCount(1));
+            // In process, like PpOcrBenchmarks (no per-benchmark project build).
+            AddJob(Job.Default.WithWarmupCount(5).WithIterationCount(15).WithLaunchCount(1)
+                .WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance));
             AddColumn(BenchmarkDotNet.Columns.StatisticColumn.Median, BenchmarkDotNet.Columns.StatisticColumn.Min, BenchmarkDotNet.Columns.StatisticColumn.Max);
             WithOption(ConfigOptions.JoinSummary, true);
         }
