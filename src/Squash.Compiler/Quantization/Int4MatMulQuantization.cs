@@ -34,7 +34,7 @@ public sealed record Int4QuantizationOptions
 /// </summary>
 /// <remarks>
 /// Gemm is rewritten when it is a plain product: transA = 0 and alpha = 1, with C absent or a constant [N] or [1, N]
-/// bias (beta folded into it). A weight read by several eligible nodes is packed once; one that any other node also
+/// bias (beta folded into it). Weights whose rows along K are shorter than one block stay fp32 (mostly padding). A weight read by several eligible nodes is packed once; one that any other node also
 /// reads as a float tensor keeps its float copy too.
 /// </remarks>
 public sealed class Int4MatMulQuantization(Int4QuantizationOptions? options = null) : IGraphPass
@@ -81,7 +81,7 @@ public sealed class Int4MatMulQuantization(Int4QuantizationOptions? options = nu
         if (GraphQueries.Is(node, "MatMul") && node.Inputs.Count == 2 && node.Input(0) is { } a && Weight(node.Input(1)) is { } b)
         {
             int k = b.Constant!.Shape[0], n = b.Constant.Shape[1];
-            if (a.Shape is { Length: 0 }) return null;
+            if (a.Shape is { Length: 0 } || k < _options.BlockSize) return null;
             return MatMul(node, a, Pack(graph, packed, b, k, n, transposed: false), bias: null);
         }
         if (GraphQueries.Is(node, "Gemm") && node.Input(0) is { } ga && Weight(node.Input(1)) is { } gb)
@@ -91,6 +91,7 @@ public sealed class Int4MatMulQuantization(Int4QuantizationOptions? options = nu
             bool transB = node.Attributes.TryGetValue("transB", out var tb) && tb.IntValue != 0;
             float beta = node.Attributes.TryGetValue("beta", out var be) ? be.FloatValue : 1f;
             int k = gb.Constant!.Shape[transB ? 1 : 0], n = gb.Constant.Shape[transB ? 0 : 1];
+            if (k < _options.BlockSize) return null;
             Value? bias = null;
             if (node.Input(2) is { } c)
             {
@@ -106,6 +107,7 @@ public sealed class Int4MatMulQuantization(Int4QuantizationOptions? options = nu
             if (node.Attributes.TryGetValue("axis", out var axis) && axis.IntValue != 0) return null;
             // Row i of the [N, K] table is column i of the packed weight, as for Gemm's transB.
             int n = table.Constant!.Shape[0], k = table.Constant.Shape[1];
+            if (k < _options.BlockSize) return null; // short rows (rotary tables) would be mostly padding
             var p = Pack(graph, packed, table, k, n, transposed: true);
             var gather = NewNode("GatherNBits", node, p);
             gather.AddInput(p.Data).AddInput(indices).AddInput(p.Scales);

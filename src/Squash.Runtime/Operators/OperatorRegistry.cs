@@ -65,6 +65,7 @@ public static class OperatorRegistry
         RecurrentOperators.Register(b);
         ControlFlowOperators.Register(b);
         Int4Operators.Register(b);
+        AttentionOperators.Register(b);
         return b.Entries;
     }
 
