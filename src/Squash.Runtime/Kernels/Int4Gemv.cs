@@ -113,30 +113,51 @@ internal static unsafe class Int4Gemv
         _ => true,
     };
 
-    /// <summary>The 16 weights of a block as a lookup table: scale * (i - zero point) for i = 0..15.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Table512(float* s, float* z, int c)
+    /// <summary>How a block's 16-entry weight table is formed: zero point 8 everywhere, or one per block.</summary>
+    private interface IZeroPoints
     {
-        var codes = Vector512.Create(0f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        var zero = Vector512.Create(z is null ? Int4Layout.SymmetricZeroPoint : z[c]);
-        // (i - zp) is an exact small integer, so each entry is the dequantized weight rounded once, as a reference computes it.
-        return (codes - zero) * Vector512.Create(s[c]);
+        /// <summary>scale * (i - zero point) for i = 0..15; <paramref name="codes"/> is 0..15, or 0..15 - 8 when symmetric.</summary>
+        static abstract Vector512<float> Table(Vector512<float> codes, float* s, float* z, int c);
+    }
+
+    private readonly struct Symmetric : IZeroPoints
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Table(Vector512<float> codes, float* s, float* z, int c) => codes * Vector512.Create(s[c]);
+    }
+
+    private readonly struct Asymmetric : IZeroPoints
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Table(Vector512<float> codes, float* s, float* z, int c) =>
+            (codes - Vector512.Create(z[c])) * Vector512.Create(s[c]);
+    }
+
+    private static void Group512(byte* d, float* s, float* z, float* x, int blocks, int blockSize, float* sums)
+    {
+        if (z is null) Group512<Symmetric>(d, s, null, x, blocks, blockSize, sums);
+        else Group512<Asymmetric>(d, s, z, x, blocks, blockSize, sums);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Group512(byte* d, float* s, float* z, float* x, int blocks, int blockSize, float* sums)
+    private static void Group512<TZero>(byte* d, float* s, float* z, float* x, int blocks, int blockSize, float* sums)
+        where TZero : struct, IZeroPoints
     {
         int half = blockSize / 2;
+        // (i - zp) is an exact small integer, so each table entry is the dequantized weight rounded once, as a
+        // dequantize-then-multiply reference computes it.
+        var codes = Vector512.Create(0f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        if (typeof(TZero) == typeof(Symmetric)) codes -= Vector512.Create((float)Int4Layout.SymmetricZeroPoint);
         var t0 = Vector512<float>.Zero;
         var t1 = Vector512<float>.Zero;
         var t2 = Vector512<float>.Zero;
         var t3 = Vector512<float>.Zero;
         for (int b = 0; b < blocks; b++)
         {
-            var tab0 = Table512(s, z, 0);
-            var tab1 = Table512(s, z, 1);
-            var tab2 = Table512(s, z, 2);
-            var tab3 = Table512(s, z, 3);
+            var tab0 = TZero.Table(codes, s, z, 0);
+            var tab1 = TZero.Table(codes, s, z, 1);
+            var tab2 = TZero.Table(codes, s, z, 2);
+            var tab3 = TZero.Table(codes, s, z, 3);
             float* xb = x + b * blockSize;
             for (int j = 0; j < half; j += 16)
             {
@@ -158,7 +179,7 @@ internal static unsafe class Int4Gemv
             }
             d += 4 * half;
             s += 4;
-            if (z is not null) z += 4;
+            if (typeof(TZero) == typeof(Asymmetric)) z += 4;
         }
         sums[0] = Vector512.Sum(t0);
         sums[1] = Vector512.Sum(t1);
