@@ -111,6 +111,34 @@ public sealed class Int4Tests
         }
     }
 
+    /// <summary>K beyond 32K: a group's scales no longer fit the kernel's stack buffer and come from the pool. Bound
+    /// 1e-4 relative to the sum of |terms|: fp32 sums over 32800 values (blocked, 16 lanes) in any order.</summary>
+    [Fact]
+    public void Multiply_VeryLongRows()
+    {
+        const int k = 32800, n = 6;
+        var w = new RandomWeight(k, n, 32, symmetric: false, seed: 9);
+        var rng = new Random(2);
+        var a = RandomArray(rng, k);
+        foreach (var isa in Enum.GetValues<Int4Isa>())
+        {
+            if (!Int4Gemv.IsSupported(isa)) continue;
+            var c = new float[n];
+            Int4MatMul.Multiply(new KernelContext(1), isa, 1, a, w.Weights, default, c);
+            for (int j = 0; j < n; j++)
+            {
+                double sum = 0, abs = 0;
+                for (int p = 0; p < k; p++)
+                {
+                    double t = (double)a[p] * w.Weight(p, j);
+                    sum += t;
+                    abs += Math.Abs(t);
+                }
+                Assert.True(Math.Abs(c[j] - sum) <= 1e-4 * abs, $"{isa}: C[{j}] = {c[j]}, expected {sum}");
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Shapes))]
     public void Dequantize_GivesEachColumnExactly(int k, int n, int blockSize, bool symmetric)

@@ -66,8 +66,11 @@ internal static unsafe class Int4Gemv
         var layout = w.Layout;
         int per = layout.Blocks * Int4Layout.ColumnGroup;
         int chunk = Math.Max(1, ParameterFloats / per);
-        Span<float> scales = stackalloc float[Math.Min(chunk, g1 - g0) * per];
-        Span<float> zeroPoints = w.ZeroPoints is null ? default : stackalloc float[scales.Length];
+        int size = Math.Min(chunk, g1 - g0) * per;
+        // One group's parameters exceed the stack budget only for K beyond 32K; those rent from the pool.
+        float[]? rented = size > ParameterFloats ? System.Buffers.ArrayPool<float>.Shared.Rent(2 * size) : null;
+        Span<float> scales = rented is null ? stackalloc float[size] : rented.AsSpan(0, size);
+        Span<float> zeroPoints = w.ZeroPoints is null ? default : rented is null ? stackalloc float[size] : rented.AsSpan(size, size);
         Span<float> sums = stackalloc float[Int4Layout.ColumnGroup];
         for (int c0 = g0; c0 < g1; c0 += chunk)
         {
@@ -95,6 +98,7 @@ internal static unsafe class Int4Gemv
                 }
             }
         }
+        if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
     }
 
     /// <summary>The best instruction set this machine runs.</summary>

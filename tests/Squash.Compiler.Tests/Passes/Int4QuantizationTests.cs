@@ -1,3 +1,5 @@
+using Squash.Compiler.CodeGen;
+using Squash.Compiler.Compilation;
 using Squash.Compiler.Onnx;
 using Squash.Compiler.Passes;
 using Squash.Compiler.Quantization;
@@ -226,5 +228,44 @@ public sealed class Int4QuantizationTests
         node.Attributes["bits"] = AttributeValue.Int(3);
         e = Assert.Throws<SquashException>(() => new GraphExecutor(g.Graph));
         Assert.Equal(ErrorCodes.UnsupportedAttribute, e.Code);
+    }
+
+    /// <summary>An int4 model saved to ONNX (com.squash nodes) compiles to a C# class that gives the interpreter's outputs bit for bit.</summary>
+    [Fact]
+    public void QuantizedModel_CompilesToAGeneratedClass()
+    {
+        var rng = new Random(4);
+        var g = new GraphBuilder();
+        var x = g.Input("x", DataType.Float, 1, 3, 128);
+        var h = g.Node("MatMul", x, g.Constant(Tensor.From<float>(Random(rng, 128 * 40), 128, 40), "w1"));
+        var y = g.Node("MatMul", h, g.Constant(Tensor.From<float>(Random(rng, 40 * 64), 40, 64), "w2"));
+        y.Name = "y";
+        g.Output(y);
+        var model = g.Build();
+        new Int4MatMulQuantization(new Int4QuantizationOptions { MinElements = 1, Symmetric = false }).Run(model.Graph, new PassContext());
+        Assert.Equal(2, model.Graph.Nodes.Count(n => n.OpType == "MatMulNBits"));
+        var dir = Directory.CreateTempSubdirectory("squash-int4-codegen-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "int4.onnx");
+            OnnxWriter.Save(model, path);
+            var result = ModelCompiler.Compile(new CompileRequest
+            {
+                ModelPath = path,
+                OutputDirectory = dir,
+                OutputName = "Int4Model",
+                InputShapes = new Dictionary<string, int[]>(),
+                Class = new ModelClassOptions { ClassName = "Int4Model", Namespace = "Tests", WeightsName = "Tests.Int4Model.sqw", SourceFileName = "", SourceSha256 = "" },
+            });
+            var assembly = InMemoryCompiler.Compile([File.ReadAllText(result.SourcePath)], [("Tests.Int4Model.sqw", File.ReadAllBytes(result.WeightsPath!))]);
+            var compiled = (ISquashModel)Activator.CreateInstance(assembly.GetType("Tests.Int4Model")!, [1])!;
+            var inputs = new Dictionary<string, Tensor> { ["x"] = Tensor.From<float>(Random(rng, 3 * 128), 1, 3, 128) };
+            var expected = new GraphExecutor(OnnxLoader.Load(path).Graph).Run(inputs)["y"];
+            Assert.Equal(expected.AsSpan<float>().ToArray(), compiled.Run(inputs)["y"].AsSpan<float>().ToArray());
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 }
