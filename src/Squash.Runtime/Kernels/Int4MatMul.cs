@@ -150,13 +150,14 @@ public static unsafe class Int4MatMul
     private static void Gemm(KernelContext context, Int4Isa isa, in Int4Pointers w, int m, float* a, float* bias, float* c)
     {
         var layout = w.Layout;
-        // Panels of whole groups, about PanelBytes of fp32 each.
+        // A is packed once for all panels; each panel of whole groups (about PanelBytes of fp32) is dequantized once.
+        var packedA = PackedMatrix.PackLeft(new ReadOnlySpan<float>(a, m * layout.K), layout.K, false, m, layout.K);
         int groups = Math.Clamp(PanelBytes / (layout.PaddedK * sizeof(float) * Int4Layout.ColumnGroup), 1, 64);
         int panels = (layout.Groups + groups - 1) / groups;
-        context.For(panels, new GemmBody(isa, w, m, a, bias, c, groups));
+        context.For(panels, new GemmBody(isa, w, m, packedA, bias, c, groups));
     }
 
-    private readonly struct GemmBody(Int4Isa isa, Int4Pointers w, int m, float* a, float* bias, float* c, int groupsPerPanel) : IRangeBody
+    private readonly struct GemmBody(Int4Isa isa, Int4Pointers w, int m, PackedMatrix a, float* bias, float* c, int groupsPerPanel) : IRangeBody
     {
         public void Invoke(int start, int end)
         {
@@ -175,19 +176,9 @@ public static unsafe class Int4MatMul
                         int n0 = i * columns;
                         int count = Math.Min(columns, layout.N - n0);
                         DequantizeColumns(isa, w, n0, count, p, ld);
-                        var cView = new Span<float>(c + n0, (m - 1) * layout.N + count);
-                        if (bias is null)
-                        {
-                            Kernels.Gemm.Multiply(single, false, true, m, count, layout.K, 1f, new ReadOnlySpan<float>(a, m * layout.K), layout.K,
-                                new ReadOnlySpan<float>(p, count * ld), ld, 0f, cView, layout.N);
-                        }
-                        else
-                        {
-                            var b = new ReadOnlySpan<float>(bias + n0, count);
-                            for (int r = 0; r < m; r++) b.CopyTo(cView.Slice(r * layout.N, count));
-                            Kernels.Gemm.Multiply(single, false, true, m, count, layout.K, 1f, new ReadOnlySpan<float>(a, m * layout.K), layout.K,
-                                new ReadOnlySpan<float>(p, count * ld), ld, 1f, cView, layout.N);
-                        }
+                        var epilogue = new GemmEpilogue { ColumnBias = bias is null ? default : new ReadOnlySpan<float>(bias + n0, count) };
+                        Kernels.Gemm.Multiply(single, a, true, count, new ReadOnlySpan<float>(p, count * ld), ld,
+                            new Span<float>(c + n0, (m - 1) * layout.N + count), layout.N, epilogue);
                     }
                 }
             }
