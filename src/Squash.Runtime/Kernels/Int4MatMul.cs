@@ -206,6 +206,7 @@ public static unsafe class Int4MatMul
                 byte* d = w.Data + (long)at * half;
                 float* o = row + b * layout.BlockSize;
                 if (isa == Int4Isa.Avx512) Block512(d, half, scale, zero, o);
+                else if (isa == Int4Isa.Avx2) Block256(d, half, scale, zero, o);
                 else BlockScalar(d, half, scale, zero, o);
             }
         }
@@ -220,6 +221,20 @@ public static unsafe class Int4MatMul
             var q = Avx512F.ConvertToVector512Int32(Vector128.Load(d + j));
             Avx512F.PermuteVar16x32(table, q).Store(o + j);
             Avx512F.PermuteVar16x32(table, Avx512F.ShiftRightLogical(q, 4)).Store(o + half + j);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Block256(byte* d, int half, float scale, int zero, float* o)
+    {
+        var mask = Vector256.Create(0xF);
+        var zeroPoint = Vector256.Create(zero);
+        var s = Vector256.Create(scale);
+        for (int j = 0; j < half; j += 8)
+        {
+            var q = Avx2.ConvertToVector256Int32(d + j);
+            (Avx.ConvertToVector256Single((q & mask) - zeroPoint) * s).Store(o + j);
+            (Avx.ConvertToVector256Single(Avx2.ShiftRightLogical(q, 4) - zeroPoint) * s).Store(o + half + j);
         }
     }
 
