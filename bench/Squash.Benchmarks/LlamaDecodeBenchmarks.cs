@@ -31,7 +31,8 @@ public class LlamaDecodeBenchmarks
             AddJob(Job.Default.WithWarmupCount(2).WithIterationCount(10).WithInvocationCount(1).WithUnrollFactor(1).WithLaunchCount(1));
             AddColumn(BenchmarkDotNet.Columns.StatisticColumn.Median, BenchmarkDotNet.Columns.StatisticColumn.Min, BenchmarkDotNet.Columns.StatisticColumn.Max);
             WithOption(ConfigOptions.JoinSummary, true);
-            // Building the benchmark process can take minutes on a loaded machine (the default limit is two).
+            // Out of process (unlike PpOcrBenchmarks), so that each variant's heap holds only its own model (the fp32
+            // one is 1.7 GB); building that process can take minutes on a loaded machine (the default limit is two).
             WithBuildTimeout(TimeSpan.FromMinutes(15));
         }
     }
