@@ -24,9 +24,9 @@ public sealed class ConstantFolding : IGraphPass
     /// <inheritdoc/>
     public bool Run(Graph graph, PassContext context)
     {
-        bool changed = false;
         var kernelContext = new KernelContext(1);
-        foreach (var node in graph.Nodes.ToArray())
+        var folded = new HashSet<Node>();
+        foreach (var node in graph.Nodes)
         {
             if (node.Subgraphs.Any()) continue;
             Tensor[]? results = node.OpType is "Shape" or "Size" && node.Domain.Length == 0
@@ -40,10 +40,11 @@ public sealed class ConstantFolding : IGraphPass
                 output.Producer = null;
                 graph.Initializers.Add(output);
             }
-            graph.Nodes.Remove(node);
-            changed = true;
+            folded.Add(node);
         }
-        return changed;
+        // Removed in one sweep: removing each node from the list as it folds would be quadratic.
+        graph.Nodes.RemoveAll(folded.Contains);
+        return folded.Count > 0;
     }
 
     private static Tensor[]? Fold(Node node, KernelContext kernelContext, PassContext context)
