@@ -96,6 +96,8 @@ public static class OnnxLoader
             }
             foreach (var input in proto.Input)
             {
+                if (string.IsNullOrEmpty(input.Name))
+                    throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}' has a graph input without a name.");
                 if (scope.Local.TryGetValue(input.Name, out var existing))
                 {
                     // IR version < 4 lists initializers among the inputs too; the initializer is its value.
@@ -123,6 +125,8 @@ public static class OnnxLoader
                         node.SetInput(i, Resolve(scope, placeholder.Name, node));
             foreach (var output in proto.Output)
             {
+                if (string.IsNullOrEmpty(output.Name))
+                    throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}' has a graph output without a name.");
                 var value = scope.Find(output.Name)
                     ?? throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}': graph output '{output.Name}' is not computed by any node.");
                 graph.Outputs.Add(value);
@@ -229,10 +233,10 @@ public static class OnnxLoader
             if (keepConstantShape) return;
             if (tt.HasElemType)
             {
-                var type = (DataType)tt.ElemType;
+                var type = TensorProtoReader.ElementType(tt.ElemType);
                 if (!DataTypes.IsSupported(type))
                     throw new SquashException(ErrorCodes.UnsupportedDataType,
-                        $"'{displayName}': '{value.Name}' has element type {DataTypes.Name(type)}, which Squash does not support.");
+                        $"'{displayName}': '{value.Name}' has element type {TensorProtoReader.DataTypeName(tt.ElemType)}, which Squash does not support.");
                 value.Type = type;
             }
             if (tt.Shape is { } shape)

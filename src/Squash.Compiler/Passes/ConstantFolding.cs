@@ -77,7 +77,17 @@ public sealed class ConstantFolding : IGraphPass
     private static Tensor[]? FoldShapeQuery(Node node)
     {
         if (node.Input(0)?.Shape is not { } shape || !Shapes.IsKnown(shape)) return null;
-        if (node.OpType == "Size") return [Tensor.Scalar(Shapes.ElementCount(shape))];
+        if (node.Outputs.Count != 1)
+            throw new SquashException(ErrorCodes.InvalidModel, $"{node.Describe()} has {node.Outputs.Count} outputs; {node.OpType} has one.", node.Name);
+        if (node.OpType == "Size")
+        {
+            // A declared shape may hold more elements than a tensor can; Size still counts them, unless even a long cannot.
+            long size = 1;
+            foreach (int d in shape)
+                if (long.MaxValue / Math.Max(d, 1) < size) return null;
+                else size *= d;
+            return [Tensor.Scalar(size)];
+        }
         int rank = shape.Length;
         long start = node.Attributes.TryGetValue("start", out var s) ? s.IntValue : 0;
         long end = node.Attributes.TryGetValue("end", out var e) ? e.IntValue : rank;

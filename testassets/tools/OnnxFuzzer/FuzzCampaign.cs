@@ -103,8 +103,9 @@ public sealed class FuzzCampaign
             var model = proto.Clone();
             for (int k = 0; k < structured; k++)
                 if (StructuredMutator.Mutate(model, rng) is { } name) mutations.Add(name);
-            try { bytes = model.ToByteArray(); }
-            catch (InvalidOperationException) { mutations.Add("unserializable"); }
+            // Stacked size mutations can exceed what protobuf writes (2 GB) or what is worth running (64 MB).
+            try { bytes = model.CalculateSize() <= 64 << 20 ? model.ToByteArray() : seed.Bytes; }
+            catch (Exception e) when (e is InvalidOperationException or OverflowException) { mutations.Add("unserializable"); }
         }
         for (int k = 0; k < wire; k++)
         {
