@@ -14,7 +14,8 @@ namespace Squash.Compiler.Passes;
 /// </code>
 /// Handles: every deterministic operator without subgraphs; Shape and Size of values whose shape is known.
 /// Does not handle: If (see the pruning of constant branches), nodes whose outputs would grow the weights by more
-/// than <see cref="PassContext.MaxFoldedBytes"/> (ConstantOfShape of a huge shape stays a node).
+/// than <see cref="PassContext.MaxFoldedBytes"/> (ConstantOfShape of a huge shape stays a node), and any growth once all
+/// folds together grew them by <see cref="PassContext.MaxTotalFoldedBytes"/>.
 /// </summary>
 public sealed class ConstantFolding : IGraphPass
 {
@@ -49,12 +50,15 @@ public sealed class ConstantFolding : IGraphPass
 
     private static Tensor[]? Fold(Node node, KernelContext kernelContext, PassContext context)
     {
+        // Each distinct input counts once: Concat(x, x) doubles x, and counting x twice would let a chain of them
+        // double the weights at every step.
         long inputBytes = 0;
+        var distinct = new HashSet<Value>();
         foreach (var input in node.Inputs)
         {
             if (input is null) continue;
             if (input.Constant is null) return null;
-            inputBytes += input.Constant.ByteLength;
+            if (distinct.Add(input)) inputBytes += input.Constant.ByteLength;
         }
         var op = OperatorRegistry.Create(node);
         var inference = ShapeInference.Infer(node, op);
@@ -63,10 +67,14 @@ public sealed class ConstantFolding : IGraphPass
         {
             var shape = inference.OutputShapes[k];
             var type = inference.OutputTypes[k];
-            if (shape is null || !Shapes.IsKnown(shape) || type == DataType.Undefined) return null;
-            outputBytes += Shapes.ElementCount(shape) * DataTypes.SizeOf(type);
+            // Too many elements for a tensor: left to the node (the plan reports it).
+            if (shape is null || !Shapes.TryElementCount(shape, out long count) || type == DataType.Undefined) return null;
+            outputBytes += count * DataTypes.SizeOf(type);
         }
-        if (outputBytes > inputBytes + context.MaxFoldedBytes) return null;
+        long growth = outputBytes - inputBytes;
+        if (growth > context.MaxFoldedBytes) return null;
+        if (growth > 0 && context.FoldedGrowth + growth > context.MaxTotalFoldedBytes) return null;
+        if (growth > 0) context.FoldedGrowth += growth;
         var outputs = new Tensor[node.Outputs.Count];
         for (int k = 0; k < outputs.Length; k++) outputs[k] = new Tensor(inference.OutputTypes[k], inference.OutputShapes[k]!);
         var inputs = node.Inputs.Select(v => v?.Constant).ToArray();

@@ -74,20 +74,7 @@ public sealed class ExecutionPlan
     private static bool IsStatic(Operator op)
     {
         var node = op.Node;
-        var implicitInputs = op.ImplicitInputs;
-        var inference = new InferenceContext(node, node.Inputs.Count + implicitInputs.Count, node.Outputs.Count);
-        for (int k = 0; k < node.Inputs.Count; k++)
-            if (node.Inputs[k] is { } v) inference.SetInput(k, v.Type, v.Shape, v.Constant);
-        for (int k = 0; k < implicitInputs.Count; k++)
-            inference.SetInput(node.Inputs.Count + k, implicitInputs[k].Type, implicitInputs[k].Shape, implicitInputs[k].Constant);
-        try
-        {
-            op.InferOutputs(inference);
-        }
-        catch (ArgumentException e)
-        {
-            throw new SquashException(ErrorCodes.InvalidModel, $"{node.Describe()}: {e.Message}", node.Name, e);
-        }
+        var inference = StaticInference.Infer(node, op);
         for (int k = 0; k < node.Outputs.Count; k++)
         {
             var planned = node.Outputs[k];

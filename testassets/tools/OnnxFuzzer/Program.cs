@@ -68,7 +68,11 @@ public static class Program
             return findings > 0 ? 1 : 0;
         }
 
-        var campaign = new FuzzCampaign(FuzzCampaign.DefaultSeeds(FuzzCampaign.FindRepositoryRoot(AppContext.BaseDirectory)), seed);
+        // The repository above the tool, or above the current folder (for a copy of the tool run from elsewhere).
+        string repository;
+        try { repository = FuzzCampaign.FindRepositoryRoot(AppContext.BaseDirectory); }
+        catch (DirectoryNotFoundException) { repository = FuzzCampaign.FindRepositoryRoot(Environment.CurrentDirectory); }
+        var campaign = new FuzzCampaign(FuzzCampaign.DefaultSeeds(repository), seed);
         Directory.CreateDirectory(outDir);
         if (show >= 0)
         {
