@@ -54,7 +54,7 @@ public class PpOcrBenchmarks
         var model = global::Squash.Compiler.Onnx.OnnxLoader.Load(path);
         string inputName = model.Graph.Inputs[0].Name;
         ModelPreparation.PinInputShapes(model, new Dictionary<string, int[]> { [inputName] = shape });
-        ModelPreparation.Simplify(model);
+        ModelPreparation.Optimize(model);
         _plan = ExecutionPlan.Create(model.Graph);
         _context = new KernelContext(Threads);
         var input = Assets.Input(task, shape);

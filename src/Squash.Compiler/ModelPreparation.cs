@@ -5,15 +5,15 @@ using Squash.Runtime.Ir;
 
 namespace Squash.Compiler;
 
-/// <summary>The front of every compilation: load, then simplify with <see cref="Pipeline.Simplify"/>. The CLI, the
+/// <summary>The front of every compilation: load, then optimize with <see cref="Pipeline.Optimize"/>. The CLI, the
 /// build and the tests all start here, so they run the same graph.</summary>
 public static class ModelPreparation
 {
-    /// <summary>Loads <paramref name="path"/> and simplifies its graph.</summary>
-    public static Model LoadAndSimplify(string path, Action<string>? log = null)
+    /// <summary>Loads <paramref name="path"/> and optimizes its graph.</summary>
+    public static Model LoadAndOptimize(string path, Action<string>? log = null)
     {
         var model = OnnxLoader.Load(path);
-        Simplify(model, log);
+        Optimize(model, log);
         return model;
     }
 
@@ -99,7 +99,11 @@ public static class ModelPreparation
         }
     }
 
-    /// <summary>Simplifies <paramref name="model"/>'s graph in place.</summary>
+    /// <summary>Simplifies <paramref name="model"/>'s graph in place without changing any arithmetic.</summary>
     public static void Simplify(Model model, Action<string>? log = null) =>
         Pipeline.Simplify().Run(model.Graph, new PassContext { Log = log });
+
+    /// <summary>Optimizes <paramref name="model"/>'s graph in place (<see cref="Pipeline.Optimize"/>).</summary>
+    public static void Optimize(Model model, Action<string>? log = null) =>
+        Pipeline.Optimize().Run(model.Graph, new PassContext { Log = log });
 }

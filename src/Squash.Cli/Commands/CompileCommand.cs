@@ -66,7 +66,12 @@ internal static class CompileCommand
                 ApiOnly = apiOnly,
             },
         };
-        var result = ModelCompiler.Compile(request, msbuild ? null : output.WriteLine);
+        // With --msbuild only warnings go out, in MSBuild's canonical form so the build shows them.
+        string origin = Path.GetFullPath(model);
+        Action<string> log = msbuild
+            ? line => { if (line.StartsWith("warning SQ", StringComparison.Ordinal)) output.WriteLine($"{origin} : {line}"); }
+            : output.WriteLine;
+        var result = ModelCompiler.Compile(request, log);
         output.WriteLine(result.Changed ? $"wrote {result.SourcePath}" : $"unchanged {result.SourcePath}");
         return 0;
     }

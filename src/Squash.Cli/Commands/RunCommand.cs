@@ -25,7 +25,7 @@ internal static class RunCommand
         args.CheckNoneLeft(1);
         if (inputSpecs.Count == 0) throw new UsageException("give at least one --input NAME=PATH.");
 
-        var model = ModelPreparation.LoadAndSimplify(modelPath);
+        var model = ModelPreparation.LoadAndOptimize(modelPath);
         var graph = model.Graph;
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         var folders = new Dictionary<string, string>(StringComparer.Ordinal);

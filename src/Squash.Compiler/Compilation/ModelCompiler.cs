@@ -48,8 +48,10 @@ public static class ModelCompiler
         var model = OnnxLoader.Load(request.ModelPath);
         ModelPreparation.BakeConstantInputs(model, request.ConstantInputs);
         ModelPreparation.PinInputShapes(model, request.InputShapes);
-        ModelPreparation.Simplify(model, log);
-        RequireStaticShapes(model.Graph, request);
+        ModelPreparation.Optimize(model, log);
+        if (!Squash.Runtime.Execution.ExecutionPlan.CanPlan(model.Graph))
+            log?.Invoke($"warning SQ2001: {Path.GetFileName(request.ModelPath)} keeps dynamic dimensions ({string.Join(", ", model.Graph.Inputs.Where(i => !i.HasKnownShape).Select(i => $"{i.Name}{Shapes.Format(i.Shape ?? [])}"))}); " +
+                "the class runs node by node and allocates per call. Pin them with InputShapes for a static memory plan.");
         var options = request.Class with { SourceSha256 = sha, SourceFileName = Path.GetFileName(request.ModelPath) };
         var result = ModelClassEmitter.Emit(model.Graph, options);
 
@@ -71,21 +73,6 @@ public static class ModelCompiler
         log?.Invoke($"{Path.GetFileName(request.ModelPath)}: {model.Graph.Nodes.Count} nodes, {result.Weights.Count} weight tensors ({weights.Length} bytes), arena {result.ArenaBytes} bytes");
         return new CompileResult(sourcePath, weightsPath, changed);
     }
-
-    private static void RequireStaticShapes(Squash.Runtime.Ir.Graph graph, CompileRequest request)
-    {
-        foreach (var input in graph.Inputs)
-        {
-            if (input.HasKnownShape) continue;
-            string dims = input.Shape is null ? "its rank is unknown" : $"its shape is {Shapes.Format(input.Shape)}";
-            throw new SquashException(ErrorCodes.UnresolvedShape,
-                $"Input '{input.Name}' has dynamic dimensions ({dims}). Pin them with InputShapes, for example InputShapes=\"{input.Name}={Example(input)}\".");
-        }
-        _ = request;
-    }
-
-    private static string Example(Squash.Runtime.Ir.Value v) =>
-        v.Shape is null ? "1,3,224,224" : string.Join(",", v.Shape.Select(d => d < 0 ? 1 : d));
 
     private static byte[] Utf8(string s) => new System.Text.UTF8Encoding(false).GetBytes(s);
 

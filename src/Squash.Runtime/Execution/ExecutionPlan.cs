@@ -42,6 +42,10 @@ public sealed class ExecutionPlan
     /// <summary>Called after each step with the node and its outputs (calibration observes activations here).</summary>
     public Action<Node, ReadOnlySpan<Tensor>>? NodeCompleted { get; set; }
 
+    /// <summary>When set, receives each step's elapsed stopwatch ticks, indexed like <see cref="Graph"/>'s nodes
+    /// (profiling; adds two timestamp reads per step).</summary>
+    public long[]? StepTicks { get; set; }
+
     /// <summary>True when every value of <paramref name="graph"/> has a known type and shape.</summary>
     public static bool CanPlan(Graph graph) =>
         graph.AllValues().All(v => v.Type != DataType.Undefined && v.HasKnownShape);
@@ -121,10 +125,13 @@ public sealed class ExecutionPlan
             Bind(_layout.GraphInputSlots[k], t);
         }
         context ??= new KernelContext();
+        var ticks = StepTicks;
         for (int i = 0; i < _operators.Length; i++)
         {
+            long start = ticks is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
             if (_checked[i]) CheckOutputs(i);
             _operators[i].Run(context, _stepInputs[i], _stepOutputs[i]);
+            if (ticks is not null) ticks[i] += System.Diagnostics.Stopwatch.GetTimestamp() - start;
             NodeCompleted?.Invoke(_operators[i].Node, _stepOutputs[i]);
         }
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);

@@ -5,6 +5,7 @@ using Squash.Compiler.Tests.Conformance;
 using Squash.Compiler.Tests.Support;
 using Squash.Runtime;
 using Squash.Runtime.Execution;
+using Squash.Runtime.Ir;
 
 namespace Squash.Compiler.Tests.CodeGen;
 
@@ -90,7 +91,7 @@ public sealed class GeneratedCodeTests : IDisposable
 
         var loaded = OnnxLoader.Load(path);
         ModelPreparation.PinInputShapes(loaded, new Dictionary<string, int[]> { ["x"] = shape });
-        ModelPreparation.Simplify(loaded);
+        ModelPreparation.Optimize(loaded);
         var plan = ExecutionPlan.Create(loaded.Graph);
         foreach (var sample in Models.PpOcr.Samples("eval", "cls").Take(3))
         {
@@ -102,6 +103,32 @@ public sealed class GeneratedCodeTests : IDisposable
             var viaArray = (float[])run.Invoke(model, [input.AsSpan<float>().ToArray()])!;
             Assert.True(expected.Bytes.SequenceEqual(viaInterface.Bytes));
             Assert.Equal(expected.AsSpan<float>().ToArray(), viaArray);
+        }
+    }
+
+    [Fact]
+    public void ModelWithDynamicDimensionsRunsAtEveryShape()
+    {
+        var b = new GraphBuilder();
+        var x = b.Input("x", DataType.Float, -1, 4);
+        var y = b.Node("Relu", x);
+        y.Name = "y";
+        b.Output(y);
+        string path = Path.Combine(_dir, "dyn.onnx");
+        OnnxWriter.Save(b.Build(), path);
+        var (source, weights, resource) = Generate(path, "Dyn", new Dictionary<string, int[]>());
+        Assert.Contains("public static global::System.ReadOnlySpan<int> XShape => [-1, 4];", source);
+        Assert.Contains("public global::Squash.Runtime.Tensor Run(global::Squash.Runtime.Tensor x)", source);
+        var assembly = InMemoryCompiler.Compile([source], [(resource, weights)]);
+        var model = (ISquashModel)Activator.CreateInstance(assembly.GetType("Tests.Dyn")!, [1])!;
+        foreach (int rows in new[] { 1, 3, 7 })
+        {
+            var input = new Tensor(DataType.Float, rows, 4);
+            var span = input.AsSpan<float>();
+            for (int i = 0; i < span.Length; i++) span[i] = i - 5;
+            var output = model.Run(new Dictionary<string, Tensor> { ["x"] = input })["y"];
+            Assert.Equal([rows, 4], output.Shape);
+            for (int i = 0; i < span.Length; i++) Assert.Equal(Math.Max(0, i - 5), output.AsSpan<float>()[i]);
         }
     }
 

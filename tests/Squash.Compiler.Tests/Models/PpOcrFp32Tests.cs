@@ -21,7 +21,7 @@ public sealed class PpOcrFp32Tests
     [InlineData(PpOcr.Det, "det")]
     public void MatchesOnnxRuntimeOnEveryEvalInput(string modelFile, string task)
     {
-        var model = ModelPreparation.LoadAndSimplify(PpOcr.ModelPath(modelFile));
+        var model = ModelPreparation.LoadAndOptimize(PpOcr.ModelPath(modelFile));
         var executor = new GraphExecutor(model.Graph);
         using var ort = new OrtReference(PpOcr.ModelPath(modelFile));
         string inputName = model.Graph.Inputs[0].Name;

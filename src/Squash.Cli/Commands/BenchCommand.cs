@@ -1,0 +1,76 @@
+using System.Diagnostics;
+using System.Globalization;
+using Squash.Compiler;
+using Squash.Compiler.Onnx;
+using Squash.Runtime;
+using Squash.Runtime.Execution;
+using Squash.Runtime.IO;
+
+namespace Squash.Cli.Commands;
+
+/// <summary><c>squash bench MODEL --input NAME=FILE ... [--threads N] [--iters N] [--warmup N] [--profile]</c>:
+/// times the planned execution (what the generated code runs) and prints median, min and max milliseconds.</summary>
+internal static class BenchCommand
+{
+    public static int Run(Arguments args, TextWriter output)
+    {
+        if (args.Help)
+        {
+            output.WriteLine("usage: squash bench MODEL.onnx --input NAME=FILE.npy [--input ...] [--threads N] [--iters N] [--warmup N] [--profile]");
+            output.WriteLine("Input shapes are pinned to the given files' shapes. --profile adds time per operator type.");
+            return 0;
+        }
+        string modelPath = args.Positional(0, "the model file (squash bench MODEL.onnx --input NAME=FILE)");
+        var specs = args.All("input");
+        int threads = args.Int("threads", 1, min: 0);
+        int iters = args.Int("iters", 20, min: 1);
+        int warmup = args.Int("warmup", 3, min: 0);
+        bool profile = args.Flag("profile");
+        args.CheckNoneLeft(1);
+
+        var model = OnnxLoader.Load(modelPath);
+        var inputs = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var spec in specs)
+        {
+            int eq = spec.IndexOf('=');
+            if (eq <= 0) throw new UsageException($"--input takes NAME=FILE, not '{spec}'.");
+            inputs[spec[..eq]] = Npy.Read(spec[(eq + 1)..]);
+        }
+        foreach (var input in model.Graph.Inputs)
+            if (!inputs.ContainsKey(input.Name))
+                throw new SquashException(ErrorCodes.BadInput, $"Give --input {input.Name}=FILE.npy (the model's inputs are {string.Join(", ", model.Graph.Inputs.Select(i => i.Name))}).");
+        ModelPreparation.PinInputShapes(model, inputs.ToDictionary(p => p.Key, p => p.Value.Shape));
+        ModelPreparation.Optimize(model);
+        var plan = ExecutionPlan.Create(model.Graph);
+        var context = new KernelContext(threads);
+        for (int i = 0; i < warmup; i++) plan.Run(inputs, context);
+        var times = new double[iters];
+        long[]? ticks = profile ? new long[model.Graph.Nodes.Count] : null;
+        plan.StepTicks = ticks;
+        for (int i = 0; i < iters; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            plan.Run(inputs, context);
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        Array.Sort(times);
+        double median = iters % 2 == 1 ? times[iters / 2] : (times[iters / 2 - 1] + times[iters / 2]) / 2;
+        var ci = CultureInfo.InvariantCulture;
+        output.WriteLine(string.Create(ci, $"{Path.GetFileName(modelPath)}: {model.Graph.Nodes.Count} nodes, {threads} thread(s), {iters} runs after {warmup} warm-up"));
+        output.WriteLine(string.Create(ci, $"median {median:F3} ms   min {times[0]:F3} ms   max {times[^1]:F3} ms"));
+        if (ticks is not null)
+        {
+            double total = ticks.Sum();
+            output.WriteLine();
+            output.WriteLine("time per operator type (per run):");
+            foreach (var group in model.Graph.Nodes.Select((n, i) => (n.OpType, Ticks: ticks[i]))
+                .GroupBy(p => p.OpType).Select(g => (Op: g.Key, Count: g.Count(), Ticks: g.Sum(p => p.Ticks)))
+                .OrderByDescending(g => g.Ticks))
+            {
+                double ms = group.Ticks * 1000.0 / Stopwatch.Frequency / iters;
+                output.WriteLine(string.Create(ci, $"  {group.Op,-24} {group.Count,5} nodes {ms,10:F3} ms {100 * group.Ticks / total,6:F1} %"));
+            }
+        }
+        return 0;
+    }
+}
