@@ -20,7 +20,7 @@ public enum OutcomeKind
 
 /// <summary>The result of running one input.</summary>
 /// <param name="Kind">How it ended.</param>
-/// <param name="Stage">The last stage reached: load, pin, simplify, plan or run.</param>
+/// <param name="Stage">The last stage reached: load, pin, optimize, plan or run.</param>
 /// <param name="Code">The diagnostic code of a refusal.</param>
 /// <param name="Signature">For findings, what identifies the bug (exception type, stage and the method that threw);
 /// for the others, the kind and code.</param>
@@ -30,19 +30,23 @@ public enum OutcomeKind
 /// <param name="Error">The exception, if any.</param>
 public sealed record FuzzOutcome(OutcomeKind Kind, string Stage, string? Code, string Signature, string Message, long AllocatedBytes, TimeSpan Elapsed, Exception? Error)
 {
-    /// <summary>Time and bytes per stage, e.g. <c>load 12 ms 3 MB, simplify 4 ms 1 MB</c>.</summary>
+    /// <summary>Time and bytes per stage, e.g. <c>load 12 ms 3 MB, optimize 4 ms 1 MB</c>.</summary>
     public string Timeline { get; init; } = "";
 }
 
 /// <summary>
 /// Runs one model through the compiler's front end the way a build does (load, pin unknown input dimensions to 1,
-/// simplify, plan when every shape is known, run the plan on zeros) on its own thread, with a time limit and a bound on
+/// optimize, plan when every shape is known, run the plan on zeros) on its own thread, with a time limit and a bound on
 /// what it allocates. Anything but a result or a coded <see cref="SquashException"/> is a finding.
 /// </summary>
 public sealed class FuzzTarget
 {
-    /// <summary>Wall time one input may take.</summary>
+    /// <summary>Processor time one input may take. Measured as the process's processor time, not wall time, so a
+    /// machine busy with other work does not turn slow inputs into false hangs.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Wall time one input may take, for hangs that use no processor (a blocking read).</summary>
+    public TimeSpan WallTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Bytes one input may allocate in all (models here are small: more means a size went unchecked).</summary>
     public long MaxAllocatedBytes { get; init; } = 1L << 30;
@@ -67,12 +71,17 @@ public sealed class FuzzTarget
         var state = new RunState();
         var watch = Stopwatch.StartNew();
         var thread = new Thread(() => Work(model, state)) { IsBackground = true, Name = "fuzz-input" };
+        using var process = Process.GetCurrentProcess();
+        var cpuStart = process.TotalProcessorTime;
         thread.Start();
-        if (!thread.Join(Timeout))
+        while (!thread.Join(TimeSpan.FromMilliseconds(50)))
         {
+            process.Refresh();
+            var cpu = process.TotalProcessorTime - cpuStart;
+            if (cpu <= Timeout && watch.Elapsed <= WallTimeout) continue;
             Interlocked.Increment(ref _leaked);
             return new FuzzOutcome(OutcomeKind.Finding, state.Stage, null, $"hang in {state.Stage}",
-                $"still running after {Timeout.TotalSeconds:0.#} s", -1, watch.Elapsed, null);
+                $"still running after {cpu.TotalSeconds:0.#} s of processor time ({watch.Elapsed.TotalSeconds:0.#} s wall)", -1, watch.Elapsed, null);
         }
         var outcome = Classify(state, watch.Elapsed);
         return outcome with { Timeline = state.Timeline.ToString() };
@@ -164,8 +173,8 @@ public sealed class FuzzTarget
                 if (input.Shape is { } shape && !Shapes.IsKnown(shape))
                     pins[input.Name] = [.. shape.Select(d => d < 0 ? 1 : d)];
             ModelPreparation.PinInputShapes(model, pins);
-            state.Enter("simplify");
-            ModelPreparation.Simplify(model);
+            state.Enter("optimize");
+            ModelPreparation.Optimize(model);
             var graph = model.Graph;
             if (!ExecutionPlan.CanPlan(graph)) return;
             state.Enter("plan");

@@ -8,7 +8,7 @@ namespace Squash.Tools.OnnxFuzzer;
 public static class Program
 {
     private const string Usage =
-        "usage: OnnxFuzzer [--seed S] [--first I] [--iterations N | --minutes M] [--timeout-ms T] [--out DIR] [--no-execute]\n" +
+        "usage: OnnxFuzzer [--seed S] [--first I] [--iterations N | --minutes M] [--timeout-ms T (processor time per input)] [--out DIR] [--no-execute]\n" +
         "       OnnxFuzzer --replay FILE...            run files and print how each ends\n" +
         "       OnnxFuzzer --seed S --show I [--out DIR] regenerate iteration I (written to DIR/iteration-I.onnx)\n" +
         "       OnnxFuzzer --dump FILE                 print a model as JSON (long fields cut)\n" +
