@@ -177,7 +177,7 @@ internal static class ExternalDataPath
     /// <summary>Most links followed while resolving one location (as Linux's limit).</summary>
     private const int MaxLinks = 40;
 
-    /// <summary>The full path of <paramref name="location"/> inside <paramref name="baseDirectory"/>.</summary>
+    /// <summary>The full path, with links resolved, of <paramref name="location"/> inside <paramref name="baseDirectory"/>.</summary>
     /// <exception cref="SquashException">The location is absolute, leaves the folder (also through links), is not a
     /// file, or is missing (SQ1007).</exception>
     public static string Resolve(string baseDirectory, string location, string context)
@@ -198,7 +198,7 @@ internal static class ExternalDataPath
         {
             throw new SquashException(ErrorCodes.ExternalData, $"{context}: external data location '{location}' is not a valid path: {e.Message}", inner: e);
         }
-        if (!IsInside(root, full))
+        if (!IsInside(root, full) && Path.TrimEndingDirectorySeparator(full) != Path.TrimEndingDirectorySeparator(root))
             throw new SquashException(ErrorCodes.ExternalData,
                 $"{context}: external data location '{location}' leaves the model's folder; keep external data next to the model.");
         if (Directory.Exists(full))
@@ -219,7 +219,8 @@ internal static class ExternalDataPath
         if (!IsInside(realRoot, real))
             throw new SquashException(ErrorCodes.ExternalData,
                 $"{context}: external data file '{location}' is a link that leaves the model's folder; copy the data next to the model.");
-        return full;
+        // The file the links lead to: its length is the data's (a link's own length is that of its target's name).
+        return real;
     }
 
     /// <summary>The size of the file at <paramref name="path"/>, read without opening it (opening a FIFO would block).</summary>

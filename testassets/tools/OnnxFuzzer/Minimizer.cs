@@ -23,13 +23,13 @@ public static class Minimizer
     private static byte[] Shrink(ReadOnlyMemory<byte> message, Func<byte[], byte[]> wrap, ref bool progress, ref int attempts,
         int budget, Func<byte[], bool> stillFails, int depth, byte[] best)
     {
-        if (!WireFormat.TryParse(message, out var fields) || fields.Count == 0 || depth > 64) return best;
+        if (!ProtoWire.TryParse(message, out var fields) || fields.Count == 0 || depth > 64) return best;
         // Delete fields, last first (later fields are usually the ones added by mutations or the least needed).
         for (int i = fields.Count - 1; i >= 0 && attempts < budget; i--)
         {
             var trial = new List<WireField>(fields);
             trial.RemoveAt(i);
-            var candidate = wrap(WireFormat.Write(trial));
+            var candidate = wrap(ProtoWire.Write(trial));
             attempts++;
             if (candidate.Length < best.Length && stillFails(candidate))
             {
@@ -48,7 +48,7 @@ public static class Minimizer
             {
                 var copy = new List<WireField>(current);
                 copy[index] = copy[index] with { Bytes = child };
-                return wrap(WireFormat.Write(copy));
+                return wrap(ProtoWire.Write(copy));
             }
             var before = best;
             best = Shrink(fields[i].Bytes, Wrap, ref progress, ref attempts, budget, stillFails, depth + 1, best);

@@ -12,6 +12,7 @@ public static class Program
         "       OnnxFuzzer --replay FILE...            run files and print how each ends\n" +
         "       OnnxFuzzer --seed S --show I [--out DIR] regenerate iteration I (written to DIR/iteration-I.onnx)\n" +
         "       OnnxFuzzer --dump FILE                 print a model as JSON (long fields cut)\n" +
+        "       OnnxFuzzer --write-corpus DIR          write the hand-built hostile cases (testassets/fuzz-corpus)\n" +
         "Findings are minimized and written to DIR (default fuzz-findings) as SIGNATURE-HASH.onnx with a .txt beside.";
 
     /// <summary>Entry point: 0 when no finding, 1 when there were findings, 2 for bad usage.</summary>
@@ -41,6 +42,7 @@ public static class Program
                     case "--no-execute": execute = false; break;
                     case "--dump": Console.WriteLine(Dump(File.ReadAllBytes(Next()))); return 0;
                     case "--time-load": TimeLoad(File.ReadAllBytes(Next())); return 0;
+                    case "--write-corpus": CorpusCases.Write(Next()); return 0;
                     case "--replay": while (i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal)) replay.Add(args[++i]); break;
                     case "--help" or "-h": Console.WriteLine(Usage); return 0;
                     default: throw new ArgumentException($"unknown option {arg}");

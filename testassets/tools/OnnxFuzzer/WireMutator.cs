@@ -38,7 +38,7 @@ public static class WireMutator
     /// <summary>Mutates one field somewhere below this message; null when <paramref name="data"/> is no message.</summary>
     private static byte[]? MutateMessage(ReadOnlyMemory<byte> data, Random rng, int depth)
     {
-        if (!WireFormat.TryParse(data, out var fields) || fields.Count == 0) return null;
+        if (!ProtoWire.TryParse(data, out var fields) || fields.Count == 0) return null;
         // Descend into a nested message most of the time, so deep fields are mutated as often as top-level ones.
         if (depth < 40 && rng.Next(10) < 7)
         {
@@ -49,11 +49,11 @@ public static class WireMutator
                 var child = MutateMessage(fields[i].Bytes, rng, depth + 1);
                 if (child is null) continue;
                 fields[i] = fields[i] with { Bytes = child };
-                return WireFormat.Write(fields);
+                return ProtoWire.Write(fields);
             }
         }
         MutateField(fields, rng.Next(fields.Count), rng);
-        return WireFormat.Write(fields);
+        return ProtoWire.Write(fields);
     }
 
     private static void MutateField(List<WireField> fields, int i, Random rng)
@@ -104,9 +104,9 @@ public static class WireMutator
             case 2:
             {
                 // A packed integer list (dims, int64_data, ...): one element set to a boundary value.
-                if (!WireFormat.TryParsePacked(bytes, out var values) || values.Count == 0) goto default;
+                if (!ProtoWire.TryParsePacked(bytes, out var values) || values.Count == 0) goto default;
                 values[rng.Next(values.Count)] = (ulong)Interesting.NextInt64(rng);
-                return WireFormat.WritePacked(values);
+                return ProtoWire.WritePacked(values);
             }
             case 3:
             {

@@ -23,7 +23,7 @@ public readonly record struct WireField(int Number, int WireType, ulong Scalar, 
 /// A schema-free reader and writer of the protobuf wire format, so mutations can delete, duplicate and corrupt fields
 /// of any message without knowing what it is.
 /// </summary>
-public static class WireFormat
+public static class ProtoWire
 {
     /// <summary>Splits <paramref name="data"/> into fields; false when it is not a well-formed message (groups count as
     /// malformed: ONNX has none).</summary>
