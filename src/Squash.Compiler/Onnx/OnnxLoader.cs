@@ -29,6 +29,7 @@ public static class OnnxLoader
     /// <summary>Loads a model from bytes. <paramref name="baseDirectory"/> resolves external data (null forbids it).</summary>
     public static Model Load(byte[] bytes, string? baseDirectory, string displayName = "model")
     {
+        ProtobufGuard.Check(bytes, P.ModelProto.Descriptor, displayName);
         P.ModelProto proto;
         try
         {

@@ -67,6 +67,8 @@ internal static class CorpusCases
         yield return ("if-nested-33-deep.SQ1002", NestedIf(33));
         yield return ("if-nested-200-deep.SQ1002", NestedIf(200));
         yield return ("type-nested-200-deep.SQ1002", DeepType(200));
+        // Protobuf merges repeats of a singular field; the parser did so in quadratic time (4 GB allocated here).
+        yield return ("value-type-repeated-8000.SQ1002", RepeatedType(8000));
 
         // ---- types and versions ------------------------------------------------------------------------------------
         yield return ("tensor-type-257.SQ1006", Model(Identity(Tensor("w", 257, [1], raw: new byte[4]))));
@@ -195,6 +197,26 @@ internal static class CorpusCases
         var type = new P.TypeProto { TensorType = new P.TypeProto.Types.Tensor { ElemType = 1 } };
         for (int k = 0; k < depth; k++) type = new P.TypeProto { SequenceType = new P.TypeProto.Types.Sequence { ElemType = type } };
         return Model(Graph(inputs: [new P.ValueInfoProto { Name = "x", Type = type }], nodes: [Node("Identity", ["x"], ["y"])], outputs: ["y"]));
+    }
+
+    /// <summary>Graph input x whose <c>type</c> field (a TypeProto with a rank-3 tensor type) occurs
+    /// <paramref name="copies"/> times, which protobuf would merge into one rank-3·copies type.</summary>
+    private static byte[] RepeatedType(int copies)
+    {
+        var model = ModelProto(Graph(inputs: [Input("x", 1, 3, 4, 5)], nodes: [Node("Identity", ["x"], ["y"])], outputs: ["y"]));
+        var input = model.Graph.Input[0];
+        var typeField = new WireField(2, WireField.Length, 0, input.Type.ToByteArray());
+        var inputFields = new List<WireField> { new(1, WireField.Length, 0, System.Text.Encoding.UTF8.GetBytes("x")) };
+        inputFields.AddRange(Enumerable.Repeat(typeField, copies));
+        model.Graph.Input.Clear();
+        // The graph without its input, then the hand-written input appended (field 11 of GraphProto).
+        var graphFields = new List<WireField>();
+        ProtoWire.TryParse(model.Graph.ToByteArray(), out graphFields);
+        graphFields.Add(new WireField(11, WireField.Length, 0, ProtoWire.Write(inputFields)));
+        model.Graph = null;
+        ProtoWire.TryParse(model.ToByteArray(), out var modelFields);
+        modelFields.Add(new WireField(7, WireField.Length, 0, ProtoWire.Write(graphFields)));
+        return ProtoWire.Write(modelFields);
     }
 
     private static byte[] SequenceInput() => Model(Graph(
