@@ -34,6 +34,7 @@ internal static class StructuredMutator
         ("op-type", OpType),
         ("node-arity", NodeArity),
         ("graph-io", GraphIo),
+        ("cast-input", CastInput),
     ];
 
     /// <summary>The mutation kinds, for statistics.</summary>
@@ -597,6 +598,28 @@ internal static class StructuredMutator
                 n.Output.Add($"extra_{rng.Next(1000)}");
                 return "output-added";
         }
+    }
+
+    private static readonly int[] s_castTypes = [1, 2, 3, 5, 6, 7, 9, 10, 11, 12, 13, 16];
+
+    /// <summary>One input of a node passed through a Cast to another type: same shape, other type, so operators that
+    /// require equal input types (T) must say so instead of reading one type's bytes as another's.</summary>
+    private static string? CastInput(P.ModelProto model, Random rng)
+    {
+        var graphs = Graphs(model);
+        var g = graphs[rng.Next(graphs.Count)];
+        if (Pick(g.Node, rng) is not { Input.Count: > 0 } n) return null;
+        int k = rng.Next(n.Input.Count);
+        if (n.Input[k].Length == 0) return null;
+        int to = s_castTypes[rng.Next(s_castTypes.Length)];
+        string cast = $"{n.Input[k]}_cast{to}_{rng.Next(1000)}";
+        g.Node.Insert(g.Node.IndexOf(n), new P.NodeProto
+        {
+            OpType = "Cast", Name = cast, Input = { n.Input[k] }, Output = { cast },
+            Attribute = { new P.AttributeProto { Name = "to", Type = P.AttributeProto.Types.AttributeType.Int, I = to } },
+        });
+        n.Input[k] = cast;
+        return $"to{to}";
     }
 
     private static string? GraphIo(P.ModelProto model, Random rng)
