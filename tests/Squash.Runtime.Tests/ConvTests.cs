@@ -1,0 +1,282 @@
+using Squash.Runtime.Kernels;
+
+namespace Squash.Runtime.Tests;
+
+/// <summary>
+/// The convolution kernels against direct double-precision loops over random geometries. Tolerance: 1e-5 relative to
+/// the sum of |w * x| terms (an fp32 rounding bound for the depths used here, in any summation order) plus 1e-6.
+/// </summary>
+public sealed class ConvTests
+{
+    public static TheoryData<int> Seeds()
+    {
+        var data = new TheoryData<int>();
+        for (int seed = 0; seed < 40; seed++) data.Add(seed);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void ConvolutionMatchesDirectReference(int seed)
+    {
+        var rng = new Random(seed);
+        var g = RandomGeometry(rng, transposed: false);
+        var x = RandomArray(rng, g.Batch * g.InChannels * g.InputSize);
+        var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
+        var bias = rng.Next(2) == 0 ? [] : RandomArray(rng, g.OutChannels);
+        var activation = rng.Next(3) switch { 0 => GemmActivation.None, 1 => GemmActivation.Relu, _ => GemmActivation.HardSwish };
+        var (expected, bound) = DirectConvolution(g, x, w, bias, activation);
+        var packed = Convolution.UsesGemm(g) && rng.Next(2) == 0 ? Convolution.PackWeights(g, w) : null;
+        var y = new float[expected.Length];
+        y.AsSpan().Fill(float.NaN);
+        Convolution.Run(new KernelContext(1 + seed % 3), g, x, w, packed, bias, y, activation);
+        AssertClose(expected, bound, y, Describe(g) + (packed is null ? "" : " packed"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void TransposedConvolutionMatchesDirectReference(int seed)
+    {
+        var rng = new Random(1000 + seed);
+        // The adjoint geometry: its input is Y (M channels), its output X (C channels).
+        var g = RandomGeometry(rng, transposed: true);
+        var x = RandomArray(rng, g.Batch * g.OutChannels * g.OutputSize);
+        var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
+        var bias = rng.Next(2) == 0 ? [] : RandomArray(rng, g.InChannels);
+        var (expected, bound) = DirectTransposedConvolution(g, x, w, bias);
+        var packed = rng.Next(2) == 0 ? TransposedConvolution.PackWeights(g, w) : null;
+        var y = new float[expected.Length];
+        y.AsSpan().Fill(float.NaN);
+        TransposedConvolution.Run(new KernelContext(1 + seed % 3), g, x, w, packed, bias, y);
+        AssertClose(expected, bound, y, Describe(g) + (packed is null ? "" : " packed"));
+    }
+
+    /// <summary>Geometries random draws rarely hit: pointwise (the input is the GEMM operand as it is) in 2-D and
+    /// 3-D, 1-D depthwise, a depthwise channel multiplier, and output widths around the GEMM's tile width.</summary>
+    [Theory]
+    [InlineData(new[] { 6, 7 }, new[] { 1, 1 }, new[] { 1, 1 }, new[] { 0, 0 }, 1, 3, 5)]
+    [InlineData(new[] { 3, 4, 5 }, new[] { 1, 1, 1 }, new[] { 1, 1, 1 }, new[] { 0, 0, 0 }, 2, 4, 6)]
+    [InlineData(new[] { 37 }, new[] { 3 }, new[] { 2 }, new[] { 1 }, 4, 4, 4)]
+    [InlineData(new[] { 5, 9 }, new[] { 3, 3 }, new[] { 1, 1 }, new[] { 1, 1 }, 3, 3, 6)]
+    [InlineData(new[] { 3, 33 }, new[] { 1, 3 }, new[] { 1, 1 }, new[] { 0, 1 }, 1, 2, 17)]
+    [InlineData(new[] { 2, 31 }, new[] { 2, 2 }, new[] { 2, 1 }, new[] { 0, 0 }, 1, 20, 9)]
+    public void ConvolutionSpecialCasesMatchDirectReference(int[] input, int[] kernel, int[] strides, int[] pads, int groups, int inChannels, int outChannels)
+    {
+        var rng = new Random(input.Sum() + inChannels);
+        var output = new int[input.Length];
+        for (int d = 0; d < input.Length; d++) output[d] = (input[d] + 2 * pads[d] - kernel[d]) / strides[d] + 1;
+        var g = new ConvGeometry(2, inChannels, outChannels, groups, input, kernel, output, strides, Enumerable.Repeat(1, input.Length).ToArray(), pads);
+        var x = RandomArray(rng, g.Batch * g.InChannels * g.InputSize);
+        var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
+        var bias = RandomArray(rng, g.OutChannels);
+        var (expected, bound) = DirectConvolution(g, x, w, bias, GemmActivation.None);
+        foreach (bool pack in new[] { false, true })
+        {
+            var y = new float[expected.Length];
+            var packed = pack && Convolution.UsesGemm(g) ? Convolution.PackWeights(g, w) : null;
+            Convolution.Run(new KernelContext(2), g, x, w, packed, bias, y, GemmActivation.None);
+            AssertClose(expected, bound, y, Describe(g));
+        }
+    }
+
+    /// <summary>Stride-1 convolutions read in place from the padded image, with dilations, asymmetric pads,
+    /// groups, and grids whose width is not a multiple of the tile width.</summary>
+    [Theory]
+    [InlineData(3, 3, 1, 1, 1, 1, 1, 13, 37)]
+    [InlineData(3, 3, 1, 0, 2, 1, 1, 9, 34)]
+    [InlineData(5, 5, 2, 2, 4, 1, 1, 11, 60)]
+    [InlineData(3, 1, 1, 1, 0, 1, 2, 7, 33)]
+    [InlineData(3, 3, 2, 2, 1, 3, 2, 6, 70)]
+    public void ShiftedConvolutionMatchesDirectReference(int kernelH, int kernelW, int dilation, int padTop, int padLeft,
+        int padEnd, int groups, int height, int width)
+    {
+        var rng = new Random(kernelH * 7 + width);
+        int inChannels = 3 * groups, outChannels = 10 * groups;
+        int outH = height + padTop + padEnd - (kernelH - 1) * dilation, outW = width + padLeft + padEnd - (kernelW - 1) * dilation;
+        var g = new ConvGeometry(2, inChannels, outChannels, groups, [height, width], [kernelH, kernelW], [outH, outW],
+            [1, 1], [dilation, dilation], [padTop, padLeft]);
+        Assert.True(ShiftedConvolution.Applies(g));
+        var x = RandomArray(rng, g.Batch * g.InChannels * g.InputSize);
+        var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
+        var bias = RandomArray(rng, g.OutChannels);
+        var (expected, bound) = DirectConvolution(g, x, w, bias, GemmActivation.Relu);
+        foreach (bool pack in new[] { false, true })
+        {
+            var y = new float[expected.Length];
+            Convolution.Run(new KernelContext(pack ? 3 : 1), g, x, w, pack ? Convolution.PackWeights(g, w) : null, bias, y, GemmActivation.Relu);
+            AssertClose(expected, bound, y, Describe(g));
+        }
+    }
+
+    /// <summary>Transposed convolutions whose kernel tiles the output (kernel = stride, the usual 2x upsampling),
+    /// whose col2im is an interleave; widths cover the 16-wide vector loop and its tail.</summary>
+    [Theory]
+    [InlineData(new[] { 5, 37 }, new[] { 2, 2 }, 1)]
+    [InlineData(new[] { 4, 16 }, new[] { 2, 2 }, 2)]
+    [InlineData(new[] { 3, 5 }, new[] { 3, 2 }, 1)]
+    [InlineData(new[] { 21 }, new[] { 2 }, 1)]
+    public void TransposedTilingMatchesDirectReference(int[] input, int[] kernel, int groups)
+    {
+        var rng = new Random(input.Sum() + kernel.Sum());
+        int rank = input.Length;
+        var output = input.Select((d, i) => d * kernel[i]).ToArray();
+        // The adjoint geometry: its input is Y (M channels), its output X (C channels).
+        var g = new ConvGeometry(2, 3 * groups, 4 * groups, groups, output, kernel, input, kernel, Enumerable.Repeat(1, rank).ToArray(), new int[rank]);
+        var x = RandomArray(rng, g.Batch * g.OutChannels * g.OutputSize);
+        var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
+        var bias = RandomArray(rng, g.InChannels);
+        var (expected, bound) = DirectTransposedConvolution(g, x, w, bias);
+        var y = new float[expected.Length];
+        y.AsSpan().Fill(float.NaN);
+        TransposedConvolution.Run(new KernelContext(1), g, x, w, null, bias, y);
+        AssertClose(expected, bound, y, Describe(g));
+    }
+
+    /// <summary>Depthwise rows long enough for the four-vector loop and its tail, at strides 1 to 3.</summary>
+    [Theory]
+    [InlineData(1, 3, 1, 1)]
+    [InlineData(2, 3, 1, 1)]
+    [InlineData(2, 5, 2, 2)]
+    [InlineData(3, 3, 1, 0)]
+    [InlineData(1, 5, 2, 4)]
+    public void DepthwiseMatchesDirectReferenceOnWideRows(int stride, int kernel, int dilation, int pad)
+    {
+        var rng = new Random(stride * 100 + kernel * 10 + dilation);
+        int channels = 5, height = 9, width = 157;
+        int extent = (kernel - 1) * dilation + 1;
+        int outH = (height + 2 * pad - extent) / stride + 1, outW = (width + 2 * pad - extent) / stride + 1;
+        var g = new ConvGeometry(2, channels, channels, channels, [height, width], [kernel, kernel], [outH, outW],
+            [stride, stride], [dilation, dilation], [pad, pad]);
+        var x = RandomArray(rng, 2 * channels * height * width);
+        var w = RandomArray(rng, channels * kernel * kernel);
+        var bias = RandomArray(rng, channels);
+        var (expected, bound) = DirectConvolution(g, x, w, bias, GemmActivation.Clip(-0.5f, 0.5f));
+        var y = new float[expected.Length];
+        Convolution.Run(new KernelContext(1), g, x, w, null, bias, y, GemmActivation.Clip(-0.5f, 0.5f));
+        AssertClose(expected, bound, y, Describe(g));
+    }
+
+    /// <summary>A random geometry: rank 1 to 3, grouped (including depthwise and depthwise with a multiplier),
+    /// strided, dilated and asymmetrically padded, with widths that leave vector tails.</summary>
+    private static ConvGeometry RandomGeometry(Random rng, bool transposed)
+    {
+        int rank = rng.Next(10) switch { < 2 => 1, < 8 => 2, _ => 3 };
+        int groups = rng.Next(4) switch { 0 => 1, 1 => 2, _ => 3 };
+        int inPerGroup = rng.Next(4) == 0 ? 1 : rng.Next(1, 5);
+        int outPerGroup = rng.Next(4) == 0 ? 1 : rng.Next(1, 12);
+        int batch = rng.Next(1, 3);
+        var input = new int[rank];
+        var kernel = new int[rank];
+        var output = new int[rank];
+        var strides = new int[rank];
+        var dilations = new int[rank];
+        var pads = new int[rank];
+        for (int d = 0; d < rank; d++)
+        {
+            kernel[d] = rng.Next(1, 5);
+            strides[d] = rng.Next(1, 4);
+            dilations[d] = rng.Next(1, 3);
+            pads[d] = rng.Next(0, 3);
+            int padEnd = rng.Next(0, 3);
+            int extent = (kernel[d] - 1) * dilations[d] + 1;
+            int size = d == rank - 1 ? rng.Next(1, 40) : rng.Next(1, 9);
+            input[d] = Math.Max(size, extent - pads[d] - padEnd);
+            output[d] = (input[d] + pads[d] + padEnd - extent) / strides[d] + 1;
+        }
+        int inChannels = groups * inPerGroup, outChannels = groups * outPerGroup;
+        return transposed
+            ? new ConvGeometry(batch, outChannels, inChannels, groups, input, kernel, output, strides, dilations, pads)
+            : new ConvGeometry(batch, inChannels, outChannels, groups, input, kernel, output, strides, dilations, pads);
+    }
+
+    /// <summary>y[n, m, o] = activation(bias[m] + sum over c in m's group and taps k of w[m, c, k] * x[n, c, o * s - pad + k * d]).</summary>
+    private static (double[] Expected, double[] Bound) DirectConvolution(ConvGeometry g, float[] x, float[] w, float[] bias, GemmActivation activation)
+    {
+        var expected = new double[g.Batch * g.OutChannels * g.OutputSize];
+        var bound = new double[expected.Length];
+        int cg = g.GroupInChannels, mg = g.GroupOutChannels;
+        for (int n = 0; n < g.Batch; n++)
+            for (int m = 0; m < g.OutChannels; m++)
+                for (int o = 0; o < g.OutputSize; o++)
+                {
+                    double sum = bias.Length > 0 ? bias[m] : 0, abs = Math.Abs(sum);
+                    int group = m / mg;
+                    for (int c = 0; c < cg; c++)
+                        for (int k = 0; k < g.KernelSize; k++)
+                        {
+                            int i = InputIndex(g, o, k);
+                            if (i < 0) continue;
+                            double term = (double)w[(m * cg + c) * g.KernelSize + k] * x[(n * g.InChannels + group * cg + c) * g.InputSize + i];
+                            sum += term;
+                            abs += Math.Abs(term);
+                        }
+                    int at = (n * g.OutChannels + m) * g.OutputSize + o;
+                    expected[at] = activation.Apply((float)sum);
+                    bound[at] = 1e-5 * abs + 1e-6;
+                }
+        return (expected, bound);
+    }
+
+    /// <summary>The adjoint: every x[n, c, o] * w[c, m, k] is added to y[n, m, o * s - pad + k * d].</summary>
+    private static (double[] Expected, double[] Bound) DirectTransposedConvolution(ConvGeometry g, float[] x, float[] w, float[] bias)
+    {
+        var expected = new double[g.Batch * g.InChannels * g.InputSize];
+        var abs = new double[expected.Length];
+        int cg = g.GroupOutChannels, mg = g.GroupInChannels;
+        for (int n = 0; n < g.Batch; n++)
+            for (int c = 0; c < g.OutChannels; c++)
+                for (int o = 0; o < g.OutputSize; o++)
+                    for (int m = 0; m < mg; m++)
+                        for (int k = 0; k < g.KernelSize; k++)
+                        {
+                            int i = InputIndex(g, o, k);
+                            if (i < 0) continue;
+                            int group = c / cg;
+                            double term = (double)x[(n * g.OutChannels + c) * g.OutputSize + o] * w[(c * mg + m) * g.KernelSize + k];
+                            int at = (n * g.InChannels + group * mg + m) * g.InputSize + i;
+                            expected[at] += term;
+                            abs[at] += Math.Abs(term);
+                        }
+        var bound = new double[expected.Length];
+        for (int at = 0; at < expected.Length; at++)
+        {
+            if (bias.Length > 0) expected[at] += bias[at / g.InputSize % g.InChannels];
+            bound[at] = 1e-5 * (abs[at] + Math.Abs(expected[at])) + 1e-6;
+        }
+        return (expected, bound);
+    }
+
+    /// <summary>The flat input index that output position <paramref name="o"/> reads through tap <paramref name="k"/>, or -1 in the padding.</summary>
+    private static int InputIndex(ConvGeometry g, int o, int k)
+    {
+        int index = 0;
+        for (int d = 0, outStride = g.OutputSize, tapStride = g.KernelSize; d < g.Rank; d++)
+        {
+            outStride /= g.Output[d];
+            tapStride /= g.Kernel[d];
+            int od = o / outStride % g.Output[d], kd = k / tapStride % g.Kernel[d];
+            int i = od * g.Strides[d] - g.PadsBegin[d] + kd * g.Dilations[d];
+            if (i < 0 || i >= g.Input[d]) return -1;
+            index = index * g.Input[d] + i;
+        }
+        return index;
+    }
+
+    private static string Describe(ConvGeometry g) =>
+        $"N={g.Batch} C={g.InChannels} M={g.OutChannels} G={g.Groups} in=[{string.Join(",", g.Input)}] k=[{string.Join(",", g.Kernel)}] " +
+        $"out=[{string.Join(",", g.Output)}] s=[{string.Join(",", g.Strides)}] d=[{string.Join(",", g.Dilations)}] p=[{string.Join(",", g.PadsBegin)}]";
+
+    private static void AssertClose(double[] expected, double[] bound, float[] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(actual[i] - expected[i]) <= bound[i], $"{what}: y[{i}] = {actual[i]}, expected {expected[i]}");
+    }
+
+    private static float[] RandomArray(Random rng, int n)
+    {
+        var x = new float[n];
+        for (int i = 0; i < n; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+        return x;
+    }
+}
