@@ -63,6 +63,7 @@ internal static class CorpusCases
         yield return ("attribute-twice.SQ1005", Model(Graph(
             inputs: [Input("x", 1, 2)], nodes: [Node("Softmax", ["x"], ["y"], IntAttr("axis", 0), IntAttr("axis", 0))], outputs: ["y"])));
         // The parser's nesting limit (100 messages, 3 per If level) stops at 33 levels, before the loader's own limit.
+        yield return ("op-type-5000-chars.SQ1005", Model(Graph(inputs: [Input("x", 1, 2)], nodes: [Node(new string('R', 5000), ["x"], ["y"])], outputs: ["y"])));
         yield return ("if-nested-32-deep.ok", NestedIf(32));
         yield return ("if-nested-33-deep.SQ1002", NestedIf(33));
         yield return ("if-nested-200-deep.SQ1002", NestedIf(200));
