@@ -99,7 +99,7 @@ public sealed class ExecutionPlan
         var inference = new InferenceContext(node, inputs.Length, outputs.Length);
         for (int k = 0; k < inputs.Length; k++)
             if (inputs[k] is { } t) inference.SetInput(k, t.DataType, t.Shape, t);
-        op.InferOutputs(inference);
+        StaticInference.Run(op, inference);
         for (int k = 0; k < outputs.Length; k++)
         {
             var shape = inference.OutputShapes[k];

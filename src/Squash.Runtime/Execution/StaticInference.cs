@@ -32,14 +32,21 @@ public static class StaticInference
             var v = implicitInputs[i];
             inference.SetInput(node.Inputs.Count + i, v.Type, v.Shape, evaluates ? null : v.Constant);
         }
+        Run(op, inference);
+        return inference;
+    }
+
+    /// <summary>Runs <paramref name="op"/>'s inference, turning an ArgumentException from shape arithmetic (shapes
+    /// that do not broadcast, a dimension out of range) into the model error it is (SQ1005).</summary>
+    public static void Run(Operator op, InferenceContext inference)
+    {
         try
         {
             op.InferOutputs(inference);
         }
         catch (ArgumentException e)
         {
-            throw new SquashException(ErrorCodes.InvalidModel, $"{node.Describe()}: {e.Message}", node.Name, e);
+            throw new SquashException(ErrorCodes.InvalidModel, $"{op.Node.Describe()}: {e.Message}", op.Node.Name, e);
         }
-        return inference;
     }
 }
