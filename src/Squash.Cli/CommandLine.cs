@@ -46,7 +46,10 @@ public static class CommandLine
         }
         catch (UsageException e)
         {
-            stderr.WriteLine($"squash {command.Verb}: {e.Message}");
+            // The build passes only options it knows, so a usage error there is a version mismatch: still report it
+            // as a coded error on the model rather than as a line the task cannot attribute.
+            if (msbuild) stdout.WriteLine($"{MsBuildOrigin(args)} : error {ErrorCodes.InvalidOption}: squash {command.Verb}: {e.Message}");
+            else stderr.WriteLine($"squash {command.Verb}: {e.Message}");
             return 2;
         }
         catch (SquashException e)
@@ -57,7 +60,8 @@ public static class CommandLine
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            stderr.WriteLine($"squash {command.Verb}: error {ErrorCodes.FileError}: {e.Message}");
+            if (msbuild) stdout.WriteLine($"{MsBuildOrigin(args)} : error {ErrorCodes.FileError}: {e.Message}");
+            else stderr.WriteLine($"squash {command.Verb}: error {ErrorCodes.FileError}: {e.Message}");
             return 1;
         }
     }

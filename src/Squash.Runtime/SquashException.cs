@@ -50,4 +50,14 @@ public static class ErrorCodes
     public const string FileError = "SQ1010";
     /// <summary>A model is larger than the limits Squash checks before allocating.</summary>
     public const string TooLarge = "SQ1011";
+    /// <summary>A compiler option (a <c>SquashModel</c> metadata value such as ClassName or InputShapes) is invalid.</summary>
+    public const string InvalidOption = "SQ1012";
+    /// <summary>The compiler process failed without reporting a diagnostic (reported by the build task).</summary>
+    public const string CompilerFailed = "SQ1013";
+    /// <summary>The compiler or the dotnet host that runs it cannot be found (reported by the build task).</summary>
+    public const string CompilerNotFound = "SQ1014";
+    /// <summary>A project that is not C# has <c>SquashModel</c> items (reported by the build targets).</summary>
+    public const string UnsupportedProject = "SQ1015";
+    /// <summary>The calibration data set is missing, malformed or does not match the model's inputs.</summary>
+    public const string CalibrationData = "SQ1016";
 }

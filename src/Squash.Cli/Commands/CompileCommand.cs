@@ -35,16 +35,18 @@ internal static class CompileCommand
         var constants = ParseAssignments(args.All("constant-input"), "--constant-input");
         args.CheckNoneLeft(1);
 
-        if (!CSharpSyntax.IsIdentifier(className))
-            throw new SquashException(ErrorCodes.InvalidModel, $"ClassName '{className}' is not a valid C# identifier; set ClassName on the SquashModel item.");
+        // A one-part namespace is exactly an identifier that is not a keyword, which is what a class name must be.
+        if (!CSharpSyntax.IsNamespace(className))
+            throw new SquashException(ErrorCodes.InvalidOption, $"ClassName '{className}' is not a valid C# class name; set ClassName on the SquashModel item.");
         if (ns.Length > 0 && !CSharpSyntax.IsNamespace(ns))
-            throw new SquashException(ErrorCodes.InvalidModel, $"Namespace '{ns}' is not a valid C# namespace; set Namespace on the SquashModel item.");
+            throw new SquashException(ErrorCodes.InvalidOption, $"Namespace '{ns}' is not a valid C# namespace; set Namespace on the SquashModel item.");
         if (visibility is not ("public" or "internal"))
-            throw new SquashException(ErrorCodes.InvalidModel, $"Visibility '{visibility}' is not supported; use public or internal.");
-        if (!Enum.TryParse<WeightsStorage>(storage, ignoreCase: true, out var weightsStorage))
-            throw new SquashException(ErrorCodes.InvalidModel, $"WeightsStorage '{storage}' is not supported; use EmbeddedResource or File.");
+            throw new SquashException(ErrorCodes.InvalidOption, $"Visibility '{visibility}' is not supported; use public or internal.");
+        // By name only: Enum.TryParse would also take "1".
+        if (Enum.GetValues<WeightsStorage>().Where(v => string.Equals(v.ToString(), storage, StringComparison.OrdinalIgnoreCase)).ToArray() is not [var weightsStorage])
+            throw new SquashException(ErrorCodes.InvalidOption, $"WeightsStorage '{storage}' is not supported; use EmbeddedResource or File.");
         if (precision != "fp32")
-            throw new SquashException(ErrorCodes.InvalidModel, $"Precision '{precision}' is not supported yet; use fp32.");
+            throw new SquashException(ErrorCodes.InvalidOption, $"Precision '{precision}' is not supported yet; use fp32.");
 
         var request = new CompileRequest
         {
@@ -83,10 +85,10 @@ internal static class CompileCommand
             foreach (var part in value.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
                 int eq = part.IndexOf('=');
-                if (eq <= 0 || eq == part.Length - 1) throw new SquashException(ErrorCodes.InvalidModel, $"{option} takes NAME=VALUES, not '{part}'.");
+                if (eq <= 0 || eq == part.Length - 1) throw new SquashException(ErrorCodes.InvalidOption, $"{option} takes NAME=VALUES, not '{part}'.");
                 string name = part[..eq].Trim();
                 if (!result.TryAdd(name, part[(eq + 1)..].Trim()))
-                    throw new SquashException(ErrorCodes.InvalidModel, $"{option} names '{name}' twice.");
+                    throw new SquashException(ErrorCodes.InvalidOption, $"{option} names '{name}' twice.");
             }
         return result;
     }
@@ -97,7 +99,7 @@ internal static class CompileCommand
         var dims = new int[parts.Length];
         for (int i = 0; i < parts.Length; i++)
             if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out dims[i]))
-                throw new SquashException(ErrorCodes.InvalidModel,
+                throw new SquashException(ErrorCodes.InvalidOption,
                     $"InputShapes for '{name}' must be comma-separated non-negative integers such as {name}=1,3,224,224, not '{text}'.");
         return dims;
     }
