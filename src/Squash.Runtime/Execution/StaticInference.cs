@@ -17,8 +17,7 @@ namespace Squash.Runtime.Execution;
 public static class StaticInference
 {
     /// <summary>Runs <paramref name="op"/>'s inference for <paramref name="node"/> with what the IR knows.</summary>
-    /// <exception cref="SquashException">The operator rejects its inputs (an ArgumentException from shape arithmetic
-    /// becomes SQ1005).</exception>
+    /// <exception cref="SquashException">The operator rejects its inputs (see <see cref="Run"/>).</exception>
     public static InferenceContext Infer(Node node, Operator op)
     {
         var implicitInputs = op.ImplicitInputs;
@@ -36,8 +35,9 @@ public static class StaticInference
         return inference;
     }
 
-    /// <summary>Runs <paramref name="op"/>'s inference, turning an ArgumentException from shape arithmetic (shapes
-    /// that do not broadcast, a dimension out of range) into the model error it is (SQ1005).</summary>
+    /// <summary>Runs <paramref name="op"/>'s inference, turning what shape arithmetic throws on a bad model into the
+    /// model error it is (SQ1005): an ArgumentException (shapes that do not broadcast, a dimension out of range) or an
+    /// OverflowException (checked arithmetic on sizes from the model, such as a pad of 2^40).</summary>
     public static void Run(Operator op, InferenceContext inference)
     {
         try
@@ -47,6 +47,11 @@ public static class StaticInference
         catch (ArgumentException e)
         {
             throw new SquashException(ErrorCodes.InvalidModel, $"{op.Node.Describe()}: {e.Message}", op.Node.Name, e);
+        }
+        catch (OverflowException e)
+        {
+            throw new SquashException(ErrorCodes.InvalidModel,
+                $"{op.Node.Describe()}: a size computed from its attributes and input shapes overflows; check them.", op.Node.Name, e);
         }
     }
 }

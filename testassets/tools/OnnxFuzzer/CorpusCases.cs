@@ -38,6 +38,11 @@ internal static class CorpusCases
             inputs: [Input("x", 1, 4)], inits: [Tensor("s", 7, [2], raw: [.. BitConverter.GetBytes(1L << 40), .. BitConverter.GetBytes(-1L)])],
             nodes: [Node("Reshape", ["x", "s"], ["y"])], outputs: ["y"])));
         // 1 KB doubled 20 times would be 1 GB of folded weights; folding stops at its growth limits.
+        // Found by the fuzzer in the PP-OCR classifier: checked arithmetic on a pad threw OverflowException.
+        yield return ("conv-pads-2pow40.SQ1005", Model(Graph(
+            inputs: [Input("x", 1, 1, 1, 4, 4)], inits: [Tensor("w", 1, [1, 1, 1, 1], floats: [1])],
+            nodes: [Node("Conv", ["x", "w"], ["y"], new P.AttributeProto { Name = "pads", Type = P.AttributeProto.Types.AttributeType.Ints, Ints = { 1L << 40, 0, 0, 0 } })],
+            outputs: ["y"])));
         yield return ("concat-doubling-chain.ok", ConcatDoubling(20));
         yield return ("concat-doubling-past-int32.SQ1005", ConcatDoubling(24));
         yield return ("if-branch-huge-constant.ok", IfWithHugeBranch());
