@@ -172,6 +172,9 @@ public static class OnnxLoader
                     throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}': {node.Describe()} has attribute '{attr.Name}' twice.", name);
                 node.Attributes[attr.Name] = ReadAttribute(attr, node, scope, depth);
             }
+            // Every ONNX operator has at least one output; operators write their first without asking.
+            if (proto.Output.Count == 0)
+                throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}': {node.Describe()} has no outputs.", name);
             foreach (var input in proto.Input)
                 node.AddInput(string.IsNullOrEmpty(input) ? null : scope.Find(input) ?? new Value(CheckName(input, "value")));
             foreach (var output in proto.Output)

@@ -136,8 +136,12 @@ public sealed class ExecutionPlan
         }
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         for (int k = 0; k < _graph.Outputs.Count; k++)
+        {
+            // An output listed several times is copied once (a model listing one output 100 000 times made 5 GB).
+            if (result.ContainsKey(_graph.Outputs[k].Name)) continue;
             result[_graph.Outputs[k].Name] = (_slotTensors[_layout.GraphOutputSlots[k]]
                 ?? throw new SquashException(ErrorCodes.InvalidModel, $"Graph output '{_graph.Outputs[k].Name}' has no value.")).Clone();
+        }
         return result;
     }
 

@@ -61,10 +61,15 @@ internal static class CorpusCases
         yield return ("output-unnamed.SQ1005", Model(Graph(inputs: [Input("x", 1, 2)], nodes: [Node("Relu", ["x"], ["y"])], outputs: [""])));
         yield return ("nodes-in-reverse-order.ok", Model(Graph(
             inputs: [Input("x", 1, 2)], nodes: [Node("Neg", ["a"], ["y"]), Node("Relu", ["x"], ["a"])], outputs: ["y"])));
+        yield return ("graph-output-listed-20000-times.ok", ManyOutputs(20_000));
         yield return ("graph-output-listed-twice.ok", Model(Graph(
             inputs: [Input("x", 1, 2)], nodes: [Node("Relu", ["x"], ["a"]), Node("Identity", ["a"], ["y"])], outputs: ["y", "y"])));
         yield return ("size-with-two-outputs.SQ1005", Model(Graph(
             inputs: [Input("x", 1, 2)], nodes: [Node("Size", ["x"], ["y", "z"])], outputs: ["y"])));
+        yield return ("node-without-outputs.SQ1005", Model(Graph(
+            inputs: [Input("x", 1, 2)], nodes: [Node("Relu", ["x"], ["y"]), Node("Constant", [], [], new P.AttributeProto { Name = "value", Type = P.AttributeProto.Types.AttributeType.Tensor, T = Tensor("", 1, [1], floats: [0]) })], outputs: ["y"])));
+        yield return ("topk-one-output.SQ1005", Model(Graph(
+            inputs: [Input("x", 1, 4)], inits: [Tensor("k", 7, [1], raw: BitConverter.GetBytes(2L))], nodes: [Node("TopK", ["x", "k"], ["y"])], outputs: ["y"])));
         yield return ("attribute-twice.SQ1005", Model(Graph(
             inputs: [Input("x", 1, 2)], nodes: [Node("Softmax", ["x"], ["y"], IntAttr("axis", 0), IntAttr("axis", 0))], outputs: ["y"])));
         // The parser's nesting limit (100 messages, 3 per If level) stops at 33 levels, before the loader's own limit.
@@ -223,6 +228,14 @@ internal static class CorpusCases
         ProtoWire.TryParse(model.ToByteArray(), out var modelFields);
         modelFields.Add(new WireField(7, WireField.Length, 0, ProtoWire.Write(graphFields)));
         return ProtoWire.Write(modelFields);
+    }
+
+    /// <summary>One 64 KB output listed <paramref name="count"/> times (1.3 GB if each listing were copied).</summary>
+    private static byte[] ManyOutputs(int count)
+    {
+        var g = Graph(inputs: [Input("x", 1, 16384)], nodes: [Node("Relu", ["x"], ["y"])]);
+        for (int i = 0; i < count; i++) g.Output.Add(new P.ValueInfoProto { Name = "y" });
+        return Model(g);
     }
 
     private static byte[] SequenceInput() => Model(Graph(

@@ -43,7 +43,10 @@ public static class Program
                     case "--dump": Console.WriteLine(Dump(File.ReadAllBytes(Next()))); return 0;
                     case "--time-load": TimeLoad(File.ReadAllBytes(Next())); return 0;
                     case "--write-corpus": CorpusCases.Write(Next()); return 0;
-                    case "--replay": while (i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal)) replay.Add(args[++i]); break;
+                    case "--replay":
+                        while (i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal)) replay.Add(args[++i]);
+                        if (replay.Count == 0) throw new ArgumentException("--replay needs files");
+                        break;
                     case "--help" or "-h": Console.WriteLine(Usage); return 0;
                     default: throw new ArgumentException($"unknown option {arg}");
                 }
