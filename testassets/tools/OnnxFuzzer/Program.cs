@@ -102,8 +102,10 @@ public static class Program
                 if (++total % 1000 == 0) Console.WriteLine($"{total} inputs, {watch.Elapsed.TotalMinutes:0.0} min, {seen.Count} distinct findings");
                 if (outcome.Kind != OutcomeKind.Finding || !seen.Add(outcome.Signature)) return;
                 Console.WriteLine($"FINDING {outcome.Signature} at iteration {input.Iteration} [{string.Join(", ", input.Mutations)}]: {outcome.Message}");
-                var bytes = outcome.Signature.StartsWith("hang", StringComparison.Ordinal) ? input.Bytes
-                    : Minimizer.Minimize(input.Bytes, b => target.Run(b).Signature == outcome.Signature, budget: 1500);
+                // Hangs are not minimized (each attempt would take the whole time limit), allocations briefly.
+                int budget = outcome.Signature.StartsWith("hang", StringComparison.Ordinal) ? 0
+                    : outcome.Signature.StartsWith("allocation", StringComparison.Ordinal) ? 100 : 1500;
+                var bytes = budget == 0 ? input.Bytes : Minimizer.Minimize(input.Bytes, b => target.Run(b).Signature == outcome.Signature, budget);
                 string name = $"{Slug(outcome.Signature)}-{Convert.ToHexStringLower(SHA256.HashData(bytes))[..8]}";
                 File.WriteAllBytes(Path.Combine(outDir, name + ".onnx"), bytes);
                 File.WriteAllText(Path.Combine(outDir, name + ".txt"),
