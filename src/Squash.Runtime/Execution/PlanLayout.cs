@@ -78,8 +78,11 @@ public sealed class PlanLayout
         var requestSlot = new List<int>();
         for (int s = 0; s < slots.Count; s++)
         {
-            if (first[s] == NotInArena) continue;
             var v = slots[s];
+            if (v.Shape is { } known && Shapes.IsKnown(known) && !Shapes.TryElementCount(known, out _))
+                throw new SquashException(ErrorCodes.TooLarge,
+                    $"{v.Producer?.Describe() ?? "The graph"}: '{v.Name}' has shape {Shapes.Format(known)}, more than {Shapes.MaxElements} elements, the most one tensor may hold.", v.Producer?.Name);
+            if (first[s] == NotInArena) continue;
             if (v.Type == DataType.Undefined || !v.HasKnownShape)
                 throw new SquashException(ErrorCodes.UnresolvedShape,
                     $"{v.Producer?.Describe() ?? "The graph"}: the shape of '{v.Name}' is not known at build time ({(v.Shape is null ? "rank unknown" : Shapes.Format(v.Shape))}). " +
