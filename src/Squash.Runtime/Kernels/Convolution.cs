@@ -3,9 +3,10 @@ namespace Squash.Runtime.Kernels;
 /// <summary>
 /// Convolution of any rank as GEMMs, one per batch image and group: <c>Y_g[M/G, outputSize] = W_g[M/G, C/G * taps] x
 /// im2col(X_g)</c>, with the bias and activation fused into the GEMM's store. The im2col operand is the input itself
-/// for pointwise (1x1) convolutions, is read in place from a padded copy of the image for stride-1 2-D ones
-/// (<see cref="ShiftedConvolution"/>), is packed straight from the image for other 2-D ones (<see cref="Im2ColPanels"/>),
-/// and is expanded into scratch otherwise. Depthwise 2-D convolutions run a direct kernel (<see cref="DepthwiseConv"/>).
+/// for pointwise (1x1) convolutions, is read in place from padded copies of input rows for 2-D ones
+/// (<see cref="ShiftedConvolution"/>), is packed straight from the image for 2-D ones whose padded rows would waste
+/// too much (<see cref="Im2ColPanels"/>), and is expanded into scratch for other ranks. Depthwise 2-D convolutions run a direct kernel (<see cref="DepthwiseConv"/>),
+/// and 3x3 stride-1 ones with enough channels Winograd's F(4x4, 3x3) (<see cref="WinogradConv"/>).
 /// </summary>
 internal static unsafe class Convolution
 {
@@ -19,15 +20,12 @@ internal static unsafe class Convolution
         return packed;
     }
 
-    /// <summary>True when <see cref="Run"/> multiplies by the weights as GEMM operands (so packing them pays off).</summary>
-    public static bool UsesGemm(ConvGeometry g) => !(g.As2D().Rank == 2 && g.IsDepthwise);
-
     /// <summary>
     /// <c>y = activation(conv(x, w) + bias)</c>. <paramref name="w"/> is [M, C/G, kernel...]; <paramref name="packed"/>
-    /// is its <see cref="PackWeights"/> or null; <paramref name="bias"/> is [M] or empty.
+    /// packs it once when it is constant (null: packed per call); <paramref name="bias"/> is [M] or empty.
     /// </summary>
     public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, ReadOnlySpan<float> bias, Span<float> y, GemmActivation activation)
+        PackedConvWeights? packed, ReadOnlySpan<float> bias, Span<float> y, GemmActivation activation)
     {
         var plane = g.As2D();
         fixed (float* px = x)
@@ -41,8 +39,19 @@ internal static unsafe class Convolution
                 DepthwiseConv.Run(context, plane, px, pw, biasPointer, py, activation);
                 return;
             }
+            if (WinogradConv.Applies(plane))
+            {
+                var transformed = packed?.Winograd(plane) ?? WinogradConv.TransformWeights(plane, w);
+                for (int image = 0; image < g.Batch; image++)
+                    for (int group = 0; group < g.Groups; group++)
+                        WinogradConv.Run(context, plane, px + ((nint)image * g.InChannels + group * g.GroupInChannels) * g.InputSize,
+                            transformed, group * 36, biasPointer == null ? null : biasPointer + group * g.GroupOutChannels,
+                            py + ((nint)image * g.OutChannels + group * g.GroupOutChannels) * g.OutputSize, activation);
+                return;
+            }
             long scratchFloats = !plane.IsPointwise && plane.Rank != 2 ? (long)g.GemmDepth * g.OutputSize : 0;
             byte[] scratch = scratchFloats == 0 ? [] : context.Scratch(checked((int)(scratchFloats * sizeof(float))));
+            var gemmWeights = packed?.Gemm(g);
             fixed (byte* columns = scratch)
             {
                 int mg = g.GroupOutChannels, cg = g.GroupInChannels;
@@ -52,8 +61,8 @@ internal static unsafe class Convolution
                         float* xg = px + ((nint)image * g.InChannels + group * cg) * g.InputSize;
                         float* yg = py + ((nint)image * g.OutChannels + group * mg) * g.OutputSize;
                         var epilogue = new TileEpilogue(1, 0, biasPointer == null ? null : biasPointer + group * mg, null, activation);
-                        if (packed is not null)
-                            Multiply(context, packed[group].Kernel, plane, packed[group].Source, xg, yg, epilogue, (float*)columns);
+                        if (gemmWeights is not null)
+                            Multiply(context, gemmWeights[group].Kernel, plane, gemmWeights[group].Source, xg, yg, epilogue, (float*)columns);
                         else
                             Multiply(context, GemmKernel.Best, plane, StridedPanels.Left(pw + (nint)group * mg * g.GemmDepth, g.GemmDepth, false),
                                 xg, yg, epilogue, (float*)columns);

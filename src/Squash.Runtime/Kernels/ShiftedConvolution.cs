@@ -126,12 +126,12 @@ internal static unsafe class ShiftedConvolution
                             int ih = sharedRows ? row0 + t - padTop : (row0 + t) * strideH - padTop + kh * g.Dilations[0];
                             if ((uint)ih >= (uint)height)
                             {
-                                new Span<float>(dst, gridWidth).Clear();
+                                PanelCopy.Zero(dst, gridWidth);
                                 continue;
                             }
-                            new Span<float>(dst, lo).Clear();
+                            PanelCopy.Zero(dst, lo);
                             PanelCopy.Strided(dst + lo, x + ((long)c * height + ih) * width + first + lo * strideW, hi - lo, strideW);
-                            new Span<float>(dst + hi, gridWidth - hi).Clear();
+                            PanelCopy.Zero(dst + hi, gridWidth - hi);
                         }
                     }
         }

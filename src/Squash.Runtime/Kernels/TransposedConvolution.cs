@@ -24,11 +24,13 @@ internal static unsafe class TransposedConvolution
 
     /// <summary>
     /// <c>y = convTranspose(x, w) + bias</c> for the adjoint geometry <paramref name="g"/> (input = Y's spatial shape and
-    /// channels, output = X's). <paramref name="w"/> is [C, M/G, kernel...]; <paramref name="bias"/> is [M] or empty.
+    /// channels, output = X's). <paramref name="w"/> is [C, M/G, kernel...], packed once in <paramref name="weights"/>
+    /// when constant (null: per call); <paramref name="bias"/> is [M] or empty.
     /// </summary>
     public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, ReadOnlySpan<float> bias, Span<float> y)
+        PackedConvWeights? weights, ReadOnlySpan<float> bias, Span<float> y)
     {
+        var packed = weights?.Transposed(g);
         int mg = g.GroupInChannels, cg = g.GroupOutChannels, rows = g.GemmDepth, n = g.OutputSize;
         // With a 1x1 kernel, unit strides and no padding, col2im is the identity: the GEMM writes Y directly.
         bool direct = g.IsPointwise;

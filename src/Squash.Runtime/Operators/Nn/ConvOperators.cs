@@ -24,7 +24,7 @@ internal abstract class ConvolutionOperatorBase : Operator
     private sealed record CachedGeometry(int[] X, int[] W, ConvGeometry Geometry);
 
     private CachedGeometry? _cached;
-    private PackedMatrix[]? _packed;
+    private PackedConvWeights? _packed;
 
     protected ConvolutionOperatorBase(Node node) : base(node)
     {
@@ -91,7 +91,7 @@ internal abstract class ConvolutionOperatorBase : Operator
         var y = outputs[0];
         if (x.DataType == DataType.Float)
         {
-            Compute(context, g, x.AsSpan<float>(), w.AsSpan<float>(), PackedWeights(g, w), b is null ? [] : b.AsSpan<float>(), y.AsSpan<float>());
+            Compute(context, g, x.AsSpan<float>(), w.AsSpan<float>(), PackedWeights(w), b is null ? [] : b.AsSpan<float>(), y.AsSpan<float>());
             return;
         }
         var result = new float[y.ElementCount];
@@ -123,15 +123,9 @@ internal abstract class ConvolutionOperatorBase : Operator
     /// <summary>Length of the bias: the output channels.</summary>
     protected abstract int BiasLength(ConvGeometry g);
 
-    /// <summary>True when the kernel multiplies by packed weights for this geometry.</summary>
-    protected abstract bool UsesPackedWeights(ConvGeometry g);
-
-    /// <summary>Packs the weights for the kernel.</summary>
-    protected abstract PackedMatrix[] PackWeights(ConvGeometry g, ReadOnlySpan<float> w);
-
     /// <summary>Runs the kernel in float.</summary>
     protected abstract void Compute(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, ReadOnlySpan<float> bias, Span<float> y);
+        PackedConvWeights? packed, ReadOnlySpan<float> bias, Span<float> y);
 
     /// <summary>The spatial attribute <paramref name="values"/> for <paramref name="rank"/> axes, or <paramref name="fallback"/>.</summary>
     protected int[] PerAxis(long[]? values, int rank, int fallback, string name)
@@ -164,18 +158,11 @@ internal abstract class ConvolutionOperatorBase : Operator
         return (Pads[..rank].Select(v => checked((int)v)).ToArray(), Pads[rank..].Select(v => checked((int)v)).ToArray());
     }
 
-    private PackedMatrix[]? PackedWeights(ConvGeometry g, Tensor w)
+    /// <summary>The packing cache for constant fp32 weights; null when W is computed at run time.</summary>
+    private PackedConvWeights? PackedWeights(Tensor w)
     {
-        if (Node.Input(1)?.Constant is not { DataType: DataType.Float } constant || !ReferenceEquals(constant, w) || !UsesPackedWeights(g))
-            return null;
-        // Packed on first use; a race packs twice and keeps one, which is harmless.
-        var packed = Volatile.Read(ref _packed);
-        if (packed is null)
-        {
-            Interlocked.CompareExchange(ref _packed, PackWeights(g, w.AsSpan<float>()), null);
-            packed = _packed;
-        }
-        return packed;
+        if (Node.Input(1)?.Constant is not { DataType: DataType.Float } constant || !ReferenceEquals(constant, w)) return null;
+        return Volatile.Read(ref _packed) ?? Interlocked.CompareExchange(ref _packed, new PackedConvWeights(w), null) ?? _packed;
     }
 
     private void CheckType(DataType type)
@@ -257,12 +244,8 @@ internal sealed class ConvOperator(Node node) : ConvolutionOperatorBase(node)
 
     protected override int BiasLength(ConvGeometry g) => g.OutChannels;
 
-    protected override bool UsesPackedWeights(ConvGeometry g) => Convolution.UsesGemm(g);
-
-    protected override PackedMatrix[] PackWeights(ConvGeometry g, ReadOnlySpan<float> w) => Convolution.PackWeights(g, w);
-
     protected override void Compute(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, ReadOnlySpan<float> bias, Span<float> y) =>
+        PackedConvWeights? packed, ReadOnlySpan<float> bias, Span<float> y) =>
         Convolution.Run(context, g, x, w, packed, bias, y, GemmActivation.None);
 }
 
@@ -343,11 +326,7 @@ internal sealed class ConvTransposeOperator : ConvolutionOperatorBase
 
     protected override int BiasLength(ConvGeometry g) => g.InChannels;
 
-    protected override bool UsesPackedWeights(ConvGeometry g) => true;
-
-    protected override PackedMatrix[] PackWeights(ConvGeometry g, ReadOnlySpan<float> w) => TransposedConvolution.PackWeights(g, w);
-
     protected override void Compute(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, ReadOnlySpan<float> bias, Span<float> y) =>
+        PackedConvWeights? packed, ReadOnlySpan<float> bias, Span<float> y) =>
         TransposedConvolution.Run(context, g, x, w, packed, bias, y);
 }
