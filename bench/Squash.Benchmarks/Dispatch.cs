@@ -59,7 +59,7 @@ internal static class Dispatch
                 for (int i = 0; i < calls; i++) v.Call();
                 v.PerCall.Add(Stopwatch.GetElapsedTime(start).TotalMicroseconds / calls);
             }
-        (context as IDisposable)?.Dispose();
+        context.Dispose();
         foreach (var v in variants)
             Console.WriteLine($"{v.Name,-18} threads={threads} work={work}: min {v.PerCall.Min():F2} us, median {Interleaved.Median(v.PerCall):F2} us per call");
     }

@@ -67,7 +67,7 @@ internal static class Interleaved
             if (i % 2 == 0) { squash.Add(RunSquash()); onnx.Add(Ort()); }
             else { onnx.Add(Ort()); squash.Add(RunSquash()); }
         }
-        (context as IDisposable)?.Dispose();
+        context.Dispose();
         double sMin = squash.Min(), sMed = Median(squash), oMin = onnx.Min(), oMed = Median(onnx);
         Console.WriteLine($"{name} threads={threads} runs={runs}: Squash min {sMin:F2} median {sMed:F2} ms; ONNX Runtime min {oMin:F2} median {oMed:F2} ms; " +
             $"Squash/ORT min {sMin / oMin:F3} median {sMed / oMed:F3}");

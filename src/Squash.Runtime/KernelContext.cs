@@ -15,9 +15,9 @@ public interface IRangeBody
 /// <remarks>
 /// A context with one thread runs everything on the calling thread and owns no thread. With more, it starts
 /// <see cref="ThreadCount"/> - 1 worker threads of its own the first time a kernel splits work, and keeps them until
-/// <see cref="Dispose"/> (or until it is garbage collected). Own workers, not the thread pool, because models make
-/// hundreds of short parallel calls per run: waking a worker that is spinning or waiting on a monitor costs far less
-/// than queueing work items to the pool (docs/performance.md, "Threads").
+/// <see cref="Dispose"/> (or until it is garbage collected). Own workers, not the thread pool, because a model makes a
+/// hundred or more short parallel calls per run: waking a worker that is spinning or waiting on a monitor costs far
+/// less than queueing work items to the pool (docs/performance.md, "Threads").
 /// </remarks>
 public sealed class KernelContext : IDisposable
 {
