@@ -82,6 +82,7 @@ public class PpOcrBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
+        _context.Dispose();
         _ortInput.Dispose();
         _runOptions.Dispose();
         _ort.Dispose();

@@ -39,6 +39,9 @@ public sealed class ExecutionPlan
     /// <summary>The graph this plan runs.</summary>
     public Graph Graph => _graph;
 
+    /// <summary>Where each value lives, which nodes are views and which run in place.</summary>
+    public PlanLayout Layout => _layout;
+
     /// <summary>Called after each step with the node and its outputs (calibration observes activations here).</summary>
     public Action<Node, ReadOnlySpan<Tensor>>? NodeCompleted { get; set; }
 
@@ -56,7 +59,7 @@ public sealed class ExecutionPlan
     public static ExecutionPlan Create(Graph graph)
     {
         var operators = graph.Nodes.Select(OperatorRegistry.Create).ToArray();
-        var layout = PlanLayout.Compute(graph, [.. operators.Select(o => o.ImplicitInputs)], inputsInArena: false);
+        var layout = PlanLayout.Compute(graph, operators, inputsInArena: false);
         var arena = Arena.Allocate(layout.ArenaBytes, out int baseOffset);
         // Arbitrary bytes, like a reused arena: an operator that relies on zeroed outputs fails early.
         arena.AsSpan().Fill(0xFF);
@@ -65,8 +68,12 @@ public sealed class ExecutionPlan
         {
             var v = layout.Slots[s];
             if (layout.Offsets[s] >= 0) tensors[s] = new Tensor(v.Type, v.Shape!, arena, baseOffset + (int)layout.Offsets[s]);
-            else if (v.Constant is not null) tensors[s] = v.Constant;
+            else if (layout.Storage[s] == s && v.Constant is not null) tensors[s] = v.Constant;
         }
+        // Views of constants; views of graph inputs outside the arena are made when the inputs are bound.
+        for (int s = 0; s < tensors.Length; s++)
+            if (layout.Offsets[s] < 0 && layout.Storage[s] != s && tensors[layout.Storage[s]] is { } owner)
+                tensors[s] = owner.Reshape(layout.Slots[s].Shape!);
         var checkedSteps = new bool[operators.Length];
         for (int i = 0; i < operators.Length; i++) checkedSteps[i] = !IsStatic(operators[i]);
         return new ExecutionPlan(graph, operators, layout, tensors, checkedSteps);
@@ -130,7 +137,8 @@ public sealed class ExecutionPlan
         {
             long start = ticks is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
             if (_checked[i]) CheckOutputs(i);
-            _operators[i].Run(context, _stepInputs[i], _stepOutputs[i]);
+            // A view's output already is its input's memory.
+            if (!_layout.IsView[i]) _operators[i].Run(context, _stepInputs[i], _stepOutputs[i]);
             if (ticks is not null) ticks[i] += System.Diagnostics.Stopwatch.GetTimestamp() - start;
             NodeCompleted?.Invoke(_operators[i].Node, _stepOutputs[i]);
         }
@@ -145,14 +153,25 @@ public sealed class ExecutionPlan
         return result;
     }
 
+    /// <summary>Makes <paramref name="tensor"/> the value of graph input <paramref name="slot"/> and of the views of
+    /// it, unless it already is.</summary>
     private void Bind(int slot, Tensor tensor)
     {
-        _slotTensors[slot] = tensor;
-        for (int i = 0; i < _stepInputs.Length; i++)
+        if (ReferenceEquals(_slotTensors[slot], tensor)) return;
+        for (int s = 0; s < _slotTensors.Length; s++)
         {
-            var slots = _layout.InputSlots[i];
-            for (int k = 0; k < slots.Length; k++)
-                if (slots[k] == slot) _stepInputs[i][k] = tensor;
+            if (s != slot && _layout.Storage[s] != slot) continue;
+            var value = s == slot ? tensor : tensor.Reshape(_layout.Slots[s].Shape!);
+            _slotTensors[s] = value;
+            for (int i = 0; i < _stepInputs.Length; i++)
+            {
+                var slots = _layout.InputSlots[i];
+                for (int k = 0; k < slots.Length; k++)
+                    if (slots[k] == s) _stepInputs[i][k] = value;
+                slots = _layout.OutputSlots[i];
+                for (int k = 0; k < slots.Length; k++)
+                    if (slots[k] == s) _stepOutputs[i][k] = value;
+            }
         }
     }
 }
