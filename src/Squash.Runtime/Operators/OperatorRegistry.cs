@@ -64,6 +64,7 @@ public static class OperatorRegistry
         ResizeOperators.Register(b);
         RecurrentOperators.Register(b);
         ControlFlowOperators.Register(b);
+        QuantizedOperators.Register(b);
         return b.Entries;
     }
 
