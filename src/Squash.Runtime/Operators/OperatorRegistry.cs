@@ -66,6 +66,7 @@ public static class OperatorRegistry
         ControlFlowOperators.Register(b);
         Int4Operators.Register(b);
         AttentionOperators.Register(b);
+        QuantizedOperators.Register(b);
         return b.Entries;
     }
 
