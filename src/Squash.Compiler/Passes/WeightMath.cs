@@ -57,11 +57,31 @@ internal static class WeightMath
         for (int i = 0; i < result.Length; i++) result[i] = t.GetAsDouble(i);
         return result;
     }
+
+    /// <summary>Adds a new constant to the graph and returns it. Scans the graph's names on each call: for passes that
+    /// add a few constants per model; pattern passes use <see cref="GraphRewrite.AddConstant"/>.</summary>
+    public static Value AddConstant(Graph graph, string name, Tensor tensor)
+    {
+        var existing = new HashSet<string>(graph.AllValues().Select(v => v.Name), StringComparer.Ordinal);
+        string unique = name;
+        for (int i = 1; existing.Contains(unique); i++) unique = $"{name}_{i}";
+        var value = new Value(unique, tensor);
+        graph.Initializers.Add(value);
+        return value;
+    }
 }
 
 /// <summary>Questions passes ask about the graph's wiring.</summary>
 internal static class GraphQueries
 {
+    /// <summary>The only node reading <paramref name="value"/>, or null when several (or none, or a graph output) do.</summary>
+    public static Node? SoleConsumer(Graph graph, Dictionary<Value, List<(Node Node, int Index)>> consumers, Value value)
+    {
+        if (graph.Outputs.Contains(value)) return null;
+        if (!consumers.TryGetValue(value, out var list) || list.Count != 1 || list[0].Index < 0) return null;
+        return list[0].Node;
+    }
+
     /// <summary>True for a node of the default domain with the given type.</summary>
     public static bool Is(Node node, string opType) => node.OpType == opType && node.Domain.Length == 0;
 }

@@ -48,7 +48,7 @@ internal sealed class DeviceProgram : IDisposable
         // The CPU operators check every node (attributes, opsets) exactly as the CPU runtime does, and run the nodes
         // that have no device kernel.
         var operators = graph.Nodes.Select(OperatorRegistry.Create).ToArray();
-        var layout = PlanLayout.Compute(graph, [.. operators.Select(o => o.ImplicitInputs)], inputsInArena: true);
+        var layout = PlanLayout.Compute(graph, operators, inputsInArena: true, shareMemory: false);
         var memory = new DeviceMemory(accelerator, layout);
         var kernels = new KernelCache(accelerator);
         var context = new LoweringContext(accelerator, kernels, memory);

@@ -64,8 +64,10 @@ public sealed class PlanLayout
     /// <param name="operators">The operator of each node, in node order.</param>
     /// <param name="inputsInArena">Whether graph inputs get arena memory (generated code copies them in) or are bound
     /// per run (<see cref="ExecutionPlan"/>).</param>
+    /// <param name="shareMemory">Whether views and in-place outputs share their input's memory (see the remarks). A
+    /// device program whose kernels all write their own output passes false.</param>
     /// <exception cref="SquashException">A value's shape is not known (SQ1008).</exception>
-    public static PlanLayout Compute(Graph graph, IReadOnlyList<Operator> operators, bool inputsInArena)
+    public static PlanLayout Compute(Graph graph, IReadOnlyList<Operator> operators, bool inputsInArena, bool shareMemory = true)
     {
         var nodes = graph.Nodes;
         if (operators.Count != nodes.Count) throw new ArgumentException("One operator per node is needed.", nameof(operators));
@@ -130,7 +132,7 @@ public sealed class PlanLayout
         {
             var op = operators[i];
             int[] ins = inputSlots[i], outs = outputSlots[i];
-            if (outs.Length == 0) continue;
+            if (outs.Length == 0 || !shareMemory) continue;
             int output = outs[0];
             int viewed = op.ViewedInput;
             if (viewed >= 0 && viewed < ins.Length && ins[viewed] >= 0 && SameTypeAndCount(slots[ins[viewed]], slots[output]))

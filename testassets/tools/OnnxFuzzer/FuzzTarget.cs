@@ -179,7 +179,7 @@ public sealed class FuzzTarget
             if (!ExecutionPlan.CanPlan(graph)) return;
             state.Enter("plan");
             var operators = graph.Nodes.Select(OperatorRegistry.Create).ToArray();
-            var layout = PlanLayout.Compute(graph, [.. operators.Select(o => o.ImplicitInputs)], inputsInArena: false);
+            var layout = PlanLayout.Compute(graph, operators, inputsInArena: false);
             if (layout.ArenaBytes > MaxArenaBytes) return;
             var plan = ExecutionPlan.Create(graph);
             if (!Execute) return;
