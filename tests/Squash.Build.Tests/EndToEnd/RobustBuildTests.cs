@@ -8,6 +8,7 @@ using Squash.Compiler.Onnx;
 using Squash.Runtime;
 using Squash.Runtime.Execution;
 using Squash.Runtime.Weights;
+using Xunit.Abstractions;
 
 namespace Squash.Build.Tests.EndToEnd;
 
@@ -19,7 +20,7 @@ namespace Squash.Build.Tests.EndToEnd;
 /// </summary>
 [Trait("Category", "EndToEnd")]
 [Collection(EndToEndCollection.Name)]
-public sealed class RobustBuildTests(PackedFeed feed)
+public sealed class RobustBuildTests(PackedFeed feed, ITestOutputHelper output)
 {
     /// <summary>Prints one line per model: its name and its outputs in round-trip format.</summary>
     private static string Program(params (string Label, string Class, string Input)[] models)
@@ -229,10 +230,11 @@ public sealed class RobustBuildTests(PackedFeed feed)
             var build = Task.Run(() => app.Dotnet("build"));
             bool sent = await KillWhenSeen(compiler, delay, build);
             var result = await build;
-            // A build after a killed compilation compiles the model again; so does one after a touch of the model.
+            // A build after a killed compilation compiles the model again (its stamp is older than the model); so
+            // does one after the model changed.
             Assert.True(ConsumerProject.CompiledModels(result).Count == 1, app.Describe($"attempt {attempt} did not run the compiler", result));
             lastKilled = result.ExitCode != 0;
-            log.Add($"attempt {attempt}: kill after {delay} ms {(sent ? "sent" : "not sent")}, build {(lastKilled ? "failed" : "succeeded")}");
+            log.Add($"attempt {attempt}: kill after {delay} ms {(sent ? "sent" : "not sent")}, build {(lastKilled ? "failed" : "succeeded")}; left {Outputs(app, Model)}");
             if (lastKilled)
             {
                 // The task reports the dead compiler on the model and the build stops before C# (no CS error).
@@ -242,24 +244,48 @@ public sealed class RobustBuildTests(PackedFeed feed)
             }
             else
             {
-                File.SetLastWriteTimeUtc(app.PathOf(Model), DateTime.UtcNow);
+                // Other weights, so that the next compilation writes them again (and can be killed doing it).
+                TestModels.Dense(app.PathOf(Model), width: 1024, layers: 4, seed: attempt);
             }
         }
+        foreach (var line in log) output.WriteLine(line);
         Assert.True(killed, "no kill landed while the compiler ran:\n" + string.Join("\n", log));
 
         var final = app.Build();
         if (lastKilled) Assert.Equal([app.PathOf(Model)], ConsumerProject.CompiledModels(final));
         // The class matches its weights (it checks the checksum when it loads them) and computes the model.
         var outputs = app.OutputsOf(Model);
-        var expectedChecksum = Regex.Match(File.ReadAllText(outputs[0]), "WeightsChecksum = 0x([0-9A-F]{16})UL").Groups[1].Value;
-        using (var weights = File.OpenRead(outputs[1]))
-            Assert.Equal(expectedChecksum, WeightsFile.Read(weights).Checksum.ToString("X16", CultureInfo.InvariantCulture));
+        Assert.Equal(ClassChecksum(outputs[0]), WeightsChecksum(outputs[1]));
         var input = Enumerable.Range(0, 1024).Select(i => MathF.Cos(i * 0.01f)).ToArray();
         AssertClose(Reference(app.PathOf(Model), input, 1, 1024), Assert.Single(app.Run()), "Dense");
         Assert.Empty(Directory.GetFiles(app.SquashDirectory, "*.tmp"));
         // And the build after that has nothing to do.
         Assert.Empty(ConsumerProject.CompiledModels(app.Build()));
     });
+
+    /// <summary>The weights checksum a generated class expects (null for none), in hexadecimal.</summary>
+    private static string? ClassChecksum(string source) =>
+        File.Exists(source) && Regex.Match(File.ReadAllText(source), "WeightsChecksum = 0x([0-9A-F]{16})UL") is { Success: true } m ? m.Groups[1].Value : null;
+
+    /// <summary>The checksum of a weights file (null for none), in hexadecimal.</summary>
+    private static string? WeightsChecksum(string weights)
+    {
+        if (!File.Exists(weights)) return null;
+        using var stream = File.OpenRead(weights);
+        return WeightsFile.Read(stream).Checksum.ToString("X16", CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>What a model's outputs are, for the log: whether the class matches the weights, temporary files.</summary>
+    private static string Outputs(ConsumerProject app, string model)
+    {
+        var files = app.OutputsOf(model);
+        string? expected = ClassChecksum(files[0]), actual = WeightsChecksum(files[1]);
+        string state = expected is null ? "no class" : actual is null ? "a class without weights" : expected == actual ? "a class and its weights" : "a class and other weights";
+        int temporary = Directory.Exists(app.SquashDirectory) ? Directory.GetFiles(app.SquashDirectory, "*.tmp").Length : 0;
+        string stamp = !File.Exists(files[3]) ? "no stamp"
+            : File.GetLastWriteTimeUtc(files[3]) < File.GetLastWriteTimeUtc(app.PathOf(model)) ? "a stamp older than the model" : "a stamp as new as the model";
+        return $"{state}, {temporary} temporary files, {stamp}";
+    }
 
     /// <summary>
     /// Waits for a compiler process whose command line contains <paramref name="marker"/> (the path of this feed's
