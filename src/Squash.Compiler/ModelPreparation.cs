@@ -1,5 +1,6 @@
 using Squash.Compiler.Onnx;
 using Squash.Compiler.Passes;
+using Squash.Compiler.Quantization;
 using Squash.Runtime;
 using Squash.Runtime.Ir;
 
@@ -106,4 +107,45 @@ public static class ModelPreparation
     /// <summary>Optimizes <paramref name="model"/>'s graph in place (<see cref="Pipeline.Optimize"/>).</summary>
     public static void Optimize(Model model, Action<string>? log = null) =>
         Pipeline.Optimize().Run(model.Graph, new PassContext { Log = log });
+
+    /// <summary>The precisions the compiler, <c>squash run</c> and <c>squash export</c> accept.</summary>
+    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "int4"];
+
+    /// <summary>Checks a precision name (case-insensitive) and returns it in lower case.</summary>
+    /// <exception cref="SquashException">The precision is not one of <see cref="Precisions"/> (SQ1012).</exception>
+    public static string ParsePrecision(string precision)
+    {
+        string lower = precision.Trim().ToLowerInvariant();
+        if (!Precisions.Contains(lower))
+            throw new SquashException(ErrorCodes.InvalidOption, $"Precision '{precision}' is not supported; use {string.Join(" or ", Precisions)}.");
+        return lower;
+    }
+
+    /// <summary>
+    /// Applies <paramref name="precision"/> to an optimized model: nothing for fp32; for int4, <see cref="Pipeline.Int4"/>
+    /// (attention fusion, then weight-only int4). With <paramref name="calibrationFolder"/> the weights are quantized by
+    /// GPTQ from the activations of its samples (<see cref="CalibrationDataSet"/> layout, run on the fp32 graph);
+    /// without, by round-to-nearest.
+    /// </summary>
+    /// <exception cref="SquashException">Bad calibration data (SQ1016), or an exclusion that names nothing (SQ1051).</exception>
+    public static void ApplyPrecision(Model model, string precision, Int4QuantizationOptions? int4 = null, string? calibrationFolder = null,
+        Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (ParsePrecision(precision) != "int4")
+        {
+            if (calibrationFolder is not null)
+                throw new SquashException(ErrorCodes.InvalidOption, "Calibration data is only used with precision int4 here.");
+            return;
+        }
+        var options = int4 ?? new Int4QuantizationOptions();
+        if (calibrationFolder is not null)
+        {
+            var dataSet = CalibrationDataSet.Open(calibrationFolder, model.Graph.Inputs);
+            var statistics = Int4Calibration.Collect(model.Graph, dataSet.CalibrationSamples.Select(s => (IReadOnlyDictionary<string, Tensor>)s.Load()));
+            log?.Invoke($"int4 calibration: activations of {statistics.Count} weight(s) from '{calibrationFolder}'; quantizing with GPTQ");
+            options = options with { Quantizer = GptqQuantizer.Instance, Activations = statistics };
+        }
+        Pipeline.Int4(options).Run(model.Graph, new PassContext { Log = log });
+    }
 }

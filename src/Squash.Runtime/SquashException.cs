@@ -60,4 +60,8 @@ public static class ErrorCodes
     public const string UnsupportedProject = "SQ1015";
     /// <summary>The calibration data set is missing, malformed or does not match the model's inputs.</summary>
     public const string CalibrationData = "SQ1016";
+    /// <summary>Int4 calibration statistics do not fit the weight they are applied to, or are not a valid Gram matrix.</summary>
+    public const string Int4Calibration = "SQ1050";
+    /// <summary>An int4 exclusion names no MatMul, Gemm or Gather node or weight of the model.</summary>
+    public const string Int4Exclusion = "SQ1051";
 }
