@@ -32,6 +32,7 @@ internal static class Metadata
     public const string Precision = nameof(Precision);
     public const string InputShapes = nameof(InputShapes);
     public const string ConstantInputs = nameof(ConstantInputs);
+    public const string Int4Exclude = nameof(Int4Exclude);
     public const string WeightsStorage = nameof(WeightsStorage);
     public const string Visibility = nameof(Visibility);
 
@@ -46,7 +47,7 @@ internal static class Metadata
     public const string ApiStampFile = nameof(ApiStampFile);
 
     /// <summary>The metadata the user sets, in the order the options file lists them.</summary>
-    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs];
+    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs, Int4Exclude];
 }
 
 /// <summary>
