@@ -31,6 +31,57 @@ public sealed class TinyStoriesTests
         Assert.Equal(expected[..5], decoder.Generate(1, 5));
     }
 
+    /// <summary>
+    /// The int4 pipeline through the compiler, as <c>Precision="int4"</c> runs it (here with the size threshold lowered to
+    /// 2048 values so that stories260K's matrices qualify): the generated class, compiled in memory, drives the sample's
+    /// loop to the same 32 greedy tokens as the int4 graph run by the executor after <see cref="Squash.Compiler.Passes.Pipeline.Int4"/>,
+    /// with logits within 2e-4 + 1e-4 |x| (the same kernels; the class plans memory and may order sums differently).
+    /// </summary>
+    [Fact]
+    public void GeneratedInt4ClassDrivesTheLoop()
+    {
+        string dir = Directory.CreateTempSubdirectory("squash-tinystories-").FullName;
+        try
+        {
+            string onnx = Path.Combine(dir, "stories260K.onnx");
+            Compiler.Onnx.OnnxWriter.Save(Squash.Tools.Llama2c.Llama2cConverter.Convert(File.ReadAllBytes(TestPaths.Asset("models", "llama2c", "stories260K.bin"))), onnx);
+            var options = new Squash.Compiler.Quantization.Int4QuantizationOptions { MinElements = 2048 };
+            var result = Squash.Compiler.Compilation.ModelCompiler.Compile(new Squash.Compiler.Compilation.CompileRequest
+            {
+                ModelPath = onnx, OutputDirectory = dir, OutputName = "Stories260K", Int4 = options,
+                Class = new Squash.Compiler.CodeGen.ModelClassOptions
+                {
+                    ClassName = "Stories260K", Namespace = "Tests", WeightsName = "Tests.Stories260K.sqw", SourceFileName = "", SourceSha256 = "", Precision = "int4",
+                },
+            });
+            string source = File.ReadAllText(result.SourcePath);
+            Assert.Contains("MatMulNBits", source);
+            Assert.Contains("Attention", source);
+            var assembly = InMemoryCompiler.Compile([source], [("Tests.Stories260K.sqw", File.ReadAllBytes(result.WeightsPath!))]);
+            using var generated = (ISquashModel)Activator.CreateInstance(assembly.GetType("Tests.Stories260K")!, [1])!;
+
+            var model = Compiler.Onnx.OnnxLoader.Load(onnx);
+            ModelPreparation.Optimize(model);
+            ModelPreparation.ApplyPrecision(model, "int4", options);
+            using var executed = new GraphModel(model.Graph);
+            var a = new GreedyDecoder(generated);
+            var b = new GreedyDecoder(executed);
+            long token = 1;
+            for (int i = 0; i < 32; i++)
+            {
+                var expected = b.Step(token);
+                var actual = a.Step(token);
+                TensorAssert.Close(Tensor.From<float>(expected, expected.Length), Tensor.From<float>(actual, actual.Length), 1e-4, 2e-4, $"step {i}");
+                token = GreedyDecoder.ArgMax(expected);
+                Assert.Equal(token, GreedyDecoder.ArgMax(actual));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public void RejectsAModelThatIsNotADecoder()
     {
