@@ -138,14 +138,24 @@ public static class ModelPreparation
                 throw new SquashException(ErrorCodes.InvalidOption, "Calibration data is only used with precision int4 here.");
             return;
         }
-        var options = int4 ?? new Int4QuantizationOptions();
-        if (calibrationFolder is not null)
-        {
-            var dataSet = CalibrationDataSet.Open(calibrationFolder, model.Graph.Inputs);
-            var statistics = Int4Calibration.Collect(model.Graph, dataSet.CalibrationSamples.Select(s => (IReadOnlyDictionary<string, Tensor>)s.Load()));
-            log?.Invoke($"int4 calibration: activations of {statistics.Count} weight(s) from '{calibrationFolder}'; quantizing with GPTQ");
-            options = options with { Quantizer = GptqQuantizer.Instance, Activations = statistics };
-        }
+        var options = Calibrate(model, int4 ?? new Int4QuantizationOptions(), calibrationFolder, log);
         Pipeline.Int4(options).Run(model.Graph, new PassContext { Log = log });
+    }
+
+    /// <summary>
+    /// <paramref name="options"/> as they are without <paramref name="calibrationFolder"/>; with it, switched to GPTQ with
+    /// the activation statistics of its samples (<see cref="CalibrationDataSet"/> layout), collected by running
+    /// <paramref name="model"/>'s graph in fp32. Run it on the graph that will be quantized: statistics are by weight name.
+    /// </summary>
+    /// <exception cref="SquashException">Bad calibration data (SQ1016).</exception>
+    public static Int4QuantizationOptions Calibrate(Model model, Int4QuantizationOptions options, string? calibrationFolder, Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        if (calibrationFolder is null) return options;
+        var dataSet = CalibrationDataSet.Open(calibrationFolder, model.Graph.Inputs);
+        var statistics = Int4Calibration.Collect(model.Graph, dataSet.CalibrationSamples.Select(s => (IReadOnlyDictionary<string, Tensor>)s.Load()));
+        log?.Invoke($"int4 calibration: activations of {statistics.Count} weight(s) from '{calibrationFolder}'; quantizing with GPTQ");
+        return options with { Quantizer = GptqQuantizer.Instance, Activations = statistics };
     }
 }

@@ -1,5 +1,6 @@
 using Squash.Compiler;
 using Squash.Compiler.Onnx;
+using Squash.Compiler.Passes;
 using Squash.Compiler.Quantization;
 
 namespace Squash.Cli.Commands;
@@ -32,15 +33,8 @@ internal static class ExportCommand
         int converted = 0;
         if (precision.Precision == "int4")
         {
-            var options = precision.Int4;
-            if (precision.CalibrationFolder is { } folder)
-            {
-                var dataSet = CalibrationDataSet.Open(folder, model.Graph.Inputs);
-                var statistics = Int4Calibration.Collect(model.Graph, dataSet.CalibrationSamples.Select(s => (IReadOnlyDictionary<string, Squash.Runtime.Tensor>)s.Load()));
-                options = options with { Quantizer = GptqQuantizer.Instance, Activations = statistics };
-            }
-            new Squash.Compiler.Passes.PassManager([new Int4MatMulQuantization(options), new Squash.Compiler.Passes.DeadNodeElimination()])
-                .Run(model.Graph, new Squash.Compiler.Passes.PassContext());
+            var options = ModelPreparation.Calibrate(model, precision.Int4, precision.CalibrationFolder);
+            new PassManager([new Int4MatMulQuantization(options), new DeadNodeElimination()]).Run(model.Graph, new PassContext());
             converted = Int4OnnxRuntimeExport.Convert(model.Graph);
         }
         OnnxWriter.Save(model, outputPath);
