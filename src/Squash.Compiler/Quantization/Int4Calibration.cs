@@ -51,7 +51,8 @@ public sealed class Int4ActivationStatistics
 /// <summary>
 /// The calibration run of activation-aware int4: runs the fp32 graph on calibration samples and accumulates, for every
 /// constant float weight of a MatMul or Gemm (transA = 0), the Gram matrix of the rows it multiplies, keyed by the
-/// weight's name (<see cref="Int4QuantizationOptions.Activations"/>). Run it on the graph as it will be quantized (after
+/// weight's name (<see cref="Int4QuantizationOptions.Activations"/>; weights that multiply the same activation share one
+/// object). Run it on the graph as it will be quantized (after
 /// <see cref="Pipeline.Optimize"/>), since the pass looks weights up by name.
 /// </summary>
 public static class Int4Calibration
@@ -63,24 +64,44 @@ public static class Int4Calibration
     {
         ArgumentNullException.ThrowIfNull(graph);
         ArgumentNullException.ThrowIfNull(samples);
-        // Which activation feeds which weight, and along which K.
+        // Which activation feeds which weight, and along which K. Weights that read the same activation (a layer's q, k
+        // and v) share one statistics object: the same Gram matrix, computed and held once. A weight read with several
+        // activations gets its own object, summed over all of them.
         var readers = new Dictionary<Value, List<(Value Weight, int K)>>();
+        var activationsOf = new Dictionary<Value, HashSet<Value>>();
         foreach (var node in graph.Nodes)
         {
             if (Weight(node) is not var (a, weight, k)) continue;
             if (!readers.TryGetValue(a, out var list)) readers[a] = list = [];
             list.Add((weight, k));
+            if (!activationsOf.TryGetValue(weight, out var set)) activationsOf[weight] = set = [];
+            set.Add(a);
         }
         var result = new Dictionary<string, Int4ActivationStatistics>(StringComparer.Ordinal);
-        void Observe(Value value, Tensor tensor)
+        var shared = new Dictionary<(Value, int), Int4ActivationStatistics>();
+        var targets = new Dictionary<Value, List<Int4ActivationStatistics>>();
+        foreach (var (a, list) in readers)
         {
-            if (!readers.TryGetValue(value, out var list) || tensor.DataType != DataType.Float) return;
+            var forActivation = targets[a] = [];
             foreach (var (weight, k) in list)
             {
-                if (tensor.ElementCount % k != 0) continue;
-                if (!result.TryGetValue(weight.Name, out var stats)) result[weight.Name] = stats = new Int4ActivationStatistics(k);
-                stats.Add(tensor.AsSpan<float>());
+                if (result.TryGetValue(weight.Name, out var existing))
+                {
+                    if (!forActivation.Contains(existing) && existing.K == k) forActivation.Add(existing);
+                    continue;
+                }
+                Int4ActivationStatistics stats;
+                if (activationsOf[weight].Count > 1) stats = new Int4ActivationStatistics(k);
+                else if (!shared.TryGetValue((a, k), out stats!)) shared[(a, k)] = stats = new Int4ActivationStatistics(k);
+                result[weight.Name] = stats;
+                if (!forActivation.Contains(stats)) forActivation.Add(stats);
             }
+        }
+        void Observe(Value value, Tensor tensor)
+        {
+            if (!targets.TryGetValue(value, out var list) || tensor.DataType != DataType.Float) return;
+            foreach (var stats in list)
+                if (tensor.ElementCount % stats.K == 0) stats.Add(tensor.AsSpan<float>());
         }
         var executor = new GraphExecutor(graph)
         {

@@ -93,6 +93,9 @@ public sealed class Int4Tests(ITestOutputHelper output)
         var statistics = Int4Calibration.Collect(fp32Graph, HeldOutCalibration(fp32Graph));
         Assert.Equal(36, statistics.Count);
         Assert.All(statistics.Values, s => Assert.Equal(8 * Steps, s.Rows));
+        // q, k and v multiply the same normalized activation: one Gram matrix for the three.
+        Assert.Same(statistics["layers.2.attention.wq_t"], statistics["layers.2.attention.wv_t"]);
+        Assert.NotSame(statistics["layers.2.attention.wq_t"], statistics["layers.2.attention.wo_t"]);
 
         string[] matrices = [.. fp32Graph.Nodes.Where(n => n.OpType is "MatMul" or "Gemm" && n.Input(1)?.Constant is not null).Select(n => n.Name)];
         (int Same, double Rise) Measure(IInt4Quantizer quantizer, string[] packed)
