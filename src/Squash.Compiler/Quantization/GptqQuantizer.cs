@@ -163,27 +163,22 @@ public sealed class GptqQuantizer : IInt4Quantizer
     /// <summary>(L L^T)^-1 = L^-T L^-1, full and symmetric, from the lower factor in <paramref name="l"/>.</summary>
     private static double[] InverseFromCholesky(double[] l, int k)
     {
-        // Rows of M = L^-1 (lower triangular) by forward substitution.
-        var m = new double[(long)k * k];
+        // T = (L^-1)^T, upper triangular, by forward substitution: T[j, p] = (L^-1)[p, j]. Stored this way both sums
+        // below run over contiguous rows (vectorized dot products).
+        var t = new double[(long)k * k];
         for (int i = 0; i < k; i++)
         {
-            m[(long)i * k + i] = 1 / l[(long)i * k + i];
+            double pivot = l[(long)i * k + i];
+            t[(long)i * k + i] = 1 / pivot;
+            var rowL = l.AsSpan(i * k, i);
             for (int j = 0; j < i; j++)
-            {
-                double sum = 0;
-                for (int p = j; p < i; p++) sum += l[(long)i * k + p] * m[(long)p * k + j];
-                m[(long)i * k + j] = -sum / l[(long)i * k + i];
-            }
+                t[(long)j * k + i] = -TensorPrimitives.Dot<double>(rowL[j..], t.AsSpan(j * k + j, i - j)) / pivot;
         }
-        // (M^T M)[a, b] = sum over p >= max(a, b) of M[p, a] M[p, b].
+        // (L^-T L^-1)[a, b] = sum over p >= max(a, b) of T[a, p] T[b, p].
         var result = new double[(long)k * k];
         for (int a = 0; a < k; a++)
             for (int b = 0; b <= a; b++)
-            {
-                double sum = 0;
-                for (int p = a; p < k; p++) sum += m[(long)p * k + a] * m[(long)p * k + b];
-                result[(long)a * k + b] = result[(long)b * k + a] = sum;
-            }
+                result[(long)a * k + b] = result[(long)b * k + a] = TensorPrimitives.Dot<double>(t.AsSpan(a * k + a, k - a), t.AsSpan(b * k + a, k - a));
         return result;
     }
 }

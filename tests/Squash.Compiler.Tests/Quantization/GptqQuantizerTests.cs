@@ -74,6 +74,37 @@ public sealed class GptqQuantizerTests(Xunit.Abstractions.ITestOutputHelper outp
                 Assert.True(BlockError(columns, gptq, col, b) <= BlockError(columns, rtn, col, b) + 1e-9, $"column {col}, block {b}");
     }
 
+    /// <summary>U^T U (H / mean diag H + d I) = I for a random positive definite H, and U is upper triangular (to 1e-9:
+    /// double arithmetic on a well-conditioned 12 x 12 matrix).</summary>
+    [Fact]
+    public void InverseCholeskyFactorIsExact()
+    {
+        const int k = 12;
+        var random = new Random(3);
+        var a = new double[k * k];
+        for (int i = 0; i < a.Length; i++) a[i] = Gaussian(random);
+        var h = new double[k * k];
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < k; j++)
+                for (int p = 0; p < k; p++) h[i * k + j] += a[i * k + p] * a[j * k + p] + (i == j && p == 0 ? 1 : 0);
+        double mean = Enumerable.Range(0, k).Average(i => h[i * k + i]);
+        var u = GptqQuantizer.InverseCholeskyUpper(h, k, 0.01);
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < i; j++) Assert.Equal(0, u[i * k + j]);
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < k; j++)
+            {
+                double sum = 0;
+                for (int m = 0; m < k; m++)
+                {
+                    double inverse = 0; // (U^T U)[i, m]
+                    for (int p = 0; p < k; p++) inverse += u[p * k + i] * u[p * k + m];
+                    sum += inverse * (h[m * k + j] / mean + (m == j ? 0.01 : 0));
+                }
+                Assert.Equal(i == j ? 1 : 0, sum, 9);
+            }
+    }
+
     [Fact]
     public void StatisticsOfAnotherWidthAreRefused()
     {
