@@ -113,6 +113,8 @@ public class SquashPrepareModels : Microsoft.Build.Utilities.Task
         if (item.GetMetadata(Metadata.Precision).Length == 0) item.SetMetadata(Metadata.Precision, "fp32");
         if (item.GetMetadata(Metadata.WeightsStorage).Length == 0) item.SetMetadata(Metadata.WeightsStorage, "EmbeddedResource");
         if (item.GetMetadata(Metadata.Visibility).Length == 0) item.SetMetadata(Metadata.Visibility, "public");
+        if (item.GetMetadata(Metadata.Device).Length == 0) item.SetMetadata(Metadata.Device, "Cpu");
+        Normalize(item, Metadata.Device, ModelOptions.Devices);
         Normalize(item, Metadata.WeightsStorage, ModelOptions.WeightsStorages);
         Normalize(item, Metadata.Visibility, ModelOptions.Visibilities);
         item.SetMetadata(Metadata.Precision, item.GetMetadata(Metadata.Precision).ToLowerInvariant());

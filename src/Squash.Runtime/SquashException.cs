@@ -60,4 +60,10 @@ public static class ErrorCodes
     public const string UnsupportedProject = "SQ1015";
     /// <summary>The calibration data set is missing, malformed or does not match the model's inputs.</summary>
     public const string CalibrationData = "SQ1016";
+    /// <summary>A generated class was asked to run on a GPU, but no GPU backend is registered (Squash.Runtime.Gpu's
+    /// <c>SquashGpu.Register()</c> was not called).</summary>
+    public const string DeviceBackendMissing = "SQ1103";
+    /// <summary>A generated class whose shapes are not all known was asked to run on a GPU (the device needs a static
+    /// memory plan).</summary>
+    public const string DeviceNeedsStaticShapes = "SQ1104";
 }
