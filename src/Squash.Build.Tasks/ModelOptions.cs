@@ -177,7 +177,8 @@ internal static class ModelOptions
         if (Canonical(storage, WeightsStorages) is null)
             problems.Add($"SquashModel metadata WeightsStorage='{storage}' is not supported: use EmbeddedResource or File.");
         string device = model.GetMetadata(Metadata.Device).Trim();
-        if (Canonical(device, Devices) is null)
+        // Empty is the default, Cpu (a task call without the item definitions' defaults).
+        if (device.Length > 0 && Canonical(device, Devices) is null)
             problems.Add($"SquashModel metadata Device='{device}' is not supported: use Cpu, Gpu or Auto.");
         string precision = model.GetMetadata(Metadata.Precision).Trim();
         if (precision.Length == 0 || !precision.All(c => c is >= 'a' and <= 'z' or >= 'A' and <= 'Z' or >= '0' and <= '9' or '_'))

@@ -197,7 +197,8 @@ public class SquashCompile : ToolTask
         args.Add("--weights-storage=" + (ModelOptions.Canonical(Get(Metadata.WeightsStorage), ModelOptions.WeightsStorages) ?? Get(Metadata.WeightsStorage)));
         if (Get(Metadata.WeightsName).Length > 0) args.Add("--weights-name=" + Get(Metadata.WeightsName));
         args.Add("--precision=" + Get(Metadata.Precision).ToLowerInvariant());
-        args.Add("--device=" + (ModelOptions.Canonical(Get(Metadata.Device), ModelOptions.Devices) ?? Get(Metadata.Device)));
+        if (Get(Metadata.Device).Length > 0)
+            args.Add("--device=" + (ModelOptions.Canonical(Get(Metadata.Device), ModelOptions.Devices) ?? Get(Metadata.Device)));
         foreach (var (name, value) in ModelOptions.Assignments(Get(Metadata.InputShapes))) args.Add($"--input-shape={name}={value}");
         foreach (var (name, value) in ModelOptions.Assignments(Get(Metadata.ConstantInputs))) args.Add($"--constant-input={name}={value}");
         if (apiOnly) args.Add("--api-only");
