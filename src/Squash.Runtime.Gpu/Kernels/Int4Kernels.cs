@@ -54,4 +54,25 @@ internal static class Int4Kernels
             y[i] = d.HasBias != 0 ? acc + bias[n] : acc;
         }
     }
+
+    /// <summary>Embedding lookup in a packed table: Y[j, k] = W[k, indices[j]] = (q - zero point) * scale, one thread
+    /// per output element (the CPU's formula, rounded once in fp32, so the results are equal). Negative indices count
+    /// from the end; out-of-range ones are clamped (the device cannot throw; the CPU operator reports them).</summary>
+    public static void GatherNBits<TIndex>(Index1D index, Range1D r, ArrayView<byte> data, ArrayView<float> scaleZero, ArrayView<float> y,
+        TIndex indices, Int4Dims d) where TIndex : struct, IIndices
+    {
+        int blockSize = 2 * d.BlockBytes;
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            int j = i / d.K, k = i - j * d.K;
+            long idx = indices.Get(j);
+            if (idx < 0) idx += d.N;
+            int n = (int)(idx < 0 ? 0 : idx >= d.N ? d.N - 1 : idx);
+            int b = k / blockSize, e = k - b * blockSize;
+            int s = ((n >> 2) * d.Blocks + b) * 4 + (n & 3);
+            int q = data[s * d.BlockBytes + (e < d.BlockBytes ? e : e - d.BlockBytes)];
+            q = e < d.BlockBytes ? q & 15 : q >> 4;
+            y[i] = (q - scaleZero[2 * s + 1]) * scaleZero[2 * s];
+        }
+    }
 }
