@@ -482,11 +482,14 @@ public sealed class ModelClassEmitter
         var parameters = inputs.Select(p => $"global::System.ReadOnlySpan<{p.ElementType}> {p.Parameter}")
             .Concat(outputs.Select(p => $"global::System.Span<{p.ElementType}> {p.Parameter}"));
         w.Open($"private void RunOnDevice({string.Join(", ", parameters)})");
-        w.Line($"var result = _device!.Run(new global::System.Collections.Generic.Dictionary<string, {R}.Tensor>({inputs.Length}, global::System.StringComparer.Ordinal)");
+        // The local must not shadow a parameter (ports may be named "result").
+        string result = "result";
+        while (inputs.Concat(outputs).Any(p => p.Parameter.TrimStart('@') == result)) result = "_" + result;
+        w.Line($"var {result} = _device!.Run(new global::System.Collections.Generic.Dictionary<string, {R}.Tensor>({inputs.Length}, global::System.StringComparer.Ordinal)");
         w.Open();
         foreach (var p in inputs) w.Line($"[{String(p.Value.Name)}] = {R}.Tensor.From<{p.ElementType}>({p.Parameter}, {IntArray(p.Value.Shape!)}),");
         w.Close(");");
-        foreach (var p in outputs) w.Line($"result[{String(p.Value.Name)}].AsSpan<{p.ElementType}>().CopyTo({p.Parameter});");
+        foreach (var p in outputs) w.Line($"{result}[{String(p.Value.Name)}].AsSpan<{p.ElementType}>().CopyTo({p.Parameter});");
         w.Close();
         w.Line();
     }
