@@ -214,9 +214,10 @@ public class SquashCompile : ToolTask
     /// </summary>
     private static void DeleteStaleSource(ITaskItem model)
     {
+        // The stamp first: a build killed in between leaves no stamp (a full compilation next), not a stamp without a class.
+        if (model.GetMetadata(Metadata.StampFile) is { Length: > 0 } stamp) File.Delete(stamp);
         string dir = model.GetMetadata(Metadata.OutputDirectory);
         File.Delete(Path.Combine(dir, model.GetMetadata(Metadata.OutputName) + ".g.cs"));
-        if (model.GetMetadata(Metadata.StampFile) is { Length: > 0 } stamp) File.Delete(stamp);
     }
 
     private void TouchStamps(ITaskItem model, DateTime time)
@@ -227,7 +228,9 @@ public class SquashCompile : ToolTask
         static void Touch(string path, DateTime time)
         {
             if (path.Length == 0) return;
-            File.WriteAllBytes(path, []);
+            // An existing stamp is only re-dated, in one step: a build killed here leaves the old date or the new one,
+            // never the time of the kill (later than the compiler's start, it could hide a model saved meanwhile).
+            if (!File.Exists(path)) File.WriteAllBytes(path, []);
             File.SetLastWriteTimeUtc(path, time);
         }
     }

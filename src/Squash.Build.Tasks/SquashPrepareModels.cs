@@ -179,12 +179,7 @@ public class SquashPrepareModels : Microsoft.Build.Utilities.Task
         }
     }
 
-    private static void WriteIfChanged(string path, string text)
-    {
-        byte[] bytes = new UTF8Encoding(false).GetBytes(text);
-        if (File.Exists(path) && File.ReadAllBytes(path).SequenceEqual(bytes)) return;
-        File.WriteAllBytes(path, bytes);
-    }
+    private static void WriteIfChanged(string path, string text) => BuildFile.WriteIfChanged(path, new UTF8Encoding(false).GetBytes(text));
 
     private static string Join(string ns, string className) => ns.Length == 0 ? className : ns + "." + className;
 
