@@ -197,6 +197,8 @@ public class SquashCompile : ToolTask
         args.Add("--weights-storage=" + (ModelOptions.Canonical(Get(Metadata.WeightsStorage), ModelOptions.WeightsStorages) ?? Get(Metadata.WeightsStorage)));
         if (Get(Metadata.WeightsName).Length > 0) args.Add("--weights-name=" + Get(Metadata.WeightsName));
         args.Add("--precision=" + Get(Metadata.Precision).ToLowerInvariant());
+        if (Get(Metadata.Device).Length > 0)
+            args.Add("--device=" + (ModelOptions.Canonical(Get(Metadata.Device), ModelOptions.Devices) ?? Get(Metadata.Device)));
         foreach (var (name, value) in ModelOptions.Assignments(Get(Metadata.InputShapes))) args.Add($"--input-shape={name}={value}");
         foreach (var (name, value) in ModelOptions.Assignments(Get(Metadata.ConstantInputs))) args.Add($"--constant-input={name}={value}");
         // Nodes or weights that stay fp32 under Precision="int4" (';' between patterns); the compiler checks they exist.
@@ -215,9 +217,10 @@ public class SquashCompile : ToolTask
     /// </summary>
     private static void DeleteStaleSource(ITaskItem model)
     {
+        // The stamp first: a build killed in between leaves no stamp (a full compilation next), not a stamp without a class.
+        if (model.GetMetadata(Metadata.StampFile) is { Length: > 0 } stamp) File.Delete(stamp);
         string dir = model.GetMetadata(Metadata.OutputDirectory);
         File.Delete(Path.Combine(dir, model.GetMetadata(Metadata.OutputName) + ".g.cs"));
-        if (model.GetMetadata(Metadata.StampFile) is { Length: > 0 } stamp) File.Delete(stamp);
     }
 
     private void TouchStamps(ITaskItem model, DateTime time)
@@ -228,7 +231,9 @@ public class SquashCompile : ToolTask
         static void Touch(string path, DateTime time)
         {
             if (path.Length == 0) return;
-            File.WriteAllBytes(path, []);
+            // An existing stamp is only re-dated, in one step: a build killed here leaves the old date or the new one,
+            // never the time of the kill (later than the compiler's start, it could hide a model saved meanwhile).
+            if (!File.Exists(path)) File.WriteAllBytes(path, []);
             File.SetLastWriteTimeUtc(path, time);
         }
     }

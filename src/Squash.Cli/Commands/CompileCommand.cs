@@ -2,6 +2,7 @@ using System.Globalization;
 using Squash.Compiler.CodeGen;
 using Squash.Compiler.Compilation;
 using Squash.Runtime;
+using Squash.Runtime.Execution;
 
 namespace Squash.Cli.Commands;
 
@@ -17,7 +18,7 @@ internal static class CompileCommand
         {
             output.WriteLine("usage: squash compile MODEL.onnx --output-dir DIR --class-name NAME [--namespace NS] [--output-name FILE]");
             output.WriteLine("         [--input-shape NAME=D0,D1,...]... [--constant-input NAME=V0,V1,...]... [--visibility public|internal]");
-            output.WriteLine("         [--weights-storage EmbeddedResource|File] [--weights-name NAME] [--api-only] [--msbuild]");
+            output.WriteLine("         [--weights-storage EmbeddedResource|File] [--weights-name NAME] [--device Cpu|Gpu|Auto] [--api-only] [--msbuild]");
             output.WriteLine(PrecisionArguments.Usage);
             return 0;
         }
@@ -29,6 +30,7 @@ internal static class CompileCommand
         string visibility = args.Optional("visibility") ?? "public";
         string storage = args.Optional("weights-storage") ?? "EmbeddedResource";
         var precision = PrecisionArguments.Parse(args);
+        string device = args.Optional("device") ?? "Cpu";
         string? weightsName = args.Optional("weights-name");
         bool apiOnly = args.Flag("api-only");
         bool msbuild = args.Flag("msbuild");
@@ -46,6 +48,8 @@ internal static class CompileCommand
         // By name only: Enum.TryParse would also take "1".
         if (Enum.GetValues<WeightsStorage>().Where(v => string.Equals(v.ToString(), storage, StringComparison.OrdinalIgnoreCase)).ToArray() is not [var weightsStorage])
             throw new SquashException(ErrorCodes.InvalidOption, $"WeightsStorage '{storage}' is not supported; use EmbeddedResource or File.");
+        if (Enum.GetValues<SquashDevice>().Where(v => string.Equals(v.ToString(), device, StringComparison.OrdinalIgnoreCase)).ToArray() is not [var squashDevice])
+            throw new SquashException(ErrorCodes.InvalidOption, $"Device '{device}' is not supported; use Cpu, Gpu or Auto.");
 
         var request = new CompileRequest
         {
@@ -67,6 +71,7 @@ internal static class CompileCommand
                 SourceSha256 = "",
                 Precision = precision.Precision,
                 ApiOnly = apiOnly,
+                Device = squashDevice,
             },
         };
         // With --msbuild only warnings go out, in MSBuild's canonical form so the build shows them.
