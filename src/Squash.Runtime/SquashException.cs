@@ -60,4 +60,7 @@ public static class ErrorCodes
     public const string UnsupportedProject = "SQ1015";
     /// <summary>The calibration data set is missing, malformed or does not match the model's inputs.</summary>
     public const string CalibrationData = "SQ1016";
+    /// <summary>Int8 quantization was asked for in a way that cannot work: no calibration folder, a calibration folder
+    /// without int8, an unknown precision, or a model whose input shapes are not pinned.</summary>
+    public const string QuantizationSetup = "SQ1020";
 }
