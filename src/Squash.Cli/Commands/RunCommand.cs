@@ -14,6 +14,7 @@ internal static class RunCommand
         if (args.Help)
         {
             output.WriteLine("usage: squash run MODEL.onnx --input NAME=PATH [--input NAME=PATH ...] --output-dir DIR [--threads N]");
+            output.WriteLine("         [--precision fp32|int8 --calibration DIR [--input-shape NAME=D0,D1,...]...]");
             output.WriteLine("PATH is a .npy (or .npy.gz) file, or a folder of them: one run per file, matched by file name across");
             output.WriteLine("folders, outputs into DIR/<file stem>/. Each output is written as DIR/<output name>.npy.");
             return 0;
@@ -22,10 +23,23 @@ internal static class RunCommand
         var inputSpecs = args.All("input");
         string outputDir = args.Optional("output-dir") ?? throw new UsageException("--output-dir DIR is required.");
         int threads = args.Int("threads", 1, min: 0);
+        string precision = args.Optional("precision") ?? "fp32";
+        string? calibration = args.Optional("calibration");
+        string? exclusions = args.Optional("int8-exclude");
+        var shapeSpecs = args.All("input-shape");
         args.CheckNoneLeft(1);
         if (inputSpecs.Count == 0) throw new UsageException("give at least one --input NAME=PATH.");
+        var int8 = Squash.Compiler.Quantization.Int8Preparation.Options(precision, calibration, exclusions);
 
-        var model = ModelPreparation.LoadAndOptimize(modelPath);
+        var model = Squash.Compiler.Onnx.OnnxLoader.Load(modelPath);
+        if (int8 is not null)
+        {
+            // Int8 plans one shape: the given ones, or the first calibration sample's.
+            var shapes = shapeSpecs.Count > 0 ? ParseShapes(shapeSpecs) : Squash.Compiler.Quantization.Int8Preparation.SampleShapes(model, int8.CalibrationFolder);
+            ModelPreparation.PinInputShapes(model, shapes);
+        }
+        ModelPreparation.Optimize(model);
+        if (int8 is not null) Squash.Compiler.Quantization.Int8Preparation.Quantize(model, int8, output.WriteLine);
         var graph = model.Graph;
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         var folders = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -65,6 +79,23 @@ internal static class RunCommand
         }
         output.WriteLine($"ran {stems.Count} sample(s); outputs in {outputDir}/<sample>/");
         return 0;
+    }
+
+    private static Dictionary<string, int[]> ParseShapes(IReadOnlyList<string> specs)
+    {
+        var result = new Dictionary<string, int[]>(StringComparer.Ordinal);
+        foreach (var spec in specs)
+        {
+            int eq = spec.IndexOf('=');
+            if (eq <= 0) throw new UsageException($"--input-shape takes NAME=D0,D1,..., not '{spec}'.");
+            var dims = spec[(eq + 1)..].Split(',');
+            var shape = new int[dims.Length];
+            for (int i = 0; i < dims.Length; i++)
+                if (!int.TryParse(dims[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out shape[i]))
+                    throw new UsageException($"--input-shape takes NAME=D0,D1,... with non-negative integers, not '{spec}'.");
+            result[spec[..eq]] = shape;
+        }
+        return result;
     }
 
     private static Dictionary<string, string> ListSamples(string folder)

@@ -40,6 +40,49 @@ public sealed record Int8Options
 /// </summary>
 public static class Int8Preparation
 {
+    /// <summary>The precisions a model compiles to.</summary>
+    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "int8"];
+
+    /// <summary>Checks a precision and calibration folder as the CLI and the build give them: null for fp32, the int8
+    /// options otherwise.</summary>
+    /// <exception cref="SquashException">An unknown precision, int8 without a calibration folder, or a calibration
+    /// folder with fp32 (SQ1020).</exception>
+    public static Int8Options? Options(string precision, string? calibrationFolder, string? exclusions = null)
+    {
+        bool hasFolder = !string.IsNullOrWhiteSpace(calibrationFolder);
+        switch (precision.ToLowerInvariant())
+        {
+            case "fp32" when hasFolder:
+                throw new SquashException(ErrorCodes.QuantizationSetup,
+                    $"A calibration folder ('{calibrationFolder}') was given for precision fp32; set Precision=\"int8\" to quantize, or remove Calibration.");
+            case "fp32":
+                return null;
+            case "int8" when !hasFolder:
+                throw new SquashException(ErrorCodes.QuantizationSetup,
+                    "Precision int8 needs calibration data: give a folder of representative inputs (Calibration=\"DIR\" on the SquashModel item, "
+                    + "--calibration DIR on the command line; layouts in docs/quantization.md).");
+            case "int8":
+                return new Int8Options { CalibrationFolder = calibrationFolder!, Exclusions = QuantizationExclusions.Parse(exclusions) };
+            default:
+                throw new SquashException(ErrorCodes.QuantizationSetup, $"Precision '{precision}' is not supported; use fp32 or int8.");
+        }
+    }
+
+    /// <summary>The input shapes of the folder's first sample: what a model with dynamic dimensions is pinned to when
+    /// no shapes are given (every sample must have them).</summary>
+    /// <exception cref="SquashException">The folder is missing, empty or malformed (SQ1016).</exception>
+    public static Dictionary<string, int[]> SampleShapes(Model model, string calibrationFolder)
+    {
+        var data = CalibrationDataSet.Open(calibrationFolder, model.Graph.Inputs);
+        var first = data.Samples[0].Load();
+        return first.ToDictionary(p => p.Key, p => (int[])p.Value.Shape.Clone(), StringComparer.Ordinal);
+    }
+
+    /// <summary>The cache context for the graph-shaping options: pinned shapes and baked inputs, in ordinal order.</summary>
+    public static string CacheContext(IReadOnlyDictionary<string, int[]> shapes, IReadOnlyDictionary<string, string> constants) =>
+        string.Join(";", shapes.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"shape:{p.Key}={string.Join(",", p.Value)}")
+            .Concat(constants.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"const:{p.Key}={p.Value}")));
+
     /// <summary>Calibrates <paramref name="model"/> (optimized, every input shape pinned) on the folder's samples and
     /// rewrites its graph to int8 in place.</summary>
     /// <exception cref="SquashException">The model keeps dynamic input shapes (SQ1020), or the calibration data is
