@@ -66,7 +66,8 @@ public static class ModelCompiler
         ModelPreparation.BakeConstantInputs(model, request.ConstantInputs);
         ModelPreparation.PinInputShapes(model, request.InputShapes);
         ModelPreparation.Optimize(model, log);
-        if (Int8Preparation.Options(request.Class.Precision, request.CalibrationFolder, request.Int8Exclusions) is { } int8)
+        // A design-time (API-only) class has the same members either way: it skips calibration, the costly part.
+        if (Int8Preparation.Options(request.Class.Precision, request.CalibrationFolder, request.Int8Exclusions) is { } int8 && !request.Class.ApiOnly)
             Int8Preparation.Quantize(model, int8 with
             {
                 ModelPath = request.ModelPath,
