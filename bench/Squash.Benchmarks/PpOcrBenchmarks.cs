@@ -10,8 +10,9 @@ using Tensor = Squash.Runtime.Tensor;
 namespace Squash.Benchmarks;
 
 /// <summary>
-/// PP-OCR det (1x3x640x640), rec (1x3x48x320) and cls (1x3x48x192), fp32: Squash's planned execution (what the
-/// generated code runs) against ONNX Runtime (all graph optimizations, same intra-op thread count), same input.
+/// PP-OCR det (1x3x640x640), rec (1x3x48x320) and cls (1x3x48x192): Squash's planned execution (what the generated
+/// code runs), fp32 and int8 (<see cref="Int8Models"/>), against ONNX Runtime fp32 (all graph optimizations, same
+/// intra-op thread count), same input.
 /// </summary>
 [Config(typeof(Config))]
 public class PpOcrBenchmarks
@@ -43,6 +44,7 @@ public class PpOcrBenchmarks
     public int Threads { get; set; } = 1;
 
     private ExecutionPlan _plan = null!;
+    private ExecutionPlan _int8 = null!;
     private KernelContext _context = null!;
     private Dictionary<string, Tensor> _inputs = null!;
     private InferenceSession _ort = null!;
@@ -60,6 +62,7 @@ public class PpOcrBenchmarks
         ModelPreparation.PinInputShapes(model, new Dictionary<string, int[]> { [inputName] = shape });
         ModelPreparation.Optimize(model);
         _plan = ExecutionPlan.Create(model.Graph);
+        _int8 = Int8Models.Plan(file, task, shape);
         _context = new KernelContext(Threads);
         var input = Assets.Input(task, shape);
         _inputs = new() { [inputName] = input };
@@ -96,4 +99,7 @@ public class PpOcrBenchmarks
 
     [Benchmark]
     public void Squash() => _plan.Run(_inputs, _context);
+
+    [Benchmark]
+    public void SquashInt8() => _int8.Run(_inputs, _context);
 }
