@@ -81,7 +81,7 @@ internal static class RunCommand
         return 0;
     }
 
-    private static Dictionary<string, int[]> ParseShapes(IReadOnlyList<string> specs)
+    internal static Dictionary<string, int[]> ParseShapes(IReadOnlyList<string> specs)
     {
         var result = new Dictionary<string, int[]>(StringComparer.Ordinal);
         foreach (var spec in specs)
