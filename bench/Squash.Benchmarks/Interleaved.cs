@@ -32,6 +32,13 @@ internal static class Interleaved
         ModelPreparation.Optimize(model);
         var plan = ExecutionPlan.Create(model.Graph);
         var quantized = int8 ? Int8Models.Plan(file, task, shape) : null;
+        using var ortQdq = int8 ? new InferenceSession(Int8Models.Qdq(file, task, shape), new SessionOptions
+        {
+            IntraOpNumThreads = threads,
+            InterOpNumThreads = 1,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+        }) : null;
         var context = new KernelContext(threads);
         var input = Assets.Input(task, shape);
         var inputs = new Dictionary<string, Tensor> { [inputName] = input };
@@ -69,20 +76,30 @@ internal static class Interleaved
             return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         }
 
-        for (int i = 0; i < 3; i++) { RunSquash(); Ort(); RunInt8(); }
+        double OrtQdq()
+        {
+            if (ortQdq is null) return 0;
+            long start = Stopwatch.GetTimestamp();
+            using var results = ortQdq.Run(runOptions, names, [ortInput], outputNames);
+            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+
+        for (int i = 0; i < 3; i++) { RunSquash(); Ort(); RunInt8(); OrtQdq(); }
         var squash = new List<double>();
         var onnx = new List<double>();
         var squashInt8 = new List<double>();
+        var onnxQdq = new List<double>();
         for (int i = 0; i < runs; i++)
         {
-            if (i % 2 == 0) { squash.Add(RunSquash()); onnx.Add(Ort()); squashInt8.Add(RunInt8()); }
-            else { squashInt8.Add(RunInt8()); onnx.Add(Ort()); squash.Add(RunSquash()); }
+            if (i % 2 == 0) { squash.Add(RunSquash()); onnx.Add(Ort()); squashInt8.Add(RunInt8()); onnxQdq.Add(OrtQdq()); }
+            else { onnxQdq.Add(OrtQdq()); squashInt8.Add(RunInt8()); onnx.Add(Ort()); squash.Add(RunSquash()); }
         }
         context.Dispose();
         if (quantized is not null)
             Console.WriteLine($"{name} threads={threads} runs={runs}: Squash int8 min {squashInt8.Min():F2} median {Median(squashInt8):F2} ms; " +
                 $"int8/ORT fp32 min {squashInt8.Min() / onnx.Min():F3} median {Median(squashInt8) / Median(onnx):F3}; " +
-                $"int8/Squash fp32 median {Median(squashInt8) / Median(squash):F3}");
+                $"int8/Squash fp32 median {Median(squashInt8) / Median(squash):F3}; ORT on the QDQ export min {onnxQdq.Min():F2} median {Median(onnxQdq):F2} ms, " +
+                $"Squash int8/ORT QDQ min {squashInt8.Min() / onnxQdq.Min():F3} median {Median(squashInt8) / Median(onnxQdq):F3}");
         double sMin = squash.Min(), sMed = Median(squash), oMin = onnx.Min(), oMed = Median(onnx);
         Console.WriteLine($"{name} threads={threads} runs={runs}: Squash min {sMin:F2} median {sMed:F2} ms; ONNX Runtime min {oMin:F2} median {oMed:F2} ms; " +
             $"Squash/ORT min {sMin / oMin:F3} median {sMed / oMed:F3}");
