@@ -1,5 +1,6 @@
 using Squash.Compiler.Onnx;
 using Squash.Compiler.Passes;
+using Squash.Compiler.Quantization;
 using Squash.Runtime;
 using Squash.Runtime.Ir;
 
@@ -106,4 +107,64 @@ public static class ModelPreparation
     /// <summary>Optimizes <paramref name="model"/>'s graph in place (<see cref="Pipeline.Optimize"/>).</summary>
     public static void Optimize(Model model, Action<string>? log = null) =>
         Pipeline.Optimize().Run(model.Graph, new PassContext { Log = log });
+
+    /// <summary>The precisions the compiler, <c>squash run</c> and <c>squash export</c> accept.</summary>
+    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "int4", "int8"];
+
+    /// <summary>Checks a precision name (case-insensitive) and returns it in lower case.</summary>
+    /// <exception cref="SquashException">The precision is not one of <see cref="Precisions"/> (SQ1012).</exception>
+    public static string ParsePrecision(string precision)
+    {
+        string lower = precision.Trim().ToLowerInvariant();
+        if (!Precisions.Contains(lower))
+            throw new SquashException(ErrorCodes.InvalidOption, $"Precision '{precision}' is not supported; use {string.Join(" or ", Precisions)}.");
+        return lower;
+    }
+
+    /// <summary>
+    /// Applies <paramref name="precision"/> to an optimized model: nothing for fp32; for int4, <see cref="Pipeline.Int4"/>
+    /// (attention fusion, then weight-only int4). With <paramref name="calibrationFolder"/> the weights are quantized by
+    /// GPTQ from the activations of its samples (<see cref="CalibrationDataSet"/> layout, run on the fp32 graph);
+    /// without, by round-to-nearest.
+    /// </summary>
+    /// <exception cref="SquashException">Bad calibration data (SQ1016), or an exclusion that names nothing (SQ1051).</exception>
+    /// <remarks>For int8 (<see cref="Int8Preparation.Quantize"/>), <paramref name="calibrationFolder"/> is required and the
+    /// model's input shapes must be pinned; <paramref name="int8"/> adds exclusions and the calibration cache.</remarks>
+    public static void ApplyPrecision(Model model, string precision, Int4QuantizationOptions? int4 = null, string? calibrationFolder = null,
+        Action<string>? log = null, Int8Options? int8 = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        string parsed = ParsePrecision(precision);
+        if (parsed == "int8")
+        {
+            var folder = Int8Preparation.Options(calibrationFolder);
+            Int8Preparation.Quantize(model, (int8 ?? folder) with { CalibrationFolder = folder.CalibrationFolder }, log);
+            return;
+        }
+        if (parsed != "int4")
+        {
+            if (calibrationFolder is not null)
+                throw new SquashException(ErrorCodes.InvalidOption, "Calibration data is only used with precision int4 or int8.");
+            return;
+        }
+        var options = Calibrate(model, int4 ?? new Int4QuantizationOptions(), calibrationFolder, log);
+        Pipeline.Int4(options).Run(model.Graph, new PassContext { Log = log });
+    }
+
+    /// <summary>
+    /// <paramref name="options"/> as they are without <paramref name="calibrationFolder"/>; with it, switched to GPTQ with
+    /// the activation statistics of its samples (<see cref="CalibrationDataSet"/> layout), collected by running
+    /// <paramref name="model"/>'s graph in fp32. Run it on the graph that will be quantized: statistics are by weight name.
+    /// </summary>
+    /// <exception cref="SquashException">Bad calibration data (SQ1016).</exception>
+    public static Int4QuantizationOptions Calibrate(Model model, Int4QuantizationOptions options, string? calibrationFolder, Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        if (calibrationFolder is null) return options;
+        var dataSet = CalibrationDataSet.Open(calibrationFolder, model.Graph.Inputs);
+        var statistics = Int4Calibration.Collect(model.Graph, dataSet.CalibrationSamples.Select(s => (IReadOnlyDictionary<string, Tensor>)s.Load()));
+        log?.Invoke($"int4 calibration: activations of {statistics.Count} weight(s) from '{calibrationFolder}'; quantizing with GPTQ");
+        return options with { Quantizer = GptqQuantizer.Instance, Activations = statistics };
+    }
 }

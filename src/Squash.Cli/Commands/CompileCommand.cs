@@ -2,6 +2,7 @@ using System.Globalization;
 using Squash.Compiler.CodeGen;
 using Squash.Compiler.Compilation;
 using Squash.Runtime;
+using Squash.Runtime.Execution;
 
 namespace Squash.Cli.Commands;
 
@@ -17,10 +18,8 @@ internal static class CompileCommand
         {
             output.WriteLine("usage: squash compile MODEL.onnx --output-dir DIR --class-name NAME [--namespace NS] [--output-name FILE]");
             output.WriteLine("         [--input-shape NAME=D0,D1,...]... [--constant-input NAME=V0,V1,...]... [--visibility public|internal]");
-            output.WriteLine("         [--weights-storage EmbeddedResource|File] [--weights-name NAME] [--precision fp32|int8] [--api-only] [--msbuild]");
-            output.WriteLine("         [--calibration DIR] [--calibration-cache FILE] [--int8-exclude NODE;op:TYPE;...]");
-            output.WriteLine("--precision int8 calibrates on the samples in DIR (one .npy per sample, or one folder per sample) and");
-            output.WriteLine("runs convolutions, matrix products and the operators between them in int8 (docs/quantization.md).");
+            output.WriteLine("         [--weights-storage EmbeddedResource|File] [--weights-name NAME] [--device Cpu|Gpu|Auto] [--api-only] [--msbuild]");
+            output.WriteLine(PrecisionArguments.Usage);
             return 0;
         }
         string model = args.Positional(0, "the model file (squash compile MODEL.onnx --output-dir DIR --class-name NAME)");
@@ -30,11 +29,9 @@ internal static class CompileCommand
         string outputName = args.Optional("output-name") ?? className;
         string visibility = args.Optional("visibility") ?? "public";
         string storage = args.Optional("weights-storage") ?? "EmbeddedResource";
-        string precision = args.Optional("precision") ?? "fp32";
+        var precision = PrecisionArguments.Parse(args);
+        string device = args.Optional("device") ?? "Cpu";
         string? weightsName = args.Optional("weights-name");
-        string? calibration = args.Optional("calibration");
-        string? calibrationCache = args.Optional("calibration-cache");
-        string? exclusions = args.Optional("int8-exclude");
         bool apiOnly = args.Flag("api-only");
         bool msbuild = args.Flag("msbuild");
         var shapes = ParseAssignments(args.All("input-shape"), "--input-shape").ToDictionary(p => p.Key, p => ParseShape(p.Key, p.Value));
@@ -51,8 +48,8 @@ internal static class CompileCommand
         // By name only: Enum.TryParse would also take "1".
         if (Enum.GetValues<WeightsStorage>().Where(v => string.Equals(v.ToString(), storage, StringComparison.OrdinalIgnoreCase)).ToArray() is not [var weightsStorage])
             throw new SquashException(ErrorCodes.InvalidOption, $"WeightsStorage '{storage}' is not supported; use EmbeddedResource or File.");
-        // Checked before any work: an unknown precision, int8 without data, data without int8 (SQ1020).
-        Squash.Compiler.Quantization.Int8Preparation.Options(precision, calibration, exclusions);
+        if (Enum.GetValues<SquashDevice>().Where(v => string.Equals(v.ToString(), device, StringComparison.OrdinalIgnoreCase)).ToArray() is not [var squashDevice])
+            throw new SquashException(ErrorCodes.InvalidOption, $"Device '{device}' is not supported; use Cpu, Gpu or Auto.");
 
         var request = new CompileRequest
         {
@@ -61,9 +58,10 @@ internal static class CompileCommand
             OutputName = outputName,
             InputShapes = shapes,
             ConstantInputs = constants,
-            CalibrationFolder = calibration,
-            CalibrationCache = calibrationCache,
-            Int8Exclusions = exclusions,
+            Int4 = precision.Int4,
+            CalibrationFolder = precision.CalibrationFolder,
+            CalibrationCache = precision.CalibrationCache,
+            Int8Exclusions = precision.Int8Exclusions,
             Class = new ModelClassOptions
             {
                 ClassName = className,
@@ -73,8 +71,9 @@ internal static class CompileCommand
                 WeightsName = weightsName ?? (ns.Length > 0 ? $"{ns}.{className}.sqw" : $"{className}.sqw"),
                 SourceFileName = Path.GetFileName(model),
                 SourceSha256 = "",
-                Precision = precision,
+                Precision = precision.Precision,
                 ApiOnly = apiOnly,
+                Device = squashDevice,
             },
         };
         // With --msbuild only warnings go out, in MSBuild's canonical form so the build shows them.

@@ -1,40 +1,57 @@
 using Squash.Compiler;
 using Squash.Compiler.Onnx;
+using Squash.Compiler.Passes;
 using Squash.Compiler.Quantization;
-using Squash.Runtime;
 
 namespace Squash.Cli.Commands;
 
-/// <summary><c>squash export MODEL OUT.onnx --precision int8 --calibration DIR</c>: the int8 model as standard ONNX QDQ
-/// (<see cref="Int8QdqExport"/>), for ONNX Runtime or any other runtime.</summary>
+/// <summary>
+/// <c>squash export MODEL.onnx --output OUT.onnx [--precision int4 ...]</c>: writes the model as ONNX after Squash's
+/// build-time simplification and, with int4, its MatMul/Gemm weights as com.microsoft MatMulNBits (embedding lookups as
+/// Gather over the dequantized table), so that ONNX Runtime runs the same int4 weights the compiled class uses.
+/// </summary>
+/// <remarks>Only <see cref="ModelPreparation.Simplify"/> runs before quantization: Squash's fusions (attention, layer
+/// normalization) produce com.squash nodes ONNX Runtime does not know. The weights and their quantization are the same
+/// as in <c>squash compile</c>, whose optimizations do not touch MatMul or Gemm weights of decoders.</remarks>
 internal static class ExportCommand
 {
     public static int Run(Arguments args, TextWriter output)
     {
         if (args.Help)
         {
-            output.WriteLine("usage: squash export MODEL.onnx OUT.onnx --precision int8 --calibration DIR [--input-shape NAME=D0,D1,...]...");
-            output.WriteLine("         [--int8-exclude NODE;op:TYPE;...]");
-            output.WriteLine("Writes the optimized, int8-quantized model as ONNX QDQ (QuantizeLinear / DequantizeLinear around float operators).");
+            output.WriteLine("usage: squash export MODEL.onnx --output OUT.onnx [--precision fp32|int4|int8] [int4 or int8 options] [--input-shape NAME=D0,...]");
+            output.WriteLine("int8 writes standard ONNX QDQ (QuantizeLinear / DequantizeLinear around float operators) of the optimized model.");
+            output.WriteLine(PrecisionArguments.Usage);
             return 0;
         }
-        string modelPath = args.Positional(0, "the model file (squash export MODEL.onnx OUT.onnx --precision int8 --calibration DIR)");
-        string outputPath = args.Positional(1, "the output file (squash export MODEL.onnx OUT.onnx --precision int8 --calibration DIR)");
-        string precision = args.Optional("precision") ?? "fp32";
-        string? calibration = args.Optional("calibration");
-        string? exclusions = args.Optional("int8-exclude");
+        string modelPath = args.Positional(0, "the model file (squash export MODEL.onnx --output OUT.onnx)");
+        string outputPath = args.Optional("output") ?? throw new UsageException("--output OUT.onnx is required.");
+        var precision = PrecisionArguments.Parse(args);
         var shapeSpecs = args.All("input-shape");
-        args.CheckNoneLeft(2);
-        var int8 = Int8Preparation.Options(precision, calibration, exclusions)
-            ?? throw new SquashException(ErrorCodes.QuantizationSetup, "squash export writes int8 models: give --precision int8 --calibration DIR.");
+        args.CheckNoneLeft(1);
 
         var model = OnnxLoader.Load(modelPath);
-        ModelPreparation.PinInputShapes(model, shapeSpecs.Count > 0 ? RunCommand.ParseShapes(shapeSpecs) : Int8Preparation.SampleShapes(model, int8.CalibrationFolder));
-        ModelPreparation.Optimize(model);
-        Int8Preparation.Quantize(model, int8, output.WriteLine);
-        int replaced = Int8QdqExport.Convert(model.Graph);
-        AtomicFile.Write(outputPath, OnnxWriter.ToBytes(model));
-        output.WriteLine($"wrote {outputPath} ({replaced} int8 operators as QDQ)");
+        if (precision.Precision == "int8")
+        {
+            var int8 = Int8Preparation.Options(precision.CalibrationFolder, precision.Int8Exclusions);
+            ModelPreparation.PinInputShapes(model, shapeSpecs.Count > 0 ? RunCommand.ParseShapes(shapeSpecs) : Int8Preparation.SampleShapes(model, int8.CalibrationFolder));
+            ModelPreparation.Optimize(model);
+            Int8Preparation.Quantize(model, int8, output.WriteLine);
+            int replaced = Int8QdqExport.Convert(model.Graph);
+            AtomicFile.Write(outputPath, OnnxWriter.ToBytes(model));
+            output.WriteLine($"wrote {outputPath} ({replaced} int8 operators as QDQ)");
+            return 0;
+        }
+        ModelPreparation.Simplify(model);
+        int converted = 0;
+        if (precision.Precision == "int4")
+        {
+            var options = ModelPreparation.Calibrate(model, precision.Int4, precision.CalibrationFolder);
+            new PassManager([new Int4MatMulQuantization(options), new DeadNodeElimination()]).Run(model.Graph, new PassContext());
+            converted = Int4OnnxRuntimeExport.Convert(model.Graph);
+        }
+        OnnxWriter.Save(model, outputPath);
+        output.WriteLine($"wrote {outputPath}" + (precision.Precision == "int4" ? $" ({converted} int4 node(s) for ONNX Runtime)" : ""));
         return 0;
     }
 }

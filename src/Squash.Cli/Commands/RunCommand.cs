@@ -14,7 +14,7 @@ internal static class RunCommand
         if (args.Help)
         {
             output.WriteLine("usage: squash run MODEL.onnx --input NAME=PATH [--input NAME=PATH ...] --output-dir DIR [--threads N]");
-            output.WriteLine("         [--precision fp32|int8 --calibration DIR [--input-shape NAME=D0,D1,...]...]");
+            output.WriteLine(PrecisionArguments.Usage);
             output.WriteLine("PATH is a .npy (or .npy.gz) file, or a folder of them: one run per file, matched by file name across");
             output.WriteLine("folders, outputs into DIR/<file stem>/. Each output is written as DIR/<output name>.npy.");
             return 0;
@@ -23,23 +23,21 @@ internal static class RunCommand
         var inputSpecs = args.All("input");
         string outputDir = args.Optional("output-dir") ?? throw new UsageException("--output-dir DIR is required.");
         int threads = args.Int("threads", 1, min: 0);
-        string precision = args.Optional("precision") ?? "fp32";
-        string? calibration = args.Optional("calibration");
-        string? exclusions = args.Optional("int8-exclude");
+        var precision = PrecisionArguments.Parse(args);
         var shapeSpecs = args.All("input-shape");
         args.CheckNoneLeft(1);
         if (inputSpecs.Count == 0) throw new UsageException("give at least one --input NAME=PATH.");
-        var int8 = Squash.Compiler.Quantization.Int8Preparation.Options(precision, calibration, exclusions);
 
         var model = Squash.Compiler.Onnx.OnnxLoader.Load(modelPath);
-        if (int8 is not null)
+        if (precision.Precision == "int8")
         {
             // Int8 plans one shape: the given ones, or the first calibration sample's.
-            var shapes = shapeSpecs.Count > 0 ? ParseShapes(shapeSpecs) : Squash.Compiler.Quantization.Int8Preparation.SampleShapes(model, int8.CalibrationFolder);
-            ModelPreparation.PinInputShapes(model, shapes);
+            ModelPreparation.PinInputShapes(model, shapeSpecs.Count > 0 ? ParseShapes(shapeSpecs)
+                : Squash.Compiler.Quantization.Int8Preparation.SampleShapes(model, precision.CalibrationFolder!));
         }
         ModelPreparation.Optimize(model);
-        if (int8 is not null) Squash.Compiler.Quantization.Int8Preparation.Quantize(model, int8, output.WriteLine);
+        ModelPreparation.ApplyPrecision(model, precision.Precision, precision.Int4, precision.CalibrationFolder, output.WriteLine,
+            precision.Precision == "int8" ? Squash.Compiler.Quantization.Int8Preparation.Options(precision.CalibrationFolder, precision.Int8Exclusions) : null);
         var graph = model.Graph;
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         var folders = new Dictionary<string, string>(StringComparer.Ordinal);

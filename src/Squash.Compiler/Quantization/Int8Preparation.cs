@@ -40,32 +40,15 @@ public sealed record Int8Options
 /// </summary>
 public static class Int8Preparation
 {
-    /// <summary>The precisions a model compiles to.</summary>
-    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "int8"];
-
-    /// <summary>Checks a precision and calibration folder as the CLI and the build give them: null for fp32, the int8
-    /// options otherwise.</summary>
-    /// <exception cref="SquashException">An unknown precision, int8 without a calibration folder, or a calibration
-    /// folder with fp32 (SQ1020).</exception>
-    public static Int8Options? Options(string precision, string? calibrationFolder, string? exclusions = null)
+    /// <summary>The int8 options for a calibration folder and exclusions as the CLI and the build give them.</summary>
+    /// <exception cref="SquashException">No calibration folder (SQ1020).</exception>
+    public static Int8Options Options(string? calibrationFolder, string? exclusions = null)
     {
-        bool hasFolder = !string.IsNullOrWhiteSpace(calibrationFolder);
-        switch (precision.ToLowerInvariant())
-        {
-            case "fp32" when hasFolder:
-                throw new SquashException(ErrorCodes.QuantizationSetup,
-                    $"A calibration folder ('{calibrationFolder}') was given for precision fp32; set Precision=\"int8\" to quantize, or remove Calibration.");
-            case "fp32":
-                return null;
-            case "int8" when !hasFolder:
-                throw new SquashException(ErrorCodes.QuantizationSetup,
-                    "Precision int8 needs calibration data: give a folder of representative inputs (Calibration=\"DIR\" on the SquashModel item, "
-                    + "--calibration DIR on the command line; layouts in docs/quantization.md).");
-            case "int8":
-                return new Int8Options { CalibrationFolder = calibrationFolder!, Exclusions = QuantizationExclusions.Parse(exclusions) };
-            default:
-                throw new SquashException(ErrorCodes.QuantizationSetup, $"Precision '{precision}' is not supported; use fp32 or int8.");
-        }
+        if (string.IsNullOrWhiteSpace(calibrationFolder))
+            throw new SquashException(ErrorCodes.QuantizationSetup,
+                "Precision int8 needs calibration data: give a folder of representative inputs (Calibration=\"DIR\" on the SquashModel item, "
+                + "--calibration DIR on the command line; layouts in docs/quantization.md).");
+        return new Int8Options { CalibrationFolder = calibrationFolder, Exclusions = QuantizationExclusions.Parse(exclusions) };
     }
 
     /// <summary>The input shapes of the folder's first sample: what a model with dynamic dimensions is pinned to when

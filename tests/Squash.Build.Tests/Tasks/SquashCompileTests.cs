@@ -121,11 +121,23 @@ public sealed class SquashCompileTests : IDisposable
 
         Assert.True(task.Execute(), _engine.ErrorText);
 
-        var (_, _, rsp) = Assert.Single(task.Runs);
-        var lines = rsp.Split('\n');
+        var lines = Assert.Single(task.Runs).ResponseFile.Split('\n');
         Assert.Contains("--precision=int8", lines);
         Assert.Contains("--calibration=" + calib, lines);
         Assert.Contains("--calibration-cache=" + Path.Combine(_dir, "out", "det.calibration.json"), lines);
+    }
+
+    [Fact]
+    public void Int4ExclusionsBecomeOneArgumentEach()
+    {
+        var model = Model("models/llm.onnx", ("Precision", "INT4"), ("Int4Exclude", " layers.0.* ;; classifier_rows "));
+        var task = Task(model);
+
+        Assert.True(task.Execute(), _engine.ErrorText);
+
+        var lines = Assert.Single(task.Runs).ResponseFile.Split('\n');
+        Assert.Contains("--precision=int4", lines);
+        Assert.Equal(["--int4-exclude=layers.0.*", "--int4-exclude=classifier_rows"], lines.Where(l => l.StartsWith("--int4-", StringComparison.Ordinal)));
     }
 
     [Fact]

@@ -189,10 +189,10 @@ public sealed class CliTests : IDisposable
         AssertOneLine(err, ErrorCodes.QuantizationSetup, "--calibration DIR");
         (code, _, err) = Squash([.. run, "--calibration", _dir]);
         Assert.Equal(1, code);
-        AssertOneLine(err, ErrorCodes.QuantizationSetup, "fp32");
-        (code, _, err) = Squash([.. run, "--precision", "int4"]);
+        AssertOneLine(err, ErrorCodes.InvalidOption, "--precision int4 or int8");
+        (code, _, err) = Squash([.. run, "--precision", "int3"]);
         Assert.Equal(1, code);
-        AssertOneLine(err, ErrorCodes.QuantizationSetup, "int4");
+        AssertOneLine(err, ErrorCodes.InvalidOption, "int3");
         (code, _, err) = Squash([.. run, "--precision", "int8", "--calibration", Path.Combine(_dir, "missing")]);
         Assert.Equal(1, code);
         AssertOneLine(err, ErrorCodes.CalibrationData, "missing");
