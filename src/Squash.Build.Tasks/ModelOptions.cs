@@ -35,6 +35,7 @@ internal static class Metadata
     public const string Int4Exclude = nameof(Int4Exclude);
     public const string WeightsStorage = nameof(WeightsStorage);
     public const string Visibility = nameof(Visibility);
+    public const string Calibration = nameof(Calibration);
     public const string Device = nameof(Device);
 
     // Computed by SquashPrepareModels.
@@ -46,9 +47,11 @@ internal static class Metadata
     public const string OptionsFile = nameof(OptionsFile);
     public const string StampFile = nameof(StampFile);
     public const string ApiStampFile = nameof(ApiStampFile);
+    public const string CalibrationInputs = nameof(CalibrationInputs);
+    public const string CalibrationCache = nameof(CalibrationCache);
 
     /// <summary>The metadata the user sets, in the order the options file lists them.</summary>
-    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs, Int4Exclude, Device];
+    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs, Int4Exclude, Device, Calibration];
 }
 
 /// <summary>

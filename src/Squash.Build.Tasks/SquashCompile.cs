@@ -201,6 +201,11 @@ public class SquashCompile : ToolTask
             args.Add("--device=" + (ModelOptions.Canonical(Get(Metadata.Device), ModelOptions.Devices) ?? Get(Metadata.Device)));
         foreach (var (name, value) in ModelOptions.Assignments(Get(Metadata.InputShapes))) args.Add($"--input-shape={name}={value}");
         foreach (var (name, value) in ModelOptions.Assignments(Get(Metadata.ConstantInputs))) args.Add($"--constant-input={name}={value}");
+        if (Get(Metadata.Calibration).Length > 0)
+        {
+            args.Add("--calibration=" + Get(Metadata.Calibration));
+            if (Get(Metadata.CalibrationCache).Length > 0) args.Add("--calibration-cache=" + Get(Metadata.CalibrationCache));
+        }
         // Nodes or weights that stay fp32 under Precision="int4" (';' between patterns); the compiler checks they exist.
         foreach (var pattern in Get(Metadata.Int4Exclude).Split(';'))
             if (pattern.Trim().Length > 0) args.Add("--int4-exclude=" + pattern.Trim());

@@ -109,7 +109,7 @@ public static class ModelPreparation
         Pipeline.Optimize().Run(model.Graph, new PassContext { Log = log });
 
     /// <summary>The precisions the compiler, <c>squash run</c> and <c>squash export</c> accept.</summary>
-    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "int4"];
+    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "int4", "int8"];
 
     /// <summary>Checks a precision name (case-insensitive) and returns it in lower case.</summary>
     /// <exception cref="SquashException">The precision is not one of <see cref="Precisions"/> (SQ1012).</exception>
@@ -128,14 +128,23 @@ public static class ModelPreparation
     /// without, by round-to-nearest.
     /// </summary>
     /// <exception cref="SquashException">Bad calibration data (SQ1016), or an exclusion that names nothing (SQ1051).</exception>
+    /// <remarks>For int8 (<see cref="Int8Preparation.Quantize"/>), <paramref name="calibrationFolder"/> is required and the
+    /// model's input shapes must be pinned; <paramref name="int8"/> adds exclusions and the calibration cache.</remarks>
     public static void ApplyPrecision(Model model, string precision, Int4QuantizationOptions? int4 = null, string? calibrationFolder = null,
-        Action<string>? log = null)
+        Action<string>? log = null, Int8Options? int8 = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (ParsePrecision(precision) != "int4")
+        string parsed = ParsePrecision(precision);
+        if (parsed == "int8")
+        {
+            var folder = Int8Preparation.Options(calibrationFolder);
+            Int8Preparation.Quantize(model, (int8 ?? folder) with { CalibrationFolder = folder.CalibrationFolder }, log);
+            return;
+        }
+        if (parsed != "int4")
         {
             if (calibrationFolder is not null)
-                throw new SquashException(ErrorCodes.InvalidOption, "Calibration data is only used with precision int4 here.");
+                throw new SquashException(ErrorCodes.InvalidOption, "Calibration data is only used with precision int4 or int8.");
             return;
         }
         var options = Calibrate(model, int4 ?? new Int4QuantizationOptions(), calibrationFolder, log);

@@ -60,6 +60,9 @@ public static class ErrorCodes
     public const string UnsupportedProject = "SQ1015";
     /// <summary>The calibration data set is missing, malformed or does not match the model's inputs.</summary>
     public const string CalibrationData = "SQ1016";
+    /// <summary>Int8 quantization was asked for in a way that cannot work: no calibration folder, or a model whose input
+    /// shapes are not pinned.</summary>
+    public const string QuantizationSetup = "SQ1020";
     /// <summary>Int4 calibration statistics do not fit the weight they are applied to, or are not a valid Gram matrix.</summary>
     public const string Int4Calibration = "SQ1050";
     /// <summary>An int4 exclusion names no MatMul, Gemm or Gather node or weight of the model.</summary>

@@ -60,6 +60,8 @@ internal static class CompileCommand
             ConstantInputs = constants,
             Int4 = precision.Int4,
             CalibrationFolder = precision.CalibrationFolder,
+            CalibrationCache = precision.CalibrationCache,
+            Int8Exclusions = precision.Int8Exclusions,
             Class = new ModelClassOptions
             {
                 ClassName = className,

@@ -19,16 +19,29 @@ internal static class ExportCommand
     {
         if (args.Help)
         {
-            output.WriteLine("usage: squash export MODEL.onnx --output OUT.onnx [--precision fp32|int4] [int4 options]");
+            output.WriteLine("usage: squash export MODEL.onnx --output OUT.onnx [--precision fp32|int4|int8] [int4 or int8 options] [--input-shape NAME=D0,...]");
+            output.WriteLine("int8 writes standard ONNX QDQ (QuantizeLinear / DequantizeLinear around float operators) of the optimized model.");
             output.WriteLine(PrecisionArguments.Usage);
             return 0;
         }
         string modelPath = args.Positional(0, "the model file (squash export MODEL.onnx --output OUT.onnx)");
         string outputPath = args.Optional("output") ?? throw new UsageException("--output OUT.onnx is required.");
         var precision = PrecisionArguments.Parse(args);
+        var shapeSpecs = args.All("input-shape");
         args.CheckNoneLeft(1);
 
         var model = OnnxLoader.Load(modelPath);
+        if (precision.Precision == "int8")
+        {
+            var int8 = Int8Preparation.Options(precision.CalibrationFolder, precision.Int8Exclusions);
+            ModelPreparation.PinInputShapes(model, shapeSpecs.Count > 0 ? RunCommand.ParseShapes(shapeSpecs) : Int8Preparation.SampleShapes(model, int8.CalibrationFolder));
+            ModelPreparation.Optimize(model);
+            Int8Preparation.Quantize(model, int8, output.WriteLine);
+            int replaced = Int8QdqExport.Convert(model.Graph);
+            AtomicFile.Write(outputPath, OnnxWriter.ToBytes(model));
+            output.WriteLine($"wrote {outputPath} ({replaced} int8 operators as QDQ)");
+            return 0;
+        }
         ModelPreparation.Simplify(model);
         int converted = 0;
         if (precision.Precision == "int4")

@@ -5,10 +5,13 @@ using Squash.Runtime;
 namespace Squash.Cli.Commands;
 
 /// <summary>The precision options <c>squash run</c>, <c>compile</c> and <c>export</c> share.</summary>
-/// <param name="Precision">fp32 or int4 (lower case).</param>
+/// <param name="Precision">fp32, int4 or int8 (lower case).</param>
 /// <param name="Int4">Int4 settings.</param>
-/// <param name="CalibrationFolder">Calibration samples (int4 with GPTQ), or null for round-to-nearest.</param>
-internal sealed record PrecisionArguments(string Precision, Int4QuantizationOptions Int4, string? CalibrationFolder)
+/// <param name="CalibrationFolder">Calibration samples (int4 with GPTQ, or null for round-to-nearest; int8, required).</param>
+/// <param name="Int8Exclusions">Int8 units kept in fp32 (<see cref="QuantizationExclusions.Parse"/>).</param>
+/// <param name="CalibrationCache">Where int8 caches its calibration, or null.</param>
+internal sealed record PrecisionArguments(string Precision, Int4QuantizationOptions Int4, string? CalibrationFolder,
+    string? Int8Exclusions = null, string? CalibrationCache = null)
 {
     /// <summary>The usage lines of the options.</summary>
     public const string Usage =
@@ -18,7 +21,10 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
         "  --int4-asymmetric                a zero point per block (default symmetric)\n" +
         "  --int4-min-elements N            weights with fewer values stay fp32 (default 65536)\n" +
         "  --int4-no-embeddings             keep Gather embedding tables in fp32\n" +
-        "  --calibration DIR                int4 by GPTQ from these samples' activations (default round-to-nearest)";
+        "  --calibration DIR                int4 by GPTQ from these samples' activations (default round-to-nearest);\n" +
+        "                                   int8 (required): the activation ranges (docs/quantization.md)\n" +
+        "  --int8-exclude NODE;op:TYPE      int8 units kept in fp32\n" +
+        "  --calibration-cache FILE         int8: cache the calibration there";
 
     /// <summary>Reads the options.</summary>
     /// <exception cref="SquashException">A value is invalid (SQ1012).</exception>
@@ -34,9 +40,16 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
             Exclude = [.. args.All("int4-exclude").SelectMany(v => v.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
         };
         string? calibration = args.Optional("calibration");
+        string? int8Exclusions = args.Optional("int8-exclude");
+        string? cache = args.Optional("calibration-cache");
         bool int4OptionGiven = options != new Int4QuantizationOptions { Exclude = options.Exclude } || options.Exclude.Count > 0;
-        if (precision != "int4" && (int4OptionGiven || calibration is not null))
-            throw new SquashException(ErrorCodes.InvalidOption, "The --int4-* and --calibration options need --precision int4.");
-        return new PrecisionArguments(precision, options, calibration);
+        if (precision != "int4" && int4OptionGiven)
+            throw new SquashException(ErrorCodes.InvalidOption, "The --int4-* options need --precision int4.");
+        if (precision != "int8" && (int8Exclusions is not null || cache is not null))
+            throw new SquashException(ErrorCodes.InvalidOption, "The --int8-exclude and --calibration-cache options need --precision int8.");
+        if (precision == "fp32" && calibration is not null)
+            throw new SquashException(ErrorCodes.InvalidOption, "--calibration needs --precision int4 or int8.");
+        if (precision == "int8") Int8Preparation.Options(calibration, int8Exclusions);
+        return new PrecisionArguments(precision, options, calibration, int8Exclusions, cache);
     }
 }

@@ -24,11 +24,20 @@ internal static class RunCommand
         string outputDir = args.Optional("output-dir") ?? throw new UsageException("--output-dir DIR is required.");
         int threads = args.Int("threads", 1, min: 0);
         var precision = PrecisionArguments.Parse(args);
+        var shapeSpecs = args.All("input-shape");
         args.CheckNoneLeft(1);
         if (inputSpecs.Count == 0) throw new UsageException("give at least one --input NAME=PATH.");
 
-        var model = ModelPreparation.LoadAndOptimize(modelPath);
-        ModelPreparation.ApplyPrecision(model, precision.Precision, precision.Int4, precision.CalibrationFolder);
+        var model = Squash.Compiler.Onnx.OnnxLoader.Load(modelPath);
+        if (precision.Precision == "int8")
+        {
+            // Int8 plans one shape: the given ones, or the first calibration sample's.
+            ModelPreparation.PinInputShapes(model, shapeSpecs.Count > 0 ? ParseShapes(shapeSpecs)
+                : Squash.Compiler.Quantization.Int8Preparation.SampleShapes(model, precision.CalibrationFolder!));
+        }
+        ModelPreparation.Optimize(model);
+        ModelPreparation.ApplyPrecision(model, precision.Precision, precision.Int4, precision.CalibrationFolder, output.WriteLine,
+            precision.Precision == "int8" ? Squash.Compiler.Quantization.Int8Preparation.Options(precision.CalibrationFolder, precision.Int8Exclusions) : null);
         var graph = model.Graph;
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         var folders = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -68,6 +77,23 @@ internal static class RunCommand
         }
         output.WriteLine($"ran {stems.Count} sample(s); outputs in {outputDir}/<sample>/");
         return 0;
+    }
+
+    internal static Dictionary<string, int[]> ParseShapes(IReadOnlyList<string> specs)
+    {
+        var result = new Dictionary<string, int[]>(StringComparer.Ordinal);
+        foreach (var spec in specs)
+        {
+            int eq = spec.IndexOf('=');
+            if (eq <= 0) throw new UsageException($"--input-shape takes NAME=D0,D1,..., not '{spec}'.");
+            var dims = spec[(eq + 1)..].Split(',');
+            var shape = new int[dims.Length];
+            for (int i = 0; i < dims.Length; i++)
+                if (!int.TryParse(dims[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out shape[i]))
+                    throw new UsageException($"--input-shape takes NAME=D0,D1,... with non-negative integers, not '{spec}'.");
+            result[spec[..eq]] = shape;
+        }
+        return result;
     }
 
     private static Dictionary<string, string> ListSamples(string folder)

@@ -32,8 +32,15 @@ public sealed record CompileRequest
     /// the defaults.</summary>
     public Quantization.Int4QuantizationOptions? Int4 { get; init; }
 
-    /// <summary>Calibration samples for int4 (GPTQ); null for round-to-nearest.</summary>
+    /// <summary>Calibration samples for int4 (GPTQ; null for round-to-nearest) and int8 (required).</summary>
     public string? CalibrationFolder { get; init; }
+
+    /// <summary>Int8: where to cache the calibration (a JSON file, reused while the model, the data, the settings and
+    /// the compiler are the same); null: calibrate on every compilation.</summary>
+    public string? CalibrationCache { get; init; }
+
+    /// <summary>Int8 units to keep in fp32 (<see cref="Quantization.QuantizationExclusions.Parse"/>: node names, <c>op:Type</c>).</summary>
+    public string? Int8Exclusions { get; init; }
 }
 
 /// <summary>The files a compilation wrote (or found unchanged).</summary>
@@ -62,7 +69,16 @@ public static class ModelCompiler
         ModelPreparation.BakeConstantInputs(model, request.ConstantInputs);
         ModelPreparation.PinInputShapes(model, request.InputShapes);
         ModelPreparation.Optimize(model, log);
-        ModelPreparation.ApplyPrecision(model, request.Class.Precision, request.Int4, request.CalibrationFolder, log);
+        // A design-time (API-only) int8 class has the same members as the fp32 one: it skips calibration, the costly part.
+        bool int8 = ModelPreparation.ParsePrecision(request.Class.Precision) == "int8";
+        if (!(int8 && request.Class.ApiOnly))
+            ModelPreparation.ApplyPrecision(model, request.Class.Precision, request.Int4, request.CalibrationFolder, log,
+                int8 ? Quantization.Int8Preparation.Options(request.CalibrationFolder, request.Int8Exclusions) with
+                {
+                    ModelPath = request.ModelPath,
+                    CachePath = request.CalibrationCache,
+                    CacheContext = Quantization.Int8Preparation.CacheContext(request.InputShapes, request.ConstantInputs),
+                } : null);
         if (!Squash.Runtime.Execution.ExecutionPlan.CanPlan(model.Graph))
             log?.Invoke($"warning SQ2001: {Path.GetFileName(request.ModelPath)} keeps dynamic dimensions ({string.Join(", ", model.Graph.Inputs.Where(i => !i.HasKnownShape).Select(i => $"{i.Name}{Shapes.Format(i.Shape ?? [])}"))}); " +
                 "the class runs node by node and allocates per call. Pin them with InputShapes for a static memory plan.");

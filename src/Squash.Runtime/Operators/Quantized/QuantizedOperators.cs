@@ -11,5 +11,13 @@ internal static class QuantizedOperators
     {
         registry.Add("QuantizeLinear", n => new QuantizeLinearOperator(n), minOpset: 10);
         registry.Add("DequantizeLinear", n => new DequantizeLinearOperator(n), minOpset: 10);
+        const string squash = OperatorRegistry.SquashDomain;
+        registry.Add(squash, "QConv", n => new QConvOperator(n), 1, 1);
+        registry.Add(squash, "QMatMul", n => new QMatMulOperator(n), 1, 1);
+        registry.Add(squash, "QAdd", n => new QAddOperator(n), 1, 1);
+        registry.Add(squash, "QConcat", n => new QConcatOperator(n), 1, 1);
+        registry.Add(squash, "QLookup", n => new QLookupOperator(n), 1, 1);
+        registry.Add(squash, "QMul", n => new QMulOperator(n), 1, 1);
+        registry.Add(squash, "QGlobalAveragePool", n => new QGlobalAveragePoolOperator(n), 1, 1);
     }
 }

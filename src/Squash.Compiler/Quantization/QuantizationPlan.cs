@@ -1,0 +1,112 @@
+using Squash.Runtime.Ir;
+
+namespace Squash.Compiler.Quantization;
+
+/// <summary>The precision a node runs in.</summary>
+public enum NodePrecision
+{
+    /// <summary>Float, as in the source model.</summary>
+    Fp32,
+    /// <summary>Int8: uint8 activations, int8 weights.</summary>
+    Int8,
+}
+
+/// <summary>Nodes to keep in float whatever the plan's defaults, by node name or by operator type.</summary>
+public sealed record QuantizationExclusions
+{
+    /// <summary>No exclusions.</summary>
+    public static QuantizationExclusions None { get; } = new();
+
+    /// <summary>Node names (the names after the fp32 optimization passes; a unit is named after its first node).</summary>
+    public IReadOnlySet<string> Nodes { get; init; } = new HashSet<string>(StringComparer.Ordinal);
+
+    /// <summary>Operator types (Conv, MatMul, HardSwish ...); a unit is excluded when any of its nodes has one.</summary>
+    public IReadOnlySet<string> Operators { get; init; } = new HashSet<string>(StringComparer.Ordinal);
+
+    /// <summary>Parses a comma- or semicolon-separated list in which operator types are written <c>op:Type</c> and
+    /// anything else is a node name, e.g. <c>op:MatMul;p2o.Conv.0</c>.</summary>
+    public static QuantizationExclusions Parse(string? text)
+    {
+        var nodes = new HashSet<string>(StringComparer.Ordinal);
+        var operators = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var part in (text ?? "").Split([',', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (part.StartsWith("op:", StringComparison.Ordinal)) operators.Add(part[3..]);
+            else nodes.Add(part);
+        }
+        return new QuantizationExclusions { Nodes = nodes, Operators = operators };
+    }
+}
+
+/// <summary>
+/// Which nodes of a float graph run in int8 and which in fp32: one entry per <em>unit</em> (a node that can run in int8
+/// with the nodes it absorbs: a bias Add, a fused Relu or Clip, the rest of a chain of element-wise nodes), keyed by the
+/// name of its first node. Nodes that cannot run in int8 are fp32 and have no entry. The default plan runs every unit
+/// in int8 except the exclusions and the products of fewer than <see cref="SmallProductMacs"/> multiply-adds
+/// (squeeze-and-excitation branches, a classifier's last layer: int8 saves nothing there and costs accuracy); a mixed-precision planner may set any entry (<see cref="With"/>).
+/// </summary>
+/// <remarks>A unit planned int8 may still run in fp32: a unit that only moves bytes, sums or looks up runs in int8 only
+/// when its inputs arrive in uint8 and its output feeds another int8 unit, so that only region borders convert
+/// (see <see cref="Int8Quantization"/>). Products (Conv, MatMul, Gemm) run in int8 whenever planned.</remarks>
+public sealed class QuantizationPlan
+{
+    private readonly Dictionary<string, NodePrecision> _precisions;
+    private readonly Dictionary<string, Int8UnitKind> _kinds;
+
+    private QuantizationPlan(Dictionary<string, NodePrecision> precisions, Dictionary<string, Int8UnitKind> kinds)
+    {
+        _precisions = precisions;
+        _kinds = kinds;
+    }
+
+    /// <summary>The precision of every unit, by the name of its first node.</summary>
+    public IReadOnlyDictionary<string, NodePrecision> Precisions => _precisions;
+
+    /// <summary>What each unit becomes in int8, by the name of its first node.</summary>
+    public IReadOnlyDictionary<string, Int8UnitKind> Kinds => _kinds;
+
+    /// <summary>The precision of the unit named <paramref name="node"/>; fp32 for nodes that are no unit.</summary>
+    public NodePrecision this[string node] => _precisions.GetValueOrDefault(node, NodePrecision.Fp32);
+
+    /// <summary>The default plan for <paramref name="graph"/> (float, optimized, shapes known).</summary>
+    public static QuantizationPlan Create(Graph graph, QuantizationExclusions? exclusions = null)
+    {
+        exclusions ??= QuantizationExclusions.None;
+        var precisions = new Dictionary<string, NodePrecision>(StringComparer.Ordinal);
+        var kinds = new Dictionary<string, Int8UnitKind>(StringComparer.Ordinal);
+        foreach (var unit in Int8Units.Find(graph))
+        {
+            bool excluded = exclusions.Nodes.Contains(unit.Anchor.Name) || unit.Nodes.Any(n => exclusions.Operators.Contains(n.OpType));
+            precisions[unit.Anchor.Name] = excluded || IsSmallProduct(unit) ? NodePrecision.Fp32 : NodePrecision.Int8;
+            kinds[unit.Anchor.Name] = unit.Kind;
+        }
+        return new QuantizationPlan(precisions, kinds);
+    }
+
+    /// <summary>A plan with every unit in fp32 (the start of a one-layer-at-a-time sensitivity run).</summary>
+    public QuantizationPlan AllFp32() =>
+        new(_precisions.ToDictionary(p => p.Key, _ => NodePrecision.Fp32, StringComparer.Ordinal), _kinds);
+
+    /// <summary>This plan with unit <paramref name="node"/> set to <paramref name="precision"/>.</summary>
+    /// <exception cref="ArgumentException"><paramref name="node"/> names no unit.</exception>
+    public QuantizationPlan With(string node, NodePrecision precision)
+    {
+        if (!_precisions.ContainsKey(node)) throw new ArgumentException($"'{node}' is not a node that can run in int8.", nameof(node));
+        return new QuantizationPlan(new Dictionary<string, NodePrecision>(_precisions, StringComparer.Ordinal) { [node] = precision }, _kinds);
+    }
+
+    /// <summary>Products below this many multiply-adds run in fp32 by default.</summary>
+    public const long SmallProductMacs = 1 << 16;
+
+    /// <summary>A product too small for int8 to pay for its conversions (a squeeze-and-excitation convolution of one pixel,
+    /// a classifier's last MatMul), where quantization costs accuracy and saves nothing.</summary>
+    private static bool IsSmallProduct(Int8Unit unit)
+    {
+        if (!unit.IsProduct || unit.Anchor.Outputs[0].Shape is not { } output) return false;
+        var w = unit.Anchor.Inputs[1]!.Shape!;
+        long depth = unit.Kind == Int8UnitKind.Conv ? Runtime.Shapes.Product(w, 1, w.Length) : w[unit.Anchor.OpType == "Gemm" && IsTransposed(unit.Anchor) ? 1 : 0];
+        return Runtime.Shapes.ElementCount(output) * depth < SmallProductMacs;
+    }
+
+    private static bool IsTransposed(Node gemm) => gemm.Attributes.TryGetValue("transB", out var t) && t.IntValue != 0;
+}
