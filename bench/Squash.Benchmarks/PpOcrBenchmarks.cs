@@ -20,7 +20,10 @@ public class PpOcrBenchmarks
     {
         public Config()
         {
-            AddJob(Job.Default.WithWarmupCount(3).WithIterationCount(15).WithLaunchCount(1));
+            // In process: no per-benchmark project build (which times out on a loaded 2-core machine); ORT and Squash
+            // run in the same process either way.
+            AddJob(Job.Default.WithWarmupCount(5).WithIterationCount(15).WithLaunchCount(1)
+                .WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance));
             AddColumn(BenchmarkDotNet.Columns.StatisticColumn.Median, BenchmarkDotNet.Columns.StatisticColumn.Min, BenchmarkDotNet.Columns.StatisticColumn.Max);
             WithOption(ConfigOptions.JoinSummary, true);
         }
@@ -79,6 +82,7 @@ public class PpOcrBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
+        _context.Dispose();
         _ortInput.Dispose();
         _runOptions.Dispose();
         _ort.Dispose();

@@ -42,7 +42,7 @@ internal static class BenchCommand
         ModelPreparation.PinInputShapes(model, inputs.ToDictionary(p => p.Key, p => p.Value.Shape));
         ModelPreparation.Optimize(model);
         var plan = ExecutionPlan.Create(model.Graph);
-        var context = new KernelContext(threads);
+        using var context = new KernelContext(threads);
         for (int i = 0; i < warmup; i++) plan.Run(inputs, context);
         var times = new double[iters];
         long[]? ticks = profile ? new long[model.Graph.Nodes.Count] : null;

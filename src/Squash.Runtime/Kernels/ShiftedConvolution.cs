@@ -21,6 +21,7 @@ internal static unsafe class ShiftedConvolution
 
     [ThreadStatic] private static float[]? t_band;
     [ThreadStatic] private static float[]? t_grid;
+    [ThreadStatic] private static int[]? t_offsets;
 
     /// <summary>True for 2-D convolutions other than pointwise ones whose grid wastes at most a fifth of the work.</summary>
     public static bool Applies(ConvGeometry g) =>
@@ -47,7 +48,8 @@ internal static unsafe class ShiftedConvolution
         bool sharedRows = strideH == 1;
         var layout = new Layout(bandRows, sharedRows ? bandRows + (kernelH - 1) * dilationH : bandRows, gridWidth,
             sharedRows ? phases : kernelH * phases);
-        var offsets = new int[g.GemmDepth];
+        // Reused per calling thread (workers read it through a pointer while this call waits): no allocation per run.
+        var offsets = t_offsets is { } reused && reused.Length >= g.GemmDepth ? reused : t_offsets = new int[g.GemmDepth];
         int p = 0;
         for (int c = 0; c < g.GroupInChannels; c++)
             for (int kh = 0; kh < kernelH; kh++)
