@@ -60,4 +60,12 @@ public static class ErrorCodes
     public const string UnsupportedProject = "SQ1015";
     /// <summary>The calibration data set is missing, malformed or does not match the model's inputs.</summary>
     public const string CalibrationData = "SQ1016";
+    /// <summary>A sensitivity profile file cannot be read, is not a profile, or was made for another model.</summary>
+    public const string SensitivityProfile = "SQ1040";
+    /// <summary>The quantized model misses its accuracy target (AccuracyTarget) on the held-out calibration samples.</summary>
+    public const string AccuracyTargetMissed = "SQ1041";
+    /// <summary>Warning: the quantized model misses its accuracy target, and AccuracyTargetAction is warn.</summary>
+    public const string AccuracyTargetMissedWarning = "SQ2010";
+    /// <summary>Warning: a committed sensitivity profile does not match the model's units; it is measured again.</summary>
+    public const string StaleSensitivityProfile = "SQ2011";
 }
