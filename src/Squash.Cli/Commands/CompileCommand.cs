@@ -78,7 +78,7 @@ internal static class CompileCommand
         return 0;
     }
 
-    private static Dictionary<string, string> ParseAssignments(IReadOnlyList<string> values, string option)
+    internal static Dictionary<string, string> ParseAssignments(IReadOnlyList<string> values, string option)
     {
         var result = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var value in values)
@@ -93,7 +93,7 @@ internal static class CompileCommand
         return result;
     }
 
-    private static int[] ParseShape(string name, string text)
+    internal static int[] ParseShape(string name, string text)
     {
         var parts = text.Split(',', StringSplitOptions.TrimEntries);
         var dims = new int[parts.Length];

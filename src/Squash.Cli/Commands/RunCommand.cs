@@ -1,12 +1,14 @@
 using System.Text;
 using Squash.Compiler;
+using Squash.Compiler.Quantization;
 using Squash.Runtime;
 using Squash.Runtime.Execution;
 using Squash.Runtime.IO;
 
 namespace Squash.Cli.Commands;
 
-/// <summary><c>squash run MODEL --input NAME=PATH ... --output-dir DIR [--threads N]</c>.</summary>
+/// <summary><c>squash run MODEL --input NAME=PATH ... --output-dir DIR [--threads N] [--precision fp32|int8|auto
+/// --calibration DIR ...]</c>: with int8 or auto, the model goes through the same quantization pipeline as the build.</summary>
 internal static class RunCommand
 {
     public static int Run(Arguments args, TextWriter output)
@@ -16,16 +18,44 @@ internal static class RunCommand
             output.WriteLine("usage: squash run MODEL.onnx --input NAME=PATH [--input NAME=PATH ...] --output-dir DIR [--threads N]");
             output.WriteLine("PATH is a .npy (or .npy.gz) file, or a folder of them: one run per file, matched by file name across");
             output.WriteLine("folders, outputs into DIR/<file stem>/. Each output is written as DIR/<output name>.npy.");
+            output.WriteLine("  --precision P                  fp32 (default), int8, or auto (int8 with the most sensitive layers in fp32 to");
+            output.WriteLine("                                 meet --accuracy-target); int8 and auto take the quantization options:");
+            output.WriteLine(QuantizationArguments.Usage);
+            output.WriteLine("  --report-dir DIR               write the quantization report (NAME.quantization.json, .md) there");
             return 0;
         }
         string modelPath = args.Positional(0, "the model file (squash run MODEL.onnx --input NAME=PATH --output-dir DIR)");
         var inputSpecs = args.All("input");
         string outputDir = args.Optional("output-dir") ?? throw new UsageException("--output-dir DIR is required.");
+        string precisionText = args.Optional("precision") ?? "fp32";
+        if (Enum.GetValues<PrecisionMode>().Where(p => string.Equals(p.ToString(), precisionText, StringComparison.OrdinalIgnoreCase)).ToArray() is not [var precision])
+            throw new UsageException($"--precision must be fp32, int8 or auto, not '{precisionText}'.");
+        var quantization = precision == PrecisionMode.Fp32 ? null : QuantizationArguments.Parse(args, precision);
+        var shapes = args.All("input-shape");
+        string? reportDir = args.Optional("report-dir");
         int threads = args.Int("threads", 1, min: 0);
         args.CheckNoneLeft(1);
         if (inputSpecs.Count == 0) throw new UsageException("give at least one --input NAME=PATH.");
+        if (quantization is null && shapes.Count + (reportDir is null ? 0 : 1) > 0)
+            throw new UsageException("--input-shape and --report-dir go with --precision int8 or auto.");
 
-        var model = ModelPreparation.LoadAndOptimize(modelPath);
+        Squash.Runtime.Ir.Model model;
+        if (quantization is null)
+        {
+            model = ModelPreparation.LoadAndOptimize(modelPath);
+        }
+        else
+        {
+            // The build's pipeline: pinned shapes, the fp32 passes, then calibration, profile, plan and rewrite.
+            model = QuantizationArguments.Load(modelPath, shapes, quantization.CalibrationFolder);
+            var outcome = QuantizationPipeline.Quantize(model, modelPath, quantization, output.WriteLine);
+            output.WriteLine(QuantizationArguments.Summary(outcome));
+            if (reportDir is not null)
+            {
+                var (json, markdown) = QuantizationReportWriter.Write(outcome, reportDir, Path.GetFileNameWithoutExtension(modelPath));
+                output.WriteLine($"wrote {json} and {markdown}");
+            }
+        }
         var graph = model.Graph;
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         var folders = new Dictionary<string, string>(StringComparer.Ordinal);

@@ -1,0 +1,35 @@
+using Squash.Compiler;
+using Squash.Compiler.Quantization;
+
+namespace Squash.Cli.Commands;
+
+/// <summary><c>squash profile MODEL --calibration DIR --output FILE</c>: the int8 sensitivity profile the build uses,
+/// to commit next to the model (<c>SensitivityProfile</c> metadata).</summary>
+internal static class ProfileCommand
+{
+    public static int Run(Arguments args, TextWriter output)
+    {
+        if (args.Help)
+        {
+            output.WriteLine("usage: squash profile MODEL.onnx --calibration DIR --output FILE [options]");
+            output.WriteLine("Measures, for each layer that can run in int8, the model's output SQNR and cosine against fp32 when only that");
+            output.WriteLine("layer is int8, and the layer's own activation SQNR, on the held-out calibration samples. Options:");
+            output.WriteLine(QuantizationArguments.Usage);
+            return 0;
+        }
+        string modelPath = args.Positional(0, "the model file (squash profile MODEL.onnx --calibration DIR --output FILE)");
+        string file = args.Optional("output") ?? throw new UsageException("--output FILE is required.");
+        var options = QuantizationArguments.Parse(args, PrecisionMode.Int8);
+        var shapes = args.All("input-shape");
+        args.CheckNoneLeft(1);
+        if (options.Target is not null || options.SensitivityProfilePath is not null || options.Exclusions.Nodes.Count + options.Exclusions.Operators.Count > 0)
+            throw new UsageException("--accuracy-target, --sensitivity-profile and --exclude do not shape a profile; leave them out.");
+        var model = QuantizationArguments.Load(modelPath, shapes, options.CalibrationFolder);
+        var (profile, key) = QuantizationPipeline.Profile(model, modelPath, options, output.WriteLine);
+        AtomicFile.Write(file, profile.ToJson(key));
+        var worst = profile.Units.Where(u => u.Output is not null).OrderBy(u => u.Output!.Value.SqnrDb).Take(3);
+        output.WriteLine($"wrote {file}: {profile.Units.Count} layers; all int8 {AccuracyTarget.FormatDb(profile.AllInt8.SqnrDb)}; "
+            + $"most sensitive: {string.Join(", ", worst.Select(u => $"{u.Node} {AccuracyTarget.FormatDb(u.Output!.Value.SqnrDb)}"))}");
+        return 0;
+    }
+}

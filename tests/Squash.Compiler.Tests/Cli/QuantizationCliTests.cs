@@ -1,0 +1,89 @@
+using Squash.Cli;
+using Squash.Compiler.Quantization;
+using Squash.Compiler.Tests.Quantization;
+using Squash.Runtime.IO;
+
+namespace Squash.Compiler.Tests.Cli;
+
+/// <summary><c>squash profile</c> and <c>squash run --precision int8|auto</c> on <see cref="ChainModel"/>: the same
+/// pipeline, files and errors as the library (and so the build).</summary>
+public sealed class QuantizationCliTests : IDisposable
+{
+    private readonly ChainModel _chain = new();
+
+    public void Dispose() => _chain.Dispose();
+
+    private static (int Code, string Out, string Err) Squash(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = CommandLine.Execute(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    [Fact]
+    public void ProfileWritesTheLibrarysProfile()
+    {
+        string file = Path.Combine(_chain.Folder, "chain.sensitivity.json");
+        var (code, stdout, err) = Squash("profile", _chain.ModelPath, "--calibration", _chain.Calibration, "--output", file);
+        Assert.True(code == 0, err);
+        Assert.Contains($"most sensitive: {_chain.Units[1]} 26.", stdout);
+        var (profile, key) = QuantizationPipeline.Profile(_chain.Load(), _chain.ModelPath, _chain.Options(PrecisionMode.Int8));
+        Assert.Equal(profile.ToJson(key), File.ReadAllBytes(file));
+    }
+
+    [Fact]
+    public void RunAutoQuantizesLikeTheLibraryAndWritesTheReport()
+    {
+        string output = Path.Combine(_chain.Folder, "out");
+        string reports = Path.Combine(_chain.Folder, "report");
+        string input = Path.Combine(_chain.Calibration, "004.npy");
+        var (code, stdout, err) = Squash("run", _chain.ModelPath, "--precision", "auto", "--calibration", _chain.Calibration,
+            "--accuracy-target", "sqnr:26", "--input", "x=" + input, "--output-dir", output, "--report-dir", reports);
+        Assert.True(code == 0, err);
+        Assert.Contains($"fp32 fallbacks: {_chain.Units[4]}", stdout);
+        Assert.Contains("target sqnr:26 met", stdout);
+        var outcome = QuantizationPipeline.Quantize(_chain.Load(), _chain.ModelPath, _chain.Options(PrecisionMode.Auto, "sqnr:26"));
+        Assert.Equal(QuantizationReportWriter.ToJson(outcome), File.ReadAllBytes(Path.Combine(reports, "chain.quantization.json")));
+        Assert.Equal(QuantizationReportWriter.ToMarkdown(outcome), File.ReadAllText(Path.Combine(reports, "chain.quantization.md")));
+        // Sample 4 is held out; its int8 output is x with the plan's noise: within 2 dB of the held-out SQNR (one sample).
+        var x = Npy.Read(input).AsSpan<float>();
+        var y = Npy.Read(Directory.GetFiles(output, "*.npy").Single()).AsSpan<float>();
+        double signal = 0, noise = 0;
+        for (int i = 0; i < x.Length; i++)
+        {
+            signal += (double)x[i] * x[i];
+            noise += (double)(y[i] - x[i]) * (y[i] - x[i]);
+        }
+        Assert.InRange(10 * Math.Log10(signal / noise), outcome.Evaluation.Output.SqnrDb - 2, outcome.Evaluation.Output.SqnrDb + 2);
+    }
+
+    [Fact]
+    public void AMissedTargetIsAnSQ1041ErrorOrAWarning()
+    {
+        string input = Path.Combine(_chain.Calibration, "000.npy");
+        var (code, _, err) = Squash("run", _chain.ModelPath, "--precision", "int8", "--calibration", _chain.Calibration,
+            "--accuracy-target", "sqnr:30", "--input", "x=" + input, "--output-dir", Path.Combine(_chain.Folder, "o1"));
+        Assert.Equal(1, code);
+        Assert.StartsWith("squash run: error SQ1041: chain.onnx misses AccuracyTarget sqnr:30", err);
+        (code, var stdout, err) = Squash("run", _chain.ModelPath, "--precision", "int8", "--calibration", _chain.Calibration,
+            "--accuracy-target", "sqnr:30", "--accuracy-target-action", "warn", "--input", "x=" + input, "--output-dir", Path.Combine(_chain.Folder, "o2"));
+        Assert.True(code == 0, err);
+        Assert.Contains("warning SQ2010: chain.onnx misses AccuracyTarget sqnr:30", stdout);
+        Assert.Contains("target sqnr:30 MISSED", stdout);
+    }
+
+    [Theory]
+    [InlineData("--precision", "fp16")]
+    [InlineData("--precision", "int8")]
+    [InlineData("--precision", "int8", "--calibration-method", "kl")]
+    [InlineData("--precision", "auto", "--accuracy-target-action", "ignore")]
+    [InlineData("--report-dir", "r")]
+    public void BadOptionsAreUsageErrors(params string[] options)
+    {
+        string[] calibration = options.Contains("int8") && options.Length > 2 || options.Contains("auto") ? ["--calibration", _chain.Calibration] : [];
+        var (code, _, err) = Squash(["run", _chain.ModelPath, "--input", "x=" + Path.Combine(_chain.Calibration, "000.npy"), "--output-dir", _chain.Folder, .. calibration, .. options]);
+        Assert.True(code == 2, err);
+        Assert.StartsWith("squash run: ", err);
+    }
+}
