@@ -21,11 +21,13 @@ internal static class ProfileCommand
         string file = args.Optional("output") ?? throw new UsageException("--output FILE is required.");
         var options = QuantizationArguments.Parse(args, PrecisionMode.Int8);
         var shapes = args.All("input-shape");
+        // With --msbuild (the build's Squash_Profile target), errors come out as canonical lines on the model.
+        bool msbuild = args.Flag("msbuild");
         args.CheckNoneLeft(1);
         if (options.Target is not null || options.SensitivityProfilePath is not null || options.Exclusions.Nodes.Count + options.Exclusions.Operators.Count > 0)
             throw new UsageException("--accuracy-target, --sensitivity-profile and --exclude do not shape a profile; leave them out.");
         var model = QuantizationArguments.Load(modelPath, shapes, options.CalibrationFolder);
-        var (profile, key) = QuantizationPipeline.Profile(model, modelPath, options, output.WriteLine);
+        var (profile, key) = QuantizationPipeline.Profile(model, modelPath, options, msbuild ? null : output.WriteLine);
         AtomicFile.Write(file, profile.ToJson(key));
         var worst = profile.Units.Where(u => u.Output is not null).OrderBy(u => u.Output!.Value.SqnrDb).Take(3);
         output.WriteLine($"wrote {file}: {profile.Units.Count} layers; all int8 {AccuracyTarget.FormatDb(profile.AllInt8.SqnrDb)}; "
