@@ -34,6 +34,7 @@ internal static class Metadata
     public const string ConstantInputs = nameof(ConstantInputs);
     public const string WeightsStorage = nameof(WeightsStorage);
     public const string Visibility = nameof(Visibility);
+    public const string Calibration = nameof(Calibration);
 
     // Computed by SquashPrepareModels.
     public const string OutputDirectory = nameof(OutputDirectory);
@@ -44,9 +45,11 @@ internal static class Metadata
     public const string OptionsFile = nameof(OptionsFile);
     public const string StampFile = nameof(StampFile);
     public const string ApiStampFile = nameof(ApiStampFile);
+    public const string CalibrationInputs = nameof(CalibrationInputs);
+    public const string CalibrationCache = nameof(CalibrationCache);
 
     /// <summary>The metadata the user sets, in the order the options file lists them.</summary>
-    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs];
+    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs, Calibration];
 }
 
 /// <summary>

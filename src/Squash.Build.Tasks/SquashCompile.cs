@@ -199,6 +199,11 @@ public class SquashCompile : ToolTask
         args.Add("--precision=" + Get(Metadata.Precision).ToLowerInvariant());
         foreach (var (name, value) in ModelOptions.Assignments(Get(Metadata.InputShapes))) args.Add($"--input-shape={name}={value}");
         foreach (var (name, value) in ModelOptions.Assignments(Get(Metadata.ConstantInputs))) args.Add($"--constant-input={name}={value}");
+        if (Get(Metadata.Calibration).Length > 0)
+        {
+            args.Add("--calibration=" + Get(Metadata.Calibration));
+            if (Get(Metadata.CalibrationCache).Length > 0) args.Add("--calibration-cache=" + Get(Metadata.CalibrationCache));
+        }
         if (apiOnly) args.Add("--api-only");
         args.Add("--msbuild");
         return args;

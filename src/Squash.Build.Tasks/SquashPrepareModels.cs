@@ -21,7 +21,7 @@ public class SquashPrepareModels : Microsoft.Build.Utilities.Task
     /// <summary>The name of the manifest in the intermediate folder.</summary>
     public const string ManifestName = "squash.manifest";
 
-    private static readonly string[] s_suffixes = [".g.cs", ".sqw", ".options", ".stamp", ".api.stamp"];
+    private static readonly string[] s_suffixes = [".g.cs", ".sqw", ".options", ".stamp", ".api.stamp", ".calibration.json"];
 
     /// <summary>The project's <c>SquashModel</c> items.</summary>
     public ITaskItem[] Models { get; set; } = [];
@@ -127,7 +127,25 @@ public class SquashPrepareModels : Microsoft.Build.Utilities.Task
         item.SetMetadata(Metadata.OptionsFile, dir + name + ".options");
         item.SetMetadata(Metadata.StampFile, dir + name + ".stamp");
         item.SetMetadata(Metadata.ApiStampFile, dir + name + ".api.stamp");
+        item.SetMetadata(Metadata.CalibrationCache, dir + name + ".calibration.json");
+        string calibration = item.GetMetadata(Metadata.Calibration);
+        if (calibration.Length > 0)
+        {
+            // Relative to the project folder, as the model's path; the files are inputs of the incremental check.
+            calibration = Path.GetFullPath(calibration);
+            item.SetMetadata(Metadata.Calibration, calibration);
+            item.SetMetadata(Metadata.CalibrationInputs, string.Join(";", CalibrationFiles(calibration)));
+        }
         return item;
+    }
+
+    /// <summary>Every file under the calibration folder, sorted (none when it does not exist: the compiler reports that).</summary>
+    private static string[] CalibrationFiles(string folder)
+    {
+        if (!Directory.Exists(folder)) return [];
+        var files = Directory.GetFiles(folder, "*", SearchOption.AllDirectories);
+        Array.Sort(files, StringComparer.Ordinal);
+        return files;
     }
 
     private static void Normalize(TaskItem item, string name, string[] allowed)
@@ -143,6 +161,9 @@ public class SquashPrepareModels : Microsoft.Build.Utilities.Task
         sb.Append("Compiler=").Append(Path.GetFullPath(CompilerPath)).Append('\n');
         foreach (var name in Metadata.User) sb.Append(name).Append('=').Append(item.GetMetadata(name)).Append('\n');
         sb.Append(Metadata.WeightsName).Append('=').Append(item.GetMetadata(Metadata.WeightsName)).Append('\n');
+        // A calibration file added or removed changes the calibration without touching a newer timestamp: list them.
+        if (item.GetMetadata(Metadata.CalibrationInputs) is { Length: > 0 } files)
+            foreach (var file in files.Split(';')) sb.Append("CalibrationFile=").Append(file).Append('\n');
         return sb.ToString();
     }
 

@@ -60,6 +60,9 @@ public static class ErrorCodes
     public const string UnsupportedProject = "SQ1015";
     /// <summary>The calibration data set is missing, malformed or does not match the model's inputs.</summary>
     public const string CalibrationData = "SQ1016";
+    /// <summary>Int8 quantization was asked for in a way that cannot work: no calibration folder, a calibration folder
+    /// without int8, an unknown precision, or a model whose input shapes are not pinned.</summary>
+    public const string QuantizationSetup = "SQ1020";
     /// <summary>A sensitivity profile file cannot be read, is not a profile, or was made for another model.</summary>
     public const string SensitivityProfile = "SQ1040";
     /// <summary>The quantized model misses its accuracy target (AccuracyTarget) on the held-out calibration samples.</summary>

@@ -17,7 +17,10 @@ internal static class CompileCommand
         {
             output.WriteLine("usage: squash compile MODEL.onnx --output-dir DIR --class-name NAME [--namespace NS] [--output-name FILE]");
             output.WriteLine("         [--input-shape NAME=D0,D1,...]... [--constant-input NAME=V0,V1,...]... [--visibility public|internal]");
-            output.WriteLine("         [--weights-storage EmbeddedResource|File] [--weights-name NAME] [--precision fp32] [--api-only] [--msbuild]");
+            output.WriteLine("         [--weights-storage EmbeddedResource|File] [--weights-name NAME] [--precision fp32|int8] [--api-only] [--msbuild]");
+            output.WriteLine("         [--calibration DIR] [--calibration-cache FILE] [--int8-exclude NODE;op:TYPE;...]");
+            output.WriteLine("--precision int8 calibrates on the samples in DIR (one .npy per sample, or one folder per sample) and");
+            output.WriteLine("runs convolutions, matrix products and the operators between them in int8 (docs/quantization.md).");
             return 0;
         }
         string model = args.Positional(0, "the model file (squash compile MODEL.onnx --output-dir DIR --class-name NAME)");
@@ -29,6 +32,9 @@ internal static class CompileCommand
         string storage = args.Optional("weights-storage") ?? "EmbeddedResource";
         string precision = args.Optional("precision") ?? "fp32";
         string? weightsName = args.Optional("weights-name");
+        string? calibration = args.Optional("calibration");
+        string? calibrationCache = args.Optional("calibration-cache");
+        string? exclusions = args.Optional("int8-exclude");
         bool apiOnly = args.Flag("api-only");
         bool msbuild = args.Flag("msbuild");
         var shapes = ParseAssignments(args.All("input-shape"), "--input-shape").ToDictionary(p => p.Key, p => ParseShape(p.Key, p.Value));
@@ -45,8 +51,8 @@ internal static class CompileCommand
         // By name only: Enum.TryParse would also take "1".
         if (Enum.GetValues<WeightsStorage>().Where(v => string.Equals(v.ToString(), storage, StringComparison.OrdinalIgnoreCase)).ToArray() is not [var weightsStorage])
             throw new SquashException(ErrorCodes.InvalidOption, $"WeightsStorage '{storage}' is not supported; use EmbeddedResource or File.");
-        if (precision != "fp32")
-            throw new SquashException(ErrorCodes.InvalidOption, $"Precision '{precision}' is not supported yet; use fp32.");
+        // Checked before any work: an unknown precision, int8 without data, data without int8 (SQ1020).
+        Squash.Compiler.Quantization.Int8Preparation.Options(precision, calibration, exclusions);
 
         var request = new CompileRequest
         {
@@ -55,6 +61,9 @@ internal static class CompileCommand
             OutputName = outputName,
             InputShapes = shapes,
             ConstantInputs = constants,
+            CalibrationFolder = calibration,
+            CalibrationCache = calibrationCache,
+            Int8Exclusions = exclusions,
             Class = new ModelClassOptions
             {
                 ClassName = className,

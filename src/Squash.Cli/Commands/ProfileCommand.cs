@@ -25,7 +25,7 @@ internal static class ProfileCommand
         bool msbuild = args.Flag("msbuild");
         args.CheckNoneLeft(1);
         if (options.Target is not null || options.SensitivityProfilePath is not null || options.Exclusions.Nodes.Count + options.Exclusions.Operators.Count > 0)
-            throw new UsageException("--accuracy-target, --sensitivity-profile and --exclude do not shape a profile; leave them out.");
+            throw new UsageException("--accuracy-target, --sensitivity-profile and --int8-exclude do not shape a profile; leave them out.");
         var model = QuantizationArguments.Load(modelPath, shapes, options.CalibrationFolder);
         var (profile, key) = QuantizationPipeline.Profile(model, modelPath, options, msbuild ? null : output.WriteLine);
         AtomicFile.Write(file, profile.ToJson(key));

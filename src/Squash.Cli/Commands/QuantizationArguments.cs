@@ -16,10 +16,25 @@ internal static class QuantizationArguments
         "  --hold-out-every K             hold out every K-th sample to measure accuracy on (default 5; 0: none, measure on all)\n" +
         "  --accuracy-target T            sqnr:DB or cos:VALUE on the held-out samples (auto's default: sqnr:30)\n" +
         "  --accuracy-target-action A     error (default) or warn, when int8 misses the target\n" +
-        "  --exclude LIST                 layers to keep in fp32: node names and op:Type, separated by ; or ,\n" +
+        "  --int8-exclude LIST            layers to keep in fp32: node names and op:Type, separated by ; or ,\n" +
         "  --sensitivity-profile FILE     a committed profile to use (written there when it does not exist)\n" +
         "  --input-shape NAME=D0,D1,...   pin an input's shape (default: the first calibration sample's)\n" +
         "  --threads N                    kernel threads (results do not depend on them)";
+
+    /// <summary>The precision, checked as <see cref="Int8Preparation.Options"/> checks it for the build: an unknown name,
+    /// int8 or auto without calibration data, or calibration data with fp32 are SQ1020.</summary>
+    public static PrecisionMode Precision(string? text, string? calibration)
+    {
+        text ??= "fp32";
+        if (Enum.GetValues<PrecisionMode>().Where(p => string.Equals(p.ToString(), text, StringComparison.OrdinalIgnoreCase)).ToArray() is not [var precision])
+            throw new SquashException(ErrorCodes.QuantizationSetup, $"Precision '{text}' is not supported; use fp32, int8 or auto.");
+        // fp32 and int8 get the build's own checks and messages.
+        if (precision != PrecisionMode.Auto) Int8Preparation.Options(text, calibration);
+        else if (string.IsNullOrWhiteSpace(calibration))
+            throw new SquashException(ErrorCodes.QuantizationSetup,
+                "Precision auto needs calibration data: give a folder of representative inputs (--calibration DIR; layouts in docs/quantization.md).");
+        return precision;
+    }
 
     /// <summary>Reads the options (not <c>--precision</c>); <paramref name="precision"/> says which are allowed.</summary>
     public static QuantizationOptions Parse(Arguments args, PrecisionMode precision)
@@ -40,7 +55,7 @@ internal static class QuantizationArguments
             Split = new CalibrationSplit(holdOut),
             Target = target is null ? null : AccuracyTarget.Parse(target),
             TargetMissIsWarning = action == "warn",
-            Exclusions = QuantizationExclusions.Parse(args.Optional("exclude")),
+            Exclusions = QuantizationExclusions.Parse(args.Optional("int8-exclude")),
             SensitivityProfilePath = args.Optional("sensitivity-profile"),
             Threads = args.Int("threads", 1, min: 0),
         };

@@ -27,9 +27,7 @@ internal static class RunCommand
         string modelPath = args.Positional(0, "the model file (squash run MODEL.onnx --input NAME=PATH --output-dir DIR)");
         var inputSpecs = args.All("input");
         string outputDir = args.Optional("output-dir") ?? throw new UsageException("--output-dir DIR is required.");
-        string precisionText = args.Optional("precision") ?? "fp32";
-        if (Enum.GetValues<PrecisionMode>().Where(p => string.Equals(p.ToString(), precisionText, StringComparison.OrdinalIgnoreCase)).ToArray() is not [var precision])
-            throw new UsageException($"--precision must be fp32, int8 or auto, not '{precisionText}'.");
+        var precision = QuantizationArguments.Precision(args.Optional("precision"), args.Optional("calibration"));
         var quantization = precision == PrecisionMode.Fp32 ? null : QuantizationArguments.Parse(args, precision);
         var shapes = args.All("input-shape");
         string? reportDir = args.Optional("report-dir");

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using Squash.Compiler.CodeGen;
 using Squash.Compiler.Onnx;
+using Squash.Compiler.Quantization;
 using Squash.Runtime;
 using Squash.Runtime.Weights;
 
@@ -27,6 +28,16 @@ public sealed record CompileRequest
 
     /// <summary>Inputs to bake as constants, by name (comma-separated values).</summary>
     public IReadOnlyDictionary<string, string> ConstantInputs { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The calibration folder; required with <c>Class.Precision</c> int8, refused with fp32.</summary>
+    public string? CalibrationFolder { get; init; }
+
+    /// <summary>Where to cache the calibration (a JSON file, reused while the model, the data, the settings and the
+    /// compiler are the same); null: calibrate on every compilation.</summary>
+    public string? CalibrationCache { get; init; }
+
+    /// <summary>Units to keep in fp32 in int8 (<see cref="QuantizationExclusions.Parse"/>: node names, <c>op:Type</c>).</summary>
+    public string? Int8Exclusions { get; init; }
 }
 
 /// <summary>The files a compilation wrote (or found unchanged).</summary>
@@ -55,6 +66,14 @@ public static class ModelCompiler
         ModelPreparation.BakeConstantInputs(model, request.ConstantInputs);
         ModelPreparation.PinInputShapes(model, request.InputShapes);
         ModelPreparation.Optimize(model, log);
+        // A design-time (API-only) class has the same members either way: it skips calibration, the costly part.
+        if (Int8Preparation.Options(request.Class.Precision, request.CalibrationFolder, request.Int8Exclusions) is { } int8 && !request.Class.ApiOnly)
+            Int8Preparation.Quantize(model, int8 with
+            {
+                ModelPath = request.ModelPath,
+                CachePath = request.CalibrationCache,
+                CacheContext = Int8Preparation.CacheContext(request.InputShapes, request.ConstantInputs),
+            }, log);
         if (!Squash.Runtime.Execution.ExecutionPlan.CanPlan(model.Graph))
             log?.Invoke($"warning SQ2001: {Path.GetFileName(request.ModelPath)} keeps dynamic dimensions ({string.Join(", ", model.Graph.Inputs.Where(i => !i.HasKnownShape).Select(i => $"{i.Name}{Shapes.Format(i.Shape ?? [])}"))}); " +
                 "the class runs node by node and allocates per call. Pin them with InputShapes for a static memory plan.");

@@ -158,6 +158,7 @@ public static class QuantizationPipeline
 
         var fp32 = GraphCopy.Of(graph);
         var rewrite = Int8Quantization.Apply(graph, calibration, plan);
+        log?.Invoke($"int8: {rewrite.Int8Count} of {rewrite.Units.Count} units run in int8 ({rewrite.Quantizes} quantize, {rewrite.Dequantizes} dequantize nodes)");
         seconds["rewrite"] = Lap(clock);
         return new QuantizationOutcome
         {

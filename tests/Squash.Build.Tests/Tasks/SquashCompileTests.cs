@@ -112,6 +112,23 @@ public sealed class SquashCompileTests : IDisposable
     }
 
     [Fact]
+    public void CalibrationGoesToTheCompilerWithItsCache()
+    {
+        string calib = Path.Combine(_dir, "calib");
+        var model = Model("models/det.onnx", ("Precision", "int8"), ("Calibration", calib),
+            ("CalibrationCache", Path.Combine(_dir, "out", "det.calibration.json")));
+        var task = Task(model);
+
+        Assert.True(task.Execute(), _engine.ErrorText);
+
+        var (_, _, rsp) = Assert.Single(task.Runs);
+        var lines = rsp.Split('\n');
+        Assert.Contains("--precision=int8", lines);
+        Assert.Contains("--calibration=" + calib, lines);
+        Assert.Contains("--calibration-cache=" + Path.Combine(_dir, "out", "det.calibration.json"), lines);
+    }
+
+    [Fact]
     public void ResponseFileIsUtf8WithoutByteOrderMark()
     {
         var task = Task(Model("m.onnx"));

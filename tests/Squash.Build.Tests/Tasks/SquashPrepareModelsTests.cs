@@ -58,7 +58,31 @@ public sealed class SquashPrepareModelsTests : IDisposable
         Assert.Equal(Obj + name + ".sqw", m.GetMetadata("Weights"));
         Assert.True(File.Exists(m.GetMetadata("OptionsFile")));
         Assert.Contains(Obj + SquashPrepareModels.ManifestName, task.FileWrites.Select(f => f.ItemSpec));
-        Assert.Equal(6, task.FileWrites.Length);
+        Assert.Equal(7, task.FileWrites.Length);
+    }
+
+    [Fact]
+    public void CalibrationFilesAreInputsAndListedInTheOptions()
+    {
+        string calib = Path.Combine(_dir, "calib");
+        Directory.CreateDirectory(Path.Combine(calib, "s1"));
+        File.WriteAllText(Path.Combine(calib, "000.npy"), "");
+        File.WriteAllText(Path.Combine(calib, "s1", "x.npy"), "");
+        var task = Run(Model("m.onnx", ("Precision", "INT8"), ("Calibration", calib)));
+
+        Assert.Empty(_engine.Errors);
+        var m = Assert.Single(task.PreparedModels);
+        Assert.Equal("int8", m.GetMetadata("Precision"));
+        Assert.Equal(calib, m.GetMetadata("Calibration"));
+        Assert.Equal([Path.Combine(calib, "000.npy"), Path.Combine(calib, "s1", "x.npy")], m.GetMetadata("CalibrationInputs").Split(';'));
+        Assert.Equal(Obj + m.GetMetadata("OutputName") + ".calibration.json", m.GetMetadata("CalibrationCache"));
+        string options = File.ReadAllText(m.GetMetadata("OptionsFile"));
+        Assert.Contains("CalibrationFile=" + Path.Combine(calib, "s1", "x.npy") + "\n", options);
+
+        // A sample added (older than the stamp, as a copy keeps its time) still changes the options file.
+        File.WriteAllText(Path.Combine(calib, "001.npy"), "");
+        Run(Model("m.onnx", ("Precision", "int8"), ("Calibration", calib)));
+        Assert.NotEqual(options, File.ReadAllText(m.GetMetadata("OptionsFile")));
     }
 
     [Fact]

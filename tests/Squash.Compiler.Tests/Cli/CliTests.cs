@@ -150,6 +150,63 @@ public sealed class CliTests : IDisposable
         AssertOneLine(err, ErrorCodes.UnsupportedOperator, "FancyNewOp", "docs/operators.md");
     }
 
+    /// <summary>
+    /// <c>squash run --precision int8</c> on PP-OCR cls: pinned to the calibration samples' shape, calibrated on calib,
+    /// and its outputs are the int8 model's: the label of every eval sample it runs is fp32's (the PpOcrInt8Tests bar),
+    /// and they differ from fp32's probabilities (so int8 did run).
+    /// </summary>
+    [Fact]
+    public void RunInt8CalibratesAndKeepsTheLabels()
+    {
+        string model = PpOcr.ModelPath(PpOcr.Cls);
+        string inputs = Path.Combine(_dir, "in");
+        Directory.CreateDirectory(inputs);
+        foreach (var sample in PpOcr.Samples("eval", "cls").Take(4)) File.Copy(sample, Path.Combine(inputs, Path.GetFileName(sample)));
+        string calibration = TestPaths.Asset("data", "ppocr", "calib", "cls");
+        var (code, output, err) = Squash("run", model, "--input", "x=" + inputs, "--output-dir", Path.Combine(_dir, "int8"), "--precision", "int8", "--calibration", calibration);
+        Assert.True(code == 0, err);
+        Assert.Contains("units run in int8", output);
+        Assert.Equal(0, Squash("run", model, "--input", "x=" + inputs, "--output-dir", Path.Combine(_dir, "fp32")).Code);
+        bool differs = false;
+        foreach (var stem in Directory.GetDirectories(Path.Combine(_dir, "fp32")).Select(Path.GetFileName))
+        {
+            var fp32 = Npy.Read(Path.Combine(_dir, "fp32", stem!, "softmax_0.tmp_0.npy")).AsSpan<float>().ToArray();
+            var int8 = Npy.Read(Path.Combine(_dir, "int8", stem!, "softmax_0.tmp_0.npy")).AsSpan<float>().ToArray();
+            Assert.Equal(fp32[0] > fp32[1], int8[0] > int8[1]);
+            differs |= !fp32.SequenceEqual(int8);
+        }
+        Assert.True(differs);
+    }
+
+    [Fact]
+    public void Int8WithoutGoodCalibrationIsOneLineError()
+    {
+        string model = PpOcr.ModelPath(PpOcr.Cls);
+        string x = SaveNpy(new Tensor(DataType.Float, 1, 3, 48, 192), "x.npy");
+        string[] run = ["run", model, "--input", "x=" + x, "--output-dir", _dir];
+        var (code, _, err) = Squash([.. run, "--precision", "int8"]);
+        Assert.Equal(1, code);
+        AssertOneLine(err, ErrorCodes.QuantizationSetup, "--calibration DIR");
+        (code, _, err) = Squash([.. run, "--calibration", _dir]);
+        Assert.Equal(1, code);
+        AssertOneLine(err, ErrorCodes.QuantizationSetup, "fp32");
+        (code, _, err) = Squash([.. run, "--precision", "int4"]);
+        Assert.Equal(1, code);
+        AssertOneLine(err, ErrorCodes.QuantizationSetup, "int4");
+        (code, _, err) = Squash([.. run, "--precision", "int8", "--calibration", Path.Combine(_dir, "missing")]);
+        Assert.Equal(1, code);
+        AssertOneLine(err, ErrorCodes.CalibrationData, "missing");
+        Directory.CreateDirectory(Path.Combine(_dir, "empty"));
+        (code, _, err) = Squash([.. run, "--precision", "int8", "--calibration", Path.Combine(_dir, "empty")]);
+        Assert.Equal(1, code);
+        AssertOneLine(err, ErrorCodes.CalibrationData, "empty");
+        // A sample of another type than the model's input.
+        SaveNpy(new Tensor(DataType.Double, 1, 3, 48, 192), Path.Combine("bad", "000.npy"));
+        (code, _, err) = Squash([.. run, "--precision", "int8", "--calibration", Path.Combine(_dir, "bad")]);
+        Assert.Equal(1, code);
+        AssertOneLine(err, ErrorCodes.CalibrationData, "000.npy");
+    }
+
     [Fact]
     public void UsageErrorsExitWithTwo()
     {

@@ -23,7 +23,8 @@ public sealed class OperatorDocsTests
     public void EverySupportedOperatorHasAConformanceCaseOrIsListedAsUntested()
     {
         var covered = ConformanceCoverage();
-        var untested = OperatorRegistry.All.Where(e => !covered.Contains(e.OpType)).Select(e => e.OpType).ToList();
+        // Squash's own operators (com.squash) cannot have ONNX cases; their unit tests cover them.
+        var untested = OperatorRegistry.All.Where(e => e.Domain != OperatorRegistry.SquashDomain && !covered.Contains(e.OpType)).Select(e => e.OpType).ToList();
         // Operators without a vendored ONNX case are tested by unit tests; the doc says so. Keep the list short.
         Assert.True(untested.Count <= 12, "operators without conformance cases: " + string.Join(", ", untested));
     }
