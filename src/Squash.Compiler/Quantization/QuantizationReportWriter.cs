@@ -221,7 +221,7 @@ public static class QuantizationReportWriter
         md.Append(ci, $"| layers | {int8} int8, {rows.Count - int8} fp32 ({string.Join(", ", reasons)}) |\n");
         md.Append(ci, $"| borders | {o.Rewrite.Quantizes} QuantizeLinear, {o.Rewrite.Dequantizes} DequantizeLinear |\n");
         md.Append(ci, $"| constants | {o.WeightBytes.Fp32:N0} bytes fp32, {o.WeightBytes.Quantized:N0} bytes quantized ({(double)o.WeightBytes.Fp32 / Math.Max(1, o.WeightBytes.Quantized):0.0}x smaller) |\n");
-        md.Append(ci, $"| compile time | in {Path.GetFileNameWithoutExtension(o.Model)}'s `.quantization.timing.json` (kept out of this page, which is byte-identical from build to build) |\n\n");
+        md.Append("| compile time | in the `.quantization.timing.json` file beside this page (kept out of it, so that this page is byte-identical from build to build) |\n\n");
 
         md.Append("## Sensitivity\n\n");
         var measured = rows.Where(r => r.Sensitivity?.Output is { } a && double.IsFinite(a.SqnrDb)).ToList();
