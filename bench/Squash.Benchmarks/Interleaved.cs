@@ -10,7 +10,8 @@ namespace Squash.Benchmarks;
 /// <summary>
 /// Squash's planned execution against ONNX Runtime in one process, runs interleaved (ABAB, then BABA) so that both
 /// see the same load on a shared machine; prints min and median milliseconds and their ratios.
-/// <c>dotnet run -c Release --project bench/Squash.Benchmarks -- interleaved det|rec|cls THREADS RUNS</c>
+/// <c>dotnet run -c Release --project bench/Squash.Benchmarks -- interleaved det|rec|cls THREADS RUNS [int8]</c>; with
+/// int8, Squash int8 (<see cref="Int8Models"/>) runs too, in the same rotation.
 /// </summary>
 internal static class Interleaved
 {
@@ -21,7 +22,7 @@ internal static class Interleaved
         ["cls"] = ("ch_ppocr_mobile_v2.0_cls_infer.onnx", "cls", [1, 3, 48, 192]),
     };
 
-    public static void Run(string name, int threads, int runs)
+    public static void Run(string name, int threads, int runs, bool int8 = false)
     {
         var (file, task, shape) = s_models[name];
         string path = Assets.Model(file);
@@ -30,6 +31,14 @@ internal static class Interleaved
         ModelPreparation.PinInputShapes(model, new Dictionary<string, int[]> { [inputName] = shape });
         ModelPreparation.Optimize(model);
         var plan = ExecutionPlan.Create(model.Graph);
+        var quantized = int8 ? Int8Models.Plan(file, task, shape) : null;
+        using var ortQdq = int8 ? new InferenceSession(Int8Models.Qdq(file, task, shape), new SessionOptions
+        {
+            IntraOpNumThreads = threads,
+            InterOpNumThreads = 1,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+        }) : null;
         var context = new KernelContext(threads);
         var input = Assets.Input(task, shape);
         var inputs = new Dictionary<string, Tensor> { [inputName] = input };
@@ -59,15 +68,38 @@ internal static class Interleaved
             return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         }
 
-        for (int i = 0; i < 3; i++) { RunSquash(); Ort(); }
+        double RunInt8()
+        {
+            if (quantized is null) return 0;
+            long start = Stopwatch.GetTimestamp();
+            quantized.Run(inputs, context);
+            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+
+        double OrtQdq()
+        {
+            if (ortQdq is null) return 0;
+            long start = Stopwatch.GetTimestamp();
+            using var results = ortQdq.Run(runOptions, names, [ortInput], outputNames);
+            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+
+        for (int i = 0; i < 3; i++) { RunSquash(); Ort(); RunInt8(); OrtQdq(); }
         var squash = new List<double>();
         var onnx = new List<double>();
+        var squashInt8 = new List<double>();
+        var onnxQdq = new List<double>();
         for (int i = 0; i < runs; i++)
         {
-            if (i % 2 == 0) { squash.Add(RunSquash()); onnx.Add(Ort()); }
-            else { onnx.Add(Ort()); squash.Add(RunSquash()); }
+            if (i % 2 == 0) { squash.Add(RunSquash()); onnx.Add(Ort()); squashInt8.Add(RunInt8()); onnxQdq.Add(OrtQdq()); }
+            else { onnxQdq.Add(OrtQdq()); squashInt8.Add(RunInt8()); onnx.Add(Ort()); squash.Add(RunSquash()); }
         }
         context.Dispose();
+        if (quantized is not null)
+            Console.WriteLine($"{name} threads={threads} runs={runs}: Squash int8 min {squashInt8.Min():F2} median {Median(squashInt8):F2} ms; " +
+                $"int8/ORT fp32 min {squashInt8.Min() / onnx.Min():F3} median {Median(squashInt8) / Median(onnx):F3}; " +
+                $"int8/Squash fp32 median {Median(squashInt8) / Median(squash):F3}; ORT on the QDQ export min {onnxQdq.Min():F2} median {Median(onnxQdq):F2} ms, " +
+                $"Squash int8/ORT QDQ min {squashInt8.Min() / onnxQdq.Min():F3} median {Median(squashInt8) / Median(onnxQdq):F3}");
         double sMin = squash.Min(), sMed = Median(squash), oMin = onnx.Min(), oMed = Median(onnx);
         Console.WriteLine($"{name} threads={threads} runs={runs}: Squash min {sMin:F2} median {sMed:F2} ms; ONNX Runtime min {oMin:F2} median {oMed:F2} ms; " +
             $"Squash/ORT min {sMin / oMin:F3} median {sMed / oMed:F3}");

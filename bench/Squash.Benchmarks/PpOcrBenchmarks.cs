@@ -10,8 +10,9 @@ using Tensor = Squash.Runtime.Tensor;
 namespace Squash.Benchmarks;
 
 /// <summary>
-/// PP-OCR det (1x3x640x640), rec (1x3x48x320) and cls (1x3x48x192), fp32: Squash's planned execution (what the
-/// generated code runs) against ONNX Runtime (all graph optimizations, same intra-op thread count), same input.
+/// PP-OCR det (1x3x640x640), rec (1x3x48x320) and cls (1x3x48x192): Squash's planned execution (what the generated
+/// code runs), fp32 and int8 (<see cref="Int8Models"/>), against ONNX Runtime fp32 and ONNX Runtime on the int8 model's
+/// QDQ export (all graph optimizations, same intra-op thread count), same input.
 /// </summary>
 [Config(typeof(Config))]
 public class PpOcrBenchmarks
@@ -43,9 +44,11 @@ public class PpOcrBenchmarks
     public int Threads { get; set; } = 1;
 
     private ExecutionPlan _plan = null!;
+    private ExecutionPlan _int8 = null!;
     private KernelContext _context = null!;
     private Dictionary<string, Tensor> _inputs = null!;
     private InferenceSession _ort = null!;
+    private InferenceSession _ortQdq = null!;
     private OrtValue _ortInput = null!;
     private RunOptions _runOptions = null!;
     private string[] _ortInputNames = null!, _ortOutputNames = null!;
@@ -60,6 +63,7 @@ public class PpOcrBenchmarks
         ModelPreparation.PinInputShapes(model, new Dictionary<string, int[]> { [inputName] = shape });
         ModelPreparation.Optimize(model);
         _plan = ExecutionPlan.Create(model.Graph);
+        _int8 = Int8Models.Plan(file, task, shape);
         _context = new KernelContext(Threads);
         var input = Assets.Input(task, shape);
         _inputs = new() { [inputName] = input };
@@ -72,6 +76,7 @@ public class PpOcrBenchmarks
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
         };
         _ort = new InferenceSession(path, options);
+        _ortQdq = new InferenceSession(Int8Models.Qdq(file, task, shape), options);
         // One RunOptions for all runs: one created inline can be finalized during the native call.
         _runOptions = new RunOptions();
         _ortInput = OrtValue.CreateTensorValueFromMemory(input.AsSpan<float>().ToArray(), shape.Select(d => (long)d).ToArray());
@@ -86,6 +91,7 @@ public class PpOcrBenchmarks
         _ortInput.Dispose();
         _runOptions.Dispose();
         _ort.Dispose();
+        _ortQdq.Dispose();
     }
 
     [Benchmark(Baseline = true)]
@@ -96,4 +102,14 @@ public class PpOcrBenchmarks
 
     [Benchmark]
     public void Squash() => _plan.Run(_inputs, _context);
+
+    [Benchmark]
+    public void SquashInt8() => _int8.Run(_inputs, _context);
+
+    /// <summary>ONNX Runtime on Squash's int8 model exported as QDQ (its own int8 kernels after fusion).</summary>
+    [Benchmark]
+    public void OnnxRuntimeQdq()
+    {
+        using var results = _ortQdq.Run(_runOptions, _ortInputNames, [_ortInput], _ortOutputNames);
+    }
 }

@@ -5,11 +5,13 @@ using BenchmarkDotNet.Running;
 using Squash.Benchmarks;
 
 // dotnet run -c Release --project bench/Squash.Benchmarks -- --filter '*'
-//   ... -- interleaved det|rec|cls THREADS RUNS   (Squash against ONNX Runtime, runs interleaved, min and median)
+//   ... -- interleaved det|rec|cls THREADS RUNS [int8]  (Squash [and Squash int8] against ONNX Runtime, interleaved)
 //   ... -- dispatch THREADS BLOCKS CALLS WORK     (cost of one parallel call; WORK steps per item, 0 for none)
 static int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
 if (args is ["interleaved", var model, var threads, var runs])
     Interleaved.Run(model, Int(threads), Int(runs));
+else if (args is ["interleaved", var model8, var threads8, var runs8, "int8"])
+    Interleaved.Run(model8, Int(threads8), Int(runs8), int8: true);
 else if (args is ["dispatch", var threads2, var blocks, var calls, var work])
     Dispatch.Run(Int(threads2), Int(blocks), Int(calls), Int(work));
 else

@@ -31,6 +31,8 @@ internal static class RunCommand
         var quantization = precision == PrecisionMode.Fp32 ? null : QuantizationArguments.Parse(args, precision);
         var shapes = args.All("input-shape");
         string? reportDir = args.Optional("report-dir");
+        // The per-layer profile is measured for plain int8 only when the report will show it.
+        if (quantization is not null) quantization = quantization with { Sensitivity = reportDir is not null };
         int threads = args.Int("threads", 1, min: 0);
         args.CheckNoneLeft(1);
         if (inputSpecs.Count == 0) throw new UsageException("give at least one --input NAME=PATH.");
@@ -93,6 +95,23 @@ internal static class RunCommand
         }
         output.WriteLine($"ran {stems.Count} sample(s); outputs in {outputDir}/<sample>/");
         return 0;
+    }
+
+    internal static Dictionary<string, int[]> ParseShapes(IReadOnlyList<string> specs)
+    {
+        var result = new Dictionary<string, int[]>(StringComparer.Ordinal);
+        foreach (var spec in specs)
+        {
+            int eq = spec.IndexOf('=');
+            if (eq <= 0) throw new UsageException($"--input-shape takes NAME=D0,D1,..., not '{spec}'.");
+            var dims = spec[(eq + 1)..].Split(',');
+            var shape = new int[dims.Length];
+            for (int i = 0; i < dims.Length; i++)
+                if (!int.TryParse(dims[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out shape[i]))
+                    throw new UsageException($"--input-shape takes NAME=D0,D1,... with non-negative integers, not '{spec}'.");
+            result[spec[..eq]] = shape;
+        }
+        return result;
     }
 
     private static Dictionary<string, string> ListSamples(string folder)

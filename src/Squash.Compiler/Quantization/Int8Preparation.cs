@@ -73,7 +73,9 @@ public static class Int8Preparation
     /// <exception cref="SquashException">The folder is missing, empty or malformed (SQ1016).</exception>
     public static Dictionary<string, int[]> SampleShapes(Model model, string calibrationFolder)
     {
-        var data = CalibrationDataSet.Open(calibrationFolder, model.Graph.Inputs);
+        // Any size per dimension: the samples decide (a model pinned to another shape must not refuse them here).
+        var inputs = model.Graph.Inputs.Select(v => new Value(v.Name, v.Type, v.Shape is { } s ? Enumerable.Repeat(-1, s.Length).ToArray() : null)).ToList();
+        var data = CalibrationDataSet.Open(calibrationFolder, inputs);
         var first = data.Samples[0].Load();
         return first.ToDictionary(p => p.Key, p => (int[])p.Value.Shape.Clone(), StringComparer.Ordinal);
     }

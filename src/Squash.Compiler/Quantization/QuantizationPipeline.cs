@@ -46,6 +46,11 @@ public sealed record QuantizationOptions
     /// written there when it does not exist.</summary>
     public string? SensitivityProfilePath { get; init; }
 
+    /// <summary>True to measure (or read) the sensitivity profile even when the plan does not need it, for the report's
+    /// chart. Auto, a <see cref="SensitivityProfilePath"/> and a missed target always use one; plain int8 skips it
+    /// otherwise, since it costs a run of the held-out samples per layer.</summary>
+    public bool Sensitivity { get; init; } = true;
+
     /// <summary>A folder for the calibration and profile caches (the build's intermediate folder); null for none.</summary>
     public string? CacheDirectory { get; init; }
 
@@ -133,7 +138,8 @@ public static class QuantizationPipeline
         var (dataSet, calibration, evaluator) = Prepare(graph, modelPath, options, context);
         seconds["calibrate"] = Lap(clock);
         int heldOut = dataSet.HeldOutSamples.Count();
-        var profile = LoadOrComputeProfile(evaluator, modelPath, dataSet, options, log);
+        bool needProfile = options.Sensitivity || options.Precision == PrecisionMode.Auto || options.SensitivityProfilePath is not null;
+        var profile = needProfile ? LoadOrComputeProfile(evaluator, modelPath, dataSet, options, log) : null;
         seconds["profile"] = Lap(clock);
 
         var start = evaluator.DefaultPlan(options.Exclusions);
@@ -144,7 +150,7 @@ public static class QuantizationPipeline
         bool met;
         if (options.Precision == PrecisionMode.Auto)
         {
-            var search = MixedPrecisionSearch.Run(evaluator, profile, start, target!.Value, log is null ? null : line => log($"{name}: {line}"));
+            var search = MixedPrecisionSearch.Run(evaluator, profile!, start, target!.Value, log is null ? null : line => log($"{name}: {line}"));
             (plan, evaluation, steps, met) = (search.Plan, search.Evaluation, search.Steps, search.Met);
         }
         else
@@ -154,7 +160,14 @@ public static class QuantizationPipeline
             met = target is not { } t || t.IsMetBy(evaluation.Output);
         }
         seconds["plan"] = Lap(clock);
-        if (!met) Miss(name, options, target!.Value, profile, plan, evaluation, evaluator.SampleCount, log);
+        if (!met)
+        {
+            // The message names the most sensitive layers: measure them if nothing has yet.
+            profile ??= LoadOrComputeProfile(evaluator, modelPath, dataSet, options, log);
+            Miss(name, options, target!.Value, profile, plan, evaluation, evaluator.SampleCount, log);
+        }
+        // Without a profile the report has no per-layer numbers; all-int8 is the plan measured.
+        profile ??= new SensitivityProfile(name, evaluator.SampleCount, options.Calibration, evaluation.Output, []);
 
         var fp32 = GraphCopy.Of(graph);
         var rewrite = Int8Quantization.Apply(graph, calibration, plan);

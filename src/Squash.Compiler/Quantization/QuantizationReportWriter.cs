@@ -231,6 +231,7 @@ public static class QuantizationReportWriter
         md.Append(ci, $"The bar grows as the SQNR falls, from empty at {Db(top)} (the least sensitive layer) to full at {Db(bottom)} (the most sensitive). ");
         md.Append("Activation: the layer's own output tensor against fp32, in that run. ");
         md.Append("Layers that only move bytes, sum or look up run in int8 only between other int8 layers and have no solo number.\n\n");
+        if (o.Profile.Units.Count == 0) md.Append("(Not measured for this build: plain int8 without a report or a target miss needs no profile.)\n\n");
         md.Append("| layer | operators | precision | alone | activation | sensitivity |\n| --- | --- | --- | ---: | ---: | --- |\n");
         foreach (var r in rows.Where(r => r.Sensitivity?.Output is not null))
         {

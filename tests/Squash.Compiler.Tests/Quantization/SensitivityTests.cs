@@ -275,6 +275,22 @@ public sealed class SensitivityTests(ITestOutputHelper output)
             QuantizationPipeline.Quantize(chain.Load(), chain.ModelPath, options with { SensitivityProfilePath = committed })).Code);
     }
 
+    [Fact]
+    public void PlainInt8MeasuresNoProfileUnlessAskedOrTheTargetIsMissed()
+    {
+        using var chain = new ChainModel();
+        var log = new List<string>();
+        var outcome = QuantizationPipeline.Quantize(chain.Load(), chain.ModelPath, chain.Options(PrecisionMode.Int8, "sqnr:20") with { Sensitivity = false }, log.Add);
+        Assert.DoesNotContain(log, l => l.Contains("measuring", StringComparison.Ordinal));
+        Assert.Empty(outcome.Profile.Units);
+        Assert.Equal(outcome.Evaluation.Output, outcome.Profile.AllInt8);
+        Assert.Contains("(Not measured", QuantizationReportWriter.ToMarkdown(outcome));
+        // A miss measures it, to name the layers.
+        var error = Assert.Throws<SquashException>(() =>
+            QuantizationPipeline.Quantize(chain.Load(), chain.ModelPath, chain.Options(PrecisionMode.Int8, "sqnr:30") with { Sensitivity = false }));
+        Assert.Contains($"{chain.Units[1]} (MatMul: alone 26.", error.Message);
+    }
+
     [Theory]
     [InlineData("sqnr:30", AccuracyMetric.Sqnr, 30)]
     [InlineData("SQNR: 42.5", AccuracyMetric.Sqnr, 42.5)]
