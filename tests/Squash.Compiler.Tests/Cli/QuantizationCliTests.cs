@@ -7,7 +7,7 @@ namespace Squash.Compiler.Tests.Cli;
 
 /// <summary><c>squash profile</c> and <c>squash run --precision int8|auto</c> on <see cref="ChainModel"/>: the same
 /// pipeline, files and errors as the library (and so the build).</summary>
-public sealed class QuantizationCliTests : IDisposable
+public sealed class QuantizationCliTests(Xunit.Abstractions.ITestOutputHelper log) : IDisposable
 {
     private readonly ChainModel _chain = new();
 
@@ -41,6 +41,7 @@ public sealed class QuantizationCliTests : IDisposable
         var (code, stdout, err) = Squash("run", _chain.ModelPath, "--precision", "auto", "--calibration", _chain.Calibration,
             "--accuracy-target", "sqnr:26", "--input", "x=" + input, "--output-dir", output, "--report-dir", reports);
         Assert.True(code == 0, err);
+        log.WriteLine(stdout);
         Assert.Contains($"fp32 fallbacks: {_chain.Units[4]}", stdout);
         Assert.Contains("target sqnr:26 met", stdout);
         var outcome = QuantizationPipeline.Quantize(_chain.Load(), _chain.ModelPath, _chain.Options(PrecisionMode.Auto, "sqnr:26"));
