@@ -83,9 +83,10 @@ internal static class QuantizationArguments
     {
         int int8 = o.Rewrite.Int8Count;
         string target = o.Target is { } t ? $"; target {t} {(o.TargetMet ? "met" : "MISSED")}" : "";
-        return $"{o.Model}: {o.Options.Precision.ToString().ToLowerInvariant()}: {int8} of {o.Rewrite.Units.Count} layers in int8, "
+        string fallbacks = o.Fallbacks.Count > 0 ? $"; fp32 fallbacks: {string.Join(", ", o.Fallbacks.Select(f => f.Node))}" : "";
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{o.Model}: {o.Options.Precision.ToString().ToLowerInvariant()}: {int8} of {o.Rewrite.Units.Count} layers in int8, "
             + $"{o.Rewrite.Quantizes + o.Rewrite.Dequantizes} borders; on {o.Samples.HeldOut} held-out samples SQNR "
-            + $"{AccuracyTarget.FormatDb(o.Evaluation.Output.SqnrDb)}, cosine {o.Evaluation.Output.Cosine:0.######}{target}"
-            + (o.Fallbacks.Count > 0 ? $"; fp32 fallbacks: {string.Join(", ", o.Fallbacks.Select(f => f.Node))}" : "");
+            + $"{AccuracyTarget.FormatDb(o.Evaluation.Output.SqnrDb)}, cosine {o.Evaluation.Output.Cosine:0.######}{target}{fallbacks}");
     }
 }
