@@ -37,6 +37,12 @@ internal static class Metadata
     public const string Visibility = nameof(Visibility);
     public const string Calibration = nameof(Calibration);
     public const string Device = nameof(Device);
+    public const string CalibrationMethod = nameof(CalibrationMethod);
+    public const string CalibrationHoldOutEvery = nameof(CalibrationHoldOutEvery);
+    public const string AccuracyTarget = nameof(AccuracyTarget);
+    public const string AccuracyTargetAction = nameof(AccuracyTargetAction);
+    public const string SensitivityProfile = nameof(SensitivityProfile);
+    public const string QuantizationExclusions = nameof(QuantizationExclusions);
 
     // Computed by SquashPrepareModels.
     public const string OutputDirectory = nameof(OutputDirectory);
@@ -51,7 +57,8 @@ internal static class Metadata
     public const string CalibrationCache = nameof(CalibrationCache);
 
     /// <summary>The metadata the user sets, in the order the options file lists them.</summary>
-    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs, Int4Exclude, Device, Calibration];
+    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs, Int4Exclude, Device, Calibration,
+        CalibrationMethod, CalibrationHoldOutEvery, AccuracyTarget, AccuracyTargetAction, SensitivityProfile, QuantizationExclusions];
 }
 
 /// <summary>

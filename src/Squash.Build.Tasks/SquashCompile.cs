@@ -184,6 +184,17 @@ public class SquashCompile : ToolTask
         return false;
     }
 
+    /// <summary>Int8 metadata and the compiler option each becomes.</summary>
+    private static readonly (string Metadata, string Option)[] s_int8Options =
+    [
+        (Metadata.CalibrationMethod, "calibration-method"),
+        (Metadata.CalibrationHoldOutEvery, "hold-out-every"),
+        (Metadata.AccuracyTarget, "accuracy-target"),
+        (Metadata.AccuracyTargetAction, "accuracy-target-action"),
+        (Metadata.SensitivityProfile, "sensitivity-profile"),
+        (Metadata.QuantizationExclusions, "int8-exclude"),
+    ];
+
     /// <summary>The compiler's arguments for one model.</summary>
     internal static List<string> Arguments(ITaskItem model, bool apiOnly)
     {
@@ -206,6 +217,9 @@ public class SquashCompile : ToolTask
             args.Add("--calibration=" + Get(Metadata.Calibration));
             if (Get(Metadata.CalibrationCache).Length > 0) args.Add("--calibration-cache=" + Get(Metadata.CalibrationCache));
         }
+        // The int8/auto options, passed as given: the compiler checks them (and refuses them with fp32 or int4).
+        foreach (var (metadata, option) in s_int8Options)
+            if (Get(metadata).Length > 0) args.Add($"--{option}={Get(metadata)}");
         // Nodes or weights that stay fp32 under Precision="int4" (';' between patterns); the compiler checks they exist.
         foreach (var pattern in Get(Metadata.Int4Exclude).Split(';'))
             if (pattern.Trim().Length > 0) args.Add("--int4-exclude=" + pattern.Trim());

@@ -21,7 +21,8 @@ public class SquashPrepareModels : Microsoft.Build.Utilities.Task
     /// <summary>The name of the manifest in the intermediate folder.</summary>
     public const string ManifestName = "squash.manifest";
 
-    private static readonly string[] s_suffixes = [".g.cs", ".sqw", ".options", ".stamp", ".api.stamp", ".calibration.json"];
+    private static readonly string[] s_suffixes = [".g.cs", ".sqw", ".options", ".stamp", ".api.stamp", ".calibration.json", ".sensitivity.json",
+        ".quantization.json", ".quantization.md", ".quantization.timing.json"];
 
     /// <summary>The project's <c>SquashModel</c> items.</summary>
     public ITaskItem[] Models { get; set; } = [];
@@ -137,6 +138,15 @@ public class SquashPrepareModels : Microsoft.Build.Utilities.Task
             calibration = Path.GetFullPath(calibration);
             item.SetMetadata(Metadata.Calibration, calibration);
             item.SetMetadata(Metadata.CalibrationInputs, string.Join(";", CalibrationFiles(calibration)));
+        }
+        string profile = item.GetMetadata(Metadata.SensitivityProfile);
+        if (profile.Length > 0)
+        {
+            // A committed profile is an input too: editing it changes the plan. Relative to the project folder.
+            profile = Path.GetFullPath(profile);
+            item.SetMetadata(Metadata.SensitivityProfile, profile);
+            if (File.Exists(profile))
+                item.SetMetadata(Metadata.CalibrationInputs, string.Join(";", new[] { item.GetMetadata(Metadata.CalibrationInputs), profile }.Where(s => s.Length > 0)));
         }
         return item;
     }

@@ -12,6 +12,7 @@ public static class CommandLine
         ("inspect", "inputs, outputs, operators, parameters and opsets of a model", InspectCommand.Run),
         ("run", "run a model on .npy inputs and write its outputs as .npy", RunCommand.Run),
         ("compile", "generate the C# class and weights for a model (what the build runs)", CompileCommand.Run),
+        ("profile", "measure each layer's int8 sensitivity (the profile the build uses for mixed precision)", ProfileCommand.Run),
         ("export", "write the model as ONNX, with int4 weights for ONNX Runtime (MatMulNBits) or int8 as standard QDQ", ExportCommand.Run),
         ("bench", "time a model (median, min, max ms) and, with --profile, each operator type", BenchCommand.Run),
     ];

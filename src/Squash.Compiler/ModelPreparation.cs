@@ -109,7 +109,7 @@ public static class ModelPreparation
         Pipeline.Optimize().Run(model.Graph, new PassContext { Log = log });
 
     /// <summary>The precisions the compiler, <c>squash run</c> and <c>squash export</c> accept.</summary>
-    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "int4", "int8"];
+    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "int4", "int8", "auto"];
 
     /// <summary>Checks a precision name (case-insensitive) and returns it in lower case.</summary>
     /// <exception cref="SquashException">The precision is not one of <see cref="Precisions"/> (SQ1012).</exception>
@@ -128,27 +128,29 @@ public static class ModelPreparation
     /// without, by round-to-nearest.
     /// </summary>
     /// <exception cref="SquashException">Bad calibration data (SQ1016), or an exclusion that names nothing (SQ1051).</exception>
-    /// <remarks>For int8 (<see cref="Int8Preparation.Quantize"/>), <paramref name="calibrationFolder"/> is required and the
-    /// model's input shapes must be pinned; <paramref name="int8"/> adds exclusions and the calibration cache.</remarks>
-    public static void ApplyPrecision(Model model, string precision, Int4QuantizationOptions? int4 = null, string? calibrationFolder = null,
-        Action<string>? log = null, Int8Options? int8 = null)
+    /// <remarks>For int8 and auto (<see cref="QuantizationPipeline.Quantize"/>: gamma migration, calibration, the accuracy
+    /// check, mixed precision for auto), <paramref name="int8"/> (<see cref="QuantizationOptions.FromText"/>) and
+    /// <paramref name="modelPath"/> are required and the model's input shapes must be pinned.</remarks>
+    /// <returns>What int8 quantization did (for the report), or null for fp32 and int4.</returns>
+    public static QuantizationOutcome? ApplyPrecision(Model model, string precision, Int4QuantizationOptions? int4 = null, string? calibrationFolder = null,
+        Action<string>? log = null, QuantizationOptions? int8 = null, string? modelPath = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         string parsed = ParsePrecision(precision);
-        if (parsed == "int8")
+        if (parsed is "int8" or "auto")
         {
-            var folder = Int8Preparation.Options(calibrationFolder);
-            Int8Preparation.Quantize(model, (int8 ?? folder) with { CalibrationFolder = folder.CalibrationFolder }, log);
-            return;
+            var quantization = int8 ?? QuantizationOptions.FromText(parsed, calibrationFolder);
+            return QuantizationPipeline.Quantize(model, modelPath ?? throw new ArgumentNullException(nameof(modelPath), "int8 needs the model file (cache keys)."), quantization, log);
         }
         if (parsed != "int4")
         {
             if (calibrationFolder is not null)
-                throw new SquashException(ErrorCodes.InvalidOption, "Calibration data is only used with precision int4 or int8.");
-            return;
+                throw new SquashException(ErrorCodes.InvalidOption, "Calibration data is only used with precision int4, int8 or auto.");
+            return null;
         }
         var options = Calibrate(model, int4 ?? new Int4QuantizationOptions(), calibrationFolder, log);
         Pipeline.Int4(options).Run(model.Graph, new PassContext { Log = log });
+        return null;
     }
 
     /// <summary>

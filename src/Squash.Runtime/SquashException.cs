@@ -73,4 +73,12 @@ public static class ErrorCodes
     /// <summary>A generated class whose shapes are not all known was asked to run on a GPU (the device needs a static
     /// memory plan).</summary>
     public const string DeviceNeedsStaticShapes = "SQ1104";
+    /// <summary>A sensitivity profile file cannot be read, is not a profile, or was made for another model.</summary>
+    public const string SensitivityProfile = "SQ1040";
+    /// <summary>The quantized model misses its accuracy target (AccuracyTarget) on the held-out calibration samples.</summary>
+    public const string AccuracyTargetMissed = "SQ1041";
+    /// <summary>Warning: the quantized model misses its accuracy target, and AccuracyTargetAction is warn.</summary>
+    public const string AccuracyTargetMissedWarning = "SQ2010";
+    /// <summary>Warning: a committed sensitivity profile does not match the model's units; it is measured again.</summary>
+    public const string StaleSensitivityProfile = "SQ2011";
 }

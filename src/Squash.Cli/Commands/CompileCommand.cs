@@ -62,6 +62,11 @@ internal static class CompileCommand
             CalibrationFolder = precision.CalibrationFolder,
             CalibrationCache = precision.CalibrationCache,
             Int8Exclusions = precision.Int8Exclusions,
+            CalibrationMethod = precision.CalibrationMethod,
+            CalibrationHoldOutEvery = precision.HoldOutEvery,
+            AccuracyTarget = precision.AccuracyTarget,
+            AccuracyTargetAction = precision.AccuracyTargetAction,
+            SensitivityProfile = precision.SensitivityProfile,
             Class = new ModelClassOptions
             {
                 ClassName = className,
@@ -86,7 +91,7 @@ internal static class CompileCommand
         return 0;
     }
 
-    private static Dictionary<string, string> ParseAssignments(IReadOnlyList<string> values, string option)
+    internal static Dictionary<string, string> ParseAssignments(IReadOnlyList<string> values, string option)
     {
         var result = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var value in values)
@@ -101,7 +106,7 @@ internal static class CompileCommand
         return result;
     }
 
-    private static int[] ParseShape(string name, string text)
+    internal static int[] ParseShape(string name, string text)
     {
         var parts = text.Split(',', StringSplitOptions.TrimEntries);
         var dims = new int[parts.Length];

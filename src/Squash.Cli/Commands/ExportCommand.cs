@@ -31,12 +31,13 @@ internal static class ExportCommand
         args.CheckNoneLeft(1);
 
         var model = OnnxLoader.Load(modelPath);
-        if (precision.Precision == "int8")
+        if (precision.IsInt8)
         {
-            var int8 = Int8Preparation.Options(precision.CalibrationFolder, precision.Int8Exclusions);
-            ModelPreparation.PinInputShapes(model, shapeSpecs.Count > 0 ? RunCommand.ParseShapes(shapeSpecs) : Int8Preparation.SampleShapes(model, int8.CalibrationFolder));
+            // The same pipeline as the build and squash run, so the export is the model they run.
+            ModelPreparation.PinInputShapes(model, shapeSpecs.Count > 0 ? RunCommand.ParseShapes(shapeSpecs) : Int8Preparation.SampleShapes(model, precision.CalibrationFolder!));
             ModelPreparation.Optimize(model);
-            Int8Preparation.Quantize(model, int8, output.WriteLine);
+            ModelPreparation.ApplyPrecision(model, precision.Precision, calibrationFolder: precision.CalibrationFolder, log: output.WriteLine,
+                int8: precision.Int8(), modelPath: modelPath);
             int replaced = Int8QdqExport.Convert(model.Graph);
             AtomicFile.Write(outputPath, OnnxWriter.ToBytes(model));
             output.WriteLine($"wrote {outputPath} ({replaced} int8 operators as QDQ)");

@@ -4,30 +4,61 @@ using Squash.Runtime;
 
 namespace Squash.Cli.Commands;
 
-/// <summary>The precision options <c>squash run</c>, <c>compile</c> and <c>export</c> share.</summary>
-/// <param name="Precision">fp32, int4 or int8 (lower case).</param>
+/// <summary>The precision options <c>squash run</c>, <c>compile</c>, <c>export</c> and <c>profile</c> share, named as the
+/// <c>SquashModel</c> metadata they mirror; the int8 ones are kept as text and checked by
+/// <see cref="QuantizationOptions.FromText"/>, as the build's are.</summary>
+/// <param name="Precision">fp32, int4, int8 or auto (lower case).</param>
 /// <param name="Int4">Int4 settings.</param>
-/// <param name="CalibrationFolder">Calibration samples (int4 with GPTQ, or null for round-to-nearest; int8, required).</param>
-/// <param name="Int8Exclusions">Int8 units kept in fp32 (<see cref="QuantizationExclusions.Parse"/>).</param>
-/// <param name="CalibrationCache">Where int8 caches its calibration, or null.</param>
-internal sealed record PrecisionArguments(string Precision, Int4QuantizationOptions Int4, string? CalibrationFolder,
-    string? Int8Exclusions = null, string? CalibrationCache = null)
+/// <param name="CalibrationFolder">Calibration samples (int4 with GPTQ, or null for round-to-nearest; int8 and auto,
+/// required).</param>
+internal sealed record PrecisionArguments(string Precision, Int4QuantizationOptions Int4, string? CalibrationFolder)
 {
+    /// <summary>Int8 units kept in fp32 (<see cref="QuantizationExclusions.Parse"/>).</summary>
+    public string? Int8Exclusions { get; init; }
+
+    /// <summary>Where int8 caches its calibration, or null.</summary>
+    public string? CalibrationCache { get; init; }
+
+    /// <summary>minmax, percentile, entropy or mse; null for minmax.</summary>
+    public string? CalibrationMethod { get; init; }
+
+    /// <summary>Every K-th calibration sample held out; null for 5.</summary>
+    public int? HoldOutEvery { get; init; }
+
+    /// <summary><c>sqnr:DB</c> or <c>cos:VALUE</c>, or null.</summary>
+    public string? AccuracyTarget { get; init; }
+
+    /// <summary>error or warn; null for error.</summary>
+    public string? AccuracyTargetAction { get; init; }
+
+    /// <summary>A committed sensitivity profile, or null.</summary>
+    public string? SensitivityProfile { get; init; }
+
+    /// <summary>True for int8 and auto.</summary>
+    public bool IsInt8 => Precision is "int8" or "auto";
+
     /// <summary>The usage lines of the options.</summary>
     public const string Usage =
-        "  --precision fp32|int4            int4: weight-only 4-bit MatMul/Gemm/Gather weights (docs/int4.md)\n" +
+        "  --precision fp32|int4|int8|auto  int4: weight-only 4-bit MatMul/Gemm/Gather weights (docs/int4.md); int8: post-training\n" +
+        "                                   quantization; auto: int8 with the most sensitive layers in fp32 to meet\n" +
+        "                                   --accuracy-target (docs/quantization.md)\n" +
         "  --int4-exclude PATTERN           keep a node or weight in fp32 (by name, * is a wildcard; repeatable)\n" +
         "  --int4-block-size 32|64|128|256  values per block (default 32)\n" +
         "  --int4-asymmetric                a zero point per block (default symmetric)\n" +
         "  --int4-min-elements N            weights with fewer values stay fp32 (default 65536)\n" +
         "  --int4-no-embeddings             keep Gather embedding tables in fp32\n" +
         "  --calibration DIR                int4 by GPTQ from these samples' activations (default round-to-nearest);\n" +
-        "                                   int8 (required): the activation ranges (docs/quantization.md)\n" +
-        "  --int8-exclude NODE;op:TYPE      int8 units kept in fp32\n" +
-        "  --calibration-cache FILE         int8: cache the calibration there";
+        "                                   int8/auto (required): one .npy per sample, or one folder per sample of <input>.npy\n" +
+        "  --calibration-method M           int8: minmax (default), percentile, entropy or mse\n" +
+        "  --hold-out-every K               int8: hold out every K-th sample to measure accuracy on (default 5; 0: none)\n" +
+        "  --accuracy-target T              int8: sqnr:DB or cos:VALUE on the held-out samples (auto's default: sqnr:30)\n" +
+        "  --accuracy-target-action A       int8: error (default) or warn, when the target is missed\n" +
+        "  --int8-exclude NODE;op:TYPE      int8 layers kept in fp32\n" +
+        "  --sensitivity-profile FILE       int8: a committed profile to use (written there when it does not exist)\n" +
+        "  --calibration-cache FILE         int8: cache the calibration (and the profile) beside FILE";
 
     /// <summary>Reads the options.</summary>
-    /// <exception cref="SquashException">A value is invalid (SQ1012).</exception>
+    /// <exception cref="SquashException">A value is invalid (SQ1012) or int8 lacks calibration data (SQ1020).</exception>
     public static PrecisionArguments Parse(Arguments args)
     {
         string precision = ModelPreparation.ParsePrecision(args.Optional("precision") ?? "fp32");
@@ -39,17 +70,33 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
             QuantizeEmbeddings = !args.Flag("int4-no-embeddings"),
             Exclude = [.. args.All("int4-exclude").SelectMany(v => v.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
         };
-        string? calibration = args.Optional("calibration");
-        string? int8Exclusions = args.Optional("int8-exclude");
-        string? cache = args.Optional("calibration-cache");
+        string? holdOut = args.Optional("hold-out-every");
+        var parsed = new PrecisionArguments(precision, options, args.Optional("calibration"))
+        {
+            Int8Exclusions = args.Optional("int8-exclude"),
+            CalibrationCache = args.Optional("calibration-cache"),
+            CalibrationMethod = args.Optional("calibration-method"),
+            HoldOutEvery = holdOut is null ? null : args.Int("hold-out-every", 5, min: 0),
+            AccuracyTarget = args.Optional("accuracy-target"),
+            AccuracyTargetAction = args.Optional("accuracy-target-action"),
+            SensitivityProfile = args.Optional("sensitivity-profile"),
+        };
         bool int4OptionGiven = options != new Int4QuantizationOptions { Exclude = options.Exclude } || options.Exclude.Count > 0;
         if (precision != "int4" && int4OptionGiven)
             throw new SquashException(ErrorCodes.InvalidOption, "The --int4-* options need --precision int4.");
-        if (precision != "int8" && (int8Exclusions is not null || cache is not null))
-            throw new SquashException(ErrorCodes.InvalidOption, "The --int8-exclude and --calibration-cache options need --precision int8.");
-        if (precision == "fp32" && calibration is not null)
-            throw new SquashException(ErrorCodes.InvalidOption, "--calibration needs --precision int4 or int8.");
-        if (precision == "int8") Int8Preparation.Options(calibration, int8Exclusions);
-        return new PrecisionArguments(precision, options, calibration, int8Exclusions, cache);
+        bool int8OptionGiven = parsed with { Precision = "fp32", Int4 = options, CalibrationFolder = null } != new PrecisionArguments("fp32", options, null);
+        if (!parsed.IsInt8 && int8OptionGiven)
+            throw new SquashException(ErrorCodes.InvalidOption,
+                "The int8 options (--int8-exclude, --calibration-cache, --calibration-method, --hold-out-every, --accuracy-target, "
+                + "--accuracy-target-action, --sensitivity-profile) need --precision int8 or auto.");
+        if (precision == "fp32" && parsed.CalibrationFolder is not null)
+            throw new SquashException(ErrorCodes.InvalidOption, "--calibration needs --precision int4, int8 or auto.");
+        if (parsed.IsInt8) parsed.Int8();
+        return parsed;
     }
+
+    /// <summary>The int8 options (checked), or null for fp32 and int4.</summary>
+    public QuantizationOptions? Int8(int threads = 1) => !IsInt8 ? null
+        : QuantizationOptions.FromText(Precision, CalibrationFolder, CalibrationMethod, HoldOutEvery, AccuracyTarget, AccuracyTargetAction,
+            Int8Exclusions, SensitivityProfile, CalibrationCache) with { Threads = threads };
 }

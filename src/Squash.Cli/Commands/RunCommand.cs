@@ -1,12 +1,14 @@
 using System.Text;
 using Squash.Compiler;
+using Squash.Compiler.Quantization;
 using Squash.Runtime;
 using Squash.Runtime.Execution;
 using Squash.Runtime.IO;
 
 namespace Squash.Cli.Commands;
 
-/// <summary><c>squash run MODEL --input NAME=PATH ... --output-dir DIR [--threads N]</c>.</summary>
+/// <summary><c>squash run MODEL --input NAME=PATH ... --output-dir DIR [--threads N] [--precision fp32|int8|auto
+/// --calibration DIR ...]</c>: with int8 or auto, the model goes through the same quantization pipeline as the build.</summary>
 internal static class RunCommand
 {
     public static int Run(Arguments args, TextWriter output)
@@ -14,9 +16,11 @@ internal static class RunCommand
         if (args.Help)
         {
             output.WriteLine("usage: squash run MODEL.onnx --input NAME=PATH [--input NAME=PATH ...] --output-dir DIR [--threads N]");
-            output.WriteLine(PrecisionArguments.Usage);
             output.WriteLine("PATH is a .npy (or .npy.gz) file, or a folder of them: one run per file, matched by file name across");
             output.WriteLine("folders, outputs into DIR/<file stem>/. Each output is written as DIR/<output name>.npy.");
+            output.WriteLine(PrecisionArguments.Usage);
+            output.WriteLine("  --input-shape NAME=D0,D1,...     pin an input's shape (int8 default: the first calibration sample's)");
+            output.WriteLine("  --report-dir DIR                 int8: write the quantization report (NAME.quantization.json, .md) there");
             return 0;
         }
         string modelPath = args.Positional(0, "the model file (squash run MODEL.onnx --input NAME=PATH --output-dir DIR)");
@@ -25,19 +29,34 @@ internal static class RunCommand
         int threads = args.Int("threads", 1, min: 0);
         var precision = PrecisionArguments.Parse(args);
         var shapeSpecs = args.All("input-shape");
+        string? reportDir = args.Optional("report-dir");
         args.CheckNoneLeft(1);
         if (inputSpecs.Count == 0) throw new UsageException("give at least one --input NAME=PATH.");
+        if (!precision.IsInt8 && reportDir is not null) throw new UsageException("--report-dir goes with --precision int8 or auto.");
 
+        // The build's pipeline: pinned shapes, the fp32 passes, then the precision (for int8: calibration, profile,
+        // plan and rewrite).
         var model = Squash.Compiler.Onnx.OnnxLoader.Load(modelPath);
-        if (precision.Precision == "int8")
+        if (precision.IsInt8)
         {
             // Int8 plans one shape: the given ones, or the first calibration sample's.
             ModelPreparation.PinInputShapes(model, shapeSpecs.Count > 0 ? ParseShapes(shapeSpecs)
-                : Squash.Compiler.Quantization.Int8Preparation.SampleShapes(model, precision.CalibrationFolder!));
+                : Int8Preparation.SampleShapes(model, precision.CalibrationFolder!));
         }
+        else if (shapeSpecs.Count > 0) ModelPreparation.PinInputShapes(model, ParseShapes(shapeSpecs));
         ModelPreparation.Optimize(model);
-        ModelPreparation.ApplyPrecision(model, precision.Precision, precision.Int4, precision.CalibrationFolder, output.WriteLine,
-            precision.Precision == "int8" ? Squash.Compiler.Quantization.Int8Preparation.Options(precision.CalibrationFolder, precision.Int8Exclusions) : null);
+        // The per-layer profile is measured for plain int8 only when the report will show it.
+        var int8 = precision.Int8(threads) is { } q ? q with { Sensitivity = reportDir is not null || q.Precision == PrecisionMode.Auto } : null;
+        var outcome = ModelPreparation.ApplyPrecision(model, precision.Precision, precision.Int4, precision.CalibrationFolder, output.WriteLine, int8, modelPath);
+        if (outcome is not null)
+        {
+            output.WriteLine(QuantizationArguments.Summary(outcome));
+            if (reportDir is not null)
+            {
+                var (json, markdown) = QuantizationReportWriter.Write(outcome, reportDir, Path.GetFileNameWithoutExtension(modelPath));
+                output.WriteLine($"wrote {json} and {markdown}");
+            }
+        }
         var graph = model.Graph;
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         var folders = new Dictionary<string, string>(StringComparer.Ordinal);

@@ -41,6 +41,21 @@ public sealed record CompileRequest
 
     /// <summary>Int8 units to keep in fp32 (<see cref="Quantization.QuantizationExclusions.Parse"/>: node names, <c>op:Type</c>).</summary>
     public string? Int8Exclusions { get; init; }
+
+    /// <summary>Int8/auto: the calibration method (minmax, percentile, entropy, mse); null for minmax.</summary>
+    public string? CalibrationMethod { get; init; }
+
+    /// <summary>Int8/auto: every K-th calibration sample is held out to measure accuracy on; null for 5.</summary>
+    public int? CalibrationHoldOutEvery { get; init; }
+
+    /// <summary>Int8/auto: the accuracy to keep on the held-out samples (<c>sqnr:DB</c>, <c>cos:VALUE</c>), or null.</summary>
+    public string? AccuracyTarget { get; init; }
+
+    /// <summary>Int8/auto: <c>error</c> (default) or <c>warn</c> when the target is missed.</summary>
+    public string? AccuracyTargetAction { get; init; }
+
+    /// <summary>Int8/auto: a committed sensitivity profile, or null to measure (and cache) one when needed.</summary>
+    public string? SensitivityProfile { get; init; }
 }
 
 /// <summary>The files a compilation wrote (or found unchanged).</summary>
@@ -70,15 +85,17 @@ public static class ModelCompiler
         ModelPreparation.PinInputShapes(model, request.InputShapes);
         ModelPreparation.Optimize(model, log);
         // A design-time (API-only) int8 class has the same members as the fp32 one: it skips calibration, the costly part.
-        bool int8 = ModelPreparation.ParsePrecision(request.Class.Precision) == "int8";
+        string precision = ModelPreparation.ParsePrecision(request.Class.Precision);
+        bool int8 = precision is "int8" or "auto";
+        Quantization.QuantizationOutcome? quantized = null;
         if (!(int8 && request.Class.ApiOnly))
-            ModelPreparation.ApplyPrecision(model, request.Class.Precision, request.Int4, request.CalibrationFolder, log,
-                int8 ? Quantization.Int8Preparation.Options(request.CalibrationFolder, request.Int8Exclusions) with
+            quantized = ModelPreparation.ApplyPrecision(model, precision, request.Int4, request.CalibrationFolder, log,
+                int8 ? Quantization.QuantizationOptions.FromText(precision, request.CalibrationFolder, request.CalibrationMethod,
+                    request.CalibrationHoldOutEvery, request.AccuracyTarget, request.AccuracyTargetAction, request.Int8Exclusions,
+                    request.SensitivityProfile, request.CalibrationCache) with
                 {
-                    ModelPath = request.ModelPath,
-                    CachePath = request.CalibrationCache,
                     CacheContext = Quantization.Int8Preparation.CacheContext(request.InputShapes, request.ConstantInputs),
-                } : null);
+                } : null, request.ModelPath);
         if (!Squash.Runtime.Execution.ExecutionPlan.CanPlan(model.Graph))
             log?.Invoke($"warning SQ2001: {Path.GetFileName(request.ModelPath)} keeps dynamic dimensions ({string.Join(", ", model.Graph.Inputs.Where(i => !i.HasKnownShape).Select(i => $"{i.Name}{Shapes.Format(i.Shape ?? [])}"))}); " +
                 "the class runs node by node and allocates per call. Pin them with InputShapes for a static memory plan.");
@@ -103,6 +120,8 @@ public static class ModelCompiler
         // A compilation interrupted anywhere before this point leaves new weights beside the old class: the build
         // touches the model's stamp only after the compiler succeeded, so the next build runs it again.
         changed |= AtomicFile.WriteIfChanged(sourcePath, Utf8(ModelClassEmitter.WithWeightsChecksum(result.Source, checksum)));
+        // The quantization report goes beside the class (NAME.quantization.json and .md).
+        if (quantized is not null) Quantization.QuantizationReportWriter.Write(quantized, request.OutputDirectory, request.OutputName);
         log?.Invoke($"{Path.GetFileName(request.ModelPath)}: {model.Graph.Nodes.Count} nodes, {result.Weights.Count} weight tensors ({weights.Length} bytes), arena {result.ArenaBytes} bytes");
         return new CompileResult(sourcePath, weightsPath, changed);
     }

@@ -68,6 +68,16 @@ public static class Int8Preparation
         string.Join(";", shapes.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"shape:{p.Key}={string.Join(",", p.Value)}")
             .Concat(constants.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"const:{p.Key}={p.Value}")));
 
+    /// <summary>Throws unless every input of <paramref name="graph"/> has a fixed shape: int8 plans one shape.</summary>
+    /// <exception cref="SquashException">An input keeps dynamic dimensions (SQ1020).</exception>
+    public static void RequireFixedShapes(Graph graph)
+    {
+        if (graph.Inputs.FirstOrDefault(i => !i.HasKnownShape) is { } dynamic)
+            throw new SquashException(ErrorCodes.QuantizationSetup,
+                $"Int8 needs fixed input shapes, but input '{dynamic.Name}' is {Shapes.Format(dynamic.Shape ?? [])}; pin it (InputShapes, "
+                + "--input-shape NAME=D0,D1,...) to the shape of the calibration data.");
+    }
+
     /// <summary>Calibrates <paramref name="model"/> (optimized, every input shape pinned) on the folder's samples and
     /// rewrites its graph to int8 in place.</summary>
     /// <exception cref="SquashException">The model keeps dynamic input shapes (SQ1020), or the calibration data is
@@ -77,10 +87,7 @@ public static class Int8Preparation
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
         var graph = model.Graph;
-        if (graph.Inputs.FirstOrDefault(i => !i.HasKnownShape) is { } dynamic)
-            throw new SquashException(ErrorCodes.QuantizationSetup,
-                $"Int8 needs fixed input shapes, but input '{dynamic.Name}' is {Shapes.Format(dynamic.Shape ?? [])}; pin it (InputShapes, "
-                + "--input-shape NAME=D0,D1,...) to the shape of the calibration data.");
+        RequireFixedShapes(graph);
         if (options.Calibration.ActivationRange != QuantizationRange.UInt8)
             throw new SquashException(ErrorCodes.QuantizationSetup,
                 $"Int8 activations are uint8 [0, 255]; calibrate with that range, not {options.Calibration.ActivationRange}.");

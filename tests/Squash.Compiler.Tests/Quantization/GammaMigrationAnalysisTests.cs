@@ -44,7 +44,7 @@ public sealed class GammaMigrationAnalysisTests(ITestOutputHelper output)
 
     /// <summary>rec, migrated or not, calibrated on calib/rec (computed once per test run; value names are the same
     /// in every graph <see cref="PrepareRec"/> makes).</summary>
-    private static CalibrationResult Calibrate(bool migrate, CalibrationMethod method)
+    internal static CalibrationResult Calibrate(bool migrate, CalibrationMethod method)
     {
         lock (s_calibrations)
         {
