@@ -108,6 +108,51 @@ public sealed class EndToEndTests(PackedFeed feed)
         }
     }
 
+    /// <summary>
+    /// <c>Precision="int8"</c> with <c>Calibration</c>: the model is calibrated and compiled; the calibration files are
+    /// inputs of the build (an added sample with an old timestamp, an edited one), and a no-op build neither compiles nor
+    /// calibrates. The scale-shift model has no product, so its arithmetic stays fp32 and the output is exact.
+    /// </summary>
+    [Fact]
+    public void Int8CalibrationFilesAreBuildInputs()
+    {
+        var app = new ConsumerProject(feed, "Int8Consumer");
+        try
+        {
+            TestModels.ScaleShift(app.PathOf(ModelA));
+            string calibration = app.PathOf("calib");
+            Directory.CreateDirectory(calibration);
+            void Sample(string name) =>
+                Squash.Runtime.IO.Npy.Write(Path.Combine(calibration, name), Squash.Runtime.Tensor.From<float>([1, 2, 3, 4, 0, 1, 2, 3], 2, 4));
+            Sample("000.npy");
+            app.WriteProject($"""<SquashModel Include="{ModelA}" InputShapes="x=2,4" Precision="int8" Calibration="calib" />""");
+            app.WriteProgram(Program);
+
+            var first = app.Build();
+            Assert.Equal([app.PathOf(ModelA)], ConsumerProject.CompiledModels(first));
+            Assert.Equal([ExpectedA], app.Run());
+            Assert.True(File.Exists(Path.Combine(app.SquashDirectory, Path.GetFileNameWithoutExtension(app.OutputsOf(ModelA)[1]) + ".calibration.json")));
+
+            var second = app.Build();
+            Assert.True(ConsumerProject.CompiledModels(second).Count == 0, app.Describe("a no-op build ran the compiler", second));
+
+            // A sample added with an old timestamp (as a copy keeps it) still recompiles: the file list is an option.
+            Sample("001.npy");
+            File.SetLastWriteTimeUtc(Path.Combine(calibration, "001.npy"), DateTime.UtcNow.AddDays(-1));
+            Assert.Equal([app.PathOf(ModelA)], ConsumerProject.CompiledModels(app.Build()));
+
+            // An edited sample is newer than the stamp.
+            File.SetLastWriteTimeUtc(Path.Combine(calibration, "000.npy"), DateTime.UtcNow.AddSeconds(1));
+            Assert.Equal([app.PathOf(ModelA)], ConsumerProject.CompiledModels(app.Build()));
+            Assert.Equal([ExpectedA], app.Run());
+        }
+        catch
+        {
+            feed.Keep = true;
+            throw;
+        }
+    }
+
     [Fact]
     public void BadModelsGiveCanonicalErrorsAndNoOutputs()
     {
