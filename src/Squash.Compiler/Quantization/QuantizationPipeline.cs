@@ -191,7 +191,7 @@ public static class QuantizationPipeline
         string name = Path.GetFileName(modelPath);
         var graph = model.Graph;
         using var context = new KernelContext(options.Threads);
-        var (dataSet, calibration, evaluator) = Prepare(graph, modelPath, options, context);
+        var (dataSet, calibration, evaluator) = Prepare(graph, modelPath, options, context, log);
         seconds["calibrate"] = Lap(clock);
         int heldOut = dataSet.HeldOutSamples.Count();
         bool needProfile = options.Sensitivity || options.Precision == PrecisionMode.Auto || options.SensitivityProfilePath is not null;
@@ -332,7 +332,7 @@ public static class QuantizationPipeline
         options.Calibration.Validate();
         options.Split.Validate();
         using var context = new KernelContext(options.Threads);
-        var (dataSet, _, evaluator) = Prepare(model.Graph, modelPath, options, context);
+        var (dataSet, _, evaluator) = Prepare(model.Graph, modelPath, options, context, log);
         string key = ProfileKey(modelPath, dataSet, options);
         log?.Invoke($"{Path.GetFileName(modelPath)}: measuring the int8 sensitivity of each layer on {evaluator.SampleCount} held-out samples");
         return (SensitivityProfile.Compute(evaluator, Path.GetFileName(modelPath), options.Calibration), key);
@@ -341,15 +341,23 @@ public static class QuantizationPipeline
     /// <summary>Gamma migration, the data set, the calibration (cached when there is a cache folder) and an evaluator on
     /// the held-out samples (all samples when none is held out).</summary>
     private static (CalibrationDataSet DataSet, CalibrationResult Calibration, Int8Evaluator Evaluator) Prepare(Graph graph, string modelPath,
-        QuantizationOptions options, KernelContext context)
+        QuantizationOptions options, KernelContext context, Action<string>? log)
     {
         Pipeline.QuantizationPrep().Run(graph, new PassContext());
         var dataSet = CalibrationDataSet.Open(options.CalibrationFolder, graph.Inputs, options.Split);
         var calibrator = new Calibrator(options.Calibration);
-        var calibration = options.CacheDirectory is { } cache
-            ? calibrator.CalibrateCached(modelPath, () => ExecutionPlan.Create(GraphCopy.Of(graph)), dataSet,
-                Path.Combine(cache, (options.CacheName ?? Path.GetFileNameWithoutExtension(modelPath)) + ".calibration.json"), options.CacheContext, context).Result
-            : calibrator.Calibrate(ExecutionPlan.Create(GraphCopy.Of(graph)), dataSet, context);
+        CalibrationResult calibration;
+        if (options.CacheDirectory is { } cache)
+        {
+            string file = Path.Combine(cache, (options.CacheName ?? Path.GetFileNameWithoutExtension(modelPath)) + ".calibration.json");
+            (calibration, bool fromCache) = calibrator.CalibrateCached(modelPath, () => ExecutionPlan.Create(GraphCopy.Of(graph)), dataSet, file, options.CacheContext, context);
+            log?.Invoke(fromCache ? $"int8: calibration from {file}" : $"int8: calibrated on {calibration.SampleCount} samples, cached in {file}");
+        }
+        else
+        {
+            calibration = calibrator.Calibrate(ExecutionPlan.Create(GraphCopy.Of(graph)), dataSet, context);
+            log?.Invoke($"int8: calibrated on {calibration.SampleCount} samples");
+        }
         var heldOut = dataSet.HeldOutSamples.ToList();
         var measured = heldOut.Count > 0 ? heldOut : [.. dataSet.Samples];
         var evaluator = new Int8Evaluator(GraphCopy.Of(graph), calibration, [.. measured.Select(s => (IReadOnlyDictionary<string, Tensor>)s.Load())], context);

@@ -189,7 +189,7 @@ public sealed class CliTests : IDisposable
         AssertOneLine(err, ErrorCodes.QuantizationSetup, "--calibration DIR");
         (code, _, err) = Squash([.. run, "--calibration", _dir]);
         Assert.Equal(1, code);
-        AssertOneLine(err, ErrorCodes.InvalidOption, "--precision int4 or int8");
+        AssertOneLine(err, ErrorCodes.InvalidOption, "--precision int4, int8 or auto");
         (code, _, err) = Squash([.. run, "--precision", "int3"]);
         Assert.Equal(1, code);
         AssertOneLine(err, ErrorCodes.InvalidOption, "int3");

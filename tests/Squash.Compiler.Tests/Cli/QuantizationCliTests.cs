@@ -75,19 +75,21 @@ public sealed class QuantizationCliTests(Xunit.Abstractions.ITestOutputHelper lo
     }
 
     [Theory]
-    [InlineData(2, "--precision", "int8", "--calibration-method", "kl")]
-    [InlineData(2, "--precision", "auto", "--accuracy-target-action", "ignore")]
-    [InlineData(2, "--report-dir", "r")]
-    [InlineData(1, "--precision", "fp16")]
-    [InlineData(1, "--precision", "auto", "--no-calibration")]
-    public void BadOptionsAreOneLineErrors(int exitCode, params string[] options)
+    [InlineData(1, "SQ1012", "--precision", "int8", "--calibration-method", "kl")]
+    [InlineData(1, "SQ1012", "--precision", "auto", "--accuracy-target-action", "ignore")]
+    [InlineData(2, "", "--report-dir", "r")]
+    [InlineData(1, "SQ1012", "--precision", "fp16")]
+    [InlineData(1, "SQ1020", "--precision", "auto", "--no-calibration")]
+    public void BadOptionsAreOneLineErrors(int exitCode, string code, params string[] options)
     {
-        // Usage errors exit with 2; a precision that cannot work (SQ1020, as the build reports it) with 1.
+        // Usage errors exit with 2; a bad value (SQ1012) or a precision that cannot work (SQ1020), coded as the build
+        // reports them, with 1.
         string[] calibration = options.Contains("--no-calibration") ? [] : ["--calibration", _chain.Calibration];
         if (options.Contains("--report-dir") || options.Contains("fp16")) calibration = [];
-        var (code, _, err) = Squash(["run", _chain.ModelPath, "--input", "x=" + Path.Combine(_chain.Calibration, "000.npy"), "--output-dir", _chain.Folder,
+        var (exit, _, err) = Squash(["run", _chain.ModelPath, "--input", "x=" + Path.Combine(_chain.Calibration, "000.npy"), "--output-dir", _chain.Folder,
             .. calibration, .. options.Where(o => o != "--no-calibration")]);
-        Assert.True(code == exitCode, err);
-        Assert.StartsWith(exitCode == 1 ? "squash run: error SQ1020: " : "squash run: ", err);
+        Assert.True(exit == exitCode, err);
+        Assert.StartsWith(exitCode == 1 ? $"squash run: error {code}: " : "squash run: ", err);
+        Assert.Single(err.Trim().Split('\n'));
     }
 }

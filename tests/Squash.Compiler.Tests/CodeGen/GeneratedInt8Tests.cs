@@ -47,13 +47,11 @@ public sealed class GeneratedInt8Tests : IDisposable
         var model = Squash.Compiler.Onnx.OnnxLoader.Load(PpOcr.ModelPath(PpOcr.Cls));
         ModelPreparation.PinInputShapes(model, shapes);
         ModelPreparation.Optimize(model);
-        Int8Preparation.Quantize(model, new Int8Options
-        {
-            CalibrationFolder = calibration,
-            ModelPath = PpOcr.ModelPath(PpOcr.Cls),
-            CachePath = Path.Combine(_dir, "cls.calibration.json"),
-            CacheContext = Int8Preparation.CacheContext(shapes, new Dictionary<string, string>()),
-        }, log.Add);
+        ModelPreparation.ApplyPrecision(model, "int8", calibrationFolder: calibration, log: log.Add,
+            int8: QuantizationOptions.FromText("int8", calibration, calibrationCache: Path.Combine(_dir, "cls.calibration.json")) with
+            {
+                CacheContext = Int8Preparation.CacheContext(shapes, new Dictionary<string, string>()),
+            }, modelPath: PpOcr.ModelPath(PpOcr.Cls));
         Assert.Contains(log, l => l.Contains("calibration from", StringComparison.Ordinal));
         var plan = ExecutionPlan.Create(model.Graph);
         foreach (var sample in PpOcr.Samples("eval", "cls").Take(3))

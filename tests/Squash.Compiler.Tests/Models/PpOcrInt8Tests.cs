@@ -26,13 +26,11 @@ public sealed class PpOcrInt8Tests(ITestOutputHelper output)
         }
         var fp32 = Load();
         var int8 = Load();
-        var options = new Int8Options
-        {
-            CalibrationFolder = TestPaths.Asset("data", "ppocr", "calib", task),
-            Exclusions = exclusions ?? QuantizationExclusions.None,
-        };
-        var (report, _) = Int8Preparation.Quantize(int8, options);
-        return (fp32, int8, report);
+        // The build's pipeline with the build's defaults (gamma migration, every 5th sample held out to measure on).
+        string folder = TestPaths.Asset("data", "ppocr", "calib", task);
+        var options = QuantizationOptions.FromText("int8", folder) with { Exclusions = exclusions ?? QuantizationExclusions.None };
+        var outcome = ModelPreparation.ApplyPrecision(int8, "int8", calibrationFolder: folder, int8: options, modelPath: PpOcr.ModelPath(modelFile))!;
+        return (fp32, int8, outcome.Rewrite);
     }
 
     /// <summary>
