@@ -19,7 +19,7 @@ internal static unsafe class Convolution
         return packed;
     }
 
-    /// <summary>True when <see cref="Run"/> multiplies by the weights as GEMM operands (so packing them pays off).</summary>
+    /// <summary>True when a convolution multiplies by the weights as GEMM operands (so packing them pays off).</summary>
     public static bool UsesGemm(ConvGeometry g) => !(g.As2D().Rank == 2 && g.IsDepthwise);
 
     /// <summary>
@@ -27,18 +27,33 @@ internal static unsafe class Convolution
     /// is its <see cref="PackWeights"/> or null; <paramref name="bias"/> is [M] or empty.
     /// </summary>
     public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, ReadOnlySpan<float> bias, Span<float> y, GemmActivation activation)
+        PackedMatrix[]? packed, ReadOnlySpan<float> bias, Span<float> y, GemmActivation activation) =>
+        Run(context, g, x, w, packed, y, new GemmEpilogue { RowBias = bias, Activation = activation });
+
+    /// <summary>
+    /// <c>y = epilogue(conv(x, w))</c>, the epilogue's rows being output channels: its row bias is the convolution's
+    /// bias [M], its row scale and shift are [M], and its residual is shaped like <paramref name="y"/>. Alpha is 1,
+    /// beta 0, and the column members are empty.
+    /// </summary>
+    public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
+        PackedMatrix[]? packed, Span<float> y, in GemmEpilogue epilogue)
     {
-        var plane = g.As2D();
+        if (!epilogue.Residual.IsEmpty && epilogue.Residual.Length != y.Length)
+            throw new ArgumentException("The residual must be shaped like the output.", nameof(epilogue));
         fixed (float* px = x)
         fixed (float* pw = w)
-        fixed (float* pb = bias)
         fixed (float* py = y)
+            epilogue.Pin(py, new Call(context, g, px, pw, packed, py));
+    }
+
+    private readonly struct Call(KernelContext context, ConvGeometry g, float* x, float* w, PackedMatrix[]? packed, float* y) : IEpilogueUser
+    {
+        public void Run(in TileEpilogue epilogue)
         {
-            float* biasPointer = bias.IsEmpty ? null : pb;
+            var plane = g.As2D();
             if (plane.Rank == 2 && plane.IsDepthwise)
             {
-                DepthwiseConv.Run(context, plane, px, pw, biasPointer, py, activation);
+                DepthwiseConv.Run(context, plane, x, w, y, epilogue);
                 return;
             }
             long scratchFloats = !plane.IsPointwise && plane.Rank != 2 ? (long)g.GemmDepth * g.OutputSize : 0;
@@ -49,14 +64,15 @@ internal static unsafe class Convolution
                 for (int image = 0; image < g.Batch; image++)
                     for (int group = 0; group < g.Groups; group++)
                     {
-                        float* xg = px + ((nint)image * g.InChannels + group * cg) * g.InputSize;
-                        float* yg = py + ((nint)image * g.OutChannels + group * mg) * g.OutputSize;
-                        var epilogue = new TileEpilogue(1, 0, biasPointer == null ? null : biasPointer + group * mg, null, activation);
+                        float* xg = x + ((nint)image * g.InChannels + group * cg) * g.InputSize;
+                        float* yg = y + ((nint)image * g.OutChannels + group * mg) * g.OutputSize;
+                        // The residual sits at the same distance from every output element, so only the rows move.
+                        var groupEpilogue = epilogue.OffsetRows(group * mg);
                         if (packed is not null)
-                            Multiply(context, packed[group].Kernel, plane, packed[group].Source, xg, yg, epilogue, (float*)columns);
+                            Multiply(context, packed[group].Kernel, plane, packed[group].Source, xg, yg, groupEpilogue, (float*)columns);
                         else
-                            Multiply(context, GemmKernel.Best, plane, StridedPanels.Left(pw + (nint)group * mg * g.GemmDepth, g.GemmDepth, false),
-                                xg, yg, epilogue, (float*)columns);
+                            Multiply(context, GemmKernel.Best, plane, StridedPanels.Left(w + (nint)group * mg * g.GemmDepth, g.GemmDepth, false),
+                                xg, yg, groupEpilogue, (float*)columns);
                     }
             }
         }

@@ -14,21 +14,20 @@ internal static unsafe class DepthwiseConv
 {
     [ThreadStatic] private static float[]? t_plane;
 
-    /// <summary><c>y[n,c] = activation(bias[c] + sum over taps of w[c, tap] * x[n, c, ...])</c> for a 2-D geometry with
-    /// <see cref="ConvGeometry.IsDepthwise"/>; <paramref name="bias"/> may be null.</summary>
-    public static void Run(KernelContext context, ConvGeometry g, float* x, float* w, float* bias, float* y, GemmActivation activation)
+    /// <summary><c>y[n,c] = epilogue(bias[c] + sum over taps of w[c, tap] * x[n, c, ...])</c> for a 2-D geometry with
+    /// <see cref="ConvGeometry.IsDepthwise"/>; the epilogue's rows are channels, its row bias the bias (or null).</summary>
+    public static void Run(KernelContext context, ConvGeometry g, float* x, float* w, float* y, in TileEpilogue epilogue)
     {
-        if (Lanes512.IsAccelerated) Run<Vector512<float>, Lanes512>(context, g, x, w, bias, y, activation);
-        else if (Lanes256.IsAccelerated) Run<Vector256<float>, Lanes256>(context, g, x, w, bias, y, activation);
-        else Run<Vector128<float>, Lanes128>(context, g, x, w, bias, y, activation);
+        if (Lanes512.IsAccelerated) Run<Vector512<float>, Lanes512>(context, g, x, w, y, epilogue);
+        else if (Lanes256.IsAccelerated) Run<Vector256<float>, Lanes256>(context, g, x, w, y, epilogue);
+        else Run<Vector128<float>, Lanes128>(context, g, x, w, y, epilogue);
     }
 
-    private static void Run<TVector, TLanes>(KernelContext context, ConvGeometry g, float* x, float* w, float* bias, float* y,
-        GemmActivation activation)
+    private static void Run<TVector, TLanes>(KernelContext context, ConvGeometry g, float* x, float* w, float* y, in TileEpilogue epilogue)
         where TVector : struct
         where TLanes : struct, ISimdLanes<TVector>
     {
-        var body = new Body<TVector, TLanes>(g, x, w, bias, y, activation);
+        var body = new Body<TVector, TLanes>(g, x, w, y, epilogue);
         int planes = g.Batch * g.InChannels;
         if (context.ThreadCount == 1) body.Invoke(0, planes);
         else context.For(planes, body);
@@ -39,7 +38,8 @@ internal static unsafe class DepthwiseConv
         where TLanes : struct, ISimdLanes<TVector>
     {
         private readonly float* _x, _w, _bias, _y;
-        private readonly GemmActivation _activation;
+        /// <summary>What follows the sums: the bias starts them, so it is left out here.</summary>
+        private readonly TileEpilogue _epilogue;
         private readonly int _channels, _height, _width, _outHeight, _outWidth, _kernelH, _kernelW;
         private readonly int _strideH, _strideW, _dilationH, _dilationW, _padTop, _padLeft;
         /// <summary>Rows of the padded plane: only those some output reads.</summary>
@@ -47,13 +47,13 @@ internal static unsafe class DepthwiseConv
         /// <summary>Floats per stride phase of a padded row, enough for whole vectors past the last output.</summary>
         private readonly int _phaseLength;
 
-        public Body(ConvGeometry g, float* x, float* w, float* bias, float* y, GemmActivation activation)
+        public Body(ConvGeometry g, float* x, float* w, float* y, in TileEpilogue epilogue)
         {
             _x = x;
             _w = w;
-            _bias = bias;
+            _bias = epilogue.RowBias;
             _y = y;
-            _activation = activation;
+            _epilogue = epilogue.Tail;
             _channels = g.InChannels;
             (_height, _width) = (g.Input[0], g.Input[1]);
             (_outHeight, _outWidth) = (g.Output[0], g.Output[1]);
@@ -90,12 +90,12 @@ internal static unsafe class DepthwiseConv
                 nint rowStep = (nint)_strideH * rowStride;
                 int oh = 0;
                 for (; oh + 4 <= _outHeight; oh += 4)
-                    Rows<Rows4>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, output + (nint)oh * _outWidth, tail);
+                    Rows<Rows4>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, channel, output + (nint)oh * _outWidth, tail);
                 switch (_outHeight - oh)
                 {
-                    case 3: Rows<Rows3>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, output + (nint)oh * _outWidth, tail); break;
-                    case 2: Rows<Rows2>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, output + (nint)oh * _outWidth, tail); break;
-                    case 1: Rows<Rows1>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, output + (nint)oh * _outWidth, tail); break;
+                    case 3: Rows<Rows3>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, channel, output + (nint)oh * _outWidth, tail); break;
+                    case 2: Rows<Rows2>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, channel, output + (nint)oh * _outWidth, tail); break;
+                    case 1: Rows<Rows1>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, channel, output + (nint)oh * _outWidth, tail); break;
                 }
             }
         }
@@ -133,7 +133,7 @@ internal static unsafe class DepthwiseConv
         /// short (a 40-wide row is under three vectors), so the FMA chains over the taps overlap instead of waiting
         /// on each other's latency.
         /// </summary>
-        private void Rows<TRows>(float* rows, nint rowStep, float* weights, int* tapOffset, int taps, float bias, float* output, float* tail)
+        private void Rows<TRows>(float* rows, nint rowStep, float* weights, int* tapOffset, int taps, float bias, int channel, float* output, float* tail)
             where TRows : struct, IRowCount
         {
             int count = TRows.Value;
@@ -168,22 +168,22 @@ internal static unsafe class DepthwiseConv
                         a31 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 3 * rowStep + lanes), a31);
                     }
                 }
-                Store(a00, output + ow);
-                Store(a01, output + ow + lanes);
+                Store(a00, output + ow, channel);
+                Store(a01, output + ow + lanes, channel);
                 if (count > 1)
                 {
-                    Store(a10, output + _outWidth + ow);
-                    Store(a11, output + _outWidth + ow + lanes);
+                    Store(a10, output + _outWidth + ow, channel);
+                    Store(a11, output + _outWidth + ow + lanes, channel);
                 }
                 if (count > 2)
                 {
-                    Store(a20, output + 2 * _outWidth + ow);
-                    Store(a21, output + 2 * _outWidth + ow + lanes);
+                    Store(a20, output + 2 * _outWidth + ow, channel);
+                    Store(a21, output + 2 * _outWidth + ow + lanes, channel);
                 }
                 if (count > 3)
                 {
-                    Store(a30, output + 3 * _outWidth + ow);
-                    Store(a31, output + 3 * _outWidth + ow + lanes);
+                    Store(a30, output + 3 * _outWidth + ow, channel);
+                    Store(a31, output + 3 * _outWidth + ow + lanes, channel);
                 }
             }
             for (; ow < _outWidth; ow += lanes)
@@ -212,26 +212,28 @@ internal static unsafe class DepthwiseConv
                     }
                 }
                 int valid = Math.Min(lanes, _outWidth - ow);
-                StorePartial(a00, output + ow, valid, tail);
-                if (count > 1) StorePartial(a10, output + _outWidth + ow, valid, tail);
-                if (count > 2) StorePartial(a20, output + 2 * _outWidth + ow, valid, tail);
-                if (count > 3) StorePartial(a30, output + 3 * _outWidth + ow, valid, tail);
+                StorePartial(a00, output + ow, valid, tail, channel);
+                if (count > 1) StorePartial(a10, output + _outWidth + ow, valid, tail, channel);
+                if (count > 2) StorePartial(a20, output + 2 * _outWidth + ow, valid, tail, channel);
+                if (count > 3) StorePartial(a30, output + 3 * _outWidth + ow, valid, tail, channel);
             }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void Store(TVector value, float* destination) => TLanes.Store(TLanes.Activate(value, _activation), destination);
+        private void Store(TVector value, float* destination, int channel) =>
+            TLanes.Store(TLanes.Finish(value, destination, _epilogue, channel), destination);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void StorePartial(TVector value, float* destination, int valid, float* tail)
+        private void StorePartial(TVector value, float* destination, int valid, float* tail, int channel)
         {
             if (valid == TLanes.Count)
             {
-                Store(value, destination);
+                Store(value, destination, channel);
                 return;
             }
-            Store(value, tail);
-            for (int j = 0; j < valid; j++) destination[j] = tail[j];
+            // The epilogue may read a residual at the destination, so the valid lanes are finished one by one.
+            TLanes.Store(value, tail);
+            for (int j = 0; j < valid; j++) destination[j] = _epilogue.Apply(tail[j], destination + j, channel, 0);
         }
     }
 }
