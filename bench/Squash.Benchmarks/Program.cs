@@ -1,4 +1,25 @@
+using System.Globalization;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Filters;
 using BenchmarkDotNet.Running;
+using Squash.Benchmarks;
 
 // dotnet run -c Release --project bench/Squash.Benchmarks -- --filter '*'
-BenchmarkSwitcher.FromAssembly(typeof(Squash.Benchmarks.PpOcrBenchmarks).Assembly).Run(args);
+//   ... -- interleaved det|rec|cls THREADS RUNS   (Squash against ONNX Runtime, runs interleaved, min and median)
+//   ... -- dispatch THREADS BLOCKS CALLS WORK     (cost of one parallel call; WORK steps per item, 0 for none)
+static int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
+if (args is ["interleaved", var model, var threads, var runs])
+    Interleaved.Run(model, Int(threads), Int(runs));
+else if (args is ["dispatch", var threads2, var blocks, var calls, var work])
+    Dispatch.Run(Int(threads2), Int(blocks), Int(calls), Int(work));
+else
+{
+    // The GPU benchmarks need a CUDA device; without one they are left out with a message.
+    IConfig? config = null;
+    if (!GpuBenchmarks.CudaPresent(out string reason))
+    {
+        Console.WriteLine($"GpuBenchmarks skipped: {reason}.");
+        config = DefaultConfig.Instance.AddFilter(new SimpleFilter(b => b.Descriptor.Type != typeof(GpuBenchmarks)));
+    }
+    BenchmarkSwitcher.FromAssembly(typeof(PpOcrBenchmarks).Assembly).Run(args, config);
+}

@@ -44,10 +44,14 @@ if (images.Count == 0)
 }
 
 var clock = Stopwatch.StartNew();
+// With more than one thread each model owns worker threads until it is disposed.
+using var det = new Det(threads);
+using var cls = new Cls(threads);
+using var rec = new Rec(threads);
 var pipeline = new OcrPipeline(
-    new TextDetector(new Det(threads)),
-    new TextClassifier(new Cls(threads)),
-    new TextRecognizer(new Rec(threads), new CtcDecoder(ReadKeys())));
+    new TextDetector(det),
+    new TextClassifier(cls),
+    new TextRecognizer(rec, new CtcDecoder(ReadKeys())));
 if (verbose) Console.Error.WriteLine($"models loaded in {clock.ElapsedMilliseconds} ms");
 
 int failures = 0;

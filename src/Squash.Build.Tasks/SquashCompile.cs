@@ -14,8 +14,10 @@ namespace Squash.Build.Tasks;
 /// <remarks>
 /// Each model item carries its options as metadata (see <see cref="SquashPrepareModels"/>, which fills them in).
 /// Every model is compiled even when an earlier one fails, so one build reports all broken models; the task fails if
-/// any did. After a model compiles, its stamp files are touched: they are the outputs of the incremental check, because
-/// the compiler leaves unchanged outputs (and their timestamps) alone.
+/// any did. After a model compiles, its stamp files are touched (dated when the compiler started): they are the outputs
+/// of the incremental check, because the compiler leaves unchanged outputs (and their timestamps) alone. A compiler
+/// that fails, crashes or is killed leaves the stamps as they were, older than what changed, so the next build runs it
+/// again whatever it left behind.
 /// </remarks>
 public class SquashCompile : ToolTask
 {
@@ -80,9 +82,12 @@ public class SquashCompile : ToolTask
             _current = model;
             _errorsInRun = 0;
             if (ApiOnly) DeleteStaleSource(model);
+            // Stamps get the time the compiler started: a model saved while it compiles is newer than its stamp, so
+            // the next build compiles it again.
+            var started = DateTime.UtcNow;
             if (base.Execute() && _errorsInRun == 0)
             {
-                TouchStamps(model);
+                TouchStamps(model, started);
                 compiled.Add(model);
             }
         }
@@ -212,16 +217,16 @@ public class SquashCompile : ToolTask
         if (model.GetMetadata(Metadata.StampFile) is { Length: > 0 } stamp) File.Delete(stamp);
     }
 
-    private void TouchStamps(ITaskItem model)
+    private void TouchStamps(ITaskItem model, DateTime time)
     {
-        if (!ApiOnly) Touch(model.GetMetadata(Metadata.StampFile));
-        Touch(model.GetMetadata(Metadata.ApiStampFile));
+        if (!ApiOnly) Touch(model.GetMetadata(Metadata.StampFile), time);
+        Touch(model.GetMetadata(Metadata.ApiStampFile), time);
 
-        static void Touch(string path)
+        static void Touch(string path, DateTime time)
         {
             if (path.Length == 0) return;
             File.WriteAllBytes(path, []);
-            File.SetLastWriteTimeUtc(path, DateTime.UtcNow);
+            File.SetLastWriteTimeUtc(path, time);
         }
     }
 

@@ -5,15 +5,16 @@ using Squash.Runtime.Ir;
 
 namespace Squash.Compiler;
 
-/// <summary>The front of every compilation: load, then optimize with <see cref="Pipeline.Optimize"/>. The CLI, the
-/// build and the tests all start here, so they run the same graph.</summary>
+/// <summary>The front of every compilation: load, then optimize with <see cref="Pipeline.Optimize"/> (and, for the CPU's
+/// fp32 code, fuse with <see cref="Pipeline.Fuse"/>). The CLI, the build and the tests all start here, so they run the
+/// same graph.</summary>
 public static class ModelPreparation
 {
-    /// <summary>Loads <paramref name="path"/> and optimizes its graph.</summary>
+    /// <summary>Loads <paramref name="path"/> and optimizes its graph for the CPU's fp32 kernels (<see cref="OptimizeForCpu"/>).</summary>
     public static Model LoadAndOptimize(string path, Action<string>? log = null)
     {
         var model = OnnxLoader.Load(path);
-        Optimize(model, log);
+        OptimizeForCpu(model, log);
         return model;
     }
 
@@ -106,4 +107,12 @@ public static class ModelPreparation
     /// <summary>Optimizes <paramref name="model"/>'s graph in place (<see cref="Pipeline.Optimize"/>).</summary>
     public static void Optimize(Model model, Action<string>? log = null) =>
         Pipeline.Optimize().Run(model.Graph, new PassContext { Log = log });
+
+    /// <summary>Optimizes <paramref name="model"/>'s graph in place for the CPU's fp32 kernels: <see cref="Pipeline.Optimize"/>,
+    /// then <see cref="Pipeline.Fuse"/>.</summary>
+    public static void OptimizeForCpu(Model model, Action<string>? log = null)
+    {
+        Optimize(model, log);
+        Pipeline.Fuse().Run(model.Graph, new PassContext { Log = log });
+    }
 }

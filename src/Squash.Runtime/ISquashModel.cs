@@ -14,7 +14,9 @@ public sealed record TensorSpec(string Name, DataType DataType, int[] Shape)
 /// What every class Squash.Build generates offers besides its typed API: its inputs and outputs, and a run by name.
 /// Tools, tests and benchmarks drive any compiled model through it.
 /// </summary>
-public interface ISquashModel
+/// <remarks>Disposing a model stops the worker threads it started for more than one thread (it has none with one
+/// thread); later calls throw <see cref="ObjectDisposedException"/>.</remarks>
+public interface ISquashModel : IDisposable
 {
     /// <summary>The inputs, in the model's order.</summary>
     IReadOnlyList<TensorSpec> Inputs { get; }

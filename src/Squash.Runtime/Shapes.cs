@@ -20,6 +20,20 @@ public static class Shapes
         return count;
     }
 
+    /// <summary>Product of the dimensions, or false when a dimension is unknown or the product exceeds
+    /// <see cref="MaxElements"/> (for sizes that come from a model, where an exception would be a crash).</summary>
+    public static bool TryElementCount(ReadOnlySpan<int> shape, out long count)
+    {
+        count = 1;
+        foreach (int d in shape)
+        {
+            if (d < 0) return false;
+            count *= d;
+            if (count > MaxElements) return false; // as ElementCount: refused even if a later dimension is 0
+        }
+        return true;
+    }
+
     /// <summary>True when every dimension is known (non-negative).</summary>
     public static bool IsKnown(ReadOnlySpan<int> shape)
     {
@@ -81,9 +95,13 @@ public static class Shapes
     /// <summary>Formats a shape as <c>[1,3,224,224]</c>, with <c>?</c> for unknown dimensions.</summary>
     public static string Format(ReadOnlySpan<int> shape)
     {
-        var parts = new string[shape.Length];
-        for (int i = 0; i < shape.Length; i++) parts[i] = shape[i] < 0 ? "?" : shape[i].ToString(System.Globalization.CultureInfo.InvariantCulture);
-        return "[" + string.Join(",", parts) + "]";
+        // Messages stay readable for absurd ranks: the first dimensions, then the rank.
+        const int MaxShown = 32;
+        int shown = Math.Min(shape.Length, MaxShown);
+        var parts = new string[shown];
+        for (int i = 0; i < shown; i++) parts[i] = shape[i] < 0 ? "?" : shape[i].ToString(System.Globalization.CultureInfo.InvariantCulture);
+        string more = shape.Length > MaxShown ? $",... ({shape.Length} dimensions)" : "";
+        return "[" + string.Join(",", parts) + more + "]";
     }
 
     /// <summary>True when both shapes have the same rank and dimensions.</summary>

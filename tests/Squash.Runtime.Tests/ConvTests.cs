@@ -26,7 +26,7 @@ public sealed class ConvTests
         var bias = rng.Next(2) == 0 ? [] : RandomArray(rng, g.OutChannels);
         var activation = rng.Next(3) switch { 0 => GemmActivation.None, 1 => GemmActivation.Relu, _ => GemmActivation.HardSwish };
         var (expected, bound) = DirectConvolution(g, x, w, bias, activation);
-        var packed = Convolution.UsesGemm(g) && rng.Next(2) == 0 ? Convolution.PackWeights(g, w) : null;
+        var packed = rng.Next(2) == 0 ? Packed(w) : null;
         var y = new float[expected.Length];
         y.AsSpan().Fill(float.NaN);
         Convolution.Run(new KernelContext(1 + seed % 3), g, x, w, packed, bias, y, activation);
@@ -44,7 +44,7 @@ public sealed class ConvTests
         var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
         var bias = rng.Next(2) == 0 ? [] : RandomArray(rng, g.InChannels);
         var (expected, bound) = DirectTransposedConvolution(g, x, w, bias);
-        var packed = rng.Next(2) == 0 ? TransposedConvolution.PackWeights(g, w) : null;
+        var packed = rng.Next(2) == 0 ? Packed(w) : null;
         var y = new float[expected.Length];
         y.AsSpan().Fill(float.NaN);
         TransposedConvolution.Run(new KernelContext(1 + seed % 3), g, x, w, packed, bias, y);
@@ -73,7 +73,7 @@ public sealed class ConvTests
         foreach (bool pack in new[] { false, true })
         {
             var y = new float[expected.Length];
-            var packed = pack && Convolution.UsesGemm(g) ? Convolution.PackWeights(g, w) : null;
+            var packed = pack ? Packed(w) : null;
             Convolution.Run(new KernelContext(2), g, x, w, packed, bias, y, GemmActivation.None);
             AssertClose(expected, bound, y, Describe(g));
         }
@@ -103,7 +103,7 @@ public sealed class ConvTests
         foreach (bool pack in new[] { false, true })
         {
             var y = new float[expected.Length];
-            Convolution.Run(new KernelContext(pack ? 3 : 1), g, x, w, pack ? Convolution.PackWeights(g, w) : null, bias, y, GemmActivation.Relu);
+            Convolution.Run(new KernelContext(pack ? 3 : 1), g, x, w, pack ? Packed(w) : null, bias, y, GemmActivation.Relu);
             AssertClose(expected, bound, y, Describe(g));
         }
     }
@@ -130,6 +130,38 @@ public sealed class ConvTests
         y.AsSpan().Fill(float.NaN);
         TransposedConvolution.Run(new KernelContext(1), g, x, w, null, bias, y);
         AssertClose(expected, bound, y, Describe(g));
+    }
+
+    /// <summary>3x3 stride-1 convolutions by Winograd F(4x4, 3x3): partial tiles at both edges, tile blocks, pads,
+    /// groups, threads. Tolerance ten times the direct one: the transforms scale values by up to 8 (and the
+    /// weights by 1/24) before rounding.</summary>
+    [Theory]
+    [InlineData(16, 8, 9, 37, 1, 1, 1, 1)]
+    [InlineData(8, 24, 4, 33, 1, 1, 1, 1)]
+    [InlineData(32, 16, 22, 70, 0, 0, 1, 3)]
+    [InlineData(16, 16, 5, 130, 2, 0, 1, 2)]
+    [InlineData(16, 16, 7, 40, 1, 1, 2, 1)]
+    [InlineData(64, 24, 6, 130, 1, 1, 1, 1)]
+    public void WinogradMatchesDirectReference(int inChannels, int outChannels, int height, int width, int padTop, int padLeft,
+        int groups, int threads)
+    {
+        if (!WinogradConv.IsSupported) return; // no AVX-512: the shifted convolution runs instead, tested above
+        var rng = new Random(inChannels * 100 + width);
+        int outH = height + padTop + 1 - 2, outW = width + padLeft + 1 - 2;
+        var g = new ConvGeometry(2, inChannels, outChannels, groups, [height, width], [3, 3], [outH, outW], [1, 1], [1, 1], [padTop, padLeft]);
+        Assert.True(WinogradConv.Applies(g));
+        var x = RandomArray(rng, g.Batch * g.InChannels * g.InputSize);
+        var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
+        var bias = RandomArray(rng, g.OutChannels);
+        var (expected, bound) = DirectConvolution(g, x, w, bias, GemmActivation.Relu);
+        for (int i = 0; i < bound.Length; i++) bound[i] *= 10;
+        foreach (bool pack in new[] { false, true })
+        {
+            var y = new float[expected.Length];
+            y.AsSpan().Fill(float.NaN);
+            Convolution.Run(new KernelContext(threads), g, x, w, pack ? Packed(w) : null, bias, y, GemmActivation.Relu);
+            AssertClose(expected, bound, y, Describe(g));
+        }
     }
 
     /// <summary>Depthwise rows long enough for the four-vector loop and its tail, at strides 1 to 3.</summary>
@@ -272,6 +304,54 @@ public sealed class ConvTests
         for (int i = 0; i < expected.Length; i++)
             Assert.True(Math.Abs(actual[i] - expected[i]) <= bound[i], $"{what}: y[{i}] = {actual[i]}, expected {expected[i]}");
     }
+
+    /// <summary>The operators compute float16 and bfloat16 in fp32 and round the result to nearest-even.</summary>
+    [Theory]
+    [InlineData("Conv", DataType.Float16)]
+    [InlineData("Conv", DataType.BFloat16)]
+    [InlineData("ConvTranspose", DataType.Float16)]
+    public void HalfPrecisionRunsThroughFloat(string opType, DataType type)
+    {
+        var rng = new Random(5);
+        var x = RandomArray(rng, 2 * 4 * 6 * 7);
+        var w = RandomArray(rng, 4 * 2 * 3 * 3);
+        var b = RandomArray(rng, 4);
+        Tensor Round(float[] values, params int[] shape)
+        {
+            var single = Tensor.From<float>(values, shape);
+            var half = new Tensor(type, shape);
+            HalfPrecision.FromSingle(single.AsSpan<float>(), half);
+            return half;
+        }
+        var inputs = new[] { Round(x, 2, 4, 6, 7), Round(w, 4, 2, 3, 3), Round(b, 4) };
+        // The expected result: the same operator on the rounded inputs widened to float, then rounded once.
+        var widened = inputs.Select(t => Tensor.From<float>(HalfPrecision.ToSingle(t), t.Shape)).ToArray();
+        var expected = RunOperator(opType, widened);
+        var actual = RunOperator(opType, inputs);
+        Assert.Equal(type, actual.DataType);
+        var rounded = new Tensor(type, expected.Shape);
+        HalfPrecision.FromSingle(expected.AsSpan<float>(), rounded);
+        Assert.Equal(rounded.Bytes.ToArray(), actual.Bytes.ToArray());
+    }
+
+    private static Tensor RunOperator(string opType, Tensor[] inputs)
+    {
+        var node = new Squash.Runtime.Ir.Node(opType, "n", "", 22);
+        for (int i = 0; i < inputs.Length; i++) node.AddInput(new Squash.Runtime.Ir.Value("in" + i));
+        node.AddOutput(new Squash.Runtime.Ir.Value("y"));
+        node.Attributes["group"] = Squash.Runtime.Ir.AttributeValue.Int(2);
+        node.Attributes["pads"] = Squash.Runtime.Ir.AttributeValue.IntList(1, 0, 1, 2);
+        var op = Squash.Runtime.Operators.OperatorRegistry.Create(node);
+        var inference = new Squash.Runtime.Operators.InferenceContext(node, inputs.Length, 1);
+        for (int i = 0; i < inputs.Length; i++) inference.SetInput(i, inputs[i].DataType, inputs[i].Shape, inputs[i]);
+        op.InferOutputs(inference);
+        var y = new Tensor(inference.OutputTypes[0], inference.OutputShapes[0]!);
+        op.Run(new KernelContext(1), inputs, [y]);
+        return y;
+    }
+
+    /// <summary>Constant weights, packed by the kernels on first use.</summary>
+    private static PackedConvWeights Packed(float[] w) => new(Tensor.From<float>(w, w.Length));
 
     private static float[] RandomArray(Random rng, int n)
     {

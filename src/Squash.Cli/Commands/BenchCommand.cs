@@ -40,9 +40,9 @@ internal static class BenchCommand
             if (!inputs.ContainsKey(input.Name))
                 throw new SquashException(ErrorCodes.BadInput, $"Give --input {input.Name}=FILE.npy (the model's inputs are {string.Join(", ", model.Graph.Inputs.Select(i => i.Name))}).");
         ModelPreparation.PinInputShapes(model, inputs.ToDictionary(p => p.Key, p => p.Value.Shape));
-        ModelPreparation.Optimize(model);
+        ModelPreparation.OptimizeForCpu(model);
         var plan = ExecutionPlan.Create(model.Graph);
-        var context = new KernelContext(threads);
+        using var context = new KernelContext(threads);
         for (int i = 0; i < warmup; i++) plan.Run(inputs, context);
         var times = new double[iters];
         long[]? ticks = profile ? new long[model.Graph.Nodes.Count] : null;

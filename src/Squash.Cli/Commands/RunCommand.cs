@@ -44,7 +44,7 @@ internal static class RunCommand
         }
 
         var executor = new GraphExecutor(graph);
-        var context = new KernelContext(threads);
+        using var context = new KernelContext(threads);
         if (folders.Count == 0)
         {
             RunOnce(executor, context, files, outputDir);

@@ -42,7 +42,7 @@ public sealed class ModelClassEmitter
         bool isStatic = ExecutionPlan.CanPlan(_graph);
         var operators = _options.ApiOnly || !isStatic ? [] : _graph.Nodes.Select(OperatorRegistry.Create).ToArray();
         var layout = _options.ApiOnly || !isStatic ? null
-            : PlanLayout.Compute(_graph, [.. operators.Select(o => o.ImplicitInputs)], inputsInArena: true);
+            : PlanLayout.Compute(_graph, operators, inputsInArena: true);
         var w = new CSharpWriter();
         var used = new HashSet<string>(StringComparer.Ordinal) { "Run", "Inputs", "Outputs", "Dispose", _options.ClassName };
         var inputs = _graph.Inputs.Select(v => new Port(v, Unique(Pascal(v.Name), used), Camel(v.Name))).ToArray();
@@ -151,6 +151,24 @@ public sealed class ModelClassEmitter
             EmitTensorRunSignature(w, inputs, outputs, () => w.Line($"    => throw new global::System.InvalidOperationException({Message});"));
         w.Line($"public global::System.Collections.Generic.IReadOnlyDictionary<string, {R}.Tensor> Run(global::System.Collections.Generic.IReadOnlyDictionary<string, {R}.Tensor> inputs)");
         w.Line($"    => throw new global::System.InvalidOperationException({Message});");
+        w.Line();
+        w.Doc("summary", "Does nothing. (Design-time stub: build the project to get the real class.)");
+        w.Line("public void Dispose() { }");
+    }
+
+    private static void EmitDispose(CSharpWriter w)
+    {
+        w.Line("/// <summary>Stops the instance's worker threads (there are none with one thread). Waits for a call in progress;");
+        w.Line("/// later calls throw <see cref=\"global::System.ObjectDisposedException\"/>. Instances not disposed stop their threads");
+        w.Line("/// when they are garbage collected.</summary>");
+        w.Open("public void Dispose()");
+        w.Open("lock (_lock)");
+        w.Line("if (_disposed) return;");
+        w.Line("_disposed = true;");
+        w.Line("_context.Dispose();");
+        w.Close();
+        w.Close();
+        w.Line();
     }
 
     private void EmitRunSignatures(CSharpWriter w, Port[] inputs, Port[] outputs, Action<string> body, Action<string> arrayBody)
@@ -203,9 +221,11 @@ public sealed class ModelClassEmitter
         w.Line($"private readonly {R}.KernelContext _context;");
         w.Line("private readonly global::System.Threading.Lock _lock = new();");
         w.Line($"private readonly {R}.Execution.GraphExecutor _executor;");
+        w.Line("private bool _disposed;");
         w.Line();
         w.Doc("summary", "Creates an instance. Weights are loaded on first use and shared by all instances.");
-        w.Line("/// <param name=\"threadCount\">Threads the kernels may use: 1 (the default) never touches the thread pool; 0 uses every core.</param>");
+        w.Line("/// <param name=\"threadCount\">Threads the kernels may use: 1 (the default) runs everything on the calling thread;");
+        w.Line("/// more starts threadCount - 1 worker threads, owned by the instance until <see cref=\"Dispose\"/>; 0 uses every core.</param>");
         w.Line("/// <remarks>Some dimensions of this model are set per call, so it runs node by node and allocates per call.");
         w.Line("/// Pin them with the InputShapes metadata for a static memory plan and the fastest code.</remarks>");
         w.Open($"public {_options.ClassName}(int threadCount = 1)");
@@ -227,9 +247,13 @@ public sealed class ModelClassEmitter
         w.Line("/// <exception cref=\"global::Squash.Runtime.SquashException\">An input is missing, unknown, or of the wrong type or shape.</exception>");
         w.Open($"public global::System.Collections.Generic.IReadOnlyDictionary<string, {R}.Tensor> Run(global::System.Collections.Generic.IReadOnlyDictionary<string, {R}.Tensor> inputs)");
         w.Line("global::System.ArgumentNullException.ThrowIfNull(inputs);");
-        w.Line("lock (_lock) return _executor.Run(inputs, _context);");
+        w.Open("lock (_lock)");
+        w.Line("global::System.ObjectDisposedException.ThrowIf(_disposed, this);");
+        w.Line("return _executor.Run(inputs, _context);");
+        w.Close();
         w.Close();
         w.Line();
+        EmitDispose(w);
         w.Open($"private static {R}.Weights.WeightsFile CheckWeights({R}.Weights.WeightsFile weights)");
         w.Line("if (weights.Checksum != WeightsChecksum)");
         w.Line($"    throw new {R}.SquashException(\"{ErrorCodes.FileError}\", \"The weights of {_options.ClassName} do not match the code generated with them. Rebuild the project (and deploy the new weights file).\");");
@@ -263,11 +287,16 @@ public sealed class ModelClassEmitter
         w.Line($"private readonly {R}.Operators.Operator[] _ops;");
         w.Line($"private readonly {R}.Tensor?[][] _in;");
         w.Line($"private readonly {R}.Tensor[][] _out;");
+        w.Line("private bool _disposed;");
         w.Line();
+
+        // Views run nothing, so only the other nodes become steps with an operator.
+        var steps = Enumerable.Range(0, nodes.Count).Where(i => !layout.IsView[i]).ToArray();
 
         // Constructor: arena views, operators, their argument arrays.
         w.Doc("summary", "Creates an instance. Weights are loaded on first use and shared by all instances.");
-        w.Line("/// <param name=\"threadCount\">Threads the kernels may use: 1 (the default) never touches the thread pool; 0 uses every core.</param>");
+        w.Line("/// <param name=\"threadCount\">Threads the kernels may use: 1 (the default) runs everything on the calling thread;");
+        w.Line("/// more starts threadCount - 1 worker threads, owned by the instance until <see cref=\"Dispose\"/>; 0 uses every core.</param>");
         w.Open($"public {_options.ClassName}(int threadCount = 1)");
         w.Line("var w = s_weights.Value;");
         w.Line($"_context = new {R}.KernelContext(threadCount);");
@@ -276,19 +305,25 @@ public sealed class ModelClassEmitter
         for (int s = 0; s < layout.Slots.Count; s++)
         {
             var v = layout.Slots[s];
+            string shared = layout.Storage[s] == s ? "" : $" (shares the memory of {layout.Slots[layout.Storage[s]].Name})";
             if (layout.Offsets[s] >= 0)
-                w.Line($"_slots[{s}] = new {R}.Tensor({R}.DataType.{v.Type}, {IntArray(v.Shape!)}, arena, a + {layout.Offsets[s].ToString(CultureInfo.InvariantCulture)}); // {v.Name}");
-            else if (v.Constant is { } c)
+                w.Line($"_slots[{s}] = new {R}.Tensor({R}.DataType.{v.Type}, {IntArray(v.Shape!)}, arena, a + {layout.Offsets[s].ToString(CultureInfo.InvariantCulture)}); // {v.Name}{shared}".Replace("\n", " ").Replace("\r", " "));
+            else if (layout.Storage[s] == s && v.Constant is { } c)
                 w.Line($"_slots[{s}] = w[{String(_weightNames[c])}];");
         }
-        w.Line($"_ops = new {R}.Operators.Operator[{nodes.Count}];");
-        w.Line($"_in = new {R}.Tensor?[{nodes.Count}][];");
-        w.Line($"_out = new {R}.Tensor[{nodes.Count}][];");
-        for (int i = 0; i < nodes.Count; i++)
+        // Views of constants, after the constants they view.
+        for (int s = 0; s < layout.Slots.Count; s++)
+            if (layout.Offsets[s] < 0 && layout.Storage[s] != s)
+                w.Line($"_slots[{s}] = _slots[{layout.Storage[s]}]!.Reshape({IntArray(layout.Slots[s].Shape!)}); // {layout.Slots[s].Name}".Replace("\n", " ").Replace("\r", " "));
+        w.Line($"_ops = new {R}.Operators.Operator[{steps.Length}];");
+        w.Line($"_in = new {R}.Tensor?[{steps.Length}][];");
+        w.Line($"_out = new {R}.Tensor[{steps.Length}][];");
+        for (int j = 0; j < steps.Length; j++)
         {
-            w.Line($"_ops[{i}] = {R}.Operators.OperatorRegistry.Create(Node{i}(w));");
-            w.Line($"_in[{i}] = [{string.Join(", ", layout.InputSlots[i].Select(s => s < 0 ? "null" : $"_slots[{s}]"))}];");
-            w.Line($"_out[{i}] = [{string.Join(", ", layout.OutputSlots[i].Select(s => $"_slots[{s}]!"))}];");
+            int i = steps[j];
+            w.Line($"_ops[{j}] = {R}.Operators.OperatorRegistry.Create(Node{i}(w));");
+            w.Line($"_in[{j}] = [{string.Join(", ", layout.InputSlots[i].Select(s => s < 0 ? "null" : $"_slots[{s}]"))}];");
+            w.Line($"_out[{j}] = [{string.Join(", ", layout.OutputSlots[i].Select(s => $"_slots[{s}]!"))}];");
         }
         w.Close();
         w.Line();
@@ -300,6 +335,7 @@ public sealed class ModelClassEmitter
                 foreach (var p in inputs) w.Line($"Check({p.Parameter}.Length, {p.Pascal}Length, {String(p.Value.Name)});");
                 foreach (var p in outputs) w.Line($"Check({p.Parameter}.Length, {p.Pascal}Length, {String(p.Value.Name)});");
                 w.Open("lock (_lock)");
+                w.Line("global::System.ObjectDisposedException.ThrowIf(_disposed, this);");
                 for (int k = 0; k < inputs.Length; k++)
                     w.Line($"{inputs[k].Parameter}.CopyTo(_slots[{layout.GraphInputSlots[k]}]!.AsSpan<{inputs[k].ElementType}>());");
                 w.Line("RunSteps();");
@@ -324,6 +360,7 @@ public sealed class ModelClassEmitter
         w.Line("global::System.ArgumentNullException.ThrowIfNull(inputs);");
         w.Line($"{R}.Execution.ModelInputs.CheckNames(inputs, s_inputs);");
         w.Open("lock (_lock)");
+        w.Line("global::System.ObjectDisposedException.ThrowIf(_disposed, this);");
         for (int k = 0; k < inputs.Length; k++)
             w.Line($"{R}.Execution.ModelInputs.CopyInto(inputs, s_inputs[{k}], _slots[{layout.GraphInputSlots[k]}]!);");
         w.Line("RunSteps();");
@@ -335,14 +372,22 @@ public sealed class ModelClassEmitter
         w.Close();
         w.Line();
 
+        EmitDispose(w);
+
         w.Open("private void RunSteps()");
-        for (int i = 0; i < nodes.Count; i++)
+        for (int i = 0, j = 0; i < nodes.Count; i++)
         {
             var n = nodes[i];
             string ins = string.Join(", ", n.Inputs.Where(v => v is not null).Select(v => v!.Name + Shapes.Format(v.Shape ?? [])));
             string outs = string.Join(", ", n.Outputs.Select(v => v.Name + Shapes.Format(v.Shape ?? [])));
-            w.Line($"// {n.OpType} {n.Name}: {ins} -> {outs}".Replace("\n", " ").Replace("\r", " "));
-            w.Line($"_ops[{i}].Run(_context, _in[{i}], _out[{i}]);");
+            string note = layout.IsView[i] ? " (a view of its input: nothing to run)"
+                : layout.IsInPlace[i] ? $" (in place over {layout.Slots[layout.Storage[layout.OutputSlots[i][0]]].Name})" : "";
+            w.Line($"// {n.OpType} {n.Name}: {ins} -> {outs}{note}".Replace("\n", " ").Replace("\r", " "));
+            if (!layout.IsView[i])
+            {
+                w.Line($"_ops[{j}].Run(_context, _in[{j}], _out[{j}]);");
+                j++;
+            }
         }
         w.Close();
         w.Line();
@@ -358,7 +403,7 @@ public sealed class ModelClassEmitter
         w.Line("return weights;");
         w.Close();
 
-        for (int i = 0; i < nodes.Count; i++)
+        foreach (int i in steps)
         {
             w.Line();
             w.Open($"private static {R}.Ir.Node Node{i}({R}.Weights.WeightsFile w)");

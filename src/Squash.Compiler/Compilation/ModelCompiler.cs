@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Security.Cryptography;
 using Squash.Compiler.CodeGen;
 using Squash.Compiler.Onnx;
@@ -40,6 +41,11 @@ public sealed record CompileResult(string SourcePath, string? WeightsPath, bool 
 /// </summary>
 public static class ModelCompiler
 {
+    /// <summary>Test seam: with this environment variable set to <c>1</c>, the compiler kills its own process right
+    /// after writing the weights and before writing the source, the way an interrupted build would leave them. Only the
+    /// build's tests set it.</summary>
+    internal const string CrashAfterWeightsVariable = "SQUASH_TEST_CRASH_AFTER_WEIGHTS";
+
     /// <summary>Runs the compilation.</summary>
     /// <exception cref="SquashException">The model or the request is invalid, or the model is not supported.</exception>
     public static CompileResult Compile(CompileRequest request, Action<string>? log = null)
@@ -48,7 +54,7 @@ public static class ModelCompiler
         var model = OnnxLoader.Load(request.ModelPath);
         ModelPreparation.BakeConstantInputs(model, request.ConstantInputs);
         ModelPreparation.PinInputShapes(model, request.InputShapes);
-        ModelPreparation.Optimize(model, log);
+        ModelPreparation.OptimizeForCpu(model, log);
         if (!Squash.Runtime.Execution.ExecutionPlan.CanPlan(model.Graph))
             log?.Invoke($"warning SQ2001: {Path.GetFileName(request.ModelPath)} keeps dynamic dimensions ({string.Join(", ", model.Graph.Inputs.Where(i => !i.HasKnownShape).Select(i => $"{i.Name}{Shapes.Format(i.Shape ?? [])}"))}); " +
                 "the class runs node by node and allocates per call. Pin them with InputShapes for a static memory plan.");
@@ -67,8 +73,11 @@ public static class ModelCompiler
         ulong checksum = WeightsFile.Read(new MemoryStream(weights)).Checksum;
         string weightsPath = Path.Combine(request.OutputDirectory, request.OutputName + ".sqw");
         bool changed = AtomicFile.WriteIfChanged(weightsPath, weights);
-        // The source is written last: a build interrupted before this point leaves the old source, which the next
-        // build's up-to-date check does not trust because the source is older than the model.
+        // Test seam (docs/design.md): dies here, as a killed compiler would, between the weights and the source.
+        if (Environment.GetEnvironmentVariable(CrashAfterWeightsVariable) == "1") Process.GetCurrentProcess().Kill();
+        // The source is written last, so that a class never names weights (their checksum) that are not written yet.
+        // A compilation interrupted anywhere before this point leaves new weights beside the old class: the build
+        // touches the model's stamp only after the compiler succeeded, so the next build runs it again.
         changed |= AtomicFile.WriteIfChanged(sourcePath, Utf8(ModelClassEmitter.WithWeightsChecksum(result.Source, checksum)));
         log?.Invoke($"{Path.GetFileName(request.ModelPath)}: {model.Graph.Nodes.Count} nodes, {result.Weights.Count} weight tensors ({weights.Length} bytes), arena {result.ArenaBytes} bytes");
         return new CompileResult(sourcePath, weightsPath, changed);

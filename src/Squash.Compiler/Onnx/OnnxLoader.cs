@@ -11,6 +11,10 @@ public static class OnnxLoader
     /// <summary>Deepest subgraph nesting accepted (If inside If ...).</summary>
     public const int MaxSubgraphDepth = 32;
 
+    /// <summary>Longest name (of a value, node, graph, operator, domain or attribute) accepted. Exporters write names
+    /// of a few hundred characters at most; a megabyte-long one would be copied into every message that names it.</summary>
+    public const int MaxNameLength = 4096;
+
     /// <summary>Loads a model file; external data is resolved relative to its folder.</summary>
     /// <exception cref="SquashException">The file is missing, not ONNX, or describes an invalid model.</exception>
     public static Model Load(string path)
@@ -29,6 +33,7 @@ public static class OnnxLoader
     /// <summary>Loads a model from bytes. <paramref name="baseDirectory"/> resolves external data (null forbids it).</summary>
     public static Model Load(byte[] bytes, string? baseDirectory, string displayName = "model")
     {
+        ProtobufGuard.Check(bytes, P.ModelProto.Descriptor, displayName);
         P.ModelProto proto;
         try
         {
@@ -80,7 +85,7 @@ public static class OnnxLoader
         {
             if (depth > MaxSubgraphDepth)
                 throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}' nests subgraphs more than {MaxSubgraphDepth} deep.");
-            var graph = new Graph(string.IsNullOrEmpty(proto.Name) ? (parent is null ? "main" : "subgraph") : proto.Name);
+            var graph = new Graph(string.IsNullOrEmpty(proto.Name) ? (parent is null ? "main" : "subgraph") : CheckName(proto.Name, "graph"));
             var scope = new Scope(parent);
             if (proto.SparseInitializer.Count > 0)
                 throw new SquashException(ErrorCodes.UnsupportedDataType, $"'{displayName}' has sparse initializers, which Squash does not support. Store them dense.");
@@ -90,12 +95,15 @@ public static class OnnxLoader
                 if (string.IsNullOrEmpty(init.Name))
                     throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}' has an initializer without a name.");
                 var tensor = TensorProtoReader.Read(init, baseDirectory, $"'{displayName}'");
-                var value = new Value(init.Name, tensor);
+                var value = new Value(CheckName(init.Name, "initializer"), tensor);
                 Define(scope, value, "initializer");
                 graph.Initializers.Add(value);
             }
             foreach (var input in proto.Input)
             {
+                if (string.IsNullOrEmpty(input.Name))
+                    throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}' has a graph input without a name.");
+                CheckName(input.Name, "graph input");
                 if (scope.Local.TryGetValue(input.Name, out var existing))
                 {
                     // IR version < 4 lists initializers among the inputs too; the initializer is its value.
@@ -108,7 +116,7 @@ public static class OnnxLoader
                 graph.Inputs.Add(value);
             }
             var infos = new Dictionary<string, P.ValueInfoProto>(StringComparer.Ordinal);
-            foreach (var vi in proto.ValueInfo) infos.TryAdd(vi.Name, vi);
+            foreach (var vi in proto.ValueInfo) infos.TryAdd(CheckName(vi.Name, "value_info"), vi);
             foreach (var o in proto.Output) infos.TryAdd(o.Name, o);
 
             foreach (var nodeProto in proto.Node)
@@ -123,6 +131,9 @@ public static class OnnxLoader
                         node.SetInput(i, Resolve(scope, placeholder.Name, node));
             foreach (var output in proto.Output)
             {
+                if (string.IsNullOrEmpty(output.Name))
+                    throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}' has a graph output without a name.");
+                CheckName(output.Name, "graph output");
                 var value = scope.Find(output.Name)
                     ?? throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}': graph output '{output.Name}' is not computed by any node.");
                 graph.Outputs.Add(value);
@@ -138,7 +149,9 @@ public static class OnnxLoader
 
         private Node ReadNode(P.NodeProto proto, Scope scope, int depth)
         {
-            string name = proto.Name;
+            string name = CheckName(proto.Name, "node");
+            CheckName(proto.OpType, "operator");
+            CheckName(proto.Domain, "domain");
             if (string.IsNullOrEmpty(name) || !_nodeNames.Add(name))
             {
                 // Names must be unique for diagnostics and reports; invent one for unnamed or duplicate nodes.
@@ -152,16 +165,21 @@ public static class OnnxLoader
             {
                 if (string.IsNullOrEmpty(attr.Name))
                     throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}': {node.Describe()} has an attribute without a name.", name);
+                CheckName(attr.Name, "attribute");
                 if (!string.IsNullOrEmpty(attr.RefAttrName))
                     throw new SquashException(ErrorCodes.UnsupportedAttribute, $"'{displayName}': {node.Describe()} refers to a function attribute; model-local functions are not supported.", name);
                 if (node.Attributes.ContainsKey(attr.Name))
                     throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}': {node.Describe()} has attribute '{attr.Name}' twice.", name);
                 node.Attributes[attr.Name] = ReadAttribute(attr, node, scope, depth);
             }
+            // Every ONNX operator has at least one output; operators write their first without asking.
+            if (proto.Output.Count == 0)
+                throw new SquashException(ErrorCodes.InvalidModel, $"'{displayName}': {node.Describe()} has no outputs.", name);
             foreach (var input in proto.Input)
-                node.AddInput(string.IsNullOrEmpty(input) ? null : scope.Find(input) ?? new Value(input));
+                node.AddInput(string.IsNullOrEmpty(input) ? null : scope.Find(input) ?? new Value(CheckName(input, "value")));
             foreach (var output in proto.Output)
             {
+                CheckName(output, "value");
                 if (string.IsNullOrEmpty(output))
                 {
                     node.AddOutput(new Value(""));
@@ -175,6 +193,11 @@ public static class OnnxLoader
             }
             return node;
         }
+
+        private string CheckName(string name, string what) =>
+            name.Length <= MaxNameLength ? name
+                : throw new SquashException(ErrorCodes.InvalidModel,
+                    $"'{displayName}': the {what} name '{name[..40]}...' has {name.Length} characters; names may have at most {MaxNameLength}.");
 
         private Value Resolve(Scope scope, string name, Node reader) =>
             scope.Find(name) ?? throw new SquashException(ErrorCodes.InvalidModel,
@@ -229,10 +252,10 @@ public static class OnnxLoader
             if (keepConstantShape) return;
             if (tt.HasElemType)
             {
-                var type = (DataType)tt.ElemType;
+                var type = TensorProtoReader.ElementType(tt.ElemType);
                 if (!DataTypes.IsSupported(type))
                     throw new SquashException(ErrorCodes.UnsupportedDataType,
-                        $"'{displayName}': '{value.Name}' has element type {DataTypes.Name(type)}, which Squash does not support.");
+                        $"'{displayName}': '{value.Name}' has element type {TensorProtoReader.DataTypeName(tt.ElemType)}, which Squash does not support.");
                 value.Type = type;
             }
             if (tt.Shape is { } shape)

@@ -28,11 +28,28 @@ public static class OnnxWriter
             ProducerVersion = model.ProducerVersion,
             Graph = WriteGraph(model.Graph, isMain: true),
         };
-        foreach (var (domain, version) in model.Graph.OpsetImports.OrderBy(p => p.Key, StringComparer.Ordinal))
+        foreach (var (domain, version) in OpsetImports(model.Graph).OrderBy(p => p.Key, StringComparer.Ordinal))
             proto.OpsetImport.Add(new P.OperatorSetIdProto { Domain = domain, Version = version });
         foreach (var (key, value) in model.Metadata.OrderBy(p => p.Key, StringComparer.Ordinal))
             proto.MetadataProps.Add(new P.StringStringEntryProto { Key = key, Value = value });
         return proto;
+    }
+
+    /// <summary>The graph's imports, plus one for every domain a node uses without an import (passes write
+    /// com.squash nodes, the int4 export com.microsoft ones): the version the node carries, else 1.</summary>
+    private static Dictionary<string, int> OpsetImports(Graph graph)
+    {
+        var imports = new Dictionary<string, int>(graph.OpsetImports, StringComparer.Ordinal);
+        void Visit(Graph g)
+        {
+            foreach (var node in g.Nodes)
+            {
+                if (node.Domain.Length > 0) imports.TryAdd(node.Domain, Math.Max(1, node.OpsetVersion));
+                foreach (var sub in node.Subgraphs) Visit(sub);
+            }
+        }
+        Visit(graph);
+        return imports;
     }
 
     private static P.GraphProto WriteGraph(Graph graph, bool isMain)

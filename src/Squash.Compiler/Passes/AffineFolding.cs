@@ -26,7 +26,7 @@ internal static class AffineFolding
     }
 
     /// <summary>Rewrites the producer's weights and bias so it computes <c>s * old + t</c>. False when it cannot.</summary>
-    public static bool FoldIntoProducer(Graph graph, Node producer, double[] s, double[] t)
+    public static bool FoldIntoProducer(GraphRewrite rewrite, Node producer, double[] s, double[] t)
     {
         int channels = OutputChannels(producer);
         if (channels < 0 || channels != s.Length) return false;
@@ -55,8 +55,8 @@ internal static class AffineFolding
         for (int m = 0; m < channels; m++) newBias[m] = (s[m] * oldBias[m] * (producer.OpType == "Gemm" ? beta : 1) + t[m]) / cScale;
         if (producer.OpType == "Gemm" && producer.Attributes.ContainsKey("beta") && beta == 0)
             producer.Attributes["beta"] = AttributeValue.Float(1);
-        producer.SetInput(1, WeightMath.AddConstant(graph, producer.Input(1)!.Name + "_folded", newWeights));
-        var biasValue = WeightMath.AddConstant(graph, producer.Name + "_bias_folded", WeightMath.Vector(newBias));
+        producer.SetInput(1, rewrite.AddConstant(producer.Input(1)!.Name + "_folded", newWeights));
+        var biasValue = rewrite.AddConstant(producer.Name + "_bias_folded", WeightMath.Vector(newBias));
         if (producer.Inputs.Count > 2) producer.SetInput(2, biasValue);
         else producer.AddInput(biasValue);
         return true;

@@ -14,7 +14,8 @@ namespace Squash.Compiler.Passes;
 /// </code>
 /// Handles: every deterministic operator without subgraphs; Shape and Size of values whose shape is known.
 /// Does not handle: If (see the pruning of constant branches), nodes whose outputs would grow the weights by more
-/// than <see cref="PassContext.MaxFoldedBytes"/> (ConstantOfShape of a huge shape stays a node).
+/// than <see cref="PassContext.MaxFoldedBytes"/> (ConstantOfShape of a huge shape stays a node), and any growth once all
+/// folds together grew them by <see cref="PassContext.MaxTotalFoldedBytes"/>.
 /// </summary>
 public sealed class ConstantFolding : IGraphPass
 {
@@ -24,9 +25,9 @@ public sealed class ConstantFolding : IGraphPass
     /// <inheritdoc/>
     public bool Run(Graph graph, PassContext context)
     {
-        bool changed = false;
         var kernelContext = new KernelContext(1);
-        foreach (var node in graph.Nodes.ToArray())
+        var folded = new HashSet<Node>();
+        foreach (var node in graph.Nodes)
         {
             if (node.Subgraphs.Any()) continue;
             Tensor[]? results = node.OpType is "Shape" or "Size" && node.Domain.Length == 0
@@ -40,20 +41,24 @@ public sealed class ConstantFolding : IGraphPass
                 output.Producer = null;
                 graph.Initializers.Add(output);
             }
-            graph.Nodes.Remove(node);
-            changed = true;
+            folded.Add(node);
         }
-        return changed;
+        // Removed in one sweep: removing each node from the list as it folds would be quadratic.
+        graph.Nodes.RemoveAll(folded.Contains);
+        return folded.Count > 0;
     }
 
     private static Tensor[]? Fold(Node node, KernelContext kernelContext, PassContext context)
     {
+        // Each distinct input counts once: Concat(x, x) doubles x, and counting x twice would let a chain of them
+        // double the weights at every step.
         long inputBytes = 0;
+        var distinct = new HashSet<Value>();
         foreach (var input in node.Inputs)
         {
             if (input is null) continue;
             if (input.Constant is null) return null;
-            inputBytes += input.Constant.ByteLength;
+            if (distinct.Add(input)) inputBytes += input.Constant.ByteLength;
         }
         var op = OperatorRegistry.Create(node);
         var inference = ShapeInference.Infer(node, op);
@@ -62,10 +67,14 @@ public sealed class ConstantFolding : IGraphPass
         {
             var shape = inference.OutputShapes[k];
             var type = inference.OutputTypes[k];
-            if (shape is null || !Shapes.IsKnown(shape) || type == DataType.Undefined) return null;
-            outputBytes += Shapes.ElementCount(shape) * DataTypes.SizeOf(type);
+            // Too many elements for a tensor: left to the node (the plan reports it).
+            if (shape is null || !Shapes.TryElementCount(shape, out long count) || type == DataType.Undefined) return null;
+            outputBytes += count * DataTypes.SizeOf(type);
         }
-        if (outputBytes > inputBytes + context.MaxFoldedBytes) return null;
+        long growth = outputBytes - inputBytes;
+        if (growth > context.MaxFoldedBytes) return null;
+        if (growth > 0 && context.FoldedGrowth + growth > context.MaxTotalFoldedBytes) return null;
+        if (growth > 0) context.FoldedGrowth += growth;
         var outputs = new Tensor[node.Outputs.Count];
         for (int k = 0; k < outputs.Length; k++) outputs[k] = new Tensor(inference.OutputTypes[k], inference.OutputShapes[k]!);
         var inputs = node.Inputs.Select(v => v?.Constant).ToArray();
@@ -76,7 +85,17 @@ public sealed class ConstantFolding : IGraphPass
     private static Tensor[]? FoldShapeQuery(Node node)
     {
         if (node.Input(0)?.Shape is not { } shape || !Shapes.IsKnown(shape)) return null;
-        if (node.OpType == "Size") return [Tensor.Scalar(Shapes.ElementCount(shape))];
+        if (node.Outputs.Count != 1)
+            throw new SquashException(ErrorCodes.InvalidModel, $"{node.Describe()} has {node.Outputs.Count} outputs; {node.OpType} has one.", node.Name);
+        if (node.OpType == "Size")
+        {
+            // A declared shape may hold more elements than a tensor can; Size still counts them, unless even a long cannot.
+            long size = 1;
+            foreach (int d in shape)
+                if (long.MaxValue / Math.Max(d, 1) < size) return null;
+                else size *= d;
+            return [Tensor.Scalar(size)];
+        }
         int rank = shape.Length;
         long start = node.Attributes.TryGetValue("start", out var s) ? s.IntValue : 0;
         long end = node.Attributes.TryGetValue("end", out var e) ? e.IntValue : rank;

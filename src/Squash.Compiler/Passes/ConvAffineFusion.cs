@@ -20,16 +20,15 @@ public sealed class ConvAffineFusion : IGraphPass
     /// <inheritdoc/>
     public bool Run(Graph graph, PassContext context)
     {
-        bool changed = false;
-        var consumers = graph.Consumers();
-        foreach (var op in graph.Nodes.ToArray())
+        var rewrite = new GraphRewrite(graph);
+        foreach (var op in graph.Nodes)
         {
             bool isMul = GraphQueries.Is(op, "Mul"), isAdd = GraphQueries.Is(op, "Add");
             if (!isMul && !isAdd || op.Inputs.Count != 2) continue;
             // One side is the producer's output, the other a constant.
             int side = op.Input(0)?.Constant is not null ? 0 : op.Input(1)?.Constant is not null ? 1 : -1;
-            if (side < 0 || op.Input(1 - side)?.Producer is not { } producer || !graph.Nodes.Contains(producer)) continue;
-            if (GraphQueries.SoleConsumer(graph, consumers, producer.Outputs[0]) != op) continue;
+            if (side < 0 || op.Input(1 - side)?.Producer is not { } producer || !rewrite.IsLive(producer)) continue;
+            if (rewrite.SoleConsumer(producer.Outputs[0]) != op) continue;
             int channels = AffineFolding.OutputChannels(producer);
             var outShape = producer.Outputs[0].Shape;
             if (channels < 0 || outShape is null) continue;
@@ -38,11 +37,9 @@ public sealed class ConvAffineFusion : IGraphPass
             if (values is null) continue;
             var s = isMul ? values : Enumerable.Repeat(1.0, channels).ToArray();
             var t = isMul ? new double[channels] : values;
-            if (!AffineFolding.FoldIntoProducer(graph, producer, s, t)) continue;
-            GraphQueries.Absorb(graph, producer, op);
-            consumers = graph.Consumers();
-            changed = true;
+            if (!AffineFolding.FoldIntoProducer(rewrite, producer, s, t)) continue;
+            rewrite.Absorb(producer, op);
         }
-        return changed;
+        return rewrite.Apply();
     }
 }

@@ -22,17 +22,17 @@ public sealed class ConvBatchNormFusion : IGraphPass
     /// <inheritdoc/>
     public bool Run(Graph graph, PassContext context)
     {
-        bool changed = false;
-        var consumers = graph.Consumers();
-        foreach (var bn in graph.Nodes.ToArray())
+        var rewrite = new GraphRewrite(graph);
+        var consumers = rewrite.Consumers;
+        foreach (var bn in graph.Nodes)
         {
             if (!GraphQueries.Is(bn, "BatchNormalization") || bn.Input(0)?.Producer is not { } producer) continue;
-            if (!graph.Nodes.Contains(producer) || GraphQueries.SoleConsumer(graph, consumers, producer.Outputs[0]) != bn) continue;
+            if (!rewrite.IsLive(producer) || rewrite.SoleConsumer(producer.Outputs[0]) != bn) continue;
             if (bn.Outputs.Skip(1).Any(o => o.Name.Length > 0 && consumers.ContainsKey(o))) continue;
             if (bn.Attributes.TryGetValue("training_mode", out var tm) && tm.IntValue != 0) continue;
             if (bn.Attributes.TryGetValue("spatial", out var sp) && sp.IntValue == 0) continue;
             var p = Enumerable.Range(1, 4).Select(i => bn.Input(i)?.Constant).ToArray();
-            if (p.Any(t => t is null || t.DataType != DataType.Float || t.Rank != 1)) continue;
+            if (p.Any(t => t is null || t.DataType != DataType.Float || t.Rank != 1 || t.ElementCount != p[0]!.ElementCount)) continue;
             float epsilon = bn.Attributes.TryGetValue("epsilon", out var e) ? e.FloatValue : 1e-5f;
             int channels = p[0]!.ElementCount;
             var scale = new double[channels];
@@ -42,11 +42,9 @@ public sealed class ConvBatchNormFusion : IGraphPass
                 scale[m] = p[0]!.GetAsDouble(m) / Math.Sqrt(p[3]!.GetAsDouble(m) + epsilon);
                 shift[m] = p[1]!.GetAsDouble(m) - p[2]!.GetAsDouble(m) * scale[m];
             }
-            if (!AffineFolding.FoldIntoProducer(graph, producer, scale, shift)) continue;
-            GraphQueries.Absorb(graph, producer, bn);
-            consumers = graph.Consumers();
-            changed = true;
+            if (!AffineFolding.FoldIntoProducer(rewrite, producer, scale, shift)) continue;
+            rewrite.Absorb(producer, bn);
         }
-        return changed;
+        return rewrite.Apply();
     }
 }

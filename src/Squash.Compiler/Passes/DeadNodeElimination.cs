@@ -32,7 +32,8 @@ public sealed class DeadNodeElimination : IGraphPass
             graph.Nodes.Clear();
             graph.Nodes.AddRange(keep);
         }
-        int removed = graph.Initializers.RemoveAll(v => !live.Contains(v) && !graph.Inputs.Contains(v));
+        var inputs = new HashSet<Value>(graph.Inputs);
+        int removed = graph.Initializers.RemoveAll(v => !live.Contains(v) && !inputs.Contains(v));
         return changed || removed > 0;
     }
 }

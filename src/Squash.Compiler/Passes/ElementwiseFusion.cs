@@ -36,20 +36,18 @@ public sealed class ElementwiseFusion : IGraphPass
     {
         // The fused node needs the com.squash import, which only the main graph holds.
         if (graph.OpsetImports.Count == 0) return false;
-        bool changed = false;
-        var consumers = graph.Consumers();
-        foreach (var node in graph.Nodes.ToArray())
+        // One walk with the rewrites applied at the end: re-sorting per match made hostile models quadratic.
+        var rewrite = new GraphRewrite(graph);
+        foreach (var node in graph.Nodes)
         {
-            if (!graph.Nodes.Contains(node) || Chain(graph, consumers, node) is not var (x, steps)) continue;
-            Replace(graph, x, steps);
-            consumers = graph.Consumers();
-            changed = true;
+            if (!rewrite.IsLive(node) || Chain(rewrite, node) is not var (x, steps)) continue;
+            Replace(rewrite, graph, x, steps);
         }
-        return changed;
+        return rewrite.Apply();
     }
 
     /// <summary>The longest chain starting at <paramref name="first"/>, with its input, when it has two steps or more.</summary>
-    private static (Value X, List<Step> Steps)? Chain(Graph graph, Dictionary<Value, List<(Node Node, int Index)>> consumers, Node first)
+    private static (Value X, List<Step> Steps)? Chain(GraphRewrite rewrite, Node first)
     {
         if (first.Domain.Length != 0 || first.Outputs.Count != 1 || first.Outputs[0] is not { Type: DataType.Float, Shape: { } shape }
             || !Shapes.IsKnown(shape))
@@ -57,17 +55,17 @@ public sealed class ElementwiseFusion : IGraphPass
         // The chain's input: the operand already of the output's shape (the first one when both are).
         var x = first.Inputs.FirstOrDefault(i => i is { Type: DataType.Float, Shape: { } s } && Shapes.Equal(s, shape));
         if (x is null || AsStep(first, x, shape) is not { } step) return null;
-        if (x.Producer is { } producer && FusedProduct.IsProduct(producer) && GraphQueries.SoleConsumer(graph, consumers, x) == first
+        if (x.Producer is { } producer && FusedProduct.IsProduct(producer) && rewrite.SoleConsumer(x) == first
             && (first.OpType is "Add" or "Mul" || FusedProduct.Activation(first) is not null))
             return null;
         var steps = new List<Step> { step };
         int split = -1;
         if (!Fits(step, shape, ref split)) return null;
         var acc = first.Outputs[0];
-        while (steps.Count < ElementwiseChain.MaxSteps && GraphQueries.SoleConsumer(graph, consumers, acc) is { } next
+        // An operand cannot be computed from an earlier step: each step's output has the next step as its only reader.
+        while (steps.Count < ElementwiseChain.MaxSteps && rewrite.SoleConsumer(acc) is { } next && rewrite.IsLive(next)
             && next.Outputs.Count == 1 && next.Outputs[0] is { Type: DataType.Float, Shape: { } s } && Shapes.Equal(s, shape)
-            && AsStep(next, acc, shape) is { } nextStep && Fits(nextStep, shape, ref split)
-            && (nextStep.Operand is null || !DependsOnAny(nextStep.Operand, steps)))
+            && AsStep(next, acc, shape) is { } nextStep && Fits(nextStep, shape, ref split))
         {
             steps.Add(nextStep);
             acc = next.Outputs[0];
@@ -127,23 +125,7 @@ public sealed class ElementwiseFusion : IGraphPass
         return true;
     }
 
-    /// <summary>True when <paramref name="value"/> is computed from one of the chain's nodes.</summary>
-    private static bool DependsOnAny(Value value, List<Step> steps)
-    {
-        var chain = steps.Select(s => s.Node).ToHashSet();
-        var seen = new HashSet<Node>();
-        var stack = new Stack<Value>([value]);
-        while (stack.Count > 0)
-        {
-            if (stack.Pop().Producer is not { } producer || !seen.Add(producer)) continue;
-            if (chain.Contains(producer)) return true;
-            foreach (var input in producer.Inputs)
-                if (input is not null) stack.Push(input);
-        }
-        return false;
-    }
-
-    private static void Replace(Graph graph, Value x, List<Step> steps)
+    private static void Replace(GraphRewrite rewrite, Graph graph, Value x, List<Step> steps)
     {
         var first = steps[0].Node;
         var fused = new Node("FusedElementwise", first.Name + "_chain", OperatorRegistry.SquashDomain, FusedOperators.Opset);
@@ -162,10 +144,7 @@ public sealed class ElementwiseFusion : IGraphPass
         fused.Attributes["params"] = AttributeValue.FloatList(steps.SelectMany(s => new[] { s.Alpha, s.Beta }).ToArray());
         foreach (var input in inputs) fused.AddInput(input);
         fused.AddOutput(steps[^1].Node.Outputs[0]);
-        int at = graph.Nodes.IndexOf(first);
-        foreach (var step in steps) graph.Nodes.Remove(step.Node);
-        graph.Nodes.Insert(Math.Min(at, graph.Nodes.Count), fused);
+        rewrite.Replace(steps.Select(s => s.Node), first, fused);
         graph.OpsetImports[OperatorRegistry.SquashDomain] = FusedOperators.Opset;
-        graph.SortTopologically();
     }
 }

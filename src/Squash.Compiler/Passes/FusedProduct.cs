@@ -41,19 +41,19 @@ internal static class FusedProduct
     {
         // Fused nodes need the com.squash import, which only the main graph holds.
         if (graph.OpsetImports.Count == 0) return false;
-        bool changed = false;
-        var consumers = graph.Consumers();
-        foreach (var product in graph.Nodes.ToArray())
+        // One walk with the rewrites applied at the end: re-sorting per match made hostile models quadratic.
+        var rewrite = new GraphRewrite(graph);
+        bool rewired = false;
+        foreach (var product in graph.Nodes)
         {
-            if (!graph.Nodes.Contains(product) || !IsProduct(product)) continue;
-            while (GraphQueries.SoleConsumer(graph, consumers, product.Outputs[0]) is { } next && TryAbsorb(graph, product, next, allowed))
-            {
-                GraphQueries.Absorb(graph, product, next);
-                graph.SortTopologically();
-                consumers = graph.Consumers();
-                changed = true;
-            }
+            if (!rewrite.IsLive(product) || !IsProduct(product)) continue;
+            while (rewrite.SoleConsumer(product.Outputs[0]) is { } next && rewrite.IsLive(next)
+                && TryAbsorb(rewrite, graph, product, next, allowed, ref rewired))
+                rewrite.Absorb(product, next);
         }
+        bool changed = rewrite.Apply();
+        // A residual produced after the product in the list must now come before it.
+        if (rewired) graph.SortTopologically();
         return changed;
     }
 
@@ -87,7 +87,7 @@ internal static class FusedProduct
 
     /// <summary>Absorbs <paramref name="next"/> into <paramref name="product"/> when it is an allowed step that may
     /// come after what the product already does; false (and nothing changed) otherwise.</summary>
-    private static bool TryAbsorb(Graph graph, Node product, Node next, Steps allowed)
+    private static bool TryAbsorb(GraphRewrite rewrite, Graph graph, Node product, Node next, Steps allowed, ref bool rewired)
     {
         var y = product.Outputs[0];
         var shape = y.Shape!;
@@ -105,21 +105,22 @@ internal static class FusedProduct
             if (next.OpType == "Mul")
             {
                 if (!allowed.HasFlag(Steps.Scale) || perChannel is null || hasScale || hasShift) return false;
-                return Set(graph, product, FusedOutput.ScaleInput, perChannel, "_scale");
+                return Set(rewrite, graph, product, FusedOutput.ScaleInput, perChannel, "_scale");
             }
             if (perChannel is not null)
             {
                 if (allowed.HasFlag(Steps.Bias) && IsMatMul(product) && nothingAfterBias && !Has(product, BiasInput))
-                    return Set(graph, product, BiasInput, perChannel, "_bias");
+                    return Set(rewrite, graph, product, BiasInput, perChannel, "_bias");
                 if (!allowed.HasFlag(Steps.Shift) || hasShift) return false;
-                return Set(graph, product, FusedOutput.ShiftInput, perChannel, "_shift");
+                return Set(rewrite, graph, product, FusedOutput.ShiftInput, perChannel, "_shift");
             }
             if (!allowed.HasFlag(Steps.Residual) || !nothingAfterBias || other.Type != DataType.Float
-                || other.Shape is not { } z || !Shapes.IsKnown(z) || !Shapes.IsKnown(shape) || !Shapes.Equal(z, shape)
-                || DependsOn(other, product))
+                || other.Shape is not { } z || !Shapes.IsKnown(z) || !Shapes.IsKnown(shape) || !Shapes.Equal(z, shape))
                 return false;
+            // Z cannot be computed from the product: the product's output has this Add as its only reader.
             MakeFused(graph, product);
             SetInput(product, FusedOutput.ResidualInput, other);
+            rewired = true;
             return true;
         }
 
@@ -166,10 +167,10 @@ internal static class FusedProduct
     }
 
     /// <summary>Stores a per-channel constant as input <paramref name="index"/> of the fused node.</summary>
-    private static bool Set(Graph graph, Node product, int index, double[] values, string suffix)
+    private static bool Set(GraphRewrite rewrite, Graph graph, Node product, int index, double[] values, string suffix)
     {
         MakeFused(graph, product);
-        SetInput(product, index, WeightMath.AddConstant(graph, product.Name + suffix, WeightMath.Vector(values)));
+        SetInput(product, index, rewrite.AddConstant(product.Name + suffix, WeightMath.Vector(values)));
         return true;
     }
 
@@ -188,22 +189,5 @@ internal static class FusedProduct
     {
         while (node.Inputs.Count <= index) node.AddInput(null);
         node.SetInput(index, value);
-    }
-
-    /// <summary>True when <paramref name="value"/> is computed from <paramref name="node"/>'s output (so it cannot
-    /// become one of its inputs).</summary>
-    private static bool DependsOn(Value value, Node node)
-    {
-        var seen = new HashSet<Node>();
-        var stack = new Stack<Value>();
-        stack.Push(value);
-        while (stack.Count > 0)
-        {
-            if (stack.Pop().Producer is not { } producer || !seen.Add(producer)) continue;
-            if (producer == node) return true;
-            foreach (var input in producer.Inputs)
-                if (input is not null) stack.Push(input);
-        }
-        return false;
     }
 }

@@ -22,6 +22,13 @@ public sealed class PassContext
     /// <summary>Largest constant (in bytes) that folding may create beyond the size of the constants it replaces.</summary>
     public long MaxFoldedBytes { get; init; } = 1 << 22;
 
+    /// <summary>Most that all folds of one compilation together may grow the constants by, in bytes (so that many
+    /// folds, each within <see cref="MaxFoldedBytes"/>, cannot add up to gigabytes).</summary>
+    public long MaxTotalFoldedBytes { get; init; } = 256L << 20;
+
+    /// <summary>Bytes the folds so far grew the constants by.</summary>
+    public long FoldedGrowth { get; internal set; }
+
     /// <summary>Names of passes not to run.</summary>
     public IReadOnlySet<string> DisabledPasses { get; init; } = new HashSet<string>();
 

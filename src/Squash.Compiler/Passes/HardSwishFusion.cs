@@ -21,35 +21,29 @@ public sealed class HardSwishFusion : IGraphPass
     /// <inheritdoc/>
     public bool Run(Graph graph, PassContext context)
     {
-        bool changed = false;
-        var consumers = graph.Consumers();
-        foreach (var node in graph.Nodes.ToArray())
+        var rewrite = new GraphRewrite(graph);
+        foreach (var node in graph.Nodes)
         {
-            if (!graph.Nodes.Contains(node)) continue;
-            var match = MatchClipForm(graph, consumers, node) ?? MatchHardSigmoidForm(graph, consumers, node);
-            if (match is not var (x, removed, output)) continue;
+            if (rewrite.IsRemoved(node)) continue;
+            var match = MatchClipForm(rewrite, node) ?? MatchHardSigmoidForm(rewrite, node);
+            if (match is not var (x, removed, output) || removed.Any(rewrite.IsRemoved)) continue;
             var fused = new Node("HardSwish", node.Name + "_hardswish", "", Math.Max(14, graph.DefaultOpset));
             fused.AddInput(x).AddOutput(output);
-            int at = graph.Nodes.IndexOf(node);
-            foreach (var n in removed) graph.Nodes.Remove(n);
-            graph.Nodes.Insert(Math.Min(at, graph.Nodes.Count), fused);
-            graph.SortTopologically();
-            consumers = graph.Consumers();
-            changed = true;
+            rewrite.Replace(removed, node, fused);
         }
-        return changed;
+        return rewrite.Apply();
     }
 
-    private static (Value X, List<Node> Removed, Value Output)? MatchClipForm(Graph graph, Dictionary<Value, List<(Node Node, int Index)>> consumers, Node add)
+    private static (Value X, List<Node> Removed, Value Output)? MatchClipForm(GraphRewrite rewrite, Node add)
     {
         if (!GraphQueries.Is(add, "Add")) return null;
         var x = Constant(add.Input(1)) == 3f ? add.Input(0) : Constant(add.Input(0)) == 3f ? add.Input(1) : null;
         if (x is null) return null;
-        var clip = GraphQueries.SoleConsumer(graph, consumers, add.Outputs[0]);
+        var clip = rewrite.SoleConsumer(add.Outputs[0]);
         if (clip is null || !IsClip06(clip)) return null;
-        var mul = GraphQueries.SoleConsumer(graph, consumers, clip.Outputs[0]);
+        var mul = rewrite.SoleConsumer(clip.Outputs[0]);
         if (mul is null || !GraphQueries.Is(mul, "Mul") || !(mul.Input(0) == x && mul.Input(1) == clip.Outputs[0] || mul.Input(1) == x && mul.Input(0) == clip.Outputs[0])) return null;
-        var scale = GraphQueries.SoleConsumer(graph, consumers, mul.Outputs[0]);
+        var scale = rewrite.SoleConsumer(mul.Outputs[0]);
         if (scale is null) return null;
         bool divBy6 = GraphQueries.Is(scale, "Div") && scale.Input(0) == mul.Outputs[0] && Constant(scale.Input(1)) == 6f;
         bool mulBySixth = GraphQueries.Is(scale, "Mul") && (Near(Constant(scale.Input(1)), 1 / 6.0) && scale.Input(0) == mul.Outputs[0]
@@ -58,13 +52,13 @@ public sealed class HardSwishFusion : IGraphPass
         return (x, [add, clip, mul, scale], scale.Outputs[0]);
     }
 
-    private static (Value X, List<Node> Removed, Value Output)? MatchHardSigmoidForm(Graph graph, Dictionary<Value, List<(Node Node, int Index)>> consumers, Node hs)
+    private static (Value X, List<Node> Removed, Value Output)? MatchHardSigmoidForm(GraphRewrite rewrite, Node hs)
     {
         if (!GraphQueries.Is(hs, "HardSigmoid") || hs.Input(0) is not { } x) return null;
         float alpha = hs.Attributes.TryGetValue("alpha", out var a) ? a.FloatValue : 0.2f;
         float beta = hs.Attributes.TryGetValue("beta", out var b) ? b.FloatValue : 0.5f;
         if (!Near(alpha, 1 / 6.0) || beta != 0.5f) return null;
-        var mul = GraphQueries.SoleConsumer(graph, consumers, hs.Outputs[0]);
+        var mul = rewrite.SoleConsumer(hs.Outputs[0]);
         if (mul is null || !GraphQueries.Is(mul, "Mul") || !(mul.Input(0) == x || mul.Input(1) == x)) return null;
         return (x, [hs, mul], mul.Outputs[0]);
     }

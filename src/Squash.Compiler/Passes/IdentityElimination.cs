@@ -18,9 +18,14 @@ public sealed class IdentityElimination : IGraphPass
     /// <inheritdoc/>
     public bool Run(Graph graph, PassContext context)
     {
-        bool changed = false;
+        // One walk to decide, one to rewire: linear, so a long Identity chain costs no more than its length.
         var consumers = graph.Consumers();
-        foreach (var node in graph.Nodes.ToArray())
+        var replacements = new Dictionary<Value, Value>();
+        var removed = new HashSet<Node>();
+        var nodes = new HashSet<Node>(graph.Nodes);
+        var inputs = new HashSet<Value>(graph.Inputs);
+        var outputs = new HashSet<Value>(graph.Outputs);
+        foreach (var node in graph.Nodes)
         {
             if (node.Domain.Length != 0 || node.Input(0) is not { } input) continue;
             bool removable = node.OpType switch
@@ -30,21 +35,26 @@ public sealed class IdentityElimination : IGraphPass
                 _ => false,
             };
             if (!removable) continue;
+            while (replacements.TryGetValue(input, out var earlier)) input = earlier;
             var output = node.Outputs[0];
-            int outputIndex = graph.Outputs.IndexOf(output);
-            if (outputIndex >= 0)
+            if (outputs.Contains(output))
             {
-                bool canRename = input.Producer is not null && graph.Nodes.Contains(input.Producer)
-                    && !graph.Outputs.Contains(input) && !graph.Inputs.Contains(input);
+                bool canRename = input.Producer is { } producer && nodes.Contains(producer) && !removed.Contains(producer)
+                    && !outputs.Contains(input) && !inputs.Contains(input);
                 if (!canRename) continue;
                 input.Name = output.Name;
-                graph.Outputs[outputIndex] = input;
+                outputs.Remove(output);
+                outputs.Add(input);
             }
-            graph.ReplaceUses(output, input);
-            graph.Nodes.Remove(node);
-            changed = true;
+            replacements[output] = input;
+            removed.Add(node);
         }
-        return changed;
+        if (removed.Count == 0) return false;
+        graph.ReplaceUses(replacements);
+        for (int i = 0; i < graph.Outputs.Count; i++)
+            if (replacements.TryGetValue(graph.Outputs[i], out var renamed)) graph.Outputs[i] = renamed;
+        graph.Nodes.RemoveAll(removed.Contains);
+        return true;
     }
 
     private static bool IsInferenceDropout(Node node, Dictionary<Value, List<(Node Node, int Index)>> consumers)

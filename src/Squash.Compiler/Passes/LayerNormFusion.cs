@@ -25,51 +25,52 @@ public sealed class LayerNormFusion : IGraphPass
     /// <inheritdoc/>
     public bool Run(Graph graph, PassContext context)
     {
-        bool changed = false;
-        var consumers = graph.Consumers();
-        foreach (var mean in graph.Nodes.ToArray())
+        var rewrite = new GraphRewrite(graph);
+        var consumers = rewrite.Consumers;
+        foreach (var mean in graph.Nodes)
         {
-            if (!graph.Nodes.Contains(mean) || !IsLastAxisMean(mean)) continue;
+            if (rewrite.IsRemoved(mean) || !IsLastAxisMean(mean)) continue;
             var x = mean.Input(0)!;
-            var sub = Single(graph, consumers, mean.Outputs[0]);
+            var sub = Single(rewrite, mean.Outputs[0]);
             if (sub is null || !GraphQueries.Is(sub, "Sub") || sub.Input(0) != x || sub.Input(1) != mean.Outputs[0]) continue;
             var d = sub.Outputs[0];
             if (graph.Outputs.Contains(d) || !consumers.TryGetValue(d, out var dUses) || dUses.Count is < 2 or > 3) continue;
             var square = dUses.Select(u => u.Node).Distinct().FirstOrDefault(n => IsSquare(n, d));
             var div = dUses.Select(u => u.Node).FirstOrDefault(n => GraphQueries.Is(n, "Div") && n.Input(0) == d);
             if (square is null || div is null || dUses.Select(u => u.Node).Distinct().Count() != 2) continue;
-            var variance = Single(graph, consumers, square.Outputs[0]);
+            var variance = Single(rewrite, square.Outputs[0]);
             if (variance is null || !IsLastAxisMean(variance)) continue;
-            var addEps = Single(graph, consumers, variance.Outputs[0]);
+            var addEps = Single(rewrite, variance.Outputs[0]);
             if (addEps is null || !GraphQueries.Is(addEps, "Add")) continue;
             var eps = ScalarConstant(addEps.Input(1)) ?? ScalarConstant(addEps.Input(0));
             if (eps is null) continue;
-            var sqrt = Single(graph, consumers, addEps.Outputs[0]);
-            if (sqrt is null || !GraphQueries.Is(sqrt, "Sqrt") || Single(graph, consumers, sqrt.Outputs[0]) != div || div.Input(1) != sqrt.Outputs[0]) continue;
+            var sqrt = Single(rewrite, addEps.Outputs[0]);
+            if (sqrt is null || !GraphQueries.Is(sqrt, "Sqrt") || Single(rewrite, sqrt.Outputs[0]) != div || div.Input(1) != sqrt.Outputs[0]) continue;
 
             // Optional gamma and beta, each one value per channel of the last axis.
             int channels = x.Shape is { Length: > 0 } s && s[^1] > 0 ? s[^1] : -1;
             var removed = new List<Node> { mean, sub, square, variance, addEps, sqrt, div };
             var last = div;
             Value? gamma = null, beta = null;
-            if (Single(graph, consumers, last.Outputs[0]) is { } mul && GraphQueries.Is(mul, "Mul") && ChannelConstant(mul, last.Outputs[0], channels) is { } g)
+            if (Single(rewrite, last.Outputs[0]) is { } mul && GraphQueries.Is(mul, "Mul") && ChannelConstant(mul, last.Outputs[0], channels) is { } g)
             {
                 gamma = g;
                 removed.Add(mul);
                 last = mul;
-                if (Single(graph, consumers, last.Outputs[0]) is { } add && GraphQueries.Is(add, "Add") && ChannelConstant(add, last.Outputs[0], channels) is { } b)
+                if (Single(rewrite, last.Outputs[0]) is { } add && GraphQueries.Is(add, "Add") && ChannelConstant(add, last.Outputs[0], channels) is { } b)
                 {
                     beta = b;
                     removed.Add(add);
                     last = add;
                 }
             }
+            if (removed.Any(rewrite.IsRemoved)) continue; // overlaps a match of this walk
             if (gamma is null)
             {
                 if (channels < 0) continue;
                 var ones = new Tensor(DataType.Float, channels);
                 ones.AsSpan<float>().Fill(1f);
-                gamma = WeightMath.AddConstant(graph, div.Name + "_gamma", ones);
+                gamma = rewrite.AddConstant(div.Name + "_gamma", ones);
             }
 
             var fused = new Node("LayerNormalization", mean.Name + "_layernorm", "", Math.Max(17, graph.DefaultOpset));
@@ -78,18 +79,12 @@ public sealed class LayerNormFusion : IGraphPass
             fused.AddInput(x).AddInput(gamma);
             if (beta is not null) fused.AddInput(beta);
             fused.AddOutput(last.Outputs[0]);
-            int at = graph.Nodes.IndexOf(mean);
-            foreach (var n in removed) graph.Nodes.Remove(n);
-            graph.Nodes.Insert(Math.Min(at, graph.Nodes.Count), fused);
-            graph.SortTopologically();
-            consumers = graph.Consumers();
-            changed = true;
+            rewrite.Replace(removed, mean, fused);
         }
-        return changed;
+        return rewrite.Apply();
     }
 
-    private static Node? Single(Graph graph, Dictionary<Value, List<(Node Node, int Index)>> consumers, Value v) =>
-        GraphQueries.SoleConsumer(graph, consumers, v);
+    private static Node? Single(GraphRewrite rewrite, Value v) => rewrite.SoleConsumer(v);
 
     private static bool IsLastAxisMean(Node n)
     {

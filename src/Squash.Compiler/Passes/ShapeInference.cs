@@ -1,4 +1,5 @@
 using Squash.Runtime;
+using Squash.Runtime.Execution;
 using Squash.Runtime.Ir;
 using Squash.Runtime.Operators;
 
@@ -44,27 +45,7 @@ public sealed class ShapeInference : IGraphPass
     }
 
     /// <summary>Runs <paramref name="op"/>'s inference with what the IR knows about the node's inputs.</summary>
-    internal static InferenceContext Infer(Node node, Operator op)
-    {
-        var implicitInputs = op.ImplicitInputs;
-        var inference = new InferenceContext(node, node.Inputs.Count + implicitInputs.Count, node.Outputs.Count);
-        for (int i = 0; i < node.Inputs.Count; i++)
-            if (node.Inputs[i] is { } v) inference.SetInput(i, v.Type, v.Shape, v.Constant);
-        for (int i = 0; i < implicitInputs.Count; i++)
-        {
-            var v = implicitInputs[i];
-            inference.SetInput(node.Inputs.Count + i, v.Type, v.Shape, v.Constant);
-        }
-        try
-        {
-            op.InferOutputs(inference);
-        }
-        catch (ArgumentException e)
-        {
-            throw new SquashException(ErrorCodes.InvalidModel, $"{node.Describe()}: {e.Message}", node.Name, e);
-        }
-        return inference;
-    }
+    internal static InferenceContext Infer(Node node, Operator op) => StaticInference.Infer(node, op);
 
     private static int[]? Merge(int[]? inferred, int[]? declared)
     {

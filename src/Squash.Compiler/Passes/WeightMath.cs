@@ -58,7 +58,8 @@ internal static class WeightMath
         return result;
     }
 
-    /// <summary>Adds a new constant to the graph and returns it.</summary>
+    /// <summary>Adds a new constant to the graph and returns it. Scans the graph's names on each call: for passes that
+    /// add a few constants per model; pattern passes use <see cref="GraphRewrite.AddConstant"/>.</summary>
     public static Value AddConstant(Graph graph, string name, Tensor tensor)
     {
         var existing = new HashSet<string>(graph.AllValues().Select(v => v.Name), StringComparer.Ordinal);
@@ -83,13 +84,4 @@ internal static class GraphQueries
 
     /// <summary>True for a node of the default domain with the given type.</summary>
     public static bool Is(Node node, string opType) => node.OpType == opType && node.Domain.Length == 0;
-
-    /// <summary>Makes <paramref name="keep"/> produce what <paramref name="replaced"/> produced (its output value and
-    /// name), and removes <paramref name="replaced"/>. Used when a node absorbs its single consumer.</summary>
-    public static void Absorb(Graph graph, Node keep, Node replaced)
-    {
-        var output = replaced.Outputs[0];
-        keep.SetOutput(0, output);
-        graph.Nodes.Remove(replaced);
-    }
 }

@@ -9,7 +9,9 @@ namespace Squash.Runtime.Execution;
 /// code does, step for step; the compiler uses it to calibrate and profile.
 /// </summary>
 /// <remarks>An instance serves one run at a time (the arena is shared by its runs). Create one per thread to run
-/// concurrently.</remarks>
+/// concurrently. A step whose output shape depends on input values (the plan took it from the model's declared
+/// shapes) re-infers its outputs on each run and throws SQ1005 when the declaration does not hold; only such steps
+/// allocate.</remarks>
 public sealed class ExecutionPlan
 {
     private readonly Graph _graph;
@@ -18,11 +20,13 @@ public sealed class ExecutionPlan
     private readonly Tensor[][] _stepOutputs;
     private readonly PlanLayout _layout;
     private readonly Tensor?[] _slotTensors;
+    private readonly bool[] _checked;
 
-    private ExecutionPlan(Graph graph, Operator[] operators, PlanLayout layout, Tensor?[] slotTensors)
+    private ExecutionPlan(Graph graph, Operator[] operators, PlanLayout layout, Tensor?[] slotTensors, bool[] checkedSteps)
     {
         _graph = graph;
         _operators = operators;
+        _checked = checkedSteps;
         _layout = layout;
         _slotTensors = slotTensors;
         _stepInputs = [.. layout.InputSlots.Select(slots => slots.Select(s => s < 0 ? null : slotTensors[s]).ToArray())];
@@ -34,6 +38,9 @@ public sealed class ExecutionPlan
 
     /// <summary>The graph this plan runs.</summary>
     public Graph Graph => _graph;
+
+    /// <summary>Where each value lives, which nodes are views and which run in place.</summary>
+    public PlanLayout Layout => _layout;
 
     /// <summary>Called after each step with the node and its outputs (calibration observes activations here).</summary>
     public Action<Node, ReadOnlySpan<Tensor>>? NodeCompleted { get; set; }
@@ -52,7 +59,7 @@ public sealed class ExecutionPlan
     public static ExecutionPlan Create(Graph graph)
     {
         var operators = graph.Nodes.Select(OperatorRegistry.Create).ToArray();
-        var layout = PlanLayout.Compute(graph, [.. operators.Select(o => o.ImplicitInputs)], inputsInArena: false);
+        var layout = PlanLayout.Compute(graph, operators, inputsInArena: false);
         var arena = Arena.Allocate(layout.ArenaBytes, out int baseOffset);
         // Arbitrary bytes, like a reused arena: an operator that relies on zeroed outputs fails early.
         arena.AsSpan().Fill(0xFF);
@@ -61,9 +68,53 @@ public sealed class ExecutionPlan
         {
             var v = layout.Slots[s];
             if (layout.Offsets[s] >= 0) tensors[s] = new Tensor(v.Type, v.Shape!, arena, baseOffset + (int)layout.Offsets[s]);
-            else if (v.Constant is not null) tensors[s] = v.Constant;
+            else if (layout.Storage[s] == s && v.Constant is not null) tensors[s] = v.Constant;
         }
-        return new ExecutionPlan(graph, operators, layout, tensors);
+        // Views of constants; views of graph inputs outside the arena are made when the inputs are bound.
+        for (int s = 0; s < tensors.Length; s++)
+            if (layout.Offsets[s] < 0 && layout.Storage[s] != s && tensors[layout.Storage[s]] is { } owner)
+                tensors[s] = owner.Reshape(layout.Slots[s].Shape!);
+        var checkedSteps = new bool[operators.Length];
+        for (int i = 0; i < operators.Length; i++) checkedSteps[i] = !IsStatic(operators[i]);
+        return new ExecutionPlan(graph, operators, layout, tensors, checkedSteps);
+    }
+
+    /// <summary>True when the operator's inference, from the planned input shapes and the constants alone, gives
+    /// exactly the planned output types and shapes. Otherwise the plan took them from the model's declarations (a
+    /// shape that depends on input values), and each run checks that the declaration holds.</summary>
+    private static bool IsStatic(Operator op)
+    {
+        var node = op.Node;
+        var inference = StaticInference.Infer(node, op);
+        for (int k = 0; k < node.Outputs.Count; k++)
+        {
+            var planned = node.Outputs[k];
+            if (inference.OutputTypes[k] != planned.Type || inference.OutputShapes[k] is not { } shape || !Shapes.Equal(shape, planned.Shape!))
+                return false;
+        }
+        return true;
+    }
+
+    /// <summary>Infers the outputs of step <paramref name="i"/> from the actual inputs and throws unless they have the
+    /// planned types and shapes (the arena was laid out for those).</summary>
+    private void CheckOutputs(int i)
+    {
+        var op = _operators[i];
+        var node = op.Node;
+        var inputs = _stepInputs[i];
+        var outputs = _stepOutputs[i];
+        var inference = new InferenceContext(node, inputs.Length, outputs.Length);
+        for (int k = 0; k < inputs.Length; k++)
+            if (inputs[k] is { } t) inference.SetInput(k, t.DataType, t.Shape, t);
+        StaticInference.Run(op, inference);
+        for (int k = 0; k < outputs.Length; k++)
+        {
+            var shape = inference.OutputShapes[k];
+            if (inference.OutputTypes[k] != outputs[k].DataType || shape is null || !Shapes.Equal(shape, outputs[k].Shape))
+                throw new SquashException(ErrorCodes.InvalidModel,
+                    $"{node.Describe()}: output '{node.Outputs[k].Name}' is {DataTypes.Name(inference.OutputTypes[k])}{(shape is null ? "[?]" : Shapes.Format(shape))} for these inputs, " +
+                    $"but the model declares {outputs[k]}, which the plan was laid out for. Fix the declared shape (value_info) in the model.", node.Name);
+        }
     }
 
     /// <summary>Runs the plan. Returned tensors are copies the caller owns.</summary>
@@ -85,25 +136,42 @@ public sealed class ExecutionPlan
         for (int i = 0; i < _operators.Length; i++)
         {
             long start = ticks is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
-            _operators[i].Run(context, _stepInputs[i], _stepOutputs[i]);
+            if (_checked[i]) CheckOutputs(i);
+            // A view's output already is its input's memory.
+            if (!_layout.IsView[i]) _operators[i].Run(context, _stepInputs[i], _stepOutputs[i]);
             if (ticks is not null) ticks[i] += System.Diagnostics.Stopwatch.GetTimestamp() - start;
             NodeCompleted?.Invoke(_operators[i].Node, _stepOutputs[i]);
         }
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         for (int k = 0; k < _graph.Outputs.Count; k++)
+        {
+            // An output listed several times is copied once (a model listing one output 100 000 times made 5 GB).
+            if (result.ContainsKey(_graph.Outputs[k].Name)) continue;
             result[_graph.Outputs[k].Name] = (_slotTensors[_layout.GraphOutputSlots[k]]
                 ?? throw new SquashException(ErrorCodes.InvalidModel, $"Graph output '{_graph.Outputs[k].Name}' has no value.")).Clone();
+        }
         return result;
     }
 
+    /// <summary>Makes <paramref name="tensor"/> the value of graph input <paramref name="slot"/> and of the views of
+    /// it, unless it already is.</summary>
     private void Bind(int slot, Tensor tensor)
     {
-        _slotTensors[slot] = tensor;
-        for (int i = 0; i < _stepInputs.Length; i++)
+        if (ReferenceEquals(_slotTensors[slot], tensor)) return;
+        for (int s = 0; s < _slotTensors.Length; s++)
         {
-            var slots = _layout.InputSlots[i];
-            for (int k = 0; k < slots.Length; k++)
-                if (slots[k] == slot) _stepInputs[i][k] = tensor;
+            if (s != slot && _layout.Storage[s] != slot) continue;
+            var value = s == slot ? tensor : tensor.Reshape(_layout.Slots[s].Shape!);
+            _slotTensors[s] = value;
+            for (int i = 0; i < _stepInputs.Length; i++)
+            {
+                var slots = _layout.InputSlots[i];
+                for (int k = 0; k < slots.Length; k++)
+                    if (slots[k] == s) _stepInputs[i][k] = value;
+                slots = _layout.OutputSlots[i];
+                for (int k = 0; k < slots.Length; k++)
+                    if (slots[k] == s) _stepOutputs[i][k] = value;
+            }
         }
     }
 }

@@ -94,7 +94,7 @@ public sealed class GraphExecutor
                 tensors[k] = t;
                 inference.SetInput(k, t.DataType, t.Shape, t);
             }
-            op.InferOutputs(inference);
+            StaticInference.Run(op, inference);
             var outputs = new Tensor[node.Outputs.Count];
             for (int k = 0; k < outputs.Length; k++)
             {

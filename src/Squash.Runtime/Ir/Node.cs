@@ -68,10 +68,19 @@ public sealed class Node
     public Value? Input(int index) => index < _inputs.Count ? _inputs[index] : null;
 
     /// <summary>Subgraphs held in attributes (If branches), in attribute-name order.</summary>
-    public IEnumerable<Graph> Subgraphs =>
-        Attributes.OrderBy(a => a.Key, StringComparer.Ordinal)
-            .Where(a => a.Value.Kind == AttributeKind.Graph)
-            .Select(a => a.Value.GraphValue!);
+    public IEnumerable<Graph> Subgraphs
+    {
+        get
+        {
+            // Passes ask every node; most have no subgraph, so skip the sort and its allocations for them.
+            foreach (var a in Attributes.Values)
+                if (a.Kind == AttributeKind.Graph)
+                    return Attributes.OrderBy(a => a.Key, StringComparer.Ordinal)
+                        .Where(a => a.Value.Kind == AttributeKind.Graph)
+                        .Select(a => a.Value.GraphValue!);
+            return [];
+        }
+    }
 
     /// <summary>A description for messages: <c>Conv node 'conv1'</c>.</summary>
     public string Describe() => $"{(Domain.Length == 0 ? "" : Domain + ".")}{OpType} node '{Name}'";

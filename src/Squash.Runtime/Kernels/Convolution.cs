@@ -3,9 +3,10 @@ namespace Squash.Runtime.Kernels;
 /// <summary>
 /// Convolution of any rank as GEMMs, one per batch image and group: <c>Y_g[M/G, outputSize] = W_g[M/G, C/G * taps] x
 /// im2col(X_g)</c>, with the bias and activation fused into the GEMM's store. The im2col operand is the input itself
-/// for pointwise (1x1) convolutions, is read in place from a padded copy of the image for stride-1 2-D ones
-/// (<see cref="ShiftedConvolution"/>), is packed straight from the image for other 2-D ones (<see cref="Im2ColPanels"/>),
-/// and is expanded into scratch otherwise. Depthwise 2-D convolutions run a direct kernel (<see cref="DepthwiseConv"/>).
+/// for pointwise (1x1) convolutions, is read in place from padded copies of input rows for 2-D ones
+/// (<see cref="ShiftedConvolution"/>), is packed straight from the image for 2-D ones whose padded rows would waste
+/// too much (<see cref="Im2ColPanels"/>), and is expanded into scratch for other ranks. Depthwise 2-D convolutions run a direct kernel (<see cref="DepthwiseConv"/>),
+/// and 3x3 stride-1 ones with enough channels Winograd's F(4x4, 3x3) (<see cref="WinogradConv"/>).
 /// </summary>
 internal static unsafe class Convolution
 {
@@ -19,15 +20,12 @@ internal static unsafe class Convolution
         return packed;
     }
 
-    /// <summary>True when a convolution multiplies by the weights as GEMM operands (so packing them pays off).</summary>
-    public static bool UsesGemm(ConvGeometry g) => !(g.As2D().Rank == 2 && g.IsDepthwise);
-
     /// <summary>
     /// <c>y = activation(conv(x, w) + bias)</c>. <paramref name="w"/> is [M, C/G, kernel...]; <paramref name="packed"/>
-    /// is its <see cref="PackWeights"/> or null; <paramref name="bias"/> is [M] or empty.
+    /// packs it once when it is constant (null: packed per call); <paramref name="bias"/> is [M] or empty.
     /// </summary>
     public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, ReadOnlySpan<float> bias, Span<float> y, GemmActivation activation) =>
+        PackedConvWeights? packed, ReadOnlySpan<float> bias, Span<float> y, GemmActivation activation) =>
         Run(context, g, x, w, packed, y, new GemmEpilogue { RowBias = bias, Activation = activation });
 
     /// <summary>
@@ -36,7 +34,7 @@ internal static unsafe class Convolution
     /// beta 0, and the column members are empty.
     /// </summary>
     public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, Span<float> y, in GemmEpilogue epilogue)
+        PackedConvWeights? packed, Span<float> y, in GemmEpilogue epilogue)
     {
         if (!epilogue.Residual.IsEmpty && epilogue.Residual.Length != y.Length)
             throw new ArgumentException("The residual must be shaped like the output.", nameof(epilogue));
@@ -46,7 +44,7 @@ internal static unsafe class Convolution
             epilogue.Pin(py, new Call(context, g, px, pw, packed, py));
     }
 
-    private readonly struct Call(KernelContext context, ConvGeometry g, float* x, float* w, PackedMatrix[]? packed, float* y) : IEpilogueUser
+    private readonly struct Call(KernelContext context, ConvGeometry g, float* x, float* w, PackedConvWeights? packed, float* y) : IEpilogueUser
     {
         public void Run(in TileEpilogue epilogue)
         {
@@ -56,8 +54,14 @@ internal static unsafe class Convolution
                 DepthwiseConv.Run(context, plane, x, w, y, epilogue);
                 return;
             }
+            if (WinogradConv.Applies(plane))
+            {
+                RunWinograd(plane, epilogue);
+                return;
+            }
             long scratchFloats = !plane.IsPointwise && plane.Rank != 2 ? (long)g.GemmDepth * g.OutputSize : 0;
             byte[] scratch = scratchFloats == 0 ? [] : context.Scratch(checked((int)(scratchFloats * sizeof(float))));
+            var gemmWeights = packed?.Gemm(g);
             fixed (byte* columns = scratch)
             {
                 int mg = g.GroupOutChannels, cg = g.GroupInChannels;
@@ -68,13 +72,40 @@ internal static unsafe class Convolution
                         float* yg = y + ((nint)image * g.OutChannels + group * mg) * g.OutputSize;
                         // The residual sits at the same distance from every output element, so only the rows move.
                         var groupEpilogue = epilogue.OffsetRows(group * mg);
-                        if (packed is not null)
-                            Multiply(context, packed[group].Kernel, plane, packed[group].Source, xg, yg, groupEpilogue, (float*)columns);
+                        if (gemmWeights is not null)
+                            Multiply(context, gemmWeights[group].Kernel, plane, gemmWeights[group].Source, xg, yg, groupEpilogue, (float*)columns);
                         else
                             Multiply(context, GemmKernel.Best, plane, StridedPanels.Left(w + (nint)group * mg * g.GemmDepth, g.GemmDepth, false),
                                 xg, yg, groupEpilogue, (float*)columns);
                     }
             }
+        }
+
+        /// <summary>
+        /// Winograd's output transform adds the bias and activates; what follows the activation (residual, scale,
+        /// shift) is one more pass over Y, cheaper than the GEMM path Winograd beats.
+        /// </summary>
+        private void RunWinograd(ConvGeometry plane, in TileEpilogue epilogue)
+        {
+            var transformed = packed?.Winograd(plane) ?? WinogradConv.TransformWeights(plane, new ReadOnlySpan<float>(w, checked((int)((long)g.OutChannels * g.GemmDepth))));
+            bool tail = epilogue.HasTail;
+            // A residual comes before the activation, so with one the transform stores the raw biased sums.
+            var activation = epilogue.HasResidual ? default : epilogue.Activation;
+            int mg = g.GroupOutChannels;
+            for (int image = 0; image < g.Batch; image++)
+                for (int group = 0; group < g.Groups; group++)
+                    WinogradConv.Run(context, plane, x + ((nint)image * g.InChannels + group * g.GroupInChannels) * g.InputSize,
+                        transformed, group * 36, epilogue.RowBias == null ? null : epilogue.RowBias + group * mg,
+                        y + ((nint)image * g.OutChannels + group * mg) * g.OutputSize, activation);
+            if (!tail) return;
+            var rest = epilogue.HasResidual ? epilogue.Tail : epilogue.Tail.WithoutActivation;
+            int n = g.OutputSize;
+            for (int image = 0; image < g.Batch; image++)
+                for (int channel = 0; channel < g.OutChannels; channel++)
+                {
+                    float* row = y + ((nint)image * g.OutChannels + channel) * n;
+                    rest.ApplyRow(row, row, n, channel, 0);
+                }
         }
     }
 

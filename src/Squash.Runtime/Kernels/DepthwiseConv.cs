@@ -8,7 +8,7 @@ namespace Squash.Runtime.Kernels;
 /// per group the GEMM would have a depth of only KH x KW and would spend its time packing. Each channel is first
 /// copied into a zero-padded plane whose rows are split into stride phases (even and odd columns for stride 2), so
 /// that every tap reads a contiguous run of the plane for a run of output columns; outputs are then vectorized along
-/// the row, four rows by two vectors at a time to keep eight FMA chains in flight.
+/// the row, four rows by two vectors at a time, each loaded input vector feeding every output row that reads it.
 /// </summary>
 internal static unsafe class DepthwiseConv
 {
@@ -72,30 +72,36 @@ internal static unsafe class DepthwiseConv
             int rowStride = _strideW * _phaseLength;
             float* plane = GemmScratch.Get(ref t_plane, _planeRows * rowStride);
             int taps = _kernelH * _kernelW;
-            // Where tap (kh, kw) starts reading, relative to the output row's first plane row: column
-            // ow * SW + kw * DW of a padded row is element ow + kw * DW / SW of phase (kw * DW) % SW.
-            int* tapOffset = stackalloc int[taps];
+            // Column ow * SW + kw * DW of a padded row is element ow + kw * DW / SW of phase (kw * DW) % SW.
+            int* columnOffset = stackalloc int[_kernelW];
+            for (int kw = 0; kw < _kernelW; kw++)
+                columnOffset[kw] = kw * _dilationW % _strideW * _phaseLength + kw * _dilationW / _strideW;
+            // A block of four output rows reads plane rows j = r * SH + kh * DH: kernelRow[j * 4 + r] is that kh, or -1.
+            int blockRows = 3 * _strideH + (_kernelH - 1) * _dilationH + 1;
+            int* kernelRow = stackalloc int[blockRows * 4];
+            for (int j = 0; j < blockRows; j++)
+                for (int r = 0; r < 4; r++)
+                {
+                    int d = j - r * _strideH;
+                    kernelRow[j * 4 + r] = d >= 0 && d % _dilationH == 0 && d / _dilationH < _kernelH ? d / _dilationH : -1;
+                }
             float* tail = stackalloc float[TLanes.Count];
-            for (int kh = 0; kh < _kernelH; kh++)
-                for (int kw = 0; kw < _kernelW; kw++)
-                    tapOffset[kh * _kernelW + kw] = kh * _dilationH * rowStride
-                        + kw * _dilationW % _strideW * _phaseLength + kw * _dilationW / _strideW;
             for (int index = start; index < end; index++)
             {
                 int channel = index % _channels;
                 Pad(_x + (nint)index * _height * _width, plane, rowStride);
                 float bias = _bias == null ? 0 : _bias[channel];
                 float* output = _y + (nint)index * _outHeight * _outWidth;
-                float* weights = _w + (nint)channel * taps;
+                var block = new RowBlock(_w + (nint)channel * taps, columnOffset, kernelRow, rowStride, bias, channel, tail);
                 nint rowStep = (nint)_strideH * rowStride;
                 int oh = 0;
                 for (; oh + 4 <= _outHeight; oh += 4)
-                    Rows<Rows4>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, channel, output + (nint)oh * _outWidth, tail);
+                    Rows<Rows4>(plane + oh * rowStep, output + (nint)oh * _outWidth, block);
                 switch (_outHeight - oh)
                 {
-                    case 3: Rows<Rows3>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, channel, output + (nint)oh * _outWidth, tail); break;
-                    case 2: Rows<Rows2>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, channel, output + (nint)oh * _outWidth, tail); break;
-                    case 1: Rows<Rows1>(plane + oh * rowStep, rowStep, weights, tapOffset, taps, bias, channel, output + (nint)oh * _outWidth, tail); break;
+                    case 3: Rows<Rows3>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
+                    case 2: Rows<Rows2>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
+                    case 1: Rows<Rows1>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
                 }
             }
         }
@@ -109,7 +115,7 @@ internal static unsafe class DepthwiseConv
                 int ih = r - _padTop;
                 if ((uint)ih >= (uint)_height)
                 {
-                    new Span<float>(row, rowStride).Clear();
+                    PanelCopy.Zero(row, rowStride);
                     continue;
                 }
                 float* source = input + (nint)ih * _width;
@@ -120,25 +126,40 @@ internal static unsafe class DepthwiseConv
                     int first = phase - _padLeft;
                     int lo = first >= 0 ? 0 : Math.Min(_phaseLength, (-first + _strideW - 1) / _strideW);
                     int hi = Math.Max(lo, Math.Min(_phaseLength, (_width - first + _strideW - 1) / _strideW));
-                    new Span<float>(dst, lo).Clear();
+                    PanelCopy.Zero(dst, lo);
                     PanelCopy.Strided(dst + lo, source + first + lo * _strideW, hi - lo, _strideW);
-                    new Span<float>(dst + hi, _phaseLength - hi).Clear();
+                    PanelCopy.Zero(dst + hi, _phaseLength - hi);
                 }
             }
         }
 
+        /// <summary>What every row block of one channel shares.</summary>
+        private readonly struct RowBlock(float* weights, int* columnOffset, int* kernelRow, int rowStride, float bias, int channel, float* tail)
+        {
+            public readonly float* Weights = weights;
+            public readonly int* ColumnOffset = columnOffset;
+            public readonly int* KernelRow = kernelRow;
+            public readonly int RowStride = rowStride;
+            public readonly float Bias = bias;
+            /// <summary>The epilogue's row.</summary>
+            public readonly int Channel = channel;
+            public readonly float* Tail = tail;
+        }
+
         /// <summary>
-        /// Output rows [oh, oh + TRows) from plane rows starting at <paramref name="rows"/> (output row r reads plane rows
-        /// from <c>rows + r * rowStep</c>). Several rows at once give independent accumulators even when rows are
-        /// short (a 40-wide row is under three vectors), so the FMA chains over the taps overlap instead of waiting
-        /// on each other's latency.
+        /// Output rows [oh, oh + TRows) from plane rows starting at <paramref name="rows"/> (output row r reads plane
+        /// rows r * SH + kh * DH). Each plane row is loaded once per column offset and feeds every output row of the
+        /// block that reads it (up to KH of them): unaligned loads (kw shifts) cost two load slots, so a load per FMA
+        /// would halve the speed. Four rows by two vectors give eight independent FMA chains even when rows are
+        /// short (a 40-wide row is under three vectors).
         /// </summary>
-        private void Rows<TRows>(float* rows, nint rowStep, float* weights, int* tapOffset, int taps, float bias, int channel, float* output, float* tail)
+        private void Rows<TRows>(float* rows, float* output, in RowBlock b)
             where TRows : struct, IRowCount
         {
             int count = TRows.Value;
-            int lanes = TLanes.Count;
-            var initial = TLanes.Splat(bias);
+            int lanes = TLanes.Count, kernelW = _kernelW;
+            int planeRows = (count - 1) * _strideH + (_kernelH - 1) * _dilationH + 1;
+            var initial = TLanes.Splat(b.Bias);
             int ow = 0;
             for (; ow + 2 * lanes <= _outWidth; ow += 2 * lanes)
             {
@@ -146,44 +167,61 @@ internal static unsafe class DepthwiseConv
                 TVector a10 = initial, a11 = initial;
                 TVector a20 = initial, a21 = initial;
                 TVector a30 = initial, a31 = initial;
-                for (int t = 0; t < taps; t++)
+                for (int j = 0; j < planeRows; j++)
                 {
-                    var wv = TLanes.Splat(weights[t]);
-                    float* s = rows + ow + tapOffset[t];
-                    a00 = TLanes.MultiplyAdd(wv, TLanes.Load(s), a00);
-                    a01 = TLanes.MultiplyAdd(wv, TLanes.Load(s + lanes), a01);
-                    if (count > 1)
+                    float* src = rows + (nint)j * b.RowStride + ow;
+                    int* kh = b.KernelRow + j * 4;
+                    float* w0 = kh[0] >= 0 ? b.Weights + kh[0] * kernelW : null;
+                    float* w1 = count > 1 && kh[1] >= 0 ? b.Weights + kh[1] * kernelW : null;
+                    float* w2 = count > 2 && kh[2] >= 0 ? b.Weights + kh[2] * kernelW : null;
+                    float* w3 = count > 3 && kh[3] >= 0 ? b.Weights + kh[3] * kernelW : null;
+                    for (int kw = 0; kw < kernelW; kw++)
                     {
-                        a10 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 1 * rowStep), a10);
-                        a11 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 1 * rowStep + lanes), a11);
-                    }
-                    if (count > 2)
-                    {
-                        a20 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 2 * rowStep), a20);
-                        a21 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 2 * rowStep + lanes), a21);
-                    }
-                    if (count > 3)
-                    {
-                        a30 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 3 * rowStep), a30);
-                        a31 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 3 * rowStep + lanes), a31);
+                        float* s = src + b.ColumnOffset[kw];
+                        var v0 = TLanes.Load(s);
+                        var v1 = TLanes.Load(s + lanes);
+                        if (w0 != null)
+                        {
+                            var wv = TLanes.Splat(w0[kw]);
+                            a00 = TLanes.MultiplyAdd(wv, v0, a00);
+                            a01 = TLanes.MultiplyAdd(wv, v1, a01);
+                        }
+                        if (w1 != null)
+                        {
+                            var wv = TLanes.Splat(w1[kw]);
+                            a10 = TLanes.MultiplyAdd(wv, v0, a10);
+                            a11 = TLanes.MultiplyAdd(wv, v1, a11);
+                        }
+                        if (w2 != null)
+                        {
+                            var wv = TLanes.Splat(w2[kw]);
+                            a20 = TLanes.MultiplyAdd(wv, v0, a20);
+                            a21 = TLanes.MultiplyAdd(wv, v1, a21);
+                        }
+                        if (w3 != null)
+                        {
+                            var wv = TLanes.Splat(w3[kw]);
+                            a30 = TLanes.MultiplyAdd(wv, v0, a30);
+                            a31 = TLanes.MultiplyAdd(wv, v1, a31);
+                        }
                     }
                 }
-                Store(a00, output + ow, channel);
-                Store(a01, output + ow + lanes, channel);
+                Store(a00, output + ow, b.Channel);
+                Store(a01, output + ow + lanes, b.Channel);
                 if (count > 1)
                 {
-                    Store(a10, output + _outWidth + ow, channel);
-                    Store(a11, output + _outWidth + ow + lanes, channel);
+                    Store(a10, output + _outWidth + ow, b.Channel);
+                    Store(a11, output + _outWidth + ow + lanes, b.Channel);
                 }
                 if (count > 2)
                 {
-                    Store(a20, output + 2 * _outWidth + ow, channel);
-                    Store(a21, output + 2 * _outWidth + ow + lanes, channel);
+                    Store(a20, output + 2 * _outWidth + ow, b.Channel);
+                    Store(a21, output + 2 * _outWidth + ow + lanes, b.Channel);
                 }
                 if (count > 3)
                 {
-                    Store(a30, output + 3 * _outWidth + ow, channel);
-                    Store(a31, output + 3 * _outWidth + ow + lanes, channel);
+                    Store(a30, output + 3 * _outWidth + ow, b.Channel);
+                    Store(a31, output + 3 * _outWidth + ow + lanes, b.Channel);
                 }
             }
             for (; ow < _outWidth; ow += lanes)
@@ -193,29 +231,45 @@ internal static unsafe class DepthwiseConv
                 TVector a10 = initial;
                 TVector a20 = initial;
                 TVector a30 = initial;
-                for (int t = 0; t < taps; t++)
+                for (int j = 0; j < planeRows; j++)
                 {
-                    var wv = TLanes.Splat(weights[t]);
-                    float* s = rows + ow + tapOffset[t];
-                    a00 = TLanes.MultiplyAdd(wv, TLanes.Load(s), a00);
-                    if (count > 1)
+                    float* src = rows + (nint)j * b.RowStride + ow;
+                    int* kh = b.KernelRow + j * 4;
+                    float* w0 = kh[0] >= 0 ? b.Weights + kh[0] * kernelW : null;
+                    float* w1 = count > 1 && kh[1] >= 0 ? b.Weights + kh[1] * kernelW : null;
+                    float* w2 = count > 2 && kh[2] >= 0 ? b.Weights + kh[2] * kernelW : null;
+                    float* w3 = count > 3 && kh[3] >= 0 ? b.Weights + kh[3] * kernelW : null;
+                    for (int kw = 0; kw < kernelW; kw++)
                     {
-                        a10 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 1 * rowStep), a10);
-                    }
-                    if (count > 2)
-                    {
-                        a20 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 2 * rowStep), a20);
-                    }
-                    if (count > 3)
-                    {
-                        a30 = TLanes.MultiplyAdd(wv, TLanes.Load(s + 3 * rowStep), a30);
+                        float* s = src + b.ColumnOffset[kw];
+                        var v0 = TLanes.Load(s);
+                        if (w0 != null)
+                        {
+                            var wv = TLanes.Splat(w0[kw]);
+                            a00 = TLanes.MultiplyAdd(wv, v0, a00);
+                        }
+                        if (w1 != null)
+                        {
+                            var wv = TLanes.Splat(w1[kw]);
+                            a10 = TLanes.MultiplyAdd(wv, v0, a10);
+                        }
+                        if (w2 != null)
+                        {
+                            var wv = TLanes.Splat(w2[kw]);
+                            a20 = TLanes.MultiplyAdd(wv, v0, a20);
+                        }
+                        if (w3 != null)
+                        {
+                            var wv = TLanes.Splat(w3[kw]);
+                            a30 = TLanes.MultiplyAdd(wv, v0, a30);
+                        }
                     }
                 }
                 int valid = Math.Min(lanes, _outWidth - ow);
-                StorePartial(a00, output + ow, valid, tail, channel);
-                if (count > 1) StorePartial(a10, output + _outWidth + ow, valid, tail, channel);
-                if (count > 2) StorePartial(a20, output + 2 * _outWidth + ow, valid, tail, channel);
-                if (count > 3) StorePartial(a30, output + 3 * _outWidth + ow, valid, tail, channel);
+                StorePartial(a00, output + ow, valid, b.Tail, b.Channel);
+                if (count > 1) StorePartial(a10, output + _outWidth + ow, valid, b.Tail, b.Channel);
+                if (count > 2) StorePartial(a20, output + 2 * _outWidth + ow, valid, b.Tail, b.Channel);
+                if (count > 3) StorePartial(a30, output + 3 * _outWidth + ow, valid, b.Tail, b.Channel);
             }
         }
 

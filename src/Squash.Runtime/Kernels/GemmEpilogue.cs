@@ -169,6 +169,9 @@ internal readonly unsafe struct TileEpilogue
     /// <summary>Only the last steps (residual, activation, scales, shifts).</summary>
     public TileEpilogue Tail => new TileEpilogue(1, 0, null, null, Activation).WithTail(this);
 
+    /// <summary>This epilogue without its activation (for a kernel that has activated already).</summary>
+    public TileEpilogue WithoutActivation => new TileEpilogue(Alpha, Beta, RowBias, ColumnBias, default).WithTail(this);
+
     /// <summary>The epilogue for rows starting at <paramref name="rows"/> of this one (a group of a convolution).</summary>
     public TileEpilogue OffsetRows(int rows) => new TileEpilogue(Alpha, Beta, RowBias == null ? null : RowBias + rows, ColumnBias, Activation)
         .WithTail(this) with

@@ -81,7 +81,7 @@ internal readonly unsafe struct Im2ColPanels : IPanelSource
             int ih = oh * _strideH - _padTop + kh * _dilationH;
             if ((uint)ih >= (uint)_height)
             {
-                new Span<float>(dst + col, length).Clear();
+                PanelCopy.Zero(dst + col, length);
             }
             else
             {

@@ -21,6 +21,7 @@ internal static unsafe class ShiftedConvolution
 
     [ThreadStatic] private static float[]? t_band;
     [ThreadStatic] private static float[]? t_grid;
+    [ThreadStatic] private static int[]? t_offsets;
 
     /// <summary>True for 2-D convolutions other than pointwise ones whose grid wastes at most a fifth of the work.</summary>
     public static bool Applies(ConvGeometry g) =>
@@ -47,7 +48,8 @@ internal static unsafe class ShiftedConvolution
         bool sharedRows = strideH == 1;
         var layout = new Layout(bandRows, sharedRows ? bandRows + (kernelH - 1) * dilationH : bandRows, gridWidth,
             sharedRows ? phases : kernelH * phases);
-        var offsets = new int[g.GemmDepth];
+        // Reused per calling thread (workers read it through a pointer while this call waits): no allocation per run.
+        var offsets = t_offsets is { } reused && reused.Length >= g.GemmDepth ? reused : t_offsets = new int[g.GemmDepth];
         int p = 0;
         for (int c = 0; c < g.GroupInChannels; c++)
             for (int kh = 0; kh < kernelH; kh++)
@@ -95,7 +97,7 @@ internal static unsafe class ShiftedConvolution
                 // of the epilogue is applied on the way to Y.
                 bool finishInY = epilogue.HasResidual;
                 Gemm.Run<TA, ShiftedImage, ShiftedRows>(s_singleThread, kernel, m, n, g.GemmDepth, weights,
-                    new ShiftedImage(band, offsets), grid, n, epilogue);
+                    new ShiftedImage(band, offsets), grid, n, finishInY ? epilogue.Head : epilogue);
                 var tail = epilogue.Tail;
                 for (int channel = 0; channel < m; channel++)
                     for (int r = 0; r < rows; r++)
@@ -132,12 +134,12 @@ internal static unsafe class ShiftedConvolution
                             int ih = sharedRows ? row0 + t - padTop : (row0 + t) * strideH - padTop + kh * g.Dilations[0];
                             if ((uint)ih >= (uint)height)
                             {
-                                new Span<float>(dst, gridWidth).Clear();
+                                PanelCopy.Zero(dst, gridWidth);
                                 continue;
                             }
-                            new Span<float>(dst, lo).Clear();
+                            PanelCopy.Zero(dst, lo);
                             PanelCopy.Strided(dst + lo, x + ((long)c * height + ih) * width + first + lo * strideW, hi - lo, strideW);
-                            new Span<float>(dst + hi, gridWidth - hi).Clear();
+                            PanelCopy.Zero(dst + hi, gridWidth - hi);
                         }
                     }
         }

@@ -23,20 +23,22 @@ internal static unsafe class TransposedConvolution
 
     /// <summary>
     /// <c>y = convTranspose(x, w) + bias</c> for the adjoint geometry <paramref name="g"/> (input = Y's spatial shape and
-    /// channels, output = X's). <paramref name="w"/> is [C, M/G, kernel...]; <paramref name="bias"/> is [M] or empty.
+    /// channels, output = X's). <paramref name="w"/> is [C, M/G, kernel...], packed once in <paramref name="weights"/>
+    /// when constant (null: per call); <paramref name="bias"/> is [M] or empty.
     /// </summary>
     public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, ReadOnlySpan<float> bias, Span<float> y) =>
-        Run(context, g, x, w, packed, y, new GemmEpilogue { RowBias = bias });
+        PackedConvWeights? weights, ReadOnlySpan<float> bias, Span<float> y) =>
+        Run(context, g, x, w, weights, y, new GemmEpilogue { RowBias = bias });
 
     /// <summary>
     /// <c>y = epilogue(convTranspose(x, w))</c>, the epilogue's rows being Y's channels (as in
-    /// <see cref="Convolution.Run(KernelContext, ConvGeometry, ReadOnlySpan{float}, ReadOnlySpan{float}, PackedMatrix[], Span{float}, in GemmEpilogue)"/>).
+    /// <see cref="Convolution.Run(KernelContext, ConvGeometry, ReadOnlySpan{float}, ReadOnlySpan{float}, PackedConvWeights, Span{float}, in GemmEpilogue)"/>).
     /// Each output element is complete only after col2im, so the epilogue is one pass over Y at the end.
     /// </summary>
     public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, Span<float> y, in GemmEpilogue epilogue)
+        PackedConvWeights? weights, Span<float> y, in GemmEpilogue epilogue)
     {
+        var packed = weights?.Transposed(g);
         if (!epilogue.Residual.IsEmpty && epilogue.Residual.Length != y.Length)
             throw new ArgumentException("The residual must be shaped like the output.", nameof(epilogue));
         int mg = g.GroupInChannels, cg = g.GroupOutChannels, rows = g.GemmDepth, n = g.OutputSize;

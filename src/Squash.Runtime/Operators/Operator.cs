@@ -31,6 +31,22 @@ public abstract class Operator
     /// branches). The executor appends them, in this order, after the regular inputs.</summary>
     public virtual IReadOnlyList<Value> ImplicitInputs => [];
 
+    /// <summary>The input whose bytes output 0 holds unchanged, when the operator only gives them another shape
+    /// (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout at inference); otherwise -1.</summary>
+    /// <remarks>A memory plan may then make output 0 a view of that input and not call <see cref="Run"/>, so an
+    /// operator may claim this only when output 0 is its only output whose value matters and <see cref="Run"/> has
+    /// nothing to check that shape inference did not check. <see cref="Run"/> must still copy (the interpreter calls
+    /// it).</remarks>
+    public virtual int ViewedInput => -1;
+
+    /// <summary>Whether output 0 may be written over input <paramref name="input"/> when that input has output 0's
+    /// element type and element count and nothing reads it afterwards.</summary>
+    /// <remarks>True only when <see cref="Run"/> reads each element of that input before it writes the output element
+    /// at the same index and never reads that input element again: elementwise operations, including broadcasting
+    /// ones, whose repeated reads come from the other inputs. A memory plan then saves the output's memory and the
+    /// traffic of a second buffer.</remarks>
+    public virtual bool CanRunInPlace(int input) => false;
+
     /// <summary>Sets the element type and shape of every output from what is known of the inputs.</summary>
     /// <remarks>At build time shapes may hold unknown (-1) dimensions and only constant inputs have values;
     /// at run time every input is known. Unknown output dimensions are reported as -1.</remarks>

@@ -65,6 +65,9 @@ public static class OperatorRegistry
         ResizeOperators.Register(b);
         RecurrentOperators.Register(b);
         ControlFlowOperators.Register(b);
+        Int4Operators.Register(b);
+        AttentionOperators.Register(b);
+        QuantizedOperators.Register(b);
         return b.Entries;
     }
 

@@ -4,13 +4,19 @@ using Squash.Build.Tests.Support;
 
 namespace Squash.Build.Tests.EndToEnd;
 
-/// <summary>A console project in the feed's root that references the packed Squash.Build, and what its builds did.</summary>
-internal sealed class ConsumerProject(PackedFeed feed, string name)
+/// <summary>
+/// A console project <c>NAME.csproj</c> in the feed's root (in folder <c>NAME</c>, or <paramref name="folder"/>) that
+/// references the packed Squash.Build, and what its builds did.
+/// </summary>
+internal sealed class ConsumerProject(PackedFeed feed, string name, string? folder = null)
 {
     private int _step;
 
     /// <summary>The project folder.</summary>
-    public string Directory { get; } = System.IO.Directory.CreateDirectory(Path.Combine(feed.Root, name)).FullName;
+    public string Directory { get; } = System.IO.Directory.CreateDirectory(Path.Combine(feed.Root, folder ?? name)).FullName;
+
+    /// <summary>The project file.</summary>
+    public string ProjectFile => Path.Combine(Directory, name + ".csproj");
 
     /// <summary>The folder the generated files go to (Debug build).</summary>
     public string SquashDirectory => Path.Combine(Directory, "obj", "Debug", "net10.0", "squash");
@@ -23,7 +29,7 @@ internal sealed class ConsumerProject(PackedFeed feed, string name)
 
     /// <summary>Writes the project file: a console app with <c>Squash.Build</c> and the given <c>SquashModel</c> items.</summary>
     public void WriteProject(string squashModelItems, string defineConstants = "") =>
-        File.WriteAllText(Path.Combine(Directory, name + ".csproj"), $"""
+        File.WriteAllText(ProjectFile, $"""
             <Project Sdk="Microsoft.NET.Sdk">
               <PropertyGroup>
                 <OutputType>Exe</OutputType>
@@ -51,7 +57,7 @@ internal sealed class ConsumerProject(PackedFeed feed, string name)
     /// <summary>Runs <c>dotnet VERB</c> with some environment variables set (null removes one).</summary>
     public DotNet.Result Dotnet(IReadOnlyDictionary<string, string?> environment, string verb, params string[] args)
     {
-        string log = Path.Combine(feed.Logs, $"{name}-{++_step:D2}-{verb}.binlog");
+        string log = Path.Combine(feed.Logs, $"{(folder ?? name).Replace('/', '-')}-{++_step:D2}-{verb}.binlog");
         var env = new Dictionary<string, string?>(feed.Environment);
         foreach (var (key, value) in environment) env[key] = value;
         return DotNet.Run(Directory, env, [verb, "-nr:false", "-tl:off", "-v:n", "-bl:" + log, .. args]);

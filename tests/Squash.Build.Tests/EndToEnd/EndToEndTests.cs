@@ -9,7 +9,8 @@ namespace Squash.Build.Tests.EndToEnd;
 /// when a test fails.
 /// </summary>
 [Trait("Category", "EndToEnd")]
-public sealed class EndToEndTests(PackedFeed feed) : IClassFixture<PackedFeed>
+[Collection(EndToEndCollection.Name)]
+public sealed class EndToEndTests(PackedFeed feed)
 {
     private const string ModelA = "models/scale_shift.onnx";
     // Same file name in another folder: the outputs must not collide (Grpc.Tools issue 17672).

@@ -107,3 +107,14 @@ public sealed class PackedFeed : IDisposable
         File.WriteAllText(Path.Combine(Root, "nuget.config"), config.ToString());
     }
 }
+
+/// <summary>
+/// The end-to-end test classes share one <see cref="PackedFeed"/> (packing is the slow part) and run one after another:
+/// their builds share the feed's package cache and the machine's cores.
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class EndToEndCollection : ICollectionFixture<PackedFeed>
+{
+    /// <summary>The collection's name.</summary>
+    public const string Name = "EndToEnd";
+}

@@ -160,6 +160,24 @@ public sealed class SquashCompileTests : IDisposable
     }
 
     [Fact]
+    public void AModelSavedWhileItCompilesIsNewerThanItsStamp()
+    {
+        var model = Model("m.onnx");
+        var task = Task(model);
+        // The user saves the model while the compiler runs: the compiler may have read the old content.
+        task.DuringRun = () =>
+        {
+            Thread.Sleep(50);
+            File.WriteAllText(model.ItemSpec, "saved");
+        };
+
+        Assert.True(task.Execute(), _engine.ErrorText);
+
+        Assert.True(File.GetLastWriteTimeUtc(model.GetMetadata("StampFile")) < File.GetLastWriteTimeUtc(model.ItemSpec));
+        Assert.True(File.GetLastWriteTimeUtc(model.GetMetadata("ApiStampFile")) < File.GetLastWriteTimeUtc(model.ItemSpec));
+    }
+
+    [Fact]
     public void ApiOnlyPassesTheFlagAndReplacesTheStaleClass()
     {
         var model = Model("m.onnx");

@@ -38,13 +38,84 @@ public sealed class OnnxLoaderErrorTests : IDisposable
 
     [Theory]
     [InlineData("../outside.bin", "leaves the model's folder")]
+    [InlineData("sub/../../outside.bin", "leaves the model's folder")]
     [InlineData("/etc/passwd", "absolute")]
     [InlineData("missing.bin", "does not exist")]
+    [InlineData("sub", "is a folder")]
+    [InlineData(".", "is a folder")]
+    [InlineData("w.bin\0.txt", "not a valid file name")]
+    [InlineData("", "without a location")]
     public void ExternalDataOutsideTheFolderIsRefused(string location, string expected)
     {
+        Directory.CreateDirectory(Path.Combine(_dir, "sub"));
+        File.WriteAllBytes(Path.Combine(_dir, "w.bin"), new byte[16]);
         var e = Assert.Throws<SquashException>(() => LoadWithExternal(location, offset: 0, length: 16));
         Assert.Equal(ErrorCodes.ExternalData, e.Code);
         Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void ExternalDataThroughALinkedParentFolderThatLeavesTheFolderIsRefused()
+    {
+        string outside = Directory.CreateTempSubdirectory("squash-outside-").FullName;
+        try
+        {
+            File.WriteAllBytes(Path.Combine(outside, "w.bin"), new byte[16]);
+            Directory.CreateSymbolicLink(Path.Combine(_dir, "data"), outside);
+            var e = Assert.Throws<SquashException>(() => LoadWithExternal("data/w.bin", 0, 16));
+            Assert.Equal(ErrorCodes.ExternalData, e.Code);
+            Assert.Contains("link", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(outside, true);
+        }
+    }
+
+    [Fact]
+    public void ExternalDataThroughALinkThatStaysInsideTheFolderLoads()
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "real"));
+        File.WriteAllBytes(Path.Combine(_dir, "real", "w.bin"), new byte[16]);
+        File.CreateSymbolicLink(Path.Combine(_dir, "alias.bin"), Path.Combine("real", "w.bin"));
+        var model = LoadWithExternal("alias.bin", 0, 16);
+        Assert.Equal(4, model.Graph.Initializers[0].Constant!.ElementCount);
+    }
+
+    [Fact]
+    public void ExternalDataThroughALinkLoopIsRefused()
+    {
+        File.CreateSymbolicLink(Path.Combine(_dir, "a.bin"), "b.bin");
+        File.CreateSymbolicLink(Path.Combine(_dir, "b.bin"), "a.bin");
+        var e = Assert.Throws<SquashException>(() => LoadWithExternal("a.bin", 0, 16));
+        Assert.Equal(ErrorCodes.ExternalData, e.Code);
+    }
+
+    [Theory]
+    [InlineData("8", "16", "only 20 bytes")]
+    [InlineData("20", null, "only 20 bytes")]
+    [InlineData("9223372036854775807", "16", "only 20 bytes")] // offset + length overflows a long
+    [InlineData("-4", "16", "negative")]
+    [InlineData("0", "-2", "negative")]
+    [InlineData("abc", "16", "non-numeric")]
+    [InlineData("0", "1e3", "non-numeric")]
+    [InlineData("99999999999999999999", "16", "non-numeric")]
+    [InlineData("0", "12", "declares 12 bytes")]
+    public void ExternalDataOffsetsAndLengthsAreChecked(string? offset, string? length, string expected)
+    {
+        File.WriteAllBytes(Path.Combine(_dir, "w.bin"), new byte[20]);
+        var e = Assert.Throws<SquashException>(() => LoadWithExternal("w.bin", offset, length));
+        Assert.Equal(ErrorCodes.ExternalData, e.Code);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void ExternalDataIsRefusedWhenLoadingFromBytes()
+    {
+        LoadWithExternal("w.bin", "0", "16", write: false);
+        var e = Assert.Throws<SquashException>(() => OnnxLoader.Load(File.ReadAllBytes(Path.Combine(_dir, "model.onnx")), null));
+        Assert.Equal(ErrorCodes.ExternalData, e.Code);
+        Assert.Contains("not allowed", e.Message);
     }
 
     [Fact]
@@ -106,18 +177,23 @@ public sealed class OnnxLoaderErrorTests : IDisposable
         Assert.Contains("ghost", e.Message);
     }
 
-    private Squash.Runtime.Ir.Model LoadWithExternal(string location, long offset, long length)
+    private Squash.Runtime.Ir.Model LoadWithExternal(string location, long offset, long length) =>
+        LoadWithExternal(location, offset.ToString(System.Globalization.CultureInfo.InvariantCulture), length.ToString(System.Globalization.CultureInfo.InvariantCulture))!;
+
+    /// <summary>Writes model.onnx with a float[4] initializer in external data (fields left out where null) and, unless
+    /// <paramref name="write"/> is false only writes it, loads it.</summary>
+    private Squash.Runtime.Ir.Model? LoadWithExternal(string location, string? offset, string? length, bool write = true)
     {
         var tensor = new P.TensorProto { Name = "w", DataType = (int)DataType.Float, Dims = { 4 }, DataLocation = P.TensorProto.Types.DataLocation.External };
         tensor.ExternalData.Add(new P.StringStringEntryProto { Key = "location", Value = location });
-        tensor.ExternalData.Add(new P.StringStringEntryProto { Key = "offset", Value = offset.ToString(System.Globalization.CultureInfo.InvariantCulture) });
-        tensor.ExternalData.Add(new P.StringStringEntryProto { Key = "length", Value = length.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        if (offset is not null) tensor.ExternalData.Add(new P.StringStringEntryProto { Key = "offset", Value = offset });
+        if (length is not null) tensor.ExternalData.Add(new P.StringStringEntryProto { Key = "length", Value = length });
         var graph = new P.GraphProto { Name = "g", Initializer = { tensor } };
         graph.Node.Add(new P.NodeProto { OpType = "Identity", Name = "id", Input = { "w" }, Output = { "y" } });
         graph.Output.Add(new P.ValueInfoProto { Name = "y" });
         string path = Path.Combine(_dir, "model.onnx");
         File.WriteAllBytes(path, Wrap(graph).ToByteArray());
-        return OnnxLoader.Load(path);
+        return write ? OnnxLoader.Load(path) : null;
     }
 
     private static P.ModelProto Wrap(P.GraphProto graph) => new()

@@ -17,6 +17,8 @@ internal static class BasicOperators
 /// <summary><c>Y = X</c>.</summary>
 internal sealed class IdentityOperator(Node node) : Operator(node)
 {
+    public override int ViewedInput => 0;
+
     public override void InferOutputs(InferenceContext context) =>
         context.SetOutput(0, context.InputType(0), context.InputShape(0));
 
@@ -38,6 +40,12 @@ internal sealed class DropoutOperator : Operator
         Attributes.Int("seed", 0);
         Attributes.Int("is_test", 1);
     }
+
+    /// <summary>A view when no mask is asked for and training mode is off or a constant (checked by shape
+    /// inference); a training_mode computed at run time must be checked by <see cref="Run"/>.</summary>
+    public override int ViewedInput =>
+        (Node.Outputs.Count < 2 || Node.Outputs[1].Name.Length == 0)
+        && (Node.Inputs.Count < 3 || Node.Inputs[2] is null || Node.Inputs[2]!.Constant is not null) ? 0 : -1;
 
     public override void InferOutputs(InferenceContext context)
     {

@@ -63,7 +63,16 @@ internal sealed class ConcatOperator : LayoutOperator
             }
             output[axis] = total < 0 ? -1 : Dim(total, "concatenated dimension");
         }
-        context.SetOutput(0, context.InputType(0), output);
+        // Inputs share one type T: a copy sized by the output's element type must not read another type's bytes.
+        var type = context.InputType(0);
+        for (int i = 1; i < count; i++)
+        {
+            var t = context.InputType(i);
+            if (t != DataType.Undefined && type != DataType.Undefined && t != type)
+                throw Invalid($"input {i} is {DataTypes.Name(t)} but input 0 is {DataTypes.Name(type)}; all inputs must have one type.");
+            if (type == DataType.Undefined) type = t;
+        }
+        context.SetOutput(0, type, output);
     }
 
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs)

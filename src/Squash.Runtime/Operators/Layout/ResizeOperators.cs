@@ -162,54 +162,38 @@ internal sealed class Resampler
         return (start, end);
     }
 
-    /// <summary>Resamples <paramref name="input"/> into <paramref name="output"/>, whose shape came from <see cref="Plan"/>.</summary>
-    public void Run(KernelContext context, Tensor input, Tensor output, double[] scales, double[] roiStart, double[] roiEnd,
-        Func<string, SquashException> invalid)
+    /// <summary>What resampling from one shape to another computes before touching data: the nearest maps (and the
+    /// extrapolation value's bits) or the interpolation taps and the order of the axis passes.</summary>
+    internal sealed class Prepared
     {
-        int rank = input.Rank;
-        for (int d = 0; d < rank; d++)
-            if (input.Shape[d] == 0 && output.Shape[d] != 0)
-                throw invalid($"cannot resize an empty axis {d} to length {output.Shape[d]}.");
-        if (output.ElementCount == 0) return;
+        public int[][]? Maps { get; init; }
+        public byte[] Fill { get; init; } = [];
+        public AxisTaps?[]? Taps { get; init; }
+        public int[] Order { get; init; } = [];
+    }
+
+    /// <summary>Prepares resampling a tensor of <paramref name="type"/> and shape <paramref name="input"/> to
+    /// <paramref name="output"/> (from <see cref="Plan"/>).</summary>
+    public Prepared Prepare(DataType type, int[] input, int[] output, double[] scales, double[] roiStart, double[] roiEnd)
+    {
+        int rank = input.Length;
         if (Mode == ResizeMode.Nearest)
         {
             var maps = new int[rank][];
             for (int d = 0; d < rank; d++)
-                maps[d] = NearestMap(input.Shape[d], output.Shape[d], scales[d], roiStart[d], roiEnd[d]);
-            RunNearest(context, input, output, maps);
-            return;
+                maps[d] = NearestMap(input[d], output[d], scales[d], roiStart[d], roiEnd[d]);
+            // Copies are typed by element size; the extrapolation constant is converted to the data type's bits.
+            var fill = new Tensor(type, 1);
+            if (fill.DataType == DataType.Bool) fill.Bytes[0] = Extrapolation != 0 ? (byte)1 : (byte)0;
+            else if (Extrapolation != 0) WorkingConversion.FromFloat([Extrapolation], fill);
+            return new Prepared { Maps = maps, Fill = fill.Bytes.ToArray() };
         }
         var taps = new AxisTaps?[rank];
         for (int d = 0; d < rank; d++)
         {
-            var t = Taps(input.Shape[d], output.Shape[d], scales[d], roiStart[d], roiEnd[d]);
+            var t = Taps(input[d], output[d], scales[d], roiStart[d], roiEnd[d]);
             taps[d] = t.IsIdentity ? null : t;
         }
-        if (input.DataType == DataType.Double)
-            Interpolate<double>(context, input, output, taps);
-        else
-            Interpolate<float>(context, input, output, taps);
-    }
-
-    private void RunNearest(KernelContext context, Tensor input, Tensor output, int[][] maps)
-    {
-        // Copies are typed by element size; the extrapolation constant is converted to the data type's bits.
-        var fill = new Tensor(input.DataType, 1);
-        if (fill.DataType == DataType.Bool) fill.Bytes[0] = Extrapolation != 0 ? (byte)1 : (byte)0;
-        else if (Extrapolation != 0) WorkingConversion.FromFloat([Extrapolation], fill);
-        var bits = fill.Bytes;
-        switch (bits.Length)
-        {
-            case 1: Resample.Nearest(context, input, output, maps, bits[0]); break;
-            case 2: Resample.Nearest(context, input, output, maps, BitConverter.ToUInt16(bits)); break;
-            case 4: Resample.Nearest(context, input, output, maps, BitConverter.ToUInt32(bits)); break;
-            default: Resample.Nearest(context, input, output, maps, BitConverter.ToUInt64(bits)); break;
-        }
-    }
-
-    private void Interpolate<T>(KernelContext context, Tensor input, Tensor output, AxisTaps?[] taps)
-        where T : unmanaged, IFloatingPointIeee754<T>
-    {
         var order = new List<int>();
         for (int d = 0; d < taps.Length; d++)
             if (taps[d] is not null) order.Add(d);
@@ -221,6 +205,44 @@ internal sealed class Resampler
             int byRatio = ra.CompareTo(rb);
             return byRatio != 0 ? byRatio : ra > 1 ? b.CompareTo(a) : a.CompareTo(b);
         });
+        return new Prepared { Taps = taps, Order = [.. order] };
+    }
+
+    /// <summary>Resamples <paramref name="input"/> into <paramref name="output"/>, whose shape came from <see cref="Plan"/>.</summary>
+    public void Run(KernelContext context, Tensor input, Tensor output, double[] scales, double[] roiStart, double[] roiEnd,
+        Func<string, SquashException> invalid) =>
+        Run(context, Prepare(input.DataType, input.Shape, output.Shape, scales, roiStart, roiEnd), input, output, invalid);
+
+    /// <summary>Resamples <paramref name="input"/> into <paramref name="output"/> as <paramref name="prepared"/> (made for
+    /// their shapes) says. Allocates nothing but pooled buffers.</summary>
+    public void Run(KernelContext context, Prepared prepared, Tensor input, Tensor output, Func<string, SquashException> invalid)
+    {
+        int rank = input.Rank;
+        for (int d = 0; d < rank; d++)
+            if (input.Shape[d] == 0 && output.Shape[d] != 0)
+                throw invalid($"cannot resize an empty axis {d} to length {output.Shape[d]}.");
+        if (output.ElementCount == 0) return;
+        if (prepared.Maps is { } maps)
+        {
+            var bits = prepared.Fill;
+            switch (bits.Length)
+            {
+                case 1: Resample.Nearest(context, input, output, maps, bits[0]); break;
+                case 2: Resample.Nearest(context, input, output, maps, BitConverter.ToUInt16(bits)); break;
+                case 4: Resample.Nearest(context, input, output, maps, BitConverter.ToUInt32(bits)); break;
+                default: Resample.Nearest(context, input, output, maps, BitConverter.ToUInt64(bits)); break;
+            }
+            return;
+        }
+        if (input.DataType == DataType.Double)
+            Interpolate<double>(context, input, output, prepared.Taps!, prepared.Order);
+        else
+            Interpolate<float>(context, input, output, prepared.Taps!, prepared.Order);
+    }
+
+    private void Interpolate<T>(KernelContext context, Tensor input, Tensor output, AxisTaps?[] taps, int[] order)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
         bool native = input.DataType == DataTypes.Of<T>();
         var pool = ArrayPool<T>.Shared;
         T[]? converted = null, current = null, next = null;
@@ -237,21 +259,22 @@ internal sealed class Resampler
                 WorkingConversion.ToWorking(input, converted.AsSpan(0, input.ElementCount));
                 source = new ResampleBuffer<T>(converted, input.ElementCount);
             }
-            if (order.Count == 0)
+            if (order.Length == 0)
             {
                 if (native) input.Bytes.CopyTo(output.Bytes);
                 else WorkingConversion.FromWorking<T>(converted.AsSpan(0, input.ElementCount), output);
                 return;
             }
-            var shape = (int[])input.Shape.Clone();
+            Span<int> shape = stackalloc int[input.Rank];
+            input.Shape.CopyTo(shape);
             T extrapolation = T.CreateChecked(Extrapolation);
-            for (int p = 0; p < order.Count; p++)
+            for (int p = 0; p < order.Length; p++)
             {
                 int d = order[p];
                 int outer = Shapes.Product(shape, 0, d), inner = Shapes.Product(shape, d + 1, shape.Length);
                 shape[d] = taps[d]!.OutLength;
-                int count = (int)Shapes.ElementCount(shape);
-                bool last = p == order.Count - 1;
+                int count = Shapes.Product(shape, 0, shape.Length);
+                bool last = p == order.Length - 1;
                 ResampleBuffer<T> target;
                 if (last && output.DataType == DataTypes.Of<T>())
                 {
@@ -542,15 +565,53 @@ internal sealed class ResizeOperator : Operator
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs)
     {
         var input = Required(inputs, 0);
-        var scales = Optional(inputs, ScalesInput) is { ElementCount: > 0 } s ? ToDoubles(s) : null;
-        var sizes = !_v10 && Optional(inputs, SizesInput) is { ElementCount: > 0 } z ? z.ToInt64Array() : null;
-        if (scales is not null && sizes is not null) throw Invalid("give scales or sizes, not both.");
-        if (scales is null && sizes is null) throw Invalid("needs scales or sizes.");
-        var (shape, factors) = _resampler.Plan(input.Shape, scales, sizes, Invalid);
-        if (!Shapes.Equal(shape, outputs[0].Shape))
-            throw Invalid($"output shape {Shapes.Format(outputs[0].Shape)} does not match the resize to {Shapes.Format(shape)}.");
-        var (start, end) = _resampler.Roi(input.Rank, _v10 ? null : Optional(inputs, 1), Invalid);
-        _resampler.Run(context, input, outputs[0], factors, start, end, Invalid);
+        var scalesInput = Optional(inputs, ScalesInput) is { ElementCount: > 0 } s ? s : null;
+        var sizesInput = !_v10 && Optional(inputs, SizesInput) is { ElementCount: > 0 } z ? z : null;
+        var roiInput = _v10 ? null : Optional(inputs, 1);
+        var cached = Volatile.Read(ref _cached);
+        if (cached is null || !cached.Matches(input.Shape, scalesInput, sizesInput, roiInput))
+        {
+            var scales = scalesInput is null ? null : ToDoubles(scalesInput);
+            var sizes = sizesInput?.ToInt64Array();
+            if (scales is not null && sizes is not null) throw Invalid("give scales or sizes, not both.");
+            if (scales is null && sizes is null) throw Invalid("needs scales or sizes.");
+            var (shape, factors) = _resampler.Plan(input.Shape, scales, sizes, Invalid);
+            var (start, end) = _resampler.Roi(input.Rank, roiInput, Invalid);
+            cached = new Cached((int[])input.Shape.Clone(), scales, sizes, roiInput is null ? null : ToDoubles(roiInput), shape,
+                _resampler.Prepare(input.DataType, input.Shape, shape, factors, start, end));
+            Volatile.Write(ref _cached, cached);
+        }
+        if (!Shapes.Equal(cached.Output, outputs[0].Shape))
+            throw Invalid($"output shape {Shapes.Format(outputs[0].Shape)} does not match the resize to {Shapes.Format(cached.Output)}.");
+        _resampler.Run(context, cached.Prepared, input, outputs[0], _invalid ??= Invalid);
+    }
+
+    private Cached? _cached;
+    private Func<string, SquashException>? _invalid; // a method group converted per call would allocate a delegate
+
+    /// <summary>The resampling prepared for the last input shape and scales, sizes and roi values, so that a model
+    /// that resizes by constants allocates nothing per run.</summary>
+    private sealed record Cached(int[] Input, double[]? Scales, long[]? Sizes, double[]? Roi, int[] Output, Resampler.Prepared Prepared)
+    {
+        public bool Matches(int[] input, Tensor? scales, Tensor? sizes, Tensor? roi)
+        {
+            if (!Shapes.Equal(Input, input) || (Sizes is null) != (sizes is null)) return false;
+            if (!SameValues(Scales, scales) || !SameValues(Roi, roi)) return false;
+            if (Sizes is null) return true;
+            if (Sizes.Length != sizes!.ElementCount) return false;
+            for (int i = 0; i < Sizes.Length; i++)
+                if (Sizes[i] != sizes.GetAsInt64(i)) return false;
+            return true;
+        }
+
+        private static bool SameValues(double[]? values, Tensor? tensor)
+        {
+            if (values is null || tensor is null) return values is null && tensor is null;
+            if (values.Length != tensor.ElementCount) return false;
+            for (int i = 0; i < values.Length; i++)
+                if (!values[i].Equals(tensor.GetAsDouble(i))) return false;
+            return true;
+        }
     }
 }
 

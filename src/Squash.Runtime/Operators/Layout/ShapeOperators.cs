@@ -216,6 +216,8 @@ internal sealed class ReshapeOperator : LayoutOperator
         return output;
     }
 
+    public override int ViewedInput => 0;
+
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs) => CopyData(inputs, outputs);
 }
 
@@ -249,6 +251,8 @@ internal sealed class FlattenOperator : LayoutOperator
         }
         return (int)p;
     }
+
+    public override int ViewedInput => 0;
 
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs) => CopyData(inputs, outputs);
 }
@@ -301,6 +305,8 @@ internal sealed class SqueezeOperator : LayoutOperator
         return [.. output];
     }
 
+    public override int ViewedInput => 0;
+
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs) => CopyData(inputs, outputs);
 }
 
@@ -334,6 +340,8 @@ internal sealed class UnsqueezeOperator : LayoutOperator
         }
         context.SetOutput(0, context.InputType(0), output);
     }
+
+    public override int ViewedInput => 0;
 
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs) => CopyData(inputs, outputs);
 }

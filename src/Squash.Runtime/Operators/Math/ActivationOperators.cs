@@ -64,6 +64,9 @@ internal sealed class ClipOperator : Operator
             throw Invalid("the attributes 'min' and 'max' were replaced by inputs in opset 11.");
     }
 
+    /// <summary>Clip maps each element on its own (the bounds are separate scalars).</summary>
+    public override bool CanRunInPlace(int input) => input == 0;
+
     public override void InferOutputs(InferenceContext context)
     {
         var type = context.InputType(0);

@@ -252,6 +252,10 @@ internal class BinaryOperator : Operator
     /// <summary>The operation this node runs.</summary>
     protected BinarySpec Spec { get; init; }
 
+    /// <summary>Every row kernel reads both operands' elements before writing the same output element
+    /// (<see cref="IBinaryRowKernel{TLeft, TRight, TResult}"/>).</summary>
+    public override bool CanRunInPlace(int input) => input is 0 or 1;
+
     public override void InferOutputs(InferenceContext context)
     {
         DataType a = context.InputType(0), b = context.InputType(1);
@@ -351,6 +355,10 @@ internal static class VariadicSpecs
 /// </summary>
 internal sealed class VariadicOperator(Node node, VariadicSpec spec) : Operator(node)
 {
+    /// <summary>The first fold reads inputs 0 and 1 element by element; later inputs are read after the output was
+    /// first written, so they may not share its memory.</summary>
+    public override bool CanRunInPlace(int input) => input is 0 or 1;
+
     public override void InferOutputs(InferenceContext context)
     {
         if (context.InputCount == 0) throw Invalid("needs at least one input.");
@@ -421,6 +429,9 @@ internal sealed class VariadicOperator(Node node, VariadicSpec spec) : Operator(
 /// size, so every type is supported.</summary>
 internal sealed class WhereOperator(Node node) : Operator(node)
 {
+    /// <summary>Each output element is chosen after reading X's and Y's elements at its index.</summary>
+    public override bool CanRunInPlace(int input) => input is 1 or 2;
+
     public override void InferOutputs(InferenceContext context)
     {
         if (context.InputType(0) != DataType.Bool) throw Invalid($"the condition must be bool, not {DataTypes.Name(context.InputType(0))}.");

@@ -110,6 +110,9 @@ internal sealed class UnaryOperator : Operator
         }
     }
 
+    /// <summary>The kernels map spans that are either disjoint or the same memory (<see cref="SpanMap{TIn, TOut}"/>).</summary>
+    public override bool CanRunInPlace(int input) => input == 0;
+
     public override void InferOutputs(InferenceContext context)
     {
         var type = context.InputType(0);

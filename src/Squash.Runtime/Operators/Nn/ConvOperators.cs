@@ -25,7 +25,7 @@ internal abstract class ConvolutionOperatorBase : Operator
     private sealed record CachedGeometry(int[] X, int[] W, ConvGeometry Geometry);
 
     private CachedGeometry? _cached;
-    private PackedMatrix[]? _packed;
+    private PackedConvWeights? _packed;
 
     protected ConvolutionOperatorBase(Node node, bool fused) : base(node)
     {
@@ -94,7 +94,7 @@ internal abstract class ConvolutionOperatorBase : Operator
         {
             var epilogue = new GemmEpilogue { RowBias = b is null ? [] : b.AsSpan<float>() };
             if (Fused is not null) epilogue = Fused.Complete(epilogue, inputs, y, biasLength, channelsAreRows: true);
-            Compute(context, g, x.AsSpan<float>(), w.AsSpan<float>(), PackedWeights(g, w), y.AsSpan<float>(), epilogue);
+            Compute(context, g, x.AsSpan<float>(), w.AsSpan<float>(), PackedWeights(w), y.AsSpan<float>(), epilogue);
             return;
         }
         var result = new float[y.ElementCount];
@@ -127,15 +127,9 @@ internal abstract class ConvolutionOperatorBase : Operator
     /// <summary>Length of the bias: the output channels.</summary>
     protected abstract int BiasLength(ConvGeometry g);
 
-    /// <summary>True when the kernel multiplies by packed weights for this geometry.</summary>
-    protected abstract bool UsesPackedWeights(ConvGeometry g);
-
-    /// <summary>Packs the weights for the kernel.</summary>
-    protected abstract PackedMatrix[] PackWeights(ConvGeometry g, ReadOnlySpan<float> w);
-
     /// <summary>Runs the kernel in float; the epilogue's rows are output channels (its row bias is the bias).</summary>
     protected abstract void Compute(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, Span<float> y, in GemmEpilogue epilogue);
+        PackedConvWeights? packed, Span<float> y, in GemmEpilogue epilogue);
 
     /// <summary>The spatial attribute <paramref name="values"/> for <paramref name="rank"/> axes, or <paramref name="fallback"/>.</summary>
     protected int[] PerAxis(long[]? values, int rank, int fallback, string name)
@@ -168,18 +162,11 @@ internal abstract class ConvolutionOperatorBase : Operator
         return (Pads[..rank].Select(v => checked((int)v)).ToArray(), Pads[rank..].Select(v => checked((int)v)).ToArray());
     }
 
-    private PackedMatrix[]? PackedWeights(ConvGeometry g, Tensor w)
+    /// <summary>The packing cache for constant fp32 weights; null when W is computed at run time.</summary>
+    private PackedConvWeights? PackedWeights(Tensor w)
     {
-        if (Node.Input(1)?.Constant is not { DataType: DataType.Float } constant || !ReferenceEquals(constant, w) || !UsesPackedWeights(g))
-            return null;
-        // Packed on first use; a race packs twice and keeps one, which is harmless.
-        var packed = Volatile.Read(ref _packed);
-        if (packed is null)
-        {
-            Interlocked.CompareExchange(ref _packed, PackWeights(g, w.AsSpan<float>()), null);
-            packed = _packed;
-        }
-        return packed;
+        if (Node.Input(1)?.Constant is not { DataType: DataType.Float } constant || !ReferenceEquals(constant, w)) return null;
+        return Volatile.Read(ref _packed) ?? Interlocked.CompareExchange(ref _packed, new PackedConvWeights(w), null) ?? _packed;
     }
 
     private void CheckType(DataType type)
@@ -262,12 +249,8 @@ internal sealed class ConvOperator(Node node, bool fused = false) : ConvolutionO
 
     protected override int BiasLength(ConvGeometry g) => g.OutChannels;
 
-    protected override bool UsesPackedWeights(ConvGeometry g) => Convolution.UsesGemm(g);
-
-    protected override PackedMatrix[] PackWeights(ConvGeometry g, ReadOnlySpan<float> w) => Convolution.PackWeights(g, w);
-
     protected override void Compute(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, Span<float> y, in GemmEpilogue epilogue) =>
+        PackedConvWeights? packed, Span<float> y, in GemmEpilogue epilogue) =>
         Convolution.Run(context, g, x, w, packed, y, epilogue);
 }
 
@@ -348,11 +331,7 @@ internal sealed class ConvTransposeOperator : ConvolutionOperatorBase
 
     protected override int BiasLength(ConvGeometry g) => g.InChannels;
 
-    protected override bool UsesPackedWeights(ConvGeometry g) => true;
-
-    protected override PackedMatrix[] PackWeights(ConvGeometry g, ReadOnlySpan<float> w) => TransposedConvolution.PackWeights(g, w);
-
     protected override void Compute(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedMatrix[]? packed, Span<float> y, in GemmEpilogue epilogue) =>
+        PackedConvWeights? packed, Span<float> y, in GemmEpilogue epilogue) =>
         TransposedConvolution.Run(context, g, x, w, packed, y, epilogue);
 }

@@ -156,6 +156,13 @@ internal sealed class FusedElementwiseOperator : Operator
         }
     }
 
+    /// <summary>
+    /// Input 0, and any operand of the output's shape: blocks are disjoint, and within a block each operand element is
+    /// read before the last step writes the output element at the same place.
+    /// </summary>
+    public override bool CanRunInPlace(int input) =>
+        input == 0 || Volatile.Read(ref _plan) is { } plan && input < plan.Layouts.Length && plan.Layouts[input] == ChainLayout.Full;
+
     public override void InferOutputs(InferenceContext context)
     {
         for (int i = 0; i < context.InputCount; i++)

@@ -40,8 +40,13 @@ internal static class MatMulOperators
 /// </summary>
 internal sealed class MatMulOperator : Operator
 {
+    private static readonly long[] s_firstMatrix = [0];
     private readonly FusedOutput? _fused;
     private PackedMatrix? _packedB;
+    private Layout? _layout;
+
+    /// <summary>What Run derives from the operand shapes, kept for the last pair of shapes so that a run allocates nothing.</summary>
+    private sealed record Layout(int[] A, int[] B, bool BIsMatrix, bool ABatchIsOutput, long[] AOffsets, long[] BOffsets);
 
     public MatMulOperator(Node node, bool fused = false) : base(node)
     {
@@ -94,12 +99,18 @@ internal sealed class MatMulOperator : Operator
         var a = Required(inputs, 0);
         var b = Required(inputs, 1);
         var y = outputs[0];
-        var shape = OutputShape(a.Shape, b.Shape);
         int m = a.Rank == 1 ? 1 : a.Shape[^2], k = a.Shape[^1], n = b.Rank == 1 ? 1 : b.Shape[^1];
-        int[] aBatch = a.Rank > 2 ? a.Shape[..^2] : [], bBatch = b.Rank > 2 ? b.Shape[..^2] : [];
-        int[] outBatch = shape[..Math.Max(0, shape.Length - (a.Rank > 1 ? 1 : 0) - (b.Rank > 1 ? 1 : 0))];
-        var aOffsets = BatchedGemm.Offsets(outBatch, aBatch, (long)m * k);
-        var bOffsets = BatchedGemm.Offsets(outBatch, bBatch, (long)k * n);
+        var layout = Volatile.Read(ref _layout);
+        if (layout is null || !Shapes.Equal(layout.A, a.Shape) || !Shapes.Equal(layout.B, b.Shape))
+        {
+            var shape = OutputShape(a.Shape, b.Shape);
+            int[] aBatch = a.Rank > 2 ? a.Shape[..^2] : [], bBatch = b.Rank > 2 ? b.Shape[..^2] : [];
+            int[] outBatch = shape[..Math.Max(0, shape.Length - (a.Rank > 1 ? 1 : 0) - (b.Rank > 1 ? 1 : 0))];
+            layout = new Layout((int[])a.Shape.Clone(), (int[])b.Shape.Clone(), Array.TrueForAll(bBatch, d => d == 1),
+                Shapes.Equal(aBatch, outBatch), BatchedGemm.Offsets(outBatch, aBatch, (long)m * k), BatchedGemm.Offsets(outBatch, bBatch, (long)k * n));
+            Volatile.Write(ref _layout, layout);
+        }
+        var (aOffsets, bOffsets) = (layout.AOffsets, layout.BOffsets);
         switch (a.DataType)
         {
             case DataType.Float:
@@ -110,12 +121,12 @@ internal sealed class MatMulOperator : Operator
                     if (bias is not null && bias.ElementCount != n) throw Invalid($"the bias has {bias.ElementCount} values for {n} columns.");
                     epilogue = _fused.Complete(new GemmEpilogue { ColumnBias = bias is null ? [] : bias.AsSpan<float>() }, inputs, y, n, channelsAreRows: false);
                 }
-                Multiply(context, m, n, k, a.AsSpan<float>(), aOffsets, aBatch, outBatch, b, bOffsets, y.AsSpan<float>(), epilogue);
+                Multiply(context, m, n, k, a.AsSpan<float>(), layout, b, y.AsSpan<float>(), epilogue);
                 break;
             case DataType.Float16 or DataType.BFloat16:
                 var result = new float[y.ElementCount];
                 var bFloat = Tensor.From<float>(HalfPrecision.ToSingle(b), b.Shape);
-                Multiply(context, m, n, k, HalfPrecision.ToSingle(a), aOffsets, aBatch, outBatch, bFloat, bOffsets, result, new GemmEpilogue());
+                Multiply(context, m, n, k, HalfPrecision.ToSingle(a), layout, bFloat, result, new GemmEpilogue());
                 HalfPrecision.FromSingle(result, y);
                 break;
             case DataType.Double: Generic<double>(m, n, k, a, aOffsets, b, bOffsets, y); break;
@@ -127,10 +138,11 @@ internal sealed class MatMulOperator : Operator
         }
     }
 
-    private void Multiply(KernelContext context, int m, int n, int k, ReadOnlySpan<float> a, long[] aOffsets, int[] aBatch,
-        int[] outBatch, Tensor bTensor, long[] bOffsets, Span<float> y, in GemmEpilogue epilogue)
+    private void Multiply(KernelContext context, int m, int n, int k, ReadOnlySpan<float> a, Layout layout, Tensor bTensor, Span<float> y,
+        in GemmEpilogue epilogue)
     {
         var b = bTensor.AsSpan<float>();
+        var (aOffsets, bOffsets, bIsMatrix) = (layout.AOffsets, layout.BOffsets, layout.BIsMatrix);
         if (n == 1)
         {
             // A matrix-vector product: as y^T = b^T x A^T the long dimension M becomes the tile's columns instead of
@@ -138,15 +150,14 @@ internal sealed class MatMulOperator : Operator
             BatchedGemm.Multiply(context, 1, m, k, b, bOffsets, k, false, a, aOffsets, k, true, null, y, epilogue.Transposed());
             return;
         }
-        bool bIsMatrix = Array.TrueForAll(bTensor.Shape[..^2], d => d == 1);
         PackedMatrix? packed = null;
         if (bIsMatrix && ReferenceEquals(Node.Input(1)?.Constant, bTensor))
             packed = Volatile.Read(ref _packedB) ?? MatMulOperators.Publish(ref _packedB, PackedMatrix.PackRight(b, n, false, k, n));
-        if (bIsMatrix && Shapes.Equal(aBatch, outBatch))
+        if (bIsMatrix && layout.ABatchIsOutput)
         {
             // One weight for every batch and A not broadcast: the batches are consecutive rows of one product.
             int rows = aOffsets.Length * m;
-            BatchedGemm.Multiply(context, rows, n, k, a, [0], k, false, b, [0], n, false, packed, y, epilogue);
+            BatchedGemm.Multiply(context, rows, n, k, a, s_firstMatrix, k, false, b, s_firstMatrix, n, false, packed, y, epilogue);
             return;
         }
         BatchedGemm.Multiply(context, m, n, k, a, aOffsets, k, false, b, bOffsets, n, false, packed, y, epilogue);

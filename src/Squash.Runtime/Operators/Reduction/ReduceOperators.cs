@@ -367,6 +367,7 @@ internal sealed class TopKOperator : Operator
         Attributes.Int("sorted", 1);
         if (_kAttribute is null && node.Input(1) is null) throw Invalid("k is missing (attribute before opset 10, input after).");
         if (_kAttribute < 0) throw Invalid($"k = {_kAttribute} is negative.");
+        if (node.Outputs.Count != 2) throw Invalid($"has {node.Outputs.Count} outputs; TopK has two (values and indices).");
     }
 
     public override void InferOutputs(InferenceContext context)

@@ -1,0 +1,156 @@
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+using Microsoft.ML.OnnxRuntime;
+using Squash.Compiler;
+using Squash.Compiler.Onnx;
+using Squash.Runtime;
+using Squash.Runtime.Execution;
+using Squash.Runtime.Gpu;
+using Squash.Tools.Llama2c;
+using Tensor = Squash.Runtime.Tensor;
+
+namespace Squash.Benchmarks;
+
+/// <summary>
+/// Squash on a CUDA GPU (<see cref="GpuModel"/>: inputs uploaded, every node on one stream, outputs downloaded, all
+/// inside the measured call) against Squash's CPU runtime and ONNX Runtime's CPU provider (all graph optimizations),
+/// every core, same inputs: PP-OCR det (1x3x640x640), rec (1x3x48x320), cls (1x3x48x192), fp32, and the llama2.c
+/// stories260K decoder (fp32; one decode step of one token after 32 cached positions). Without a CUDA device the
+/// class is left out of the run with a message (Program.cs).
+/// </summary>
+[Config(typeof(Config))]
+public class GpuBenchmarks
+{
+    private sealed class Config : ManualConfig
+    {
+        public Config()
+        {
+            // In process, like PpOcrBenchmarks (no per-benchmark project build).
+            AddJob(Job.Default.WithWarmupCount(5).WithIterationCount(15).WithLaunchCount(1)
+                .WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance));
+            AddColumn(BenchmarkDotNet.Columns.StatisticColumn.Median, BenchmarkDotNet.Columns.StatisticColumn.Min, BenchmarkDotNet.Columns.StatisticColumn.Max);
+            WithOption(ConfigOptions.JoinSummary, true);
+        }
+    }
+
+    private const int PastLength = 32;
+
+    [Params("det", "rec", "cls", "decoder")]
+    public string Model { get; set; } = "cls";
+
+    private GpuModel _gpu = null!;
+    private ExecutionPlan _plan = null!;
+    private KernelContext _context = null!;
+    private Dictionary<string, Tensor> _inputs = null!;
+    private InferenceSession _ort = null!;
+    private string[] _ortInputNames = null!, _ortOutputNames = null!;
+    private OrtValue[] _ortInputs = null!;
+
+    /// <summary>True when ILGPU finds a CUDA device; otherwise <paramref name="reason"/> says why.</summary>
+    public static bool CudaPresent(out string reason)
+    {
+        try
+        {
+            using var context = Context.Create(b => b.Cuda());
+            if (context.GetCudaDevices().Count > 0)
+            {
+                reason = "";
+                return true;
+            }
+            reason = "no CUDA device was found (the NVIDIA driver provides libcuda; the CUDA toolkit is not needed)";
+        }
+        catch (Exception e)
+        {
+            reason = $"CUDA could not be initialised: {e.Message}";
+        }
+        return false;
+    }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var (onnx, graph, inputs) = Model == "decoder" ? Decoder() : PpOcr();
+        _inputs = inputs;
+        _gpu = GpuModel.Create(graph, GpuDevice.Gpu);
+        foreach (var (node, reason) in _gpu.HostNodes) Console.WriteLine($"// {Model}: {node.Describe()} on the host: {reason}");
+        _plan = ExecutionPlan.Create(graph);
+        _context = new KernelContext(Environment.ProcessorCount);
+        var options = new SessionOptions
+        {
+            IntraOpNumThreads = Environment.ProcessorCount,
+            InterOpNumThreads = 1,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+        };
+        _ort = new InferenceSession(onnx, options);
+        _ortInputNames = [.. inputs.Keys];
+        _ortInputs = [.. inputs.Values.Select(ToOrt)];
+        _ortOutputNames = [.. _ort.OutputNames];
+    }
+
+    private (byte[] Onnx, Runtime.Ir.Graph Graph, Dictionary<string, Tensor> Inputs) PpOcr()
+    {
+        var (file, shape) = Model switch
+        {
+            "det" => ("ch_PP-OCRv4_det_infer.onnx", new[] { 1, 3, 640, 640 }),
+            "rec" => ("ch_PP-OCRv4_rec_infer.onnx", new[] { 1, 3, 48, 320 }),
+            _ => ("ch_ppocr_mobile_v2.0_cls_infer.onnx", new[] { 1, 3, 48, 192 }),
+        };
+        var bytes = File.ReadAllBytes(Assets.Model(file));
+        var model = OnnxLoader.Load(bytes, null, file);
+        string input = model.Graph.Inputs[0].Name;
+        ModelPreparation.PinInputShapes(model, new Dictionary<string, int[]> { [input] = shape });
+        ModelPreparation.Optimize(model);
+        return (bytes, model.Graph, new() { [input] = Assets.Input(Model, shape) });
+    }
+
+    private static (byte[] Onnx, Runtime.Ir.Graph Graph, Dictionary<string, Tensor> Inputs) Decoder()
+    {
+        var checkpoint = File.ReadAllBytes(Path.Combine(Assets.Root, "testassets", "models", "llama2c", "stories260K.bin"));
+        var bytes = OnnxWriter.ToBytes(Llama2cConverter.Convert(checkpoint));
+        var model = OnnxLoader.Load(bytes, null, "stories260K.onnx");
+        var shapes = new Dictionary<string, int[]>();
+        var inputs = new Dictionary<string, Tensor>();
+        foreach (var v in model.Graph.Inputs)
+        {
+            int[] shape = v.Type == DataType.Int64 ? [1, 1] : [1, v.Shape![1], PastLength, v.Shape[3]];
+            shapes[v.Name] = shape;
+            inputs[v.Name] = new Tensor(v.Type, shape);
+        }
+        inputs["input_ids"].AsSpan<long>()[0] = 1;
+        ModelPreparation.PinInputShapes(model, shapes);
+        ModelPreparation.Optimize(model);
+        return (bytes, model.Graph, inputs);
+    }
+
+    private static OrtValue ToOrt(Tensor t)
+    {
+        long[] shape = [.. t.Shape.Select(d => (long)d)];
+        return t.DataType == DataType.Int64
+            ? OrtValue.CreateTensorValueFromMemory(t.AsSpan<long>().ToArray(), shape)
+            : OrtValue.CreateTensorValueFromMemory(t.AsSpan<float>().ToArray(), shape);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _gpu.Dispose();
+        foreach (var v in _ortInputs) v.Dispose();
+        _ort.Dispose();
+    }
+
+    [Benchmark(Baseline = true)]
+    public void OnnxRuntimeCpu()
+    {
+        using var results = _ort.Run(new RunOptions(), _ortInputNames, _ortInputs, _ortOutputNames);
+    }
+
+    [Benchmark]
+    public void SquashCpu() => _plan.Run(_inputs, _context);
+
+    [Benchmark]
+    public void SquashCuda() => _gpu.Run(_inputs);
+}

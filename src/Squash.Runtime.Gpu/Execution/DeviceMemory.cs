@@ -1,0 +1,72 @@
+using ILGPU;
+using ILGPU.Runtime;
+using Squash.Runtime.Execution;
+using Squash.Runtime.Ir;
+
+namespace Squash.Runtime.Gpu.Execution;
+
+/// <summary>
+/// The device side of a plan: one arena laid out by <see cref="PlanLayout"/> (the same offsets as the CPU plan and the
+/// generated code; graph inputs included, so a run uploads each input once into its slot), and the constants the
+/// kernels read, each uploaded once on first use.
+/// </summary>
+internal sealed class DeviceMemory : IDisposable
+{
+    private readonly Accelerator _accelerator;
+    private readonly PlanLayout _layout;
+    private readonly Dictionary<Value, int> _slotOf = [];
+    private readonly MemoryBuffer1D<byte, Stride1D.Dense> _arena;
+    private readonly Dictionary<Value, ArrayView<byte>> _constants = [];
+    private readonly List<MemoryBuffer> _owned = [];
+
+    public DeviceMemory(Accelerator accelerator, PlanLayout layout)
+    {
+        _accelerator = accelerator;
+        _layout = layout;
+        for (int s = 0; s < layout.Slots.Count; s++) _slotOf[layout.Slots[s]] = s;
+        _arena = accelerator.Allocate1D<byte>(Math.Max(1, layout.ArenaBytes));
+    }
+
+    /// <summary>Bytes of the arena.</summary>
+    public long ArenaBytes => _layout.ArenaBytes;
+
+    /// <summary>Bytes of constants uploaded so far.</summary>
+    public long ConstantBytes { get; private set; }
+
+    /// <summary>The device bytes of <paramref name="value"/>: its arena range, or its uploaded constant.</summary>
+    public ArrayView<byte> Bytes(Value value)
+    {
+        if (_slotOf.TryGetValue(value, out int s) && _layout.Offsets[s] >= 0)
+        {
+            long bytes = Shapes.ElementCount(value.Shape!) * DataTypes.SizeOf(value.Type);
+            return _arena.View.SubView(_layout.Offsets[s], Math.Max(bytes, 0)).AsContiguous();
+        }
+        if (value.Constant is { } c)
+        {
+            if (!_constants.TryGetValue(value, out var view))
+            {
+                view = Upload(c.Bytes.ToArray());
+                _constants[value] = view;
+            }
+            return view;
+        }
+        throw new InvalidOperationException($"'{value.Name}' has no place in the plan.");
+    }
+
+    /// <summary>Uploads <paramref name="data"/> into a buffer that lives as long as this memory.</summary>
+    public ArrayView<T> Upload<T>(T[] data) where T : unmanaged
+    {
+        // An empty buffer is not allowed; one spare element keeps every view valid.
+        var buffer = _accelerator.Allocate1D<T>(Math.Max(1, data.Length));
+        if (data.Length > 0) buffer.View.SubView(0, data.Length).CopyFromCPU(data);
+        _owned.Add(buffer);
+        ConstantBytes += (long)data.Length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        return buffer.View.SubView(0, data.Length).AsContiguous();
+    }
+
+    public void Dispose()
+    {
+        _arena.Dispose();
+        foreach (var b in _owned) b.Dispose();
+    }
+}

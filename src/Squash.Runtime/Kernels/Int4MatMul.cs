@@ -1,0 +1,251 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Squash.Runtime.Kernels;
+
+/// <summary>The packed tensors of one int4 weight in <see cref="Int4Layout"/> (spans over the constant tensors).</summary>
+public readonly ref struct Int4Weights
+{
+    /// <summary>Wraps the packed values, the float16 scales and (for asymmetric blocks) the packed zero points.</summary>
+    /// <exception cref="ArgumentException">A span's length does not match the layout.</exception>
+    public Int4Weights(Int4Layout layout, ReadOnlySpan<byte> data, ReadOnlySpan<Half> scales, ReadOnlySpan<byte> zeroPoints)
+    {
+        layout.CheckData(data.Length, "int4 weights");
+        if (scales.Length != layout.ScaleCount)
+            throw new ArgumentException($"{scales.Length} scales given, the layout ({layout}) needs {layout.ScaleCount}.", nameof(scales));
+        if (!zeroPoints.IsEmpty && zeroPoints.Length != layout.ZeroPointBytes)
+            throw new ArgumentException($"{zeroPoints.Length} zero-point bytes given, the layout ({layout}) needs {layout.ZeroPointBytes}.", nameof(zeroPoints));
+        Layout = layout;
+        Data = data;
+        Scales = scales;
+        ZeroPoints = zeroPoints;
+    }
+
+    /// <summary>The geometry.</summary>
+    public Int4Layout Layout { get; }
+
+    /// <summary>Packed values, <see cref="Int4Layout.DataBytes"/> bytes.</summary>
+    public ReadOnlySpan<byte> Data { get; }
+
+    /// <summary>One float16 scale per (padded column, block).</summary>
+    public ReadOnlySpan<Half> Scales { get; }
+
+    /// <summary>Packed 4-bit zero points, or empty for symmetric weights (zero point 8).</summary>
+    public ReadOnlySpan<byte> ZeroPoints { get; }
+
+    /// <summary>True when the weights have no zero points (every block is symmetric around q = 8).</summary>
+    public bool IsSymmetric => ZeroPoints.IsEmpty;
+}
+
+/// <summary>
+/// <c>C[M,N] = A[M,K] W + bias</c> with W in <see cref="Int4Layout"/>: weight-only int4, fp32 activations and fp32
+/// accumulation. One row (a decode step) runs the fused GEMV (<see cref="Int4Gemv"/>); several rows (a prompt)
+/// dequantize panels of columns into fp32, each panel once, and multiply them with the fp32 GEMM.
+/// Work is split over columns.
+/// </summary>
+public static unsafe class Int4MatMul
+{
+    /// <summary>Column groups per unit of parallel GEMV work (256 columns).</summary>
+    private const int GemvGrain = 64;
+
+    /// <summary>Bytes of fp32 a dequantized panel may take (L2-sized, so the GEMM reads it from cache).</summary>
+    private const int PanelBytes = 256 << 10;
+
+    /// <summary>Computes <c>C = A W + bias</c>; A is [m, K] and C [m, N], both row-major and dense; bias is empty or [N].</summary>
+    /// <exception cref="ArgumentException">A span is too short.</exception>
+    public static void Multiply(KernelContext context, int m, ReadOnlySpan<float> a, Int4Weights w, ReadOnlySpan<float> bias, Span<float> c) =>
+        Multiply(context, Int4Gemv.Best, m, a, w, bias, c);
+
+    /// <summary><see cref="Multiply(KernelContext, int, ReadOnlySpan{float}, Int4Weights, ReadOnlySpan{float}, Span{float})"/>
+    /// with a chosen instruction set (tests run every one the machine supports).</summary>
+    internal static void Multiply(KernelContext context, Int4Isa isa, int m, ReadOnlySpan<float> a, Int4Weights w, ReadOnlySpan<float> bias, Span<float> c)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var layout = w.Layout;
+        if (m < 0 || a.Length < (long)m * layout.K) throw new ArgumentException($"A needs {m} x {layout.K} values.", nameof(a));
+        if (c.Length < (long)m * layout.N) throw new ArgumentException($"C needs {m} x {layout.N} values.", nameof(c));
+        if (!bias.IsEmpty && bias.Length != layout.N) throw new ArgumentException($"The bias needs {layout.N} values.", nameof(bias));
+        if (m == 0) return;
+        fixed (byte* data = w.Data)
+        fixed (Half* scales = w.Scales)
+        fixed (byte* zeroPoints = w.ZeroPoints)
+        fixed (float* pa = a)
+        fixed (float* pb = bias)
+        fixed (float* pc = c)
+        {
+            var pointers = new Int4Pointers(layout, data, scales, zeroPoints);
+            if (m == 1) Gemv(context, isa, pointers, pa, pb, pc);
+            else Gemm(context, isa, pointers, m, pa, pb, pc);
+        }
+    }
+
+    /// <summary>Writes columns [n0, n0 + count) of W, dequantized, as rows of <paramref name="destination"/> (row j at
+    /// offset j * <paramref name="stride"/>, K values each): the transposed panel a GEMM reads with transB.</summary>
+    public static void Dequantize(Int4Weights w, int n0, int count, Span<float> destination, int stride)
+    {
+        var layout = w.Layout;
+        if (n0 < 0 || count < 0 || n0 + count > layout.N) throw new ArgumentOutOfRangeException(nameof(count));
+        if (stride < layout.K) throw new ArgumentOutOfRangeException(nameof(stride), "The stride must hold K values.");
+        if (count > 0 && destination.Length < (long)(count - 1) * stride + layout.K)
+            throw new ArgumentException("The destination is too short.", nameof(destination));
+        if (count == 0) return;
+        fixed (byte* data = w.Data)
+        fixed (Half* scales = w.Scales)
+        fixed (byte* zeroPoints = w.ZeroPoints)
+        fixed (float* output = destination)
+        {
+            var pointers = new Int4Pointers(layout, data, scales, zeroPoints);
+            if (layout.PaddedK == layout.K)
+            {
+                DequantizeColumns(Int4Gemv.Best, pointers, n0, count, output, stride);
+                return;
+            }
+            // The last block is partial: dequantize whole blocks into a row of PaddedK and copy the first K.
+            var row = ArrayPool<float>.Shared.Rent(layout.PaddedK);
+            try
+            {
+                fixed (float* r = row)
+                {
+                    for (int j = 0; j < count; j++)
+                    {
+                        DequantizeColumns(Int4Gemv.Best, pointers, n0 + j, 1, r, layout.PaddedK);
+                        new ReadOnlySpan<float>(r, layout.K).CopyTo(destination.Slice(j * stride, layout.K));
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(row);
+            }
+        }
+    }
+
+    private static void Gemv(KernelContext context, Int4Isa isa, in Int4Pointers w, float* a, float* bias, float* c)
+    {
+        var layout = w.Layout;
+        float* x = a;
+        if (layout.PaddedK != layout.K)
+        {
+            // The kernels run whole blocks; the padded weights are 0, and x is padded with zeros so that 0 * x stays 0.
+            var buffer = context.Scratch(layout.PaddedK * sizeof(float));
+            var padded = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(buffer.AsSpan(0, layout.PaddedK * sizeof(float)));
+            new ReadOnlySpan<float>(a, layout.K).CopyTo(padded);
+            padded[layout.K..].Clear();
+            fixed (float* px = padded)
+            {
+                context.For(layout.Groups, new GemvBody(isa, w, px, bias, c), GemvGrain);
+            }
+            return;
+        }
+        context.For(layout.Groups, new GemvBody(isa, w, x, bias, c), GemvGrain);
+    }
+
+    private readonly struct GemvBody(Int4Isa isa, Int4Pointers w, float* x, float* bias, float* y) : IRangeBody
+    {
+        public void Invoke(int start, int end) => Int4Gemv.Run(isa, w, x, bias, y, start, end);
+    }
+
+    private static void Gemm(KernelContext context, Int4Isa isa, in Int4Pointers w, int m, float* a, float* bias, float* c)
+    {
+        var layout = w.Layout;
+        // A is packed once for all panels; each panel of whole groups (about PanelBytes of fp32) is dequantized once.
+        var packedA = PackedMatrix.PackLeft(new ReadOnlySpan<float>(a, m * layout.K), layout.K, false, m, layout.K);
+        int groups = Math.Clamp(PanelBytes / (layout.PaddedK * sizeof(float) * Int4Layout.ColumnGroup), 1, 64);
+        int panels = (layout.Groups + groups - 1) / groups;
+        context.For(panels, new GemmBody(isa, w, m, packedA, bias, c, groups));
+    }
+
+    private readonly struct GemmBody(Int4Isa isa, Int4Pointers w, int m, PackedMatrix a, float* bias, float* c, int groupsPerPanel) : IRangeBody
+    {
+        public void Invoke(int start, int end)
+        {
+            var layout = w.Layout;
+            int columns = groupsPerPanel * Int4Layout.ColumnGroup;
+            int ld = layout.PaddedK;
+            var panel = ArrayPool<float>.Shared.Rent(columns * ld);
+            // Each range multiplies on its own thread; the GEMM gets a one-thread context of its own (its scratch is per context).
+            var single = new KernelContext(1);
+            try
+            {
+                fixed (float* p = panel)
+                {
+                    for (int i = start; i < end; i++)
+                    {
+                        int n0 = i * columns;
+                        int count = Math.Min(columns, layout.N - n0);
+                        DequantizeColumns(isa, w, n0, count, p, ld);
+                        var epilogue = new GemmEpilogue { ColumnBias = bias is null ? default : new ReadOnlySpan<float>(bias + n0, count) };
+                        Kernels.Gemm.Multiply(single, a, true, count, new ReadOnlySpan<float>(p, count * ld), ld,
+                            new Span<float>(c + n0, (m - 1) * layout.N + count), layout.N, epilogue);
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(panel);
+            }
+        }
+    }
+
+    /// <summary>Columns [n0, n0 + count) dequantized as rows of PaddedK floats at <paramref name="destination"/>.</summary>
+    internal static void DequantizeColumns(Int4Isa isa, in Int4Pointers w, int n0, int count, float* destination, int stride)
+    {
+        var layout = w.Layout;
+        int half = layout.BlockBytes;
+        for (int j = 0; j < count; j++)
+        {
+            int n = n0 + j;
+            float* row = destination + (long)j * stride;
+            for (int b = 0; b < layout.Blocks; b++)
+            {
+                int at = layout.ScaleIndex(n, b);
+                float scale = (float)w.Scales[at];
+                int zero = w.ZeroPoints is null ? Int4Layout.SymmetricZeroPoint : (w.ZeroPoints[at / 2] >> (4 * (at & 1))) & 0xF;
+                byte* d = w.Data + (long)at * half;
+                float* o = row + b * layout.BlockSize;
+                if (isa == Int4Isa.Avx512) Block512(d, half, scale, zero, o);
+                else if (isa == Int4Isa.Avx2) Block256(d, half, scale, zero, o);
+                else BlockScalar(d, half, scale, zero, o);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Block512(byte* d, int half, float scale, int zero, float* o)
+    {
+        var table = (Vector512.Create(0f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) - Vector512.Create((float)zero)) * Vector512.Create(scale);
+        for (int j = 0; j < half; j += 16)
+        {
+            var q = Avx512F.ConvertToVector512Int32(Vector128.Load(d + j));
+            Avx512F.PermuteVar16x32(table, q).Store(o + j);
+            Avx512F.PermuteVar16x32(table, Avx512F.ShiftRightLogical(q, 4)).Store(o + half + j);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Block256(byte* d, int half, float scale, int zero, float* o)
+    {
+        var mask = Vector256.Create(0xF);
+        var zeroPoint = Vector256.Create(zero);
+        var s = Vector256.Create(scale);
+        for (int j = 0; j < half; j += 8)
+        {
+            var q = Avx2.ConvertToVector256Int32(d + j);
+            (Avx.ConvertToVector256Single((q & mask) - zeroPoint) * s).Store(o + j);
+            (Avx.ConvertToVector256Single(Avx2.ShiftRightLogical(q, 4) - zeroPoint) * s).Store(o + half + j);
+        }
+    }
+
+    private static void BlockScalar(byte* d, int half, float scale, int zero, float* o)
+    {
+        Span<float> table = stackalloc float[16];
+        for (int i = 0; i < 16; i++) table[i] = (i - zero) * scale;
+        for (int j = 0; j < half; j++)
+        {
+            o[j] = table[d[j] & 0xF];
+            o[half + j] = table[d[j] >> 4];
+        }
+    }
+}

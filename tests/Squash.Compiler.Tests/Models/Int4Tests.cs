@@ -1,0 +1,136 @@
+using Squash.Compiler.Onnx;
+using Squash.Compiler.Passes;
+using Squash.Compiler.Quantization;
+using Squash.Compiler.Tests.Support;
+using Squash.Runtime;
+using Squash.Runtime.Ir;
+using Xunit.Abstractions;
+
+namespace Squash.Compiler.Tests.Models;
+
+/// <summary>
+/// Weight-only int4 on the real stories260K checkpoint: every weight matrix (and, optionally, the tied embedding
+/// lookup) in int4, round-to-nearest, against the fp32 model, all run by Squash; and the int4 model exported to ONNX
+/// Runtime's MatMulNBits, which must compute the same numbers.
+/// </summary>
+/// <remarks>
+/// The model is tiny (64 wide), so the size threshold is lowered to 2048 values to include its smallest matrices (wk
+/// and wv, 64 x 32). It is also extremely sensitive to weight noise: its greedy text from BOS has best-vs-second logit
+/// gaps down to 2.9e-3, and every single matrix type quantized alone to 4 bits raises the NLL of fp32's greedy text by
+/// 49% (wo) to 195% (the embedding). Even 8-bit absmax blocks of 32 flip the first greedy token (agreement 2/128, NLL
+/// +1.2%); 6 bits give +35%, 5 bits +155%. The criteria (at least 95% greedy agreement, NLL rise at most 2%)
+/// are therefore out of reach for round-to-nearest int4 on this model; the measured numbers are in docs/int4.md and
+/// the test guards them against regression (a packing or kernel error sends the NLL far higher, towards the uniform
+/// ln 512 = 6.2).
+/// </remarks>
+public sealed class Int4Tests(ITestOutputHelper output)
+{
+    private const int Steps = 128;
+    private const long Bos = 1;
+
+    /// <summary>The int4 settings of the measurement: block 32, symmetric, every matrix of 2048 values or more.</summary>
+    internal static Int4QuantizationOptions Stories260KOptions(bool embeddings) =>
+        new() { BlockSize = 32, Symmetric = true, MinElements = 2048, QuantizeEmbeddings = embeddings };
+
+    internal static Graph Quantized(Int4QuantizationOptions options, bool fuseAttention = false)
+    {
+        var graph = Llama2cAttentionFusionTests.Load(fuseAttention);
+        new Int4MatMulQuantization(options).Run(graph, new PassContext());
+        return graph;
+    }
+
+    /// <summary>Greedy agreement and likelihood against fp32, with the regression bounds measured for this
+    /// configuration (about 1.5x the measured NLL rise; see the remarks for why the targets cannot hold here).</summary>
+    [Theory]
+    [InlineData(false, 3.3)]
+    [InlineData(true, 3.9)]
+    public void Stories260K_Int4_AgainstFp32(bool embeddings, double maxNllRise)
+    {
+        var fp32Graph = Llama2cAttentionFusionTests.Load(fuseAttention: false);
+        var fp32 = Greedy(Llama2cAttentionFusionTests.Decoder(fp32Graph));
+        var graph = Quantized(Stories260KOptions(embeddings));
+        // Seven matrices per layer and the classifier (and the embedding lookup); the rotary tables stay fp32.
+        Assert.Equal(5 * 7 + 1 + (embeddings ? 1 : 0), graph.Nodes.Count(n => n.Domain == "com.squash"));
+        var int4 = Greedy(Llama2cAttentionFusionTests.Decoder(graph));
+        int same = fp32.Tokens.Zip(int4.Tokens).Count(p => p.First == p.Second);
+
+        // Teacher-forced on fp32's greedy text: top-1 agreement and the mean negative log-likelihood.
+        long[] text = [Bos, .. fp32.Tokens[..(Steps - 1)]];
+        var fp32Rows = Llama2cAttentionFusionTests.Decoder(fp32Graph).Forward(text);
+        var int4Rows = Llama2cAttentionFusionTests.Decoder(graph).Forward(text);
+        int forced = Enumerable.Range(0, Steps).Count(i => ArgMax(int4Rows[i]) == fp32.Tokens[i]);
+        double nllFp32 = MeanNll(fp32Rows, fp32.Tokens), nllInt4 = MeanNll(int4Rows, fp32.Tokens);
+        double rise = (nllInt4 - nllFp32) / nllFp32;
+        output.WriteLine($"embedding lookup in int4: {embeddings}; free-running greedy agreement {same}/{Steps}; " +
+            $"teacher-forced top-1 agreement {forced}/{Steps}; mean NLL of fp32's greedy text: fp32 {nllFp32:F4}, int4 {nllInt4:F4} ({100 * rise:+0.0}%)");
+        Assert.True(rise <= maxNllRise, $"NLL rose by {100 * rise:F1}%, more than the {100 * maxNllRise:F0}% measured when this test was written");
+        // Measured 36 and 26 of 128 (chance is 1 in 512); a broken kernel or layout drops to chance.
+        Assert.True(forced >= 20, $"teacher-forced agreement {forced}/{Steps}");
+    }
+
+    /// <summary>
+    /// Squash's int4 kernels against ONNX Runtime's MatMulNBits on the exported model, step by step over ONNX Runtime's
+    /// greedy tokens (fed to both), one token at a time (GEMV) and as one 128-token prompt (dequantize + GEMM).
+    /// Tolerance |squash - ort| &lt;= 2e-4 + 1e-4 * |ort|, Llama2cTests' bound for two fp32 implementations of one graph:
+    /// the weights are the same int4 values, only sums are ordered differently.
+    /// </summary>
+    [Fact]
+    public void Stories260K_Int4_SquashMatchesOnnxRuntimeOnTheExport()
+    {
+        var graph = Quantized(Stories260KOptions(embeddings: true), fuseAttention: true);
+        var exported = Llama2cAttentionFusionTests.Load(fuseAttention: false);
+        new Int4MatMulQuantization(Stories260KOptions(embeddings: true)).Run(exported, new PassContext());
+        Assert.Equal(37, Int4OnnxRuntimeExport.Convert(exported));
+        using var ort = new OrtReference(OnnxWriter.ToBytes(new Model(exported)));
+        var reference = new OnnxDecoder(ort.Run, 5, 4, 8, 512);
+        var (tokens, expected) = Greedy(reference);
+        var squash = Llama2cAttentionFusionTests.Decoder(graph);
+        long token = Bos;
+        for (int i = 0; i < Steps; i++)
+        {
+            AssertClose(expected[i], squash.Forward([token])[0], $"step {i}");
+            token = tokens[i];
+        }
+        var prompt = Llama2cAttentionFusionTests.Decoder(graph).Forward([Bos, .. tokens[..(Steps - 1)]]);
+        for (int i = 0; i < Steps; i++) AssertClose(expected[i], prompt[i], $"prompt position {i}");
+    }
+
+    /// <summary>Feeds BOS, then each step's arg-max.</summary>
+    private static (long[] Tokens, float[][] Logits) Greedy(IDecoder decoder)
+    {
+        var tokens = new long[Steps];
+        var logits = new float[Steps][];
+        long token = Bos;
+        for (int i = 0; i < Steps; i++)
+        {
+            logits[i] = decoder.Forward([token])[0];
+            tokens[i] = token = ArgMax(logits[i]);
+        }
+        return (tokens, logits);
+    }
+
+    /// <summary>Mean of -log softmax(rows[i])[targets[i]], in double.</summary>
+    private static double MeanNll(float[][] rows, long[] targets)
+    {
+        double total = 0;
+        for (int i = 0; i < targets.Length; i++)
+        {
+            var row = rows[i];
+            double max = row.Max(), sum = 0;
+            foreach (float v in row) sum += Math.Exp(v - max);
+            total += -(row[targets[i]] - max - Math.Log(sum));
+        }
+        return total / targets.Length;
+    }
+
+    private static void AssertClose(float[] expected, float[] actual, string what) =>
+        TensorAssert.Close(Tensor.From<float>(expected, expected.Length), Tensor.From<float>(actual, actual.Length), 1e-4, 2e-4, what);
+
+    internal static long ArgMax(float[] values)
+    {
+        int best = 0;
+        for (int i = 1; i < values.Length; i++)
+            if (values[i] > values[best]) best = i;
+        return best;
+    }
+}
