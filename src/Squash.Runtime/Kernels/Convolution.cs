@@ -88,9 +88,11 @@ internal static unsafe class Convolution
         private void RunWinograd(ConvGeometry plane, in TileEpilogue epilogue)
         {
             var transformed = packed?.Winograd(plane) ?? WinogradConv.TransformWeights(plane, new ReadOnlySpan<float>(w, checked((int)((long)g.OutChannels * g.GemmDepth))));
-            bool tail = epilogue.HasTail;
-            // A residual comes before the activation, so with one the transform stores the raw biased sums.
-            var activation = epilogue.HasResidual ? default : epilogue.Activation;
+            // A residual comes before the activation, so with one the transform stores the raw biased sums; so it does
+            // with a sigmoid, which the transform's registers do not hold (GemmActivation.InRegisters).
+            bool activated = !epilogue.HasResidual && epilogue.Activation.InRegisters;
+            var activation = activated ? epilogue.Activation : default;
+            bool tail = epilogue.HasTail || !activated && epilogue.Activation.Kind != GemmActivationKind.None;
             int mg = g.GroupOutChannels;
             for (int image = 0; image < g.Batch; image++)
                 for (int group = 0; group < g.Groups; group++)
@@ -98,7 +100,7 @@ internal static unsafe class Convolution
                         transformed, group * 36, epilogue.RowBias == null ? null : epilogue.RowBias + group * mg,
                         y + ((nint)image * g.OutChannels + group * mg) * g.OutputSize, activation);
             if (!tail) return;
-            var rest = epilogue.HasResidual ? epilogue.Tail : epilogue.Tail.WithoutActivation;
+            var rest = activated ? epilogue.Tail.WithoutActivation : epilogue.Tail;
             int n = g.OutputSize;
             for (int image = 0; image < g.Batch; image++)
                 for (int channel = 0; channel < g.OutChannels; channel++)

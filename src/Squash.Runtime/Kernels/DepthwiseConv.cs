@@ -40,6 +40,11 @@ internal static unsafe class DepthwiseConv
         private readonly float* _x, _w, _bias, _y;
         /// <summary>What follows the sums: the bias starts them, so it is left out here.</summary>
         private readonly TileEpilogue _epilogue;
+        /// <summary>The activation applied in registers (none when a pass follows).</summary>
+        private readonly GemmActivation _activation;
+        /// <summary>True when a residual, an affine step or a sigmoid follows: applied in a pass over each finished
+        /// plane (while in cache), since calls in the row kernels would spill their accumulators.</summary>
+        private readonly bool _needsPass;
         private readonly int _channels, _height, _width, _outHeight, _outWidth, _kernelH, _kernelW;
         private readonly int _strideH, _strideW, _dilationH, _dilationW, _padTop, _padLeft;
         /// <summary>Rows of the padded plane: only those some output reads.</summary>
@@ -54,6 +59,8 @@ internal static unsafe class DepthwiseConv
             _bias = epilogue.RowBias;
             _y = y;
             _epilogue = epilogue.Tail;
+            _needsPass = epilogue.NeedsPass;
+            _activation = _needsPass ? default : epilogue.Activation;
             _channels = g.InChannels;
             (_height, _width) = (g.Input[0], g.Input[1]);
             (_outHeight, _outWidth) = (g.Output[0], g.Output[1]);
@@ -103,6 +110,7 @@ internal static unsafe class DepthwiseConv
                     case 2: Rows<Rows2>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
                     case 1: Rows<Rows1>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
                 }
+                if (_needsPass) _epilogue.ApplyRow(output, output, _outHeight * _outWidth, channel, 0);
             }
         }
 
@@ -275,7 +283,7 @@ internal static unsafe class DepthwiseConv
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private void Store(TVector value, float* destination, int channel) =>
-            TLanes.Store(TLanes.Finish(value, destination, _epilogue, channel), destination);
+            TLanes.Store(TLanes.Activate(value, _activation), destination);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private void StorePartial(TVector value, float* destination, int valid, float* tail, int channel)
@@ -285,9 +293,8 @@ internal static unsafe class DepthwiseConv
                 Store(value, destination, channel);
                 return;
             }
-            // The epilogue may read a residual at the destination, so the valid lanes are finished one by one.
-            TLanes.Store(value, tail);
-            for (int j = 0; j < valid; j++) destination[j] = _epilogue.Apply(tail[j], destination + j, channel, 0);
+            Store(value, tail, channel);
+            for (int j = 0; j < valid; j++) destination[j] = tail[j];
         }
     }
 }

@@ -189,7 +189,13 @@ public static unsafe class Gemm
                     int cols = nLength - jr;
                     if (cols >= nr)
                     {
-                        kernel.Run(rows, kc, aPanel, bPanel, cRow + jr, ldc, blockEpilogue, i0 + ir, j0 + jr);
+                        kernel.Run(rows, kc, aPanel, bPanel, cRow + jr, ldc, blockEpilogue.InRegisters, i0 + ir, j0 + jr);
+                        if (blockEpilogue.NeedsPass)
+                        {
+                            var after = blockEpilogue.AfterStore;
+                            for (int r = 0; r < rows; r++)
+                                after.ApplyRow(cRow + r * ldc + jr, cRow + r * ldc + jr, nr, i0 + ir + r, j0 + jr);
+                        }
                         continue;
                     }
                     // A partial tile: compute it whole into scratch, then merge the valid columns.

@@ -166,6 +166,17 @@ internal readonly unsafe struct TileEpilogue
     /// is applied when the results are copied to C (<see cref="ApplyRow"/>).</summary>
     public TileEpilogue Head => new(Alpha, Beta, RowBias, ColumnBias, default);
 
+    /// <summary>True when part of the epilogue cannot be applied in a micro-kernel's registers (a residual, an affine
+    /// step, or a sigmoid): then kernels store <see cref="InRegisters"/> and apply <see cref="AfterStore"/> over what
+    /// they stored, while it is still in L1.</summary>
+    public bool NeedsPass => HasTail || !Activation.InRegisters;
+
+    /// <summary>What a micro-kernel applies before storing.</summary>
+    public TileEpilogue InRegisters => NeedsPass ? Head : this;
+
+    /// <summary>What is applied over stored results when <see cref="NeedsPass"/>.</summary>
+    public TileEpilogue AfterStore => Tail;
+
     /// <summary>Only the last steps (residual, activation, scales, shifts).</summary>
     public TileEpilogue Tail => new TileEpilogue(1, 0, null, null, Activation).WithTail(this);
 
@@ -238,26 +249,134 @@ internal readonly unsafe struct TileEpilogue
     }
 
     /// <summary>Stores 32 sums of row <paramref name="row"/> at columns [col, col + 32).</summary>
+    /// <remarks>Written out per width and free of calls: the general <see cref="Apply{TV}(TV, float*, int, int)"/> is too
+    /// big for the JIT to inline into the micro-kernels, and any call there makes it spill all the accumulators on
+    /// every step of K (the GEMM ran at a third of its speed).</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store(float* c, Vector512<float> v0, Vector512<float> v1, int row, int col)
     {
-        Apply(new Float512(v0), c, row, col).Value.Store(c);
-        Apply(new Float512(v1), c + 16, row, col + 16).Value.Store(c + 16);
+        // Callers pass the in-register part only (InRegisters): no residual, affine step or sigmoid here.
+        if (Alpha != 1)
+        {
+            v0 *= Alpha;
+            v1 *= Alpha;
+        }
+        if (Beta == 1)
+        {
+            v0 += Vector512.Load(c);
+            v1 += Vector512.Load(c + 16);
+        }
+        else if (Beta != 0)
+        {
+            v0 = Vector512.FusedMultiplyAdd(Vector512.Load(c), Vector512.Create(Beta), v0);
+            v1 = Vector512.FusedMultiplyAdd(Vector512.Load(c + 16), Vector512.Create(Beta), v1);
+        }
+        if (RowBias != null)
+        {
+            var bias = Vector512.Create(RowBias[row]);
+            v0 += bias;
+            v1 += bias;
+        }
+        if (ColumnBias != null)
+        {
+            v0 += Vector512.Load(ColumnBias + col);
+            v1 += Vector512.Load(ColumnBias + col + 16);
+        }
+        if (Activation.Kind != GemmActivationKind.None)
+        {
+            v0 = Activation.ApplyInRegisters(v0);
+            v1 = Activation.ApplyInRegisters(v1);
+        }
+        v0.Store(c);
+        v1.Store(c + 16);
     }
 
+
     /// <summary>Stores 16 sums of row <paramref name="row"/> at columns [col, col + 16).</summary>
+    /// <remarks>Written out per width and free of calls: the general <see cref="Apply{TV}(TV, float*, int, int)"/> is too
+    /// big for the JIT to inline into the micro-kernels, and any call there makes it spill all the accumulators on
+    /// every step of K (the GEMM ran at a third of its speed).</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store(float* c, Vector256<float> v0, Vector256<float> v1, int row, int col)
     {
-        Apply(new Float256(v0), c, row, col).Value.Store(c);
-        Apply(new Float256(v1), c + 8, row, col + 8).Value.Store(c + 8);
+        // Callers pass the in-register part only (InRegisters): no residual, affine step or sigmoid here.
+        if (Alpha != 1)
+        {
+            v0 *= Alpha;
+            v1 *= Alpha;
+        }
+        if (Beta == 1)
+        {
+            v0 += Vector256.Load(c);
+            v1 += Vector256.Load(c + 8);
+        }
+        else if (Beta != 0)
+        {
+            v0 = Vector256.FusedMultiplyAdd(Vector256.Load(c), Vector256.Create(Beta), v0);
+            v1 = Vector256.FusedMultiplyAdd(Vector256.Load(c + 8), Vector256.Create(Beta), v1);
+        }
+        if (RowBias != null)
+        {
+            var bias = Vector256.Create(RowBias[row]);
+            v0 += bias;
+            v1 += bias;
+        }
+        if (ColumnBias != null)
+        {
+            v0 += Vector256.Load(ColumnBias + col);
+            v1 += Vector256.Load(ColumnBias + col + 8);
+        }
+        if (Activation.Kind != GemmActivationKind.None)
+        {
+            v0 = Activation.ApplyInRegisters(v0);
+            v1 = Activation.ApplyInRegisters(v1);
+        }
+        v0.Store(c);
+        v1.Store(c + 8);
     }
 
+
     /// <summary>Stores 8 sums of row <paramref name="row"/> at columns [col, col + 8).</summary>
+    /// <remarks>Written out per width and free of calls: the general <see cref="Apply{TV}(TV, float*, int, int)"/> is too
+    /// big for the JIT to inline into the micro-kernels, and any call there makes it spill all the accumulators on
+    /// every step of K (the GEMM ran at a third of its speed).</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store(float* c, Vector128<float> v0, Vector128<float> v1, int row, int col)
     {
-        Apply(new Float128(v0), c, row, col).Value.Store(c);
-        Apply(new Float128(v1), c + 4, row, col + 4).Value.Store(c + 4);
+        // Callers pass the in-register part only (InRegisters): no residual, affine step or sigmoid here.
+        if (Alpha != 1)
+        {
+            v0 *= Alpha;
+            v1 *= Alpha;
+        }
+        if (Beta == 1)
+        {
+            v0 += Vector128.Load(c);
+            v1 += Vector128.Load(c + 4);
+        }
+        else if (Beta != 0)
+        {
+            v0 = Vector128.FusedMultiplyAdd(Vector128.Load(c), Vector128.Create(Beta), v0);
+            v1 = Vector128.FusedMultiplyAdd(Vector128.Load(c + 4), Vector128.Create(Beta), v1);
+        }
+        if (RowBias != null)
+        {
+            var bias = Vector128.Create(RowBias[row]);
+            v0 += bias;
+            v1 += bias;
+        }
+        if (ColumnBias != null)
+        {
+            v0 += Vector128.Load(ColumnBias + col);
+            v1 += Vector128.Load(ColumnBias + col + 4);
+        }
+        if (Activation.Kind != GemmActivationKind.None)
+        {
+            v0 = Activation.ApplyInRegisters(v0);
+            v1 = Activation.ApplyInRegisters(v1);
+        }
+        v0.Store(c);
+        v1.Store(c + 4);
     }
+
 }

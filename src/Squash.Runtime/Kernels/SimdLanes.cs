@@ -20,8 +20,8 @@ internal unsafe interface ISimdLanes<TVector> where TVector : struct
     static abstract TVector Splat(float value);
     /// <summary><c>a * b + c</c>, fused where the hardware has FMA.</summary>
     static abstract TVector MultiplyAdd(TVector a, TVector b, TVector c);
-    /// <summary>The epilogue of the output element at <paramref name="c"/> onward (row <paramref name="row"/>).</summary>
-    static abstract TVector Finish(TVector value, float* c, in TileEpilogue epilogue, int row);
+    /// <summary>The activation alone, if <see cref="GemmActivation.InRegisters"/> (no call: see there).</summary>
+    static abstract TVector Activate(TVector value, in GemmActivation activation);
 }
 
 internal unsafe struct Lanes512 : ISimdLanes<Vector512<float>>
@@ -32,7 +32,7 @@ internal unsafe struct Lanes512 : ISimdLanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<float> value, float* destination) => value.Store(destination);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Splat(float value) => Vector512.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.MultiplyAddEstimate(a, b, c);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Finish(Vector512<float> value, float* c, in TileEpilogue epilogue, int row) => epilogue.Apply(new Float512(value), c, row, 0).Value;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Activate(Vector512<float> value, in GemmActivation activation) => activation.ApplyInRegisters(value);
 }
 
 internal unsafe struct Lanes256 : ISimdLanes<Vector256<float>>
@@ -43,7 +43,7 @@ internal unsafe struct Lanes256 : ISimdLanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<float> value, float* destination) => value.Store(destination);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Splat(float value) => Vector256.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Finish(Vector256<float> value, float* c, in TileEpilogue epilogue, int row) => epilogue.Apply(new Float256(value), c, row, 0).Value;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Activate(Vector256<float> value, in GemmActivation activation) => activation.ApplyInRegisters(value);
 }
 
 internal unsafe struct Lanes128 : ISimdLanes<Vector128<float>>
@@ -54,5 +54,5 @@ internal unsafe struct Lanes128 : ISimdLanes<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector128<float> value, float* destination) => value.Store(destination);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Splat(float value) => Vector128.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.MultiplyAddEstimate(a, b, c);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Finish(Vector128<float> value, float* c, in TileEpilogue epilogue, int row) => epilogue.Apply(new Float128(value), c, row, 0).Value;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Activate(Vector128<float> value, in GemmActivation activation) => activation.ApplyInRegisters(value);
 }
