@@ -59,7 +59,7 @@ internal static unsafe class DepthwiseConv
             _bias = epilogue.RowBias;
             _y = y;
             _epilogue = epilogue.Tail;
-            _needsPass = epilogue.NeedsPass;
+            _needsPass = epilogue.HasTail || !epilogue.Activation.InRegisters;
             _activation = _needsPass ? default : epilogue.Activation;
             _channels = g.InChannels;
             (_height, _width) = (g.Input[0], g.Input[1]);

@@ -166,10 +166,11 @@ internal readonly unsafe struct TileEpilogue
     /// is applied when the results are copied to C (<see cref="ApplyRow"/>).</summary>
     public TileEpilogue Head => new(Alpha, Beta, RowBias, ColumnBias, default);
 
-    /// <summary>True when part of the epilogue cannot be applied in a micro-kernel's registers (a residual, an affine
-    /// step, or a sigmoid): then kernels store <see cref="InRegisters"/> and apply <see cref="AfterStore"/> over what
-    /// they stored, while it is still in L1.</summary>
-    public bool NeedsPass => HasTail || !Activation.InRegisters;
+    /// <summary>True when part of the epilogue cannot be applied in a micro-kernel's registers (a residual, a
+    /// per-column affine step, or a sigmoid): then kernels store <see cref="InRegisters"/> and apply
+    /// <see cref="AfterStore"/> over what they stored, while it is still in L1. A per-row scale and shift (a
+    /// convolution's per-channel affine map) are applied in registers.</summary>
+    public bool NeedsPass => HasResidual || ColumnScale != null || ColumnShift != null || !Activation.InRegisters;
 
     /// <summary>What a micro-kernel applies before storing.</summary>
     public TileEpilogue InRegisters => NeedsPass ? Head : this;
@@ -255,7 +256,7 @@ internal readonly unsafe struct TileEpilogue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store(float* c, Vector512<float> v0, Vector512<float> v1, int row, int col)
     {
-        // Callers pass the in-register part only (InRegisters): no residual, affine step or sigmoid here.
+        // Callers pass the in-register part only (InRegisters): no residual, column affine step or sigmoid here.
         if (Alpha != 1)
         {
             v0 *= Alpha;
@@ -287,6 +288,18 @@ internal readonly unsafe struct TileEpilogue
             v0 = Activation.ApplyInRegisters(v0);
             v1 = Activation.ApplyInRegisters(v1);
         }
+        if (RowScale != null)
+        {
+            float scale = RowScale[row];
+            v0 *= scale;
+            v1 *= scale;
+        }
+        if (RowShift != null)
+        {
+            var shift = Vector512.Create(RowShift[row]);
+            v0 += shift;
+            v1 += shift;
+        }
         v0.Store(c);
         v1.Store(c + 16);
     }
@@ -299,7 +312,7 @@ internal readonly unsafe struct TileEpilogue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store(float* c, Vector256<float> v0, Vector256<float> v1, int row, int col)
     {
-        // Callers pass the in-register part only (InRegisters): no residual, affine step or sigmoid here.
+        // Callers pass the in-register part only (InRegisters): no residual, column affine step or sigmoid here.
         if (Alpha != 1)
         {
             v0 *= Alpha;
@@ -331,6 +344,18 @@ internal readonly unsafe struct TileEpilogue
             v0 = Activation.ApplyInRegisters(v0);
             v1 = Activation.ApplyInRegisters(v1);
         }
+        if (RowScale != null)
+        {
+            float scale = RowScale[row];
+            v0 *= scale;
+            v1 *= scale;
+        }
+        if (RowShift != null)
+        {
+            var shift = Vector256.Create(RowShift[row]);
+            v0 += shift;
+            v1 += shift;
+        }
         v0.Store(c);
         v1.Store(c + 8);
     }
@@ -343,7 +368,7 @@ internal readonly unsafe struct TileEpilogue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store(float* c, Vector128<float> v0, Vector128<float> v1, int row, int col)
     {
-        // Callers pass the in-register part only (InRegisters): no residual, affine step or sigmoid here.
+        // Callers pass the in-register part only (InRegisters): no residual, column affine step or sigmoid here.
         if (Alpha != 1)
         {
             v0 *= Alpha;
@@ -374,6 +399,18 @@ internal readonly unsafe struct TileEpilogue
         {
             v0 = Activation.ApplyInRegisters(v0);
             v1 = Activation.ApplyInRegisters(v1);
+        }
+        if (RowScale != null)
+        {
+            float scale = RowScale[row];
+            v0 *= scale;
+            v1 *= scale;
+        }
+        if (RowShift != null)
+        {
+            var shift = Vector128.Create(RowShift[row]);
+            v0 += shift;
+            v1 += shift;
         }
         v0.Store(c);
         v1.Store(c + 4);
