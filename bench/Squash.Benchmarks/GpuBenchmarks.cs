@@ -6,6 +6,8 @@ using ILGPU.Runtime.Cuda;
 using Microsoft.ML.OnnxRuntime;
 using Squash.Compiler;
 using Squash.Compiler.Onnx;
+using Squash.Compiler.Passes;
+using Squash.Compiler.Quantization;
 using Squash.Runtime;
 using Squash.Runtime.Execution;
 using Squash.Runtime.Gpu;
@@ -18,8 +20,10 @@ namespace Squash.Benchmarks;
 /// Squash on a CUDA GPU (<see cref="GpuModel"/>: inputs uploaded, every node on one stream, outputs downloaded, all
 /// inside the measured call) against Squash's CPU runtime and ONNX Runtime's CPU provider (all graph optimizations),
 /// every core, same inputs: PP-OCR det (1x3x640x640), rec (1x3x48x320), cls (1x3x48x192), fp32, and the llama2.c
-/// stories260K decoder (fp32; one decode step of one token after 32 cached positions). Without a CUDA device the
-/// class is left out of the run with a message (Program.cs).
+/// stories260K decoder (one decode step of one token after 32 cached positions): fp32, and int4 ("decoder-int4": every
+/// matrix of 2048 values or more and the tied embedding, block 32, symmetric, as in docs/int4.md; ONNX Runtime runs the
+/// same int4 values as com.microsoft MatMulNBits/GatherBlockQuantized). Without a CUDA device the class is left out of
+/// the run with a message (Program.cs).
 /// </summary>
 [Config(typeof(Config))]
 public class GpuBenchmarks
@@ -38,7 +42,7 @@ public class GpuBenchmarks
 
     private const int PastLength = 32;
 
-    [Params("det", "rec", "cls", "decoder")]
+    [Params("det", "rec", "cls", "decoder", "decoder-int4")]
     public string Model { get; set; } = "cls";
 
     private GpuModel _gpu = null!;
@@ -48,6 +52,8 @@ public class GpuBenchmarks
     private InferenceSession _ort = null!;
     private string[] _ortInputNames = null!, _ortOutputNames = null!;
     private OrtValue[] _ortInputs = null!;
+    // One RunOptions for every call: a RunOptions created per call has crashed ONNX Runtime (use after free).
+    private readonly RunOptions _runOptions = new();
 
     /// <summary>True when ILGPU finds a CUDA device; otherwise <paramref name="reason"/> says why.</summary>
     public static bool CudaPresent(out string reason)
@@ -72,7 +78,7 @@ public class GpuBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        var (onnx, graph, inputs) = Model == "decoder" ? Decoder() : PpOcr();
+        var (onnx, graph, inputs) = Model.StartsWith("decoder", StringComparison.Ordinal) ? Decoder(int4: Model == "decoder-int4") : PpOcr();
         _inputs = inputs;
         _gpu = GpuModel.Create(graph, GpuDevice.Gpu);
         foreach (var (node, reason) in _gpu.HostNodes) Console.WriteLine($"// {Model}: {node.Describe()} on the host: {reason}");
@@ -107,11 +113,21 @@ public class GpuBenchmarks
         return (bytes, model.Graph, new() { [input] = Assets.Input(Model, shape) });
     }
 
-    private static (byte[] Onnx, Runtime.Ir.Graph Graph, Dictionary<string, Tensor> Inputs) Decoder()
+    private static (byte[] Onnx, Runtime.Ir.Graph Graph, Dictionary<string, Tensor> Inputs) Decoder(bool int4)
     {
         var checkpoint = File.ReadAllBytes(Path.Combine(Assets.Root, "testassets", "models", "llama2c", "stories260K.bin"));
         var bytes = OnnxWriter.ToBytes(Llama2cConverter.Convert(checkpoint));
         var model = OnnxLoader.Load(bytes, null, "stories260K.onnx");
+        if (int4)
+        {
+            var quantization = new Int4MatMulQuantization(new Int4QuantizationOptions { BlockSize = 32, Symmetric = true, MinElements = 2048 });
+            quantization.Run(model.Graph, new PassContext());
+            // ONNX Runtime gets the same int4 values in its own operators, from a second copy.
+            var ort = OnnxLoader.Load(bytes, null, "stories260K.onnx");
+            quantization.Run(ort.Graph, new PassContext());
+            Int4OnnxRuntimeExport.Convert(ort.Graph);
+            bytes = OnnxWriter.ToBytes(ort);
+        }
         var shapes = new Dictionary<string, int[]>();
         var inputs = new Dictionary<string, Tensor>();
         foreach (var v in model.Graph.Inputs)
@@ -140,12 +156,13 @@ public class GpuBenchmarks
         _gpu.Dispose();
         foreach (var v in _ortInputs) v.Dispose();
         _ort.Dispose();
+        _runOptions.Dispose();
     }
 
     [Benchmark(Baseline = true)]
     public void OnnxRuntimeCpu()
     {
-        using var results = _ort.Run(new RunOptions(), _ortInputNames, _ortInputs, _ortOutputNames);
+        using var results = _ort.Run(_runOptions, _ortInputNames, _ortInputs, _ortOutputNames);
     }
 
     [Benchmark]

@@ -32,8 +32,10 @@ internal static class Metadata
     public const string Precision = nameof(Precision);
     public const string InputShapes = nameof(InputShapes);
     public const string ConstantInputs = nameof(ConstantInputs);
+    public const string Int4Exclude = nameof(Int4Exclude);
     public const string WeightsStorage = nameof(WeightsStorage);
     public const string Visibility = nameof(Visibility);
+    public const string Device = nameof(Device);
 
     // Computed by SquashPrepareModels.
     public const string OutputDirectory = nameof(OutputDirectory);
@@ -46,7 +48,7 @@ internal static class Metadata
     public const string ApiStampFile = nameof(ApiStampFile);
 
     /// <summary>The metadata the user sets, in the order the options file lists them.</summary>
-    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs];
+    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs, Int4Exclude, Device];
 }
 
 /// <summary>
@@ -68,6 +70,9 @@ internal static class ModelOptions
 
     /// <summary>The values of <c>WeightsStorage</c>, spelled as the compiler expects them.</summary>
     public static readonly string[] WeightsStorages = ["EmbeddedResource", "File"];
+
+    /// <summary>The values of <c>Device</c> (Squash.Runtime's <c>SquashDevice</c>).</summary>
+    public static readonly string[] Devices = ["Cpu", "Gpu", "Auto"];
 
     /// <summary>The values of <c>Visibility</c>.</summary>
     public static readonly string[] Visibilities = ["public", "internal"];
@@ -172,6 +177,10 @@ internal static class ModelOptions
         string storage = model.GetMetadata(Metadata.WeightsStorage).Trim();
         if (Canonical(storage, WeightsStorages) is null)
             problems.Add($"SquashModel metadata WeightsStorage='{storage}' is not supported: use EmbeddedResource or File.");
+        string device = model.GetMetadata(Metadata.Device).Trim();
+        // Empty is the default, Cpu (a task call without the item definitions' defaults).
+        if (device.Length > 0 && Canonical(device, Devices) is null)
+            problems.Add($"SquashModel metadata Device='{device}' is not supported: use Cpu, Gpu or Auto.");
         string precision = model.GetMetadata(Metadata.Precision).Trim();
         if (precision.Length == 0 || !precision.All(c => c is >= 'a' and <= 'z' or >= 'A' and <= 'Z' or >= '0' and <= '9' or '_'))
             problems.Add($"SquashModel metadata Precision='{precision}' is not a precision name such as fp32.");

@@ -31,7 +31,7 @@ public class SquashCompile : ToolTask
 
     /// <summary>The models. Metadata (all required unless noted): <c>ClassName</c>, <c>Namespace</c> (may be
     /// empty), <c>Visibility</c>, <c>WeightsStorage</c>, <c>Precision</c>, <c>InputShapes</c> and
-    /// <c>ConstantInputs</c> (may be empty), <c>OutputDirectory</c>, <c>OutputName</c>, <c>WeightsName</c>
+    /// <c>ConstantInputs</c>, <c>Int4Exclude</c> (may be empty), <c>OutputDirectory</c>, <c>OutputName</c>, <c>WeightsName</c>
     /// (optional), <c>StampFile</c> and <c>ApiStampFile</c> (optional).</summary>
     [Required]
     public ITaskItem[] Models { get; set; } = [];
@@ -197,8 +197,13 @@ public class SquashCompile : ToolTask
         args.Add("--weights-storage=" + (ModelOptions.Canonical(Get(Metadata.WeightsStorage), ModelOptions.WeightsStorages) ?? Get(Metadata.WeightsStorage)));
         if (Get(Metadata.WeightsName).Length > 0) args.Add("--weights-name=" + Get(Metadata.WeightsName));
         args.Add("--precision=" + Get(Metadata.Precision).ToLowerInvariant());
+        if (Get(Metadata.Device).Length > 0)
+            args.Add("--device=" + (ModelOptions.Canonical(Get(Metadata.Device), ModelOptions.Devices) ?? Get(Metadata.Device)));
         foreach (var (name, value) in ModelOptions.Assignments(Get(Metadata.InputShapes))) args.Add($"--input-shape={name}={value}");
         foreach (var (name, value) in ModelOptions.Assignments(Get(Metadata.ConstantInputs))) args.Add($"--constant-input={name}={value}");
+        // Nodes or weights that stay fp32 under Precision="int4" (';' between patterns); the compiler checks they exist.
+        foreach (var pattern in Get(Metadata.Int4Exclude).Split(';'))
+            if (pattern.Trim().Length > 0) args.Add("--int4-exclude=" + pattern.Trim());
         if (apiOnly) args.Add("--api-only");
         args.Add("--msbuild");
         return args;
@@ -212,9 +217,10 @@ public class SquashCompile : ToolTask
     /// </summary>
     private static void DeleteStaleSource(ITaskItem model)
     {
+        // The stamp first: a build killed in between leaves no stamp (a full compilation next), not a stamp without a class.
+        if (model.GetMetadata(Metadata.StampFile) is { Length: > 0 } stamp) File.Delete(stamp);
         string dir = model.GetMetadata(Metadata.OutputDirectory);
         File.Delete(Path.Combine(dir, model.GetMetadata(Metadata.OutputName) + ".g.cs"));
-        if (model.GetMetadata(Metadata.StampFile) is { Length: > 0 } stamp) File.Delete(stamp);
     }
 
     private void TouchStamps(ITaskItem model, DateTime time)
@@ -225,7 +231,9 @@ public class SquashCompile : ToolTask
         static void Touch(string path, DateTime time)
         {
             if (path.Length == 0) return;
-            File.WriteAllBytes(path, []);
+            // An existing stamp is only re-dated, in one step: a build killed here leaves the old date or the new one,
+            // never the time of the kill (later than the compiler's start, it could hide a model saved meanwhile).
+            if (!File.Exists(path)) File.WriteAllBytes(path, []);
             File.SetLastWriteTimeUtc(path, time);
         }
     }

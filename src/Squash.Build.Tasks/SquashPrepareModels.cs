@@ -113,6 +113,8 @@ public class SquashPrepareModels : Microsoft.Build.Utilities.Task
         if (item.GetMetadata(Metadata.Precision).Length == 0) item.SetMetadata(Metadata.Precision, "fp32");
         if (item.GetMetadata(Metadata.WeightsStorage).Length == 0) item.SetMetadata(Metadata.WeightsStorage, "EmbeddedResource");
         if (item.GetMetadata(Metadata.Visibility).Length == 0) item.SetMetadata(Metadata.Visibility, "public");
+        if (item.GetMetadata(Metadata.Device).Length == 0) item.SetMetadata(Metadata.Device, "Cpu");
+        Normalize(item, Metadata.Device, ModelOptions.Devices);
         Normalize(item, Metadata.WeightsStorage, ModelOptions.WeightsStorages);
         Normalize(item, Metadata.Visibility, ModelOptions.Visibilities);
         item.SetMetadata(Metadata.Precision, item.GetMetadata(Metadata.Precision).ToLowerInvariant());
@@ -177,12 +179,7 @@ public class SquashPrepareModels : Microsoft.Build.Utilities.Task
         }
     }
 
-    private static void WriteIfChanged(string path, string text)
-    {
-        byte[] bytes = new UTF8Encoding(false).GetBytes(text);
-        if (File.Exists(path) && File.ReadAllBytes(path).SequenceEqual(bytes)) return;
-        File.WriteAllBytes(path, bytes);
-    }
+    private static void WriteIfChanged(string path, string text) => BuildFile.WriteIfChanged(path, new UTF8Encoding(false).GetBytes(text));
 
     private static string Join(string ns, string className) => ns.Length == 0 ? className : ns + "." + className;
 

@@ -12,6 +12,7 @@ public static class CommandLine
         ("inspect", "inputs, outputs, operators, parameters and opsets of a model", InspectCommand.Run),
         ("run", "run a model on .npy inputs and write its outputs as .npy", RunCommand.Run),
         ("compile", "generate the C# class and weights for a model (what the build runs)", CompileCommand.Run),
+        ("export", "write the model as ONNX, optionally with int4 weights for ONNX Runtime (MatMulNBits)", ExportCommand.Run),
         ("bench", "time a model (median, min, max ms) and, with --profile, each operator type", BenchCommand.Run),
     ];
 

@@ -1,5 +1,6 @@
 using Squash.Compiler.Onnx;
 using Squash.Compiler.Passes;
+using Squash.Compiler.Quantization;
 using Squash.Runtime;
 using Squash.Runtime.Ir;
 
@@ -10,11 +11,12 @@ namespace Squash.Compiler;
 /// same graph.</summary>
 public static class ModelPreparation
 {
-    /// <summary>Loads <paramref name="path"/> and optimizes its graph for the CPU's fp32 kernels (<see cref="OptimizeForCpu"/>).</summary>
+    /// <summary>Loads <paramref name="path"/> and optimizes its graph (<see cref="Optimize"/>; precision and
+    /// <see cref="Fuse"/> come after, as the caller needs).</summary>
     public static Model LoadAndOptimize(string path, Action<string>? log = null)
     {
         var model = OnnxLoader.Load(path);
-        OptimizeForCpu(model, log);
+        Optimize(model, log);
         return model;
     }
 
@@ -113,6 +115,62 @@ public static class ModelPreparation
     public static void OptimizeForCpu(Model model, Action<string>? log = null)
     {
         Optimize(model, log);
+        Fuse(model, log);
+    }
+
+    /// <summary>Runs <see cref="Pipeline.Fuse"/> on an optimized graph, after any precision is applied (the int4 pass
+    /// looks for plain MatMul nodes); for the CPU's kernels only.</summary>
+    public static void Fuse(Model model, Action<string>? log = null) =>
         Pipeline.Fuse().Run(model.Graph, new PassContext { Log = log });
+
+    /// <summary>The precisions the compiler, <c>squash run</c> and <c>squash export</c> accept.</summary>
+    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "int4"];
+
+    /// <summary>Checks a precision name (case-insensitive) and returns it in lower case.</summary>
+    /// <exception cref="SquashException">The precision is not one of <see cref="Precisions"/> (SQ1012).</exception>
+    public static string ParsePrecision(string precision)
+    {
+        string lower = precision.Trim().ToLowerInvariant();
+        if (!Precisions.Contains(lower))
+            throw new SquashException(ErrorCodes.InvalidOption, $"Precision '{precision}' is not supported; use {string.Join(" or ", Precisions)}.");
+        return lower;
+    }
+
+    /// <summary>
+    /// Applies <paramref name="precision"/> to an optimized model: nothing for fp32; for int4, <see cref="Pipeline.Int4"/>
+    /// (attention fusion, then weight-only int4). With <paramref name="calibrationFolder"/> the weights are quantized by
+    /// GPTQ from the activations of its samples (<see cref="CalibrationDataSet"/> layout, run on the fp32 graph);
+    /// without, by round-to-nearest.
+    /// </summary>
+    /// <exception cref="SquashException">Bad calibration data (SQ1016), or an exclusion that names nothing (SQ1051).</exception>
+    public static void ApplyPrecision(Model model, string precision, Int4QuantizationOptions? int4 = null, string? calibrationFolder = null,
+        Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (ParsePrecision(precision) != "int4")
+        {
+            if (calibrationFolder is not null)
+                throw new SquashException(ErrorCodes.InvalidOption, "Calibration data is only used with precision int4 here.");
+            return;
+        }
+        var options = Calibrate(model, int4 ?? new Int4QuantizationOptions(), calibrationFolder, log);
+        Pipeline.Int4(options).Run(model.Graph, new PassContext { Log = log });
+    }
+
+    /// <summary>
+    /// <paramref name="options"/> as they are without <paramref name="calibrationFolder"/>; with it, switched to GPTQ with
+    /// the activation statistics of its samples (<see cref="CalibrationDataSet"/> layout), collected by running
+    /// <paramref name="model"/>'s graph in fp32. Run it on the graph that will be quantized: statistics are by weight name.
+    /// </summary>
+    /// <exception cref="SquashException">Bad calibration data (SQ1016).</exception>
+    public static Int4QuantizationOptions Calibrate(Model model, Int4QuantizationOptions options, string? calibrationFolder, Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        if (calibrationFolder is null) return options;
+        var dataSet = CalibrationDataSet.Open(calibrationFolder, model.Graph.Inputs);
+        var statistics = Int4Calibration.Collect(model.Graph, dataSet.CalibrationSamples.Select(s => (IReadOnlyDictionary<string, Tensor>)s.Load()));
+        log?.Invoke($"int4 calibration: activations of {statistics.Count} weight(s) from '{calibrationFolder}'; quantizing with GPTQ");
+        return options with { Quantizer = GptqQuantizer.Instance, Activations = statistics };
     }
 }

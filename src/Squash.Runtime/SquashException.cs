@@ -60,4 +60,14 @@ public static class ErrorCodes
     public const string UnsupportedProject = "SQ1015";
     /// <summary>The calibration data set is missing, malformed or does not match the model's inputs.</summary>
     public const string CalibrationData = "SQ1016";
+    /// <summary>Int4 calibration statistics do not fit the weight they are applied to, or are not a valid Gram matrix.</summary>
+    public const string Int4Calibration = "SQ1050";
+    /// <summary>An int4 exclusion names no MatMul, Gemm or Gather node or weight of the model.</summary>
+    public const string Int4Exclusion = "SQ1051";
+    /// <summary>A generated class was asked to run on a GPU, but no GPU backend is registered (Squash.Runtime.Gpu's
+    /// <c>SquashGpu.Register()</c> was not called).</summary>
+    public const string DeviceBackendMissing = "SQ1103";
+    /// <summary>A generated class whose shapes are not all known was asked to run on a GPU (the device needs a static
+    /// memory plan).</summary>
+    public const string DeviceNeedsStaticShapes = "SQ1104";
 }

@@ -1,5 +1,7 @@
 using Squash.Compiler;
 using Squash.Compiler.Onnx;
+using Squash.Compiler.Passes;
+using Squash.Compiler.Quantization;
 using Squash.Runtime.Execution;
 using Squash.Tools.Llama2c;
 
@@ -13,7 +15,15 @@ namespace Squash.Runtime.Gpu.Tests;
 public class DecoderTests
 {
     [Fact]
-    public void DecoderStepMatchesTheCpuRuntime()
+    public void DecoderStepMatchesTheCpuRuntime() => CheckDecoder(int4: false);
+
+    /// <summary>Every weight matrix of 2048 values or more in int4 (block 32, symmetric: 36 MatMulNBits nodes), run
+    /// by the fused-dequantization kernel; the same tolerance (the CPU's int4 GEMV sums dequantized weights, the device
+    /// scales each block's sum once).</summary>
+    [Fact]
+    public void Int4DecoderStepMatchesTheCpuRuntime() => CheckDecoder(int4: true);
+
+    private static void CheckDecoder(bool int4)
     {
         var checkpoint = File.ReadAllBytes(Path.Combine(PpOcrTests.Root, "testassets", "models", "llama2c", "stories260K.bin"));
         var model = OnnxLoader.Load(OnnxWriter.ToBytes(Llama2cConverter.Convert(checkpoint)), null, "stories260K.onnx");
@@ -24,6 +34,12 @@ public class DecoderTests
             int[] shape = v.Type == DataType.Int64 ? [1, 4] : [1, v.Shape![1], 6, v.Shape[3]];
             shapes[v.Name] = shape;
             inputs[v.Name] = v.Type == DataType.Int64 ? Tensor.From<long>([1, 461, 401, 7], 1, 4) : DeviceCase.Random(v.Name.Length, 1, shape);
+        }
+        if (int4)
+        {
+            new Int4MatMulQuantization(new Int4QuantizationOptions { BlockSize = 32, Symmetric = true, MinElements = 2048 })
+                .Run(model.Graph, new PassContext());
+            Assert.Equal(36, model.Graph.Nodes.Count(n => n.OpType == "MatMulNBits"));
         }
         ModelPreparation.PinInputShapes(model, shapes);
         ModelPreparation.Optimize(model);

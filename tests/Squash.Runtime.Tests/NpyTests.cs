@@ -61,4 +61,40 @@ public sealed class NpyTests
         var ex = Assert.Throws<SquashException>(() => Npy.Read(new MemoryStream(bytes)));
         Assert.Contains("fewer bytes", ex.Message);
     }
+
+    [Fact]
+    public void AHeaderCutBeforeItsLengthIsAnError()
+    {
+        byte[] bytes = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 2, 0, 0x10, 0];
+        var ex = Assert.Throws<SquashException>(() => Npy.Read(new MemoryStream(bytes), "cut.npy"));
+        Assert.Equal(ErrorCodes.FileError, ex.Code);
+        Assert.Contains("'cut.npy'", ex.Message);
+        Assert.Contains("header is truncated", ex.Message);
+    }
+
+    [Fact]
+    public void ACompressedFileClaimingAGigabyteFailsWithoutAllocatingIt()
+    {
+        // A version 1 header for 16,000 x 16,000 float32 (1 GB) followed by 10 bytes, gzip-compressed: the length of
+        // the data is unknown until it is read.
+        string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (16000, 16000), }";
+        header = header.PadRight(118) + "\n";
+        using var compressed = new MemoryStream();
+        using (var gzip = new System.IO.Compression.GZipStream(compressed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+        {
+            gzip.Write([0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0, (byte)header.Length, 0]);
+            gzip.Write(System.Text.Encoding.Latin1.GetBytes(header));
+            gzip.Write(new byte[10]);
+        }
+        compressed.Position = 0;
+        using var reader = new System.IO.Compression.GZipStream(compressed, System.IO.Compression.CompressionMode.Decompress);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var ex = Assert.Throws<SquashException>(() => Npy.Read(reader, "big.npy.gz"));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Contains("truncated", ex.Message);
+        // One 1 MiB chunk and the decompressor's buffers, not the gigabyte the header claims.
+        Assert.True(allocated < 8 << 20, $"{allocated} bytes allocated");
+    }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using Squash.Compiler.CodeGen;
 using Squash.Compiler.Compilation;
 using Squash.Runtime;
+using Squash.Runtime.Execution;
 
 namespace Squash.Cli.Commands;
 
@@ -17,7 +18,8 @@ internal static class CompileCommand
         {
             output.WriteLine("usage: squash compile MODEL.onnx --output-dir DIR --class-name NAME [--namespace NS] [--output-name FILE]");
             output.WriteLine("         [--input-shape NAME=D0,D1,...]... [--constant-input NAME=V0,V1,...]... [--visibility public|internal]");
-            output.WriteLine("         [--weights-storage EmbeddedResource|File] [--weights-name NAME] [--precision fp32] [--api-only] [--msbuild]");
+            output.WriteLine("         [--weights-storage EmbeddedResource|File] [--weights-name NAME] [--device Cpu|Gpu|Auto] [--api-only] [--msbuild]");
+            output.WriteLine(PrecisionArguments.Usage);
             return 0;
         }
         string model = args.Positional(0, "the model file (squash compile MODEL.onnx --output-dir DIR --class-name NAME)");
@@ -27,7 +29,8 @@ internal static class CompileCommand
         string outputName = args.Optional("output-name") ?? className;
         string visibility = args.Optional("visibility") ?? "public";
         string storage = args.Optional("weights-storage") ?? "EmbeddedResource";
-        string precision = args.Optional("precision") ?? "fp32";
+        var precision = PrecisionArguments.Parse(args);
+        string device = args.Optional("device") ?? "Cpu";
         string? weightsName = args.Optional("weights-name");
         bool apiOnly = args.Flag("api-only");
         bool msbuild = args.Flag("msbuild");
@@ -45,8 +48,8 @@ internal static class CompileCommand
         // By name only: Enum.TryParse would also take "1".
         if (Enum.GetValues<WeightsStorage>().Where(v => string.Equals(v.ToString(), storage, StringComparison.OrdinalIgnoreCase)).ToArray() is not [var weightsStorage])
             throw new SquashException(ErrorCodes.InvalidOption, $"WeightsStorage '{storage}' is not supported; use EmbeddedResource or File.");
-        if (precision != "fp32")
-            throw new SquashException(ErrorCodes.InvalidOption, $"Precision '{precision}' is not supported yet; use fp32.");
+        if (Enum.GetValues<SquashDevice>().Where(v => string.Equals(v.ToString(), device, StringComparison.OrdinalIgnoreCase)).ToArray() is not [var squashDevice])
+            throw new SquashException(ErrorCodes.InvalidOption, $"Device '{device}' is not supported; use Cpu, Gpu or Auto.");
 
         var request = new CompileRequest
         {
@@ -55,6 +58,8 @@ internal static class CompileCommand
             OutputName = outputName,
             InputShapes = shapes,
             ConstantInputs = constants,
+            Int4 = precision.Int4,
+            CalibrationFolder = precision.CalibrationFolder,
             Class = new ModelClassOptions
             {
                 ClassName = className,
@@ -64,8 +69,9 @@ internal static class CompileCommand
                 WeightsName = weightsName ?? (ns.Length > 0 ? $"{ns}.{className}.sqw" : $"{className}.sqw"),
                 SourceFileName = Path.GetFileName(model),
                 SourceSha256 = "",
-                Precision = precision,
+                Precision = precision.Precision,
                 ApiOnly = apiOnly,
+                Device = squashDevice,
             },
         };
         // With --msbuild only warnings go out, in MSBuild's canonical form so the build shows them.

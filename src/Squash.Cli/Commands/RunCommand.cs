@@ -14,6 +14,7 @@ internal static class RunCommand
         if (args.Help)
         {
             output.WriteLine("usage: squash run MODEL.onnx --input NAME=PATH [--input NAME=PATH ...] --output-dir DIR [--threads N]");
+            output.WriteLine(PrecisionArguments.Usage);
             output.WriteLine("PATH is a .npy (or .npy.gz) file, or a folder of them: one run per file, matched by file name across");
             output.WriteLine("folders, outputs into DIR/<file stem>/. Each output is written as DIR/<output name>.npy.");
             return 0;
@@ -22,10 +23,13 @@ internal static class RunCommand
         var inputSpecs = args.All("input");
         string outputDir = args.Optional("output-dir") ?? throw new UsageException("--output-dir DIR is required.");
         int threads = args.Int("threads", 1, min: 0);
+        var precision = PrecisionArguments.Parse(args);
         args.CheckNoneLeft(1);
         if (inputSpecs.Count == 0) throw new UsageException("give at least one --input NAME=PATH.");
 
         var model = ModelPreparation.LoadAndOptimize(modelPath);
+        ModelPreparation.ApplyPrecision(model, precision.Precision, precision.Int4, precision.CalibrationFolder);
+        ModelPreparation.Fuse(model);
         var graph = model.Graph;
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         var folders = new Dictionary<string, string>(StringComparer.Ordinal);

@@ -44,7 +44,7 @@ public sealed class ModelClassEmitter
         var layout = _options.ApiOnly || !isStatic ? null
             : PlanLayout.Compute(_graph, operators, inputsInArena: true);
         var w = new CSharpWriter();
-        var used = new HashSet<string>(StringComparer.Ordinal) { "Run", "Inputs", "Outputs", "Dispose", _options.ClassName };
+        var used = new HashSet<string>(StringComparer.Ordinal) { "Run", "Inputs", "Outputs", "Dispose", "DefaultDevice", "DeviceName", _options.ClassName };
         var inputs = _graph.Inputs.Select(v => new Port(v, Unique(Pascal(v.Name), used), Camel(v.Name))).ToArray();
         var outputs = _graph.Outputs.Select(v => new Port(v, Unique(Pascal(v.Name), used), Camel(v.Name))).ToArray();
         MakeParametersUnique(inputs.Concat(outputs));
@@ -66,6 +66,7 @@ public sealed class ModelClassEmitter
         EmitPorts(w, inputs, "input");
         EmitPorts(w, outputs, "output");
         EmitSpecs(w, inputs, outputs);
+        EmitDeviceMembers(w);
         if (_options.ApiOnly) EmitApiOnlyBody(w, inputs, outputs, isStatic);
         else if (isStatic) EmitBody(w, inputs, outputs, layout!);
         else EmitDynamicBody(w, inputs, outputs);
@@ -145,6 +146,12 @@ public sealed class ModelClassEmitter
         w.Doc("summary", "Creates the model. (Design-time stub: build the project to get the real class.)");
         w.Line($"public {_options.ClassName}(int threadCount = 1) => throw new global::System.InvalidOperationException({Message});");
         w.Line();
+        w.Doc("summary", "Creates the model on a device. (Design-time stub: build the project to get the real class.)");
+        w.Line($"public {_options.ClassName}({Device} device, int threadCount = 1) => throw new global::System.InvalidOperationException({Message});");
+        w.Line();
+        w.Doc("summary", "Where this instance runs. (Design-time stub: build the project to get the real class.)");
+        w.Line($"public string DeviceName => throw new global::System.InvalidOperationException({Message});");
+        w.Line();
         if (isStatic)
             EmitRunSignatures(w, inputs, outputs, body: _ => w.Line($"    => throw new global::System.InvalidOperationException({Message});"), arrayBody: _ => w.Line($"    => throw new global::System.InvalidOperationException({Message});"));
         else
@@ -156,7 +163,7 @@ public sealed class ModelClassEmitter
         w.Line("public void Dispose() { }");
     }
 
-    private static void EmitDispose(CSharpWriter w)
+    private static void EmitDispose(CSharpWriter w, bool device)
     {
         w.Line("/// <summary>Stops the instance's worker threads (there are none with one thread). Waits for a call in progress;");
         w.Line("/// later calls throw <see cref=\"global::System.ObjectDisposedException\"/>. Instances not disposed stop their threads");
@@ -166,6 +173,7 @@ public sealed class ModelClassEmitter
         w.Line("if (_disposed) return;");
         w.Line("_disposed = true;");
         w.Line("_context.Dispose();");
+        if (device) w.Line("_device?.Dispose();");
         w.Close();
         w.Close();
         w.Line();
@@ -228,10 +236,19 @@ public sealed class ModelClassEmitter
         w.Line("/// more starts threadCount - 1 worker threads, owned by the instance until <see cref=\"Dispose\"/>; 0 uses every core.</param>");
         w.Line("/// <remarks>Some dimensions of this model are set per call, so it runs node by node and allocates per call.");
         w.Line("/// Pin them with the InputShapes metadata for a static memory plan and the fastest code.</remarks>");
-        w.Open($"public {_options.ClassName}(int threadCount = 1)");
+        w.Line($"public {_options.ClassName}(int threadCount = 1) : this(DefaultDevice, threadCount) {{ }}");
+        w.Line();
+        EmitDeviceConstructorDoc(w);
+        w.Line("/// <exception cref=\"global::Squash.Runtime.SquashException\">Gpu: this model has dimensions set per call, which the GPU");
+        w.Line("/// does not run (SQ1104); Auto runs it on the CPU.</exception>");
+        w.Open($"public {_options.ClassName}({Device} device, int threadCount = 1)");
+        w.Line($"{R}.Execution.SquashDevices.RejectDynamic(device, {String(_options.ClassName)});");
         w.Line($"_context = new {R}.KernelContext(threadCount);");
         w.Line("_executor = new global::Squash.Runtime.Execution.GraphExecutor(BuildGraph(s_weights.Value));");
         w.Close();
+        w.Line();
+        w.Doc("summary", "Where this instance runs: always the CPU runtime for a model with dimensions set per call.");
+        w.Line("public string DeviceName => \"CPU\";");
         w.Line();
         EmitTensorRunSignature(w, inputs, outputs, () =>
         {
@@ -253,7 +270,7 @@ public sealed class ModelClassEmitter
         w.Close();
         w.Close();
         w.Line();
-        EmitDispose(w);
+        EmitDispose(w, device: false);
         w.Open($"private static {R}.Weights.WeightsFile CheckWeights({R}.Weights.WeightsFile weights)");
         w.Line("if (weights.Checksum != WeightsChecksum)");
         w.Line($"    throw new {R}.SquashException(\"{ErrorCodes.FileError}\", \"The weights of {_options.ClassName} do not match the code generated with them. Rebuild the project (and deploy the new weights file).\");");
@@ -287,6 +304,7 @@ public sealed class ModelClassEmitter
         w.Line($"private readonly {R}.Operators.Operator[] _ops;");
         w.Line($"private readonly {R}.Tensor?[][] _in;");
         w.Line($"private readonly {R}.Tensor[][] _out;");
+        w.Line($"private readonly {R}.Execution.IDeviceModel? _device;");
         w.Line("private bool _disposed;");
         w.Line();
 
@@ -297,9 +315,21 @@ public sealed class ModelClassEmitter
         w.Doc("summary", "Creates an instance. Weights are loaded on first use and shared by all instances.");
         w.Line("/// <param name=\"threadCount\">Threads the kernels may use: 1 (the default) runs everything on the calling thread;");
         w.Line("/// more starts threadCount - 1 worker threads, owned by the instance until <see cref=\"Dispose\"/>; 0 uses every core.</param>");
-        w.Open($"public {_options.ClassName}(int threadCount = 1)");
+        w.Line($"public {_options.ClassName}(int threadCount = 1) : this(DefaultDevice, threadCount) {{ }}");
+        w.Line();
+        EmitDeviceConstructorDoc(w);
+        w.Line("/// <exception cref=\"global::Squash.Runtime.SquashException\">Gpu: no GPU backend is registered (SQ1103) or there is no GPU (SQ1101).</exception>");
+        w.Open($"public {_options.ClassName}({Device} device, int threadCount = 1)");
         w.Line("var w = s_weights.Value;");
         w.Line($"_context = new {R}.KernelContext(threadCount);");
+        w.Line($"_device = {R}.Execution.SquashDevices.Open(device, () => BuildGraph(w), threadCount, {String(_options.ClassName)});");
+        w.Open("if (_device is not null)");
+        w.Line("_slots = [];");
+        w.Line("_ops = [];");
+        w.Line("_in = [];");
+        w.Line("_out = [];");
+        w.Line("return;");
+        w.Close();
         w.Line($"var arena = {R}.Execution.Arena.Allocate(ArenaBytes, out int a);");
         w.Line($"_slots = new {R}.Tensor?[{layout.Slots.Count}];");
         for (int s = 0; s < layout.Slots.Count; s++)
@@ -336,6 +366,10 @@ public sealed class ModelClassEmitter
                 foreach (var p in outputs) w.Line($"Check({p.Parameter}.Length, {p.Pascal}Length, {String(p.Value.Name)});");
                 w.Open("lock (_lock)");
                 w.Line("global::System.ObjectDisposedException.ThrowIf(_disposed, this);");
+                w.Open("if (_device is not null)");
+                w.Line($"RunOnDevice({string.Join(", ", inputs.Concat(outputs).Select(p => p.Parameter))});");
+                w.Line("return;");
+                w.Close();
                 for (int k = 0; k < inputs.Length; k++)
                     w.Line($"{inputs[k].Parameter}.CopyTo(_slots[{layout.GraphInputSlots[k]}]!.AsSpan<{inputs[k].ElementType}>());");
                 w.Line("RunSteps();");
@@ -361,6 +395,7 @@ public sealed class ModelClassEmitter
         w.Line($"{R}.Execution.ModelInputs.CheckNames(inputs, s_inputs);");
         w.Open("lock (_lock)");
         w.Line("global::System.ObjectDisposedException.ThrowIf(_disposed, this);");
+        w.Line("if (_device is not null) return _device.Run(inputs);");
         for (int k = 0; k < inputs.Length; k++)
             w.Line($"{R}.Execution.ModelInputs.CopyInto(inputs, s_inputs[{k}], _slots[{layout.GraphInputSlots[k]}]!);");
         w.Line("RunSteps();");
@@ -372,7 +407,9 @@ public sealed class ModelClassEmitter
         w.Close();
         w.Line();
 
-        EmitDispose(w);
+        EmitDispose(w, device: true);
+        EmitDeviceRun(w, inputs, outputs);
+        EmitGraph(w, inputs, outputs);
 
         w.Open("private void RunSteps()");
         for (int i = 0, j = 0; i < nodes.Count; i++)
@@ -403,7 +440,8 @@ public sealed class ModelClassEmitter
         w.Line("return weights;");
         w.Close();
 
-        foreach (int i in steps)
+        // Every node, views included: the device path builds the whole graph from them.
+        for (int i = 0; i < nodes.Count; i++)
         {
             w.Line();
             w.Open($"private static {R}.Ir.Node Node{i}({R}.Weights.WeightsFile w)");
@@ -411,6 +449,64 @@ public sealed class ModelClassEmitter
             w.Line("return n;");
             w.Close();
         }
+    }
+
+    private const string Device = R + ".Execution.SquashDevice";
+
+    /// <summary>The build-time default device and where an instance runs.</summary>
+    private void EmitDeviceMembers(CSharpWriter w)
+    {
+        w.Doc("summary", $"The device the parameterless constructor runs on (the <c>Device</c> metadata of the model's SquashModel item).");
+        w.Line($"public const {Device} DefaultDevice = {Device}.{_options.Device};");
+        w.Line();
+    }
+
+    private static void EmitDeviceConstructorDoc(CSharpWriter w)
+    {
+        w.Line("/// <summary>Creates an instance on <paramref name=\"device\"/>. Weights are loaded on first use and shared by all");
+        w.Line("/// instances. Gpu and Auto need the GPU backend registered first (Squash.Runtime.Gpu: <c>SquashGpu.Register()</c>);");
+        w.Line("/// the API is the same wherever the model runs.</summary>");
+        w.Line("/// <param name=\"device\">Cpu: Squash's CPU runtime. Gpu: a GPU (CUDA, then OpenCL), or an error. Auto: a GPU when");
+        w.Line("/// the backend is registered and finds one, else the CPU runtime.</param>");
+        w.Line("/// <param name=\"threadCount\">Threads the CPU kernels (and, on a GPU, nodes that run on the host) may use: 1 (the");
+        w.Line("/// default) runs everything on the calling thread; more starts threadCount - 1 worker threads, owned by the instance");
+        w.Line("/// until <see cref=\"Dispose\"/>; 0 uses every core.</param>");
+    }
+
+    /// <summary>The span API's device path (allocates per call: tensors cross to the device and back) and the name.</summary>
+    private static void EmitDeviceRun(CSharpWriter w, Port[] inputs, Port[] outputs)
+    {
+        w.Doc("summary", "Where this instance runs: <c>CPU</c>, or the GPU backend and the device's name.");
+        w.Line("public string DeviceName => _device?.DeviceName ?? \"CPU\";");
+        w.Line();
+        var parameters = inputs.Select(p => $"global::System.ReadOnlySpan<{p.ElementType}> {p.Parameter}")
+            .Concat(outputs.Select(p => $"global::System.Span<{p.ElementType}> {p.Parameter}"));
+        w.Open($"private void RunOnDevice({string.Join(", ", parameters)})");
+        // The local must not shadow a parameter (ports may be named "result").
+        string result = "result";
+        while (inputs.Concat(outputs).Any(p => p.Parameter.TrimStart('@') == result)) result = "_" + result;
+        w.Line($"var {result} = _device!.Run(new global::System.Collections.Generic.Dictionary<string, {R}.Tensor>({inputs.Length}, global::System.StringComparer.Ordinal)");
+        w.Open();
+        foreach (var p in inputs) w.Line($"[{String(p.Value.Name)}] = {R}.Tensor.From<{p.ElementType}>({p.Parameter}, {IntArray(p.Value.Shape!)}),");
+        w.Close(");");
+        foreach (var p in outputs) w.Line($"{result}[{String(p.Value.Name)}].AsSpan<{p.ElementType}>().CopyTo({p.Parameter});");
+        w.Close();
+        w.Line();
+    }
+
+    /// <summary>The whole graph, for a device backend: the nodes the constructor builds one by one, linked by name.</summary>
+    private void EmitGraph(CSharpWriter w, Port[] inputs, Port[] outputs)
+    {
+        var scope = new Dictionary<string, string>(StringComparer.Ordinal);
+        string opsets = string.Join(", ", _graph.OpsetImports.OrderBy(p => p.Key, StringComparer.Ordinal)
+            .Select(p => $"({String(p.Key)}, {p.Value.ToString(CultureInfo.InvariantCulture)})"));
+        w.Open($"private static {R}.Ir.Graph BuildGraph({R}.Weights.WeightsFile w)");
+        w.Line($"return {R}.Execution.SquashDevices.Link({String(_graph.Name)}, [{opsets}],");
+        w.Line($"    [{string.Join(", ", inputs.Select(p => NewValue(p.Value)))}],");
+        w.Line($"    [{string.Join(", ", Enumerable.Range(0, _graph.Nodes.Count).Select(i => $"Node{i}(w)"))}],");
+        w.Line($"    [{string.Join(", ", outputs.Select(p => ValueExpression(p.Value, scope)))}]);");
+        w.Close();
+        w.Line();
     }
 
     /// <summary>Writes statements that build <paramref name="node"/> into variable <paramref name="var"/>.</summary>

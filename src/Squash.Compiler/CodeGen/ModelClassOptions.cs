@@ -27,6 +27,10 @@ public sealed record ModelClassOptions
     /// <summary>Precision the model was compiled for, for documentation.</summary>
     public string Precision { get; init; } = "fp32";
 
+    /// <summary>The device the parameterless constructor runs on (the class's <c>DefaultDevice</c>; the other
+    /// constructor takes one).</summary>
+    public Squash.Runtime.Execution.SquashDevice Device { get; init; } = Squash.Runtime.Execution.SquashDevice.Cpu;
+
     /// <summary>Emit only the public API (design-time builds): members throw until a full build runs.</summary>
     public bool ApiOnly { get; init; }
 }

@@ -27,6 +27,13 @@ public sealed record CompileRequest
 
     /// <summary>Inputs to bake as constants, by name (comma-separated values).</summary>
     public IReadOnlyDictionary<string, string> ConstantInputs { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Int4 settings (block size, exclusions...) when <see cref="ModelClassOptions.Precision"/> is int4; null for
+    /// the defaults.</summary>
+    public Quantization.Int4QuantizationOptions? Int4 { get; init; }
+
+    /// <summary>Calibration samples for int4 (GPTQ); null for round-to-nearest.</summary>
+    public string? CalibrationFolder { get; init; }
 }
 
 /// <summary>The files a compilation wrote (or found unchanged).</summary>
@@ -54,7 +61,11 @@ public static class ModelCompiler
         var model = OnnxLoader.Load(request.ModelPath);
         ModelPreparation.BakeConstantInputs(model, request.ConstantInputs);
         ModelPreparation.PinInputShapes(model, request.InputShapes);
-        ModelPreparation.OptimizeForCpu(model, log);
+        ModelPreparation.Optimize(model, log);
+        ModelPreparation.ApplyPrecision(model, request.Class.Precision, request.Int4, request.CalibrationFolder, log);
+        // The GPU back end has no kernels for the com.squash Fused* nodes (it would run them on the host), so a class
+        // whose default device is not the CPU keeps the standard nodes.
+        if (request.Class.Device == Squash.Runtime.Execution.SquashDevice.Cpu) ModelPreparation.Fuse(model, log);
         if (!Squash.Runtime.Execution.ExecutionPlan.CanPlan(model.Graph))
             log?.Invoke($"warning SQ2001: {Path.GetFileName(request.ModelPath)} keeps dynamic dimensions ({string.Join(", ", model.Graph.Inputs.Where(i => !i.HasKnownShape).Select(i => $"{i.Name}{Shapes.Format(i.Shape ?? [])}"))}); " +
                 "the class runs node by node and allocates per call. Pin them with InputShapes for a static memory plan.");

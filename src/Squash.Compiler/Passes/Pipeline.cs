@@ -60,4 +60,18 @@ public static class Pipeline
         new LayerNormGammaMigration(),
         new DeadNodeElimination(),
     ]);
+
+    /// <summary>
+    /// What the int4 pipeline runs after <see cref="Optimize"/>: <see cref="AttentionFusion"/> (decoders' attention as one
+    /// flash-style node where the pattern matches; not in <see cref="Optimize"/> because the GPU backend has no kernel
+    /// for it yet), then <see cref="Quantization.Int4MatMulQuantization"/> with <paramref name="options"/>, then removal of the float
+    /// weights and nodes nothing reads any more.
+    /// </summary>
+    public static PassManager Int4(Quantization.Int4QuantizationOptions options) => new(
+    [
+        new AttentionFusion(),
+        new DeadNodeElimination(),
+        new Quantization.Int4MatMulQuantization(options),
+        new DeadNodeElimination(),
+    ]);
 }

@@ -24,6 +24,15 @@ public sealed record Int4QuantizationOptions
 
     /// <summary>Chooses codes and scales; round-to-nearest unless an activation-aware method is plugged in.</summary>
     public IInt4Quantizer Quantizer { get; init; } = RoundToNearestQuantizer.Instance;
+
+    /// <summary>Calibration statistics by weight name (<see cref="Int4Calibration.Collect"/>), read by activation-aware
+    /// quantizers; null or a missing name gives that weight none.</summary>
+    public IReadOnlyDictionary<string, Int4ActivationStatistics>? Activations { get; init; }
+
+    /// <summary>Per-layer overrides: nodes or weights that stay fp32, by name, where <c>*</c> matches any run of
+    /// characters (<c>layers.*.attention.wq_t</c>, <c>classifier_rows</c>). A pattern that matches no MatMul, Gemm or
+    /// Gather node with a constant weight, or that weight, is an error (SQ1051), so a misspelled exclusion does not pass silently.</summary>
+    public IReadOnlyList<string> Exclude { get; init; } = [];
 }
 
 /// <summary>
@@ -54,15 +63,20 @@ public sealed class Int4MatMulQuantization(Int4QuantizationOptions? options = nu
         if (!Squash.Runtime.Kernels.Int4Layout.IsSupportedBlockSize(_options.BlockSize))
             throw new SquashException(ErrorCodes.UnsupportedAttribute, $"Int4 block size {_options.BlockSize} is not supported; use 32, 64, 128 or 256.");
         var packed = new Dictionary<(Value, bool), PackedValues>();
+        var unused = new HashSet<string>(_options.Exclude, StringComparer.Ordinal);
         bool changed = false;
         for (int i = 0; i < graph.Nodes.Count; i++)
         {
             var node = graph.Nodes[i];
+            if (IsExcluded(node, unused)) continue;
             var replacement = Rewrite(graph, node, packed);
             if (replacement is null) continue;
             graph.Nodes[i] = replacement;
             changed = true;
         }
+        if (unused.Count > 0)
+            throw new SquashException(ErrorCodes.Int4Exclusion,
+                $"Int4 exclusion(s) {string.Join(", ", unused.Order(StringComparer.Ordinal).Select(p => $"'{p}'"))} match no MatMul, Gemm or Gather node of the model, nor its weight; check the names (squash inspect lists the nodes).");
         if (!changed) return false;
         graph.OpsetImports.TryAdd(OperatorRegistry.SquashDomain, SquashOpset);
         // The float weights nothing reads any more.
@@ -71,6 +85,42 @@ public sealed class Int4MatMulQuantization(Int4QuantizationOptions? options = nu
             if (!consumers.ContainsKey(weight) && !graph.Outputs.Contains(weight) && !graph.Inputs.Contains(weight))
                 graph.Initializers.Remove(weight);
         context?.Log?.Invoke($"{Name}: {packed.Count} weight(s) packed to int4 ({packed.Values.Sum(p => p.Bytes)} bytes)");
+        return true;
+    }
+
+    /// <summary>True when an exclusion pattern names the node or its weight (a MatMul or Gemm's input 1, a Gather's
+    /// input 0); the patterns that match are removed from <paramref name="unused"/>.</summary>
+    private bool IsExcluded(Node node, HashSet<string> unused)
+    {
+        if (_options.Exclude.Count == 0) return false;
+        var value = GraphQueries.Is(node, "MatMul") || GraphQueries.Is(node, "Gemm") ? node.Input(1)
+            : GraphQueries.Is(node, "Gather") ? node.Input(0) : null;
+        if (value?.Constant is null) return false;
+        string weight = value.Name;
+        bool excluded = false;
+        foreach (var pattern in _options.Exclude)
+            if (Matches(pattern, node.Name) || Matches(pattern, weight))
+            {
+                excluded = true;
+                unused.Remove(pattern);
+            }
+        return excluded;
+    }
+
+    /// <summary>Whole-name match where <c>*</c> stands for any run of characters.</summary>
+    internal static bool Matches(string pattern, string name)
+    {
+        var parts = pattern.Split('*');
+        if (parts.Length == 1) return pattern == name;
+        if (!name.StartsWith(parts[0], StringComparison.Ordinal) || !name.EndsWith(parts[^1], StringComparison.Ordinal)
+            || name.Length < parts[0].Length + parts[^1].Length) return false;
+        int at = parts[0].Length, end = name.Length - parts[^1].Length;
+        for (int i = 1; i < parts.Length - 1; i++)
+        {
+            int found = name.IndexOf(parts[i], at, end - at, StringComparison.Ordinal);
+            if (found < 0) return false;
+            at = found + parts[i].Length;
+        }
         return true;
     }
 
@@ -146,7 +196,7 @@ public sealed class Int4MatMulQuantization(Int4QuantizationOptions? options = nu
     {
         if (packed.TryGetValue((weight, transposed), out var existing)) return existing;
         var w = Int4WeightPacking.Quantize(weight.Constant!.AsSpan<float>(), k, n, transposed, _options.BlockSize, _options.Symmetric,
-            _options.Quantizer, weight.Name);
+            _options.Quantizer, weight.Name, _options.Activations?.GetValueOrDefault(weight.Name));
         var data = WeightMath.AddConstant(graph, weight.Name + ".int4", w.Data);
         var scales = WeightMath.AddConstant(graph, weight.Name + ".int4_scales", w.Scales);
         var zeros = w.ZeroPoints is null ? null : WeightMath.AddConstant(graph, weight.Name + ".int4_zero_points", w.ZeroPoints);

@@ -4,8 +4,8 @@ using Squash.Runtime.Kernels;
 namespace Squash.Compiler.Quantization;
 
 /// <summary>What an int4 quantizer is asked to quantize: one weight, as columns (column n's K values contiguous).</summary>
-/// <remarks>An activation-aware method (AWQ, GPTQ) needs statistics of the activations that multiply this weight; they
-/// will come as further members (per-input-channel magnitudes, a Hessian), filled by a calibration run.</remarks>
+/// <remarks>Activation-aware methods (<see cref="GptqQuantizer"/>) also read <see cref="Activations"/>, the statistics of
+/// the inputs that multiply this weight, from a calibration run (<see cref="Int4Calibration"/>).</remarks>
 public sealed class Int4QuantizationRequest
 {
     /// <summary>The weight as N columns of K values: <c>Columns[n * K + k] = W[k, n]</c> for y = x W.</summary>
@@ -25,6 +25,10 @@ public sealed class Int4QuantizationRequest
 
     /// <summary>The weight's name, for messages.</summary>
     public string Name { get; init; } = "";
+
+    /// <summary>Statistics of the activations this weight multiplies, or null when none were collected (quantizers that
+    /// need them fall back to round-to-nearest).</summary>
+    public Int4ActivationStatistics? Activations { get; init; }
 }
 
 /// <summary>An int4 weight in neutral form, before packing: a code per value and a scale and zero point per block.</summary>
@@ -77,19 +81,31 @@ public sealed class RoundToNearestQuantizer : IInt4Quantizer
             {
                 int start = b * bs, length = Math.Min(bs, k - start);
                 var values = request.Columns.AsSpan(col * k + start, length);
-                var (scale, zero) = request.Symmetric ? SymmetricBlock(values) : AsymmetricBlock(values);
-                if (float.IsInfinity(scale))
-                    throw new SquashException(ErrorCodes.UnsupportedDataType,
-                        $"Weight '{request.Name}' has values beyond what int4 blocks with float16 scales can hold (|w| > {(float)Half.MaxValue * 8}); leave it in fp32 (raise the size threshold or exclude it).");
+                var (scale, zero) = BlockParameters(values, request.Symmetric, request.Name);
                 scales[col * blocks + b] = scale;
                 zeros[col * blocks + b] = (byte)zero;
                 var target = codes.AsSpan(col * k + start, length);
                 for (int i = 0; i < length; i++)
-                    target[i] = scale == 0 ? (byte)zero : (byte)Math.Clamp((int)MathF.Round(values[i] / scale) + zero, 0, 15);
+                    target[i] = Code(values[i], scale, zero);
             }
         }
         return new Int4Codes(codes, scales, zeros);
     }
+
+    /// <summary>The scale and zero point round-to-nearest gives a block.</summary>
+    /// <exception cref="SquashException">The scale overflows float16 (SQ1006).</exception>
+    internal static (float Scale, int Zero) BlockParameters(ReadOnlySpan<float> values, bool symmetric, string name)
+    {
+        var (scale, zero) = symmetric ? SymmetricBlock(values) : AsymmetricBlock(values);
+        if (float.IsInfinity(scale))
+            throw new SquashException(ErrorCodes.UnsupportedDataType,
+                $"Weight '{name}' has values beyond what int4 blocks with float16 scales can hold (|w| > {(float)Half.MaxValue * 8}); leave it in fp32 (raise the size threshold or exclude it).");
+        return (scale, zero);
+    }
+
+    /// <summary>The nearest code of <paramref name="value"/> (half to even), clamped to 0..15.</summary>
+    internal static byte Code(float value, float scale, int zero) =>
+        scale == 0 ? (byte)zero : (byte)Math.Clamp((int)MathF.Round(value / scale) + zero, 0, 15);
 
     private static (float Scale, int Zero) SymmetricBlock(ReadOnlySpan<float> values)
     {
@@ -136,7 +152,7 @@ public static class Int4WeightPacking
     /// <summary>Quantizes and packs a float weight given as [K, N] (MatMul's right operand) or, with
     /// <paramref name="transposed"/>, as [N, K] (Gemm's transB, an embedding table).</summary>
     public static Int4PackedWeight Quantize(ReadOnlySpan<float> weight, int k, int n, bool transposed, int blockSize, bool symmetric,
-        IInt4Quantizer? quantizer = null, string name = "")
+        IInt4Quantizer? quantizer = null, string name = "", Int4ActivationStatistics? activations = null)
     {
         var layout = new Int4Layout(k, n, blockSize);
         if (weight.Length != (long)k * n) throw new ArgumentException($"{weight.Length} values do not make a {k} x {n} weight.", nameof(weight));
@@ -151,7 +167,8 @@ public static class Int4WeightPacking
                 for (int col = 0; col < n; col++) columns[col * k + row] = source[col];
             }
         }
-        var request = new Int4QuantizationRequest { Columns = columns, K = k, N = n, BlockSize = blockSize, Symmetric = symmetric, Name = name };
+        var request = new Int4QuantizationRequest { Columns = columns, K = k, N = n, BlockSize = blockSize, Symmetric = symmetric, Name = name,
+            Activations = activations };
         var codes = (quantizer ?? RoundToNearestQuantizer.Instance).Quantize(request);
         return Pack(layout, codes, symmetric);
     }

@@ -1,5 +1,6 @@
 using Squash.Runtime.Gpu.Execution;
 using Squash.Runtime.Ir;
+using Squash.Runtime.Operators;
 
 namespace Squash.Runtime.Gpu.Lowering;
 
@@ -11,6 +12,7 @@ internal delegate GpuStep Lowering(LoweringContext context);
 internal static class DeviceOperators
 {
     private static readonly Dictionary<string, Lowering> s_table = Build();
+    private static readonly Dictionary<string, Lowering> s_squash = BuildSquash();
 
     private static Dictionary<string, Lowering> Build()
     {
@@ -23,12 +25,26 @@ internal static class DeviceOperators
         return table;
     }
 
-    /// <summary>The lowering of <paramref name="node"/>'s operator, or null when it has no device kernel.</summary>
-    public static Lowering? Find(Node node) =>
-        node.Domain is "" or "ai.onnx" ? s_table.GetValueOrDefault(node.OpType) : null;
+    /// <summary>Squash's own operators (domain com.squash).</summary>
+    private static Dictionary<string, Lowering> BuildSquash()
+    {
+        var table = new Dictionary<string, Lowering>(StringComparer.Ordinal);
+        Int4Lowerings.Register(table);
+        return table;
+    }
 
-    /// <summary>Operators with device kernels, sorted.</summary>
-    public static IEnumerable<string> Covered => s_table.Keys.Order(StringComparer.Ordinal);
+    /// <summary>The lowering of <paramref name="node"/>'s operator, or null when it has no device kernel.</summary>
+    public static Lowering? Find(Node node) => node.Domain switch
+    {
+        "" or "ai.onnx" => s_table.GetValueOrDefault(node.OpType),
+        OperatorRegistry.SquashDomain => s_squash.GetValueOrDefault(node.OpType),
+        _ => null,
+    };
+
+    /// <summary>Operators with device kernels (domain, operator), sorted.</summary>
+    public static IEnumerable<(string Domain, string OpType)> Covered =>
+        s_table.Keys.Select(k => ("", k)).Concat(s_squash.Keys.Select(k => (OperatorRegistry.SquashDomain, k)))
+            .Order();
 }
 
 /// <summary>Reads node attributes for the lowerings. The CPU operator built for every node has already checked them

@@ -44,13 +44,13 @@ public static partial class Npy
         if (major == 1)
         {
             Span<byte> len = stackalloc byte[2];
-            stream.ReadExactly(len);
+            ReadHeaderLength(stream, len, displayName);
             headerLength = len[0] | (len[1] << 8);
         }
         else if (major is 2 or 3)
         {
             Span<byte> len = stackalloc byte[4];
-            stream.ReadExactly(len);
+            ReadHeaderLength(stream, len, displayName);
             headerLength = BitConverter.ToInt32(len);
             if (headerLength is < 0 or > 1 << 20) throw Bad(displayName, "its header length is invalid");
         }
@@ -85,9 +85,46 @@ public static partial class Npy
         if (stream.CanSeek && stream.Length - stream.Position < bytes)
             throw Bad(displayName, $"it holds fewer bytes than shape {Shapes.Format(shape)} of {DataTypes.Name(type)} needs");
         if (bytes > Array.MaxLength) throw Bad(displayName, "it is too large");
-        var tensor = new Tensor(type, shape);
-        if (stream.ReadAtLeast(tensor.Bytes, (int)bytes, throwOnEndOfStream: false) < bytes)
-            throw Bad(displayName, "its data is truncated");
+        return ReadData(stream, type, shape, (int)bytes, displayName);
+    }
+
+    private static void ReadHeaderLength(Stream stream, Span<byte> length, string displayName)
+    {
+        if (stream.ReadAtLeast(length, length.Length, throwOnEndOfStream: false) < length.Length)
+            throw Bad(displayName, "the header is truncated");
+    }
+
+    /// <summary>
+    /// Reads the data of a tensor of <paramref name="bytes"/> bytes. The length of a seekable stream was checked
+    /// already; one whose length is unknown (a gzip-compressed file) is read in chunks before the tensor is allocated,
+    /// so a small file whose header claims gigabytes fails as truncated without allocating them.
+    /// </summary>
+    private static Tensor ReadData(Stream stream, DataType type, int[] shape, int bytes, string displayName)
+    {
+        const int Chunk = 1 << 20;
+        Tensor tensor;
+        if (stream.CanSeek || bytes <= Chunk)
+        {
+            tensor = new Tensor(type, shape);
+            if (stream.ReadAtLeast(tensor.Bytes, bytes, throwOnEndOfStream: false) < bytes)
+                throw Bad(displayName, "its data is truncated");
+            return tensor;
+        }
+        var chunks = new List<byte[]>();
+        for (int left = bytes; left > 0; left -= Chunk)
+        {
+            var chunk = new byte[Math.Min(left, Chunk)];
+            if (stream.ReadAtLeast(chunk, chunk.Length, throwOnEndOfStream: false) < chunk.Length)
+                throw Bad(displayName, $"its data is truncated (its header claims {bytes} bytes)");
+            chunks.Add(chunk);
+        }
+        tensor = new Tensor(type, shape);
+        var target = tensor.Bytes;
+        foreach (var chunk in chunks)
+        {
+            chunk.CopyTo(target);
+            target = target[chunk.Length..];
+        }
         return tensor;
     }
 

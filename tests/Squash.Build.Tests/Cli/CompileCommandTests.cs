@@ -88,8 +88,9 @@ public sealed class CompileCommandTests : IDisposable
         // A usage error (a build task newer than its compiler) is still a coded error on the model.
         { "good", "SQ1012", ["--class-name=M", "--no-such-option=1"] },
         { "attribute", "SQ1004", ["--class-name=M"] },
-        // 80M x 4 floats (1.28 GB) in each of two live tensors: more than one arena holds, found before allocating.
-        { "good", "SQ1011", ["--class-name=M", "--input-shape=x=80000000,4"] },
+        // 160M x 4 floats (2.56 GB; the elementwise steps run in place, so one such tensor is live at a time): more
+        // than one arena holds, found before allocating.
+        { "good", "SQ1011", ["--class-name=M", "--input-shape=x=160000000,4"] },
     };
 
     [Theory]

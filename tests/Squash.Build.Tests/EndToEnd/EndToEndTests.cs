@@ -17,10 +17,12 @@ public sealed class EndToEndTests(PackedFeed feed)
     private const string ModelB = "models/extra/scale_shift.onnx";
 
     private const string ItemA = $"""<SquashModel Include="{ModelA}" InputShapes="x=2,4" />""";
-    private const string ItemB = $"""<SquashModel Include="{ModelB}" ClassName="Affine" Namespace="Consumer.Models" Visibility="internal" WeightsStorage="File" ConstantInputs="k=10" />""";
+    private const string ItemB = $"""<SquashModel Include="{ModelB}" ClassName="Affine" Namespace="Consumer.Models" Visibility="internal" WeightsStorage="File" ConstantInputs="k=10" Device="auto" />""";
 
     private const string ExpectedA = "ScaleShift 1.5 2.5 3.5 4.5 0.5 2.5 6.5 12.5";
     private const string ExpectedB = "Affine 10.25 20.5 30.75";
+    // Device="auto" (case-insensitive) becomes the class's default; without Squash.Runtime.Gpu registered it runs on the CPU.
+    private const string ExpectedDevice = "Affine Auto CPU";
 
     private const string Program = """
         using System.Globalization;
@@ -32,6 +34,7 @@ public sealed class EndToEndTests(PackedFeed feed)
         #if HAS_AFFINE
         var affine = new Consumer.Models.Affine();
         Console.WriteLine("Affine " + Format(affine.Run(new float[] { 1, 2, 3 })));
+        Console.WriteLine($"Affine {Consumer.Models.Affine.DefaultDevice} {affine.DeviceName}");
         #endif
         """;
 
@@ -49,7 +52,7 @@ public sealed class EndToEndTests(PackedFeed feed)
             // First build: both models compile; the app runs and prints the expected numbers.
             var first = app.Build();
             Assert.Equal(new[] { app.PathOf(ModelA), app.PathOf(ModelB) }.Order(), ConsumerProject.CompiledModels(first).Order());
-            Assert.Equal([ExpectedA, ExpectedB], app.Run());
+            Assert.Equal([ExpectedA, ExpectedB, ExpectedDevice], app.Run());
             // The runtime reaches the output folder; the compiler and MSBuild's assemblies never do. File weights are
             // copied under their resource name, embedded ones are not.
             var files = Directory.GetFiles(app.OutputDirectory).Select(Path.GetFileName).ToHashSet();
@@ -87,7 +90,7 @@ public sealed class EndToEndTests(PackedFeed feed)
             // The next full build replaces the stubs with the real classes.
             var full = app.Build();
             Assert.Equal(2, ConsumerProject.CompiledModels(full).Count);
-            Assert.Equal([ExpectedA, ExpectedB], app.Run());
+            Assert.Equal([ExpectedA, ExpectedB, ExpectedDevice], app.Run());
 
             // A model removed from the project: its outputs are pruned, its copied weights removed, the other stays.
             app.WriteProject(ItemA);

@@ -16,7 +16,7 @@ namespace Squash.Build.Tests.EndToEnd;
 /// Builds that must come out the same or recover: clean builds of one project in two folders give the same generated
 /// files; many models and parallel builds; two projects sharing a model built at the same time; compilers killed
 /// mid-build. The packed packages, as in <see cref="EndToEndTests"/> (same feed). These are the slow tests of the
-/// repository (about a minute and a half on two cores).
+/// repository (about three minutes on two busy cores).
 /// </summary>
 [Trait("Category", "EndToEnd")]
 [Collection(EndToEndCollection.Name)]
@@ -220,40 +220,41 @@ public sealed class RobustBuildTests(PackedFeed feed, ITestOutputHelper output)
         app.WriteProgram(Program(("Dense", "Consumer.Dense", "Enumerable.Range(0, 1024).Select(i => MathF.Cos(i * 0.01f)).ToArray()")));
         string compiler = Path.Combine(feed.Root, "packages", "squash.build");
 
-        var random = new Random(8);
-        var log = new List<string>();
+        // A good build first, timed, so that the kills land at chosen points of a compiler's run and over good outputs.
+        var first = Task.Run(() => app.Dotnet("build"));
+        var lifetime = await CompilerLifetime(compiler, first);
+        Assert.True((await first).ExitCode == 0, app.Describe("the first build failed", await first));
+        var log = new List<string> { $"an uninterrupted compiler ran {lifetime.TotalMilliseconds:F0} ms; left {Outputs(app, Model)}" };
+
+        // Kills from start-up to the writing of the outputs. Before each build the model changes (other weights), so
+        // each compilation has new outputs to write over the last good ones or over what the killed one before left.
         bool killed = false, lastKilled = false;
-        for (int attempt = 0; attempt < 4; attempt++)
+        double[] points = [0, 0.6, 0.95];
+        for (int attempt = 0; attempt < points.Length; attempt++)
         {
-            // The first kill lands as soon as the compiler is seen, the others after a random part of its run.
-            int delay = attempt == 0 ? 0 : random.Next(50, 700);
+            TestModels.Dense(app.PathOf(Model), width: 1024, layers: 4, seed: attempt + 1);
+            int delay = (int)(lifetime.TotalMilliseconds * points[attempt]);
             var build = Task.Run(() => app.Dotnet("build"));
             bool sent = await KillWhenSeen(compiler, delay, build);
             var result = await build;
-            // A build after a killed compilation compiles the model again (its stamp is older than the model); so
-            // does one after the model changed.
             Assert.True(ConsumerProject.CompiledModels(result).Count == 1, app.Describe($"attempt {attempt} did not run the compiler", result));
             lastKilled = result.ExitCode != 0;
             log.Add($"attempt {attempt}: kill after {delay} ms {(sent ? "sent" : "not sent")}, build {(lastKilled ? "failed" : "succeeded")}; left {Outputs(app, Model)}");
-            if (lastKilled)
-            {
-                // The task reports the dead compiler on the model and the build stops before C# (no CS error).
-                app.AssertError(result, Model, "SQ1013");
-                Assert.DoesNotContain(result.Lines, l => l.Contains(": error CS", StringComparison.Ordinal));
-                killed = true;
-            }
-            else
-            {
-                // Other weights, so that the next compilation writes them again (and can be killed doing it).
-                TestModels.Dense(app.PathOf(Model), width: 1024, layers: 4, seed: attempt);
-            }
+            if (!lastKilled) continue;
+            killed = true;
+            // The task reports the dead compiler on the model and the build stops before C# (no CS error).
+            app.AssertError(result, Model, "SQ1013");
+            Assert.DoesNotContain(result.Lines, l => l.Contains(": error CS", StringComparison.Ordinal));
+            // Whatever the compiler wrote, the incremental check does not trust it: no stamp newer than the model.
+            string stamp = app.OutputsOf(Model)[3];
+            Assert.True(!File.Exists(stamp) || File.GetLastWriteTimeUtc(stamp) < File.GetLastWriteTimeUtc(app.PathOf(Model)), string.Join("\n", log));
         }
         foreach (var line in log) output.WriteLine(line);
         Assert.True(killed, "no kill landed while the compiler ran:\n" + string.Join("\n", log));
 
         var final = app.Build();
         if (lastKilled) Assert.Equal([app.PathOf(Model)], ConsumerProject.CompiledModels(final));
-        // The class matches its weights (it checks the checksum when it loads them) and computes the model.
+        // The class matches its weights (it checks the checksum when it loads them) and computes the last model.
         var outputs = app.OutputsOf(Model);
         Assert.Equal(ClassChecksum(outputs[0]), WeightsChecksum(outputs[1]));
         var input = Enumerable.Range(0, 1024).Select(i => MathF.Cos(i * 0.01f)).ToArray();
@@ -285,6 +286,24 @@ public sealed class RobustBuildTests(PackedFeed feed, ITestOutputHelper output)
         string stamp = !File.Exists(files[3]) ? "no stamp"
             : File.GetLastWriteTimeUtc(files[3]) < File.GetLastWriteTimeUtc(app.PathOf(model)) ? "a stamp older than the model" : "a stamp as new as the model";
         return $"{state}, {temporary} temporary files, {stamp}";
+    }
+
+    /// <summary>How long the first compiler process whose command line contains <paramref name="marker"/> runs, from
+    /// when it is first seen until it is gone.</summary>
+    private static async Task<TimeSpan> CompilerLifetime(string marker, Task build)
+    {
+        while (!build.IsCompleted)
+        {
+            foreach (var pid in ProcessesWith(marker, "squash.dll"))
+            {
+                var clock = Stopwatch.StartNew();
+                // An exited process, even one not reaped yet, has an empty command line.
+                while (ProcessesWith(marker, "squash.dll").Contains(pid)) await Task.Delay(5);
+                return clock.Elapsed;
+            }
+            await Task.Delay(5);
+        }
+        throw new InvalidOperationException("The build ended before a compiler was seen.");
     }
 
     /// <summary>

@@ -63,7 +63,22 @@ public sealed class ModelOptionsTests
         item.SetMetadata("Precision", "fp32");
         item.SetMetadata("InputShapes", "x=1,3,640,640; y=1,2;");
         item.SetMetadata("ConstantInputs", "sr=16000;scale=0.5,-1e-3");
+        item.SetMetadata("Device", "auto");
         Assert.Empty(ModelOptions.Check(item));
+    }
+
+    [Theory]
+    [InlineData("gpu", "--device=Gpu")]
+    [InlineData("Auto", "--device=Auto")]
+    [InlineData("", null)]
+    public void DeviceIsPassedToTheCompilerInItsCanonicalSpelling(string device, string? expected)
+    {
+        var item = new TaskItem("m.onnx");
+        item.SetMetadata("ClassName", "Detector");
+        item.SetMetadata("Precision", "fp32");
+        item.SetMetadata("Device", device);
+        var argument = SquashCompile.Arguments(item, apiOnly: false).SingleOrDefault(a => a.StartsWith("--device", StringComparison.Ordinal));
+        Assert.Equal(expected, argument);
     }
 
     [Theory]
@@ -73,6 +88,7 @@ public sealed class ModelOptionsTests
     [InlineData("InputShapes", "=1,2", "is not NAME=VALUES")]
     [InlineData("ConstantInputs", "sr=16k", "value '16k' of input 'sr'")]
     [InlineData("Precision", "fp 32", "Precision='fp 32'")]
+    [InlineData("Device", "Cuda", "Device='Cuda' is not supported: use Cpu, Gpu or Auto")]
     [InlineData("ClassName", "Two\nLines", "contains a line break")]
     public void EachBadValueIsExplained(string metadata, string value, string expected)
     {

@@ -112,6 +112,19 @@ public sealed class SquashCompileTests : IDisposable
     }
 
     [Fact]
+    public void Int4ExclusionsBecomeOneArgumentEach()
+    {
+        var model = Model("models/llm.onnx", ("Precision", "INT4"), ("Int4Exclude", " layers.0.* ;; classifier_rows "));
+        var task = Task(model);
+
+        Assert.True(task.Execute(), _engine.ErrorText);
+
+        var lines = Assert.Single(task.Runs).ResponseFile.Split('\n');
+        Assert.Contains("--precision=int4", lines);
+        Assert.Equal(["--int4-exclude=layers.0.*", "--int4-exclude=classifier_rows"], lines.Where(l => l.StartsWith("--int4-", StringComparison.Ordinal)));
+    }
+
+    [Fact]
     public void ResponseFileIsUtf8WithoutByteOrderMark()
     {
         var task = Task(Model("m.onnx"));

@@ -164,4 +164,46 @@ public sealed class SquashPrepareModelsTests : IDisposable
         Run(Model("m.onnx"));
         Assert.False(File.Exists(m.GetMetadata("ApiStampFile")));
     }
+
+    [Fact]
+    public async System.Threading.Tasks.Task BuildsOfOneProjectAtOnceNeverSeeAHalfWrittenFile()
+    {
+        // Two versions of the project (another class name: an options file of another length), as when an IDE's build
+        // and a command line's run at once after an edit. The whole texts each writes, alone:
+        ITaskItem Version(int v) => Model("m.onnx", ("ClassName", v == 0 ? "A" : "ALongerClassName"));
+        string options = Run(Version(0)).PreparedModels[0].GetMetadata("OptionsFile"), manifest = Obj + SquashPrepareModels.ManifestName;
+        string optionsA = File.ReadAllText(options);
+        Run(Version(1));
+        string[] wholeOptions = [optionsA, File.ReadAllText(options)];
+        string wholeManifest = File.ReadAllText(manifest);
+        Assert.NotEqual(wholeOptions[0].Length, wholeOptions[1].Length);
+
+        // Four builds writing, 200 times each, while this thread reads what they write.
+        var writers = Enumerable.Range(0, 4).Select(t => System.Threading.Tasks.Task.Run(() =>
+        {
+            var engine = new MockBuildEngine();
+            for (int i = 0; i < 200; i++)
+            {
+                var task = new SquashPrepareModels
+                {
+                    BuildEngine = engine, Models = [Version((t + i) % 2)], IntermediateDirectory = Obj,
+                    CompilerPath = Path.Combine(_dir, "squash.dll"), RootNamespace = "my-app",
+                };
+                Assert.True(task.Execute(), engine.ErrorText);
+            }
+        })).ToArray();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        int reads = 0;
+        while (!writers.All(w => w.IsCompleted))
+        {
+            seen.Add("options:" + File.ReadAllText(options));
+            seen.Add("manifest:" + File.ReadAllText(manifest));
+            reads++;
+        }
+        await System.Threading.Tasks.Task.WhenAll(writers);
+
+        Assert.True(reads > 10, $"only {reads} reads while the builds ran");
+        Assert.Subset(new HashSet<string> { "options:" + wholeOptions[0], "options:" + wholeOptions[1], "manifest:" + wholeManifest }, seen);
+        Assert.Empty(Directory.GetFiles(Obj, "*.tmp"));
+    }
 }

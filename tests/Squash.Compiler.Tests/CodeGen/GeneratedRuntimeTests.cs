@@ -75,9 +75,17 @@ public sealed class GeneratedRuntimeTests(GeneratedRuntimeTests.Compiled compile
                     var y = new float[Cls.Softmax0Tmp0Length];
                     model.Run(x, y);
                     model.Run(x, y);
-                    long before = GC.GetAllocatedBytesForCurrentThread();
-                    for (int i = 0; i < calls; i++) model.Run(x, y);
-                    return GC.GetAllocatedBytesForCurrentThread() - before;
+                    // The least over several windows: the runtime itself may allocate on this thread while it
+                    // re-JITs hot methods (tiered compilation, late under load), but an allocation of our code
+                    // would show in every window.
+                    long least = long.MaxValue;
+                    for (int window = 0; window < 5; window++)
+                    {
+                        long before = GC.GetAllocatedBytesForCurrentThread();
+                        for (int i = 0; i < calls; i++) model.Run(x, y);
+                        least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+                    }
+                    return least;
                 }
 
                 public static float[] Small(Small model, float[] x)

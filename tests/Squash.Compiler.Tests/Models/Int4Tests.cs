@@ -19,8 +19,9 @@ namespace Squash.Compiler.Tests.Models;
 /// gaps down to 2.9e-3, and every single matrix type quantized alone to 4 bits raises the NLL of fp32's greedy text by
 /// 49% (wo) to 195% (the embedding). Even 8-bit absmax blocks of 32 flip the first greedy token (agreement 2/128, NLL
 /// +1.2%); 6 bits give +35%, 5 bits +155%. The criteria (at least 95% greedy agreement, NLL rise at most 2%)
-/// are therefore out of reach for round-to-nearest int4 on this model; the measured numbers are in docs/int4.md and
-/// the test guards them against regression (a packing or kernel error sends the NLL far higher, towards the uniform
+/// are therefore out of reach for round-to-nearest int4 on this model; GPTQ meets the NLL criterion on a subset of the
+/// matrices, never the agreement one (<see cref="Stories260K_Gptq_BeatsRoundToNearest"/>). The measured numbers are in
+/// docs/int4.md and the tests guard them against regression (a packing or kernel error sends the NLL far higher, towards the uniform
 /// ln 512 = 6.2).
 /// </remarks>
 public sealed class Int4Tests(ITestOutputHelper output)
@@ -66,6 +67,87 @@ public sealed class Int4Tests(ITestOutputHelper output)
         Assert.True(rise <= maxNllRise, $"NLL rose by {100 * rise:F1}%, more than the {100 * maxNllRise:F0}% measured when this test was written");
         // Measured 36 and 26 of 128 (chance is 1 in 512); a broken kernel or layout drops to chance.
         Assert.True(forced >= 20, $"teacher-forced agreement {forced}/{Steps}");
+    }
+
+    /// <summary>The five matrices GPTQ packs within the NLL target (+2%) with held-out calibration: added greedily
+    /// in order of each one's own NLL rise, keeping each that left the total within +2% (docs/int4.md).</summary>
+    internal static readonly string[] WithinTwoPercent =
+        ["layers.4.attention.v", "layers.3.ffn.up", "layers.3.ffn.gate", "layers.3.attention.v", "layers.4.ffn.gate"];
+
+    /// <summary>
+    /// GPTQ against round-to-nearest on the same model and settings (block 32, asymmetric, embedding lookup fp32),
+    /// calibrated on held-out text: fp32's greedy continuations of eight other prompts (BOS then token 100, 200, ... 500),
+    /// 1024 rows, none of them the evaluated text. All 36 matrices (the 35 of the layers and the classifier): measured
+    /// NLL rise RTN +250.8%, GPTQ +189.0%. The five of <see cref="WithinTwoPercent"/>: RTN +5.70%, GPTQ +0.82%, within the
+    /// issue's +2%. Free-running greedy agreement stays far below 95% in every configuration that packs anything (no
+    /// single matrix alone exceeds 57/128): the fp32 text has a best-vs-second gap of 2.9e-3 at step 37.
+    /// Bounds: about 1.1x the measured GPTQ rises, and GPTQ at most 0.85x RTN (measured 0.75x and 0.14x).
+    /// </summary>
+    [Fact]
+    public void Stories260K_Gptq_BeatsRoundToNearest()
+    {
+        var fp32Graph = Llama2cAttentionFusionTests.Load(fuseAttention: false);
+        var fp32 = Greedy(Llama2cAttentionFusionTests.Decoder(fp32Graph)).Tokens;
+        long[] text = [Bos, .. fp32[..(Steps - 1)]];
+        double nllFp32 = MeanNll(Llama2cAttentionFusionTests.Decoder(fp32Graph).Forward(text), fp32);
+        var statistics = Int4Calibration.Collect(fp32Graph, HeldOutCalibration(fp32Graph));
+        Assert.Equal(36, statistics.Count);
+        Assert.All(statistics.Values, s => Assert.Equal(8 * Steps, s.Rows));
+        // q, k and v multiply the same normalized activation: one Gram matrix for the three.
+        Assert.Same(statistics["layers.2.attention.wq_t"], statistics["layers.2.attention.wv_t"]);
+        Assert.NotSame(statistics["layers.2.attention.wq_t"], statistics["layers.2.attention.wo_t"]);
+
+        string[] matrices = [.. fp32Graph.Nodes.Where(n => n.OpType is "MatMul" or "Gemm" && n.Input(1)?.Constant is not null).Select(n => n.Name)];
+        (int Same, double Rise) Measure(IInt4Quantizer quantizer, string[] packed)
+        {
+            var graph = Llama2cAttentionFusionTests.Load(fuseAttention: false);
+            var options = new Int4QuantizationOptions
+            {
+                Symmetric = false, MinElements = 2048, QuantizeEmbeddings = false, Quantizer = quantizer, Activations = statistics,
+                Exclude = [.. matrices.Except(packed)],
+            };
+            new Int4MatMulQuantization(options).Run(graph, new PassContext());
+            Assert.Equal(packed.Length, graph.Nodes.Count(n => n.OpType == "MatMulNBits"));
+            var tokens = Greedy(Llama2cAttentionFusionTests.Decoder(graph)).Tokens;
+            double nll = MeanNll(Llama2cAttentionFusionTests.Decoder(graph).Forward(text), fp32);
+            return (fp32.Zip(tokens).Count(p => p.First == p.Second), (nll - nllFp32) / nllFp32);
+        }
+        var rtnAll = Measure(RoundToNearestQuantizer.Instance, matrices);
+        var gptqAll = Measure(GptqQuantizer.Instance, matrices);
+        var rtnFive = Measure(RoundToNearestQuantizer.Instance, WithinTwoPercent);
+        var gptqFive = Measure(GptqQuantizer.Instance, WithinTwoPercent);
+        output.WriteLine($"NLL of fp32's greedy text {nllFp32:F4}; rise (free-running agreement of 128):");
+        output.WriteLine($"  36 matrices: RTN {100 * rtnAll.Rise:+0.00}% ({rtnAll.Same}), GPTQ {100 * gptqAll.Rise:+0.00}% ({gptqAll.Same})");
+        output.WriteLine($"  5 matrices:  RTN {100 * rtnFive.Rise:+0.00}% ({rtnFive.Same}), GPTQ {100 * gptqFive.Rise:+0.00}% ({gptqFive.Same})");
+        Assert.True(gptqAll.Rise <= 2.1 && gptqAll.Rise <= 0.85 * rtnAll.Rise, $"36 matrices: GPTQ {gptqAll.Rise:P1}, RTN {rtnAll.Rise:P1}");
+        Assert.True(gptqFive.Rise <= 0.02, $"5 matrices: GPTQ {gptqFive.Rise:P2} is above the issue's 2%");
+        Assert.True(gptqFive.Rise <= 0.85 * rtnFive.Rise, $"5 matrices: GPTQ {gptqFive.Rise:P2}, RTN {rtnFive.Rise:P2}");
+    }
+
+    /// <summary>One prompt per sample: BOS, a start token, then fp32's 126 greedy tokens after it; empty caches.</summary>
+    internal static List<IReadOnlyDictionary<string, Tensor>> HeldOutCalibration(Graph fp32Graph)
+    {
+        var samples = new List<IReadOnlyDictionary<string, Tensor>>();
+        foreach (long start in (long[])[100, 200, 250, 300, 350, 400, 450, 500])
+        {
+            var decoder = Llama2cAttentionFusionTests.Decoder(fp32Graph);
+            var tokens = new List<long> { Bos, start };
+            decoder.Forward([Bos]);
+            long token = ArgMax(decoder.Forward([start])[0]);
+            while (tokens.Count < Steps)
+            {
+                tokens.Add(token);
+                token = ArgMax(decoder.Forward([token])[0]);
+            }
+            var sample = new Dictionary<string, Tensor> { ["input_ids"] = Tensor.From<long>([.. tokens], 1, Steps) };
+            for (int l = 0; l < 5; l++)
+            {
+                sample[$"past_key_{l}"] = new Tensor(DataType.Float, 1, 4, 0, 8);
+                sample[$"past_value_{l}"] = new Tensor(DataType.Float, 1, 4, 0, 8);
+            }
+            samples.Add(sample);
+        }
+        return samples;
     }
 
     /// <summary>

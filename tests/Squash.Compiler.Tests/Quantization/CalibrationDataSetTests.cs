@@ -65,6 +65,7 @@ public sealed class CalibrationDataSetTests : IDisposable
     {
         string missing = Path.Combine(_dir, "missing");
         AssertError(() => CalibrationDataSet.Open(missing, s_image), missing);
+        AssertError(() => CalibrationDataSet.Open(_dir, s_image), _dir, "holds no samples");
         File.WriteAllText(Path.Combine(_dir, "README.md"), "no samples here");
         AssertError(() => CalibrationDataSet.Open(_dir, s_image), _dir, "holds no samples");
         WriteNpy("a.npy", Image(0));

@@ -1,0 +1,78 @@
+using ILGPU;
+
+namespace Squash.Runtime.Gpu.Kernels;
+
+/// <summary>The geometry of a packed int4 weight (<c>Squash.Runtime.Kernels.Int4Layout</c>) as a kernel argument.</summary>
+/// <param name="K">Input features (the reduction axis).</param>
+/// <param name="N">Output features.</param>
+/// <param name="Blocks">Blocks per column along K.</param>
+/// <param name="BlockBytes">Bytes per (column, block): half the block size.</param>
+/// <param name="HasBias">Whether the bias view holds N values.</param>
+internal readonly record struct Int4Dims(int K, int N, int Blocks, int BlockBytes, int HasBias);
+
+/// <summary>int4 weights with the dequantization fused into the product: the packed bytes are read as they are stored
+/// and each code becomes (q - zero point) inside the dot product, so no fp32 copy of the weight exists on the device.</summary>
+internal static class Int4Kernels
+{
+    /// <summary>Y[m, n] = sum over K of A[m, k] W[k, n] + bias[n], one thread per output. Per block, the codes minus
+    /// the zero point are summed against A in fp32 and the sum is scaled once (the scale is common to the block).
+    /// Columns are interleaved in groups of four, so threads n..n+3 read four adjacent blocks.</summary>
+    /// <param name="index">The thread.</param>
+    /// <param name="r">Outputs (M x N) and the grid stride.</param>
+    /// <param name="a">A, [M, K].</param>
+    /// <param name="data">Packed codes: [groups, blocks, 4, block_size / 2], element j low, j + block_size / 2 high.</param>
+    /// <param name="scaleZero">Per (padded column, block), in the packed order: the scale, then the zero point, as
+    /// floats (converted once on the host from float16 and nibbles).</param>
+    /// <param name="bias">N values when <see cref="Int4Dims.HasBias"/> is 1.</param>
+    /// <param name="y">Y, [M, N].</param>
+    /// <param name="d">The geometry.</param>
+    public static void MatMulNBits(Index1D index, Range1D r, ArrayView<float> a, ArrayView<byte> data, ArrayView<float> scaleZero,
+        ArrayView<float> bias, ArrayView<float> y, Int4Dims d)
+    {
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            int m = i / d.N, n = i - m * d.N;
+            int row = m * d.K;
+            float acc = 0f;
+            for (int b = 0; b < d.Blocks; b++)
+            {
+                int s = ((n >> 2) * d.Blocks + b) * 4 + (n & 3);
+                float zero = scaleZero[2 * s + 1];
+                int k0 = b * 2 * d.BlockBytes;
+                int offset = s * d.BlockBytes;
+                float sum = 0f;
+                for (int e = 0; e < d.BlockBytes; e++)
+                {
+                    int q = data[offset + e];
+                    int lo = k0 + e, hi = lo + d.BlockBytes;
+                    // Past K (the last block's padding) the codes equal the zero point, but A has no element there.
+                    if (lo < d.K) sum += a[row + lo] * ((q & 15) - zero);
+                    if (hi < d.K) sum += a[row + hi] * ((q >> 4) - zero);
+                }
+                acc += sum * scaleZero[2 * s];
+            }
+            y[i] = d.HasBias != 0 ? acc + bias[n] : acc;
+        }
+    }
+
+    /// <summary>Embedding lookup in a packed table: Y[j, k] = W[k, indices[j]] = (q - zero point) * scale, one thread
+    /// per output element (the CPU's formula, rounded once in fp32, so the results are equal). Negative indices count
+    /// from the end; out-of-range ones are clamped (the device cannot throw; the CPU operator reports them).</summary>
+    public static void GatherNBits<TIndex>(Index1D index, Range1D r, ArrayView<byte> data, ArrayView<float> scaleZero, ArrayView<float> y,
+        TIndex indices, Int4Dims d) where TIndex : struct, IIndices
+    {
+        int blockSize = 2 * d.BlockBytes;
+        for (int i = index; i < r.Count; i += r.Stride)
+        {
+            int j = i / d.K, k = i - j * d.K;
+            long idx = indices.Get(j);
+            if (idx < 0) idx += d.N;
+            int n = (int)(idx < 0 ? 0 : idx >= d.N ? d.N - 1 : idx);
+            int b = k / blockSize, e = k - b * blockSize;
+            int s = ((n >> 2) * d.Blocks + b) * 4 + (n & 3);
+            int q = data[s * d.BlockBytes + (e < d.BlockBytes ? e : e - d.BlockBytes)];
+            q = e < d.BlockBytes ? q & 15 : q >> 4;
+            y[i] = (q - scaleZero[2 * s + 1]) * scaleZero[2 * s];
+        }
+    }
+}
