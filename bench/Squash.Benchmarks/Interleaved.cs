@@ -29,7 +29,7 @@ internal static class Interleaved
         var model = global::Squash.Compiler.Onnx.OnnxLoader.Load(path);
         string inputName = model.Graph.Inputs[0].Name;
         ModelPreparation.PinInputShapes(model, new Dictionary<string, int[]> { [inputName] = shape });
-        ModelPreparation.Optimize(model);
+        ModelPreparation.OptimizeForCpu(model);
         var plan = ExecutionPlan.Create(model.Graph);
         var quantized = int8 ? Int8Models.Plan(file, task, shape) : null;
         using var ortQdq = int8 ? new InferenceSession(Int8Models.Qdq(file, task, shape), new SessionOptions

@@ -61,7 +61,7 @@ public class PpOcrBenchmarks
         var model = global::Squash.Compiler.Onnx.OnnxLoader.Load(path);
         string inputName = model.Graph.Inputs[0].Name;
         ModelPreparation.PinInputShapes(model, new Dictionary<string, int[]> { [inputName] = shape });
-        ModelPreparation.Optimize(model);
+        ModelPreparation.OptimizeForCpu(model);
         _plan = ExecutionPlan.Create(model.Graph);
         _int8 = Int8Models.Plan(file, task, shape);
         _context = new KernelContext(Threads);

@@ -6,11 +6,13 @@ using Squash.Runtime.Ir;
 
 namespace Squash.Compiler;
 
-/// <summary>The front of every compilation: load, then optimize with <see cref="Pipeline.Optimize"/>. The CLI, the
-/// build and the tests all start here, so they run the same graph.</summary>
+/// <summary>The front of every compilation: load, then optimize with <see cref="Pipeline.Optimize"/> (and, for the CPU's
+/// fp32 code, fuse with <see cref="Pipeline.Fuse"/>). The CLI, the build and the tests all start here, so they run the
+/// same graph.</summary>
 public static class ModelPreparation
 {
-    /// <summary>Loads <paramref name="path"/> and optimizes its graph.</summary>
+    /// <summary>Loads <paramref name="path"/> and optimizes its graph (<see cref="Optimize"/>; precision and
+    /// <see cref="Fuse"/> come after, as the caller needs).</summary>
     public static Model LoadAndOptimize(string path, Action<string>? log = null)
     {
         var model = OnnxLoader.Load(path);
@@ -107,6 +109,19 @@ public static class ModelPreparation
     /// <summary>Optimizes <paramref name="model"/>'s graph in place (<see cref="Pipeline.Optimize"/>).</summary>
     public static void Optimize(Model model, Action<string>? log = null) =>
         Pipeline.Optimize().Run(model.Graph, new PassContext { Log = log });
+
+    /// <summary>Optimizes <paramref name="model"/>'s graph in place for the CPU's fp32 kernels: <see cref="Pipeline.Optimize"/>,
+    /// then <see cref="Pipeline.Fuse"/>.</summary>
+    public static void OptimizeForCpu(Model model, Action<string>? log = null)
+    {
+        Optimize(model, log);
+        Fuse(model, log);
+    }
+
+    /// <summary>Runs <see cref="Pipeline.Fuse"/> on an optimized graph, after any precision is applied (the int4 pass
+    /// looks for plain MatMul nodes); for the CPU's kernels only.</summary>
+    public static void Fuse(Model model, Action<string>? log = null) =>
+        Pipeline.Fuse().Run(model.Graph, new PassContext { Log = log });
 
     /// <summary>The precisions the compiler, <c>squash run</c> and <c>squash export</c> accept.</summary>
     public static IReadOnlyList<string> Precisions { get; } = ["fp32", "int4", "int8", "auto"];

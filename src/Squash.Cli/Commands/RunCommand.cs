@@ -57,6 +57,7 @@ internal static class RunCommand
                 output.WriteLine($"wrote {json} and {markdown}");
             }
         }
+        ModelPreparation.Fuse(model);
         var graph = model.Graph;
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         var folders = new Dictionary<string, string>(StringComparer.Ordinal);

@@ -96,6 +96,9 @@ public static class ModelCompiler
                 {
                     CacheContext = Quantization.Int8Preparation.CacheContext(request.InputShapes, request.ConstantInputs),
                 } : null, request.ModelPath);
+        // The GPU back end has no kernels for the com.squash Fused* nodes (it would run them on the host), so a class
+        // whose default device is not the CPU keeps the standard nodes.
+        if (request.Class.Device == Squash.Runtime.Execution.SquashDevice.Cpu) ModelPreparation.Fuse(model, log);
         if (!Squash.Runtime.Execution.ExecutionPlan.CanPlan(model.Graph))
             log?.Invoke($"warning SQ2001: {Path.GetFileName(request.ModelPath)} keeps dynamic dimensions ({string.Join(", ", model.Graph.Inputs.Where(i => !i.HasKnownShape).Select(i => $"{i.Name}{Shapes.Format(i.Shape ?? [])}"))}); " +
                 "the class runs node by node and allocates per call. Pin them with InputShapes for a static memory plan.");

@@ -19,7 +19,8 @@ public static class Pipeline
     /// What every compilation runs: <see cref="Simplify"/>, then folds of per-channel affine maps (BatchNormalization,
     /// constant Mul/Add) into the weights of the convolution or Gemm before them, and recognition of layer normalization
     /// and hard-swish written out in elementary operators. Folding rounds weights once in fp32, so outputs move by about
-    /// 1e-6 relative.
+    /// 1e-6 relative. The graph keeps standard operators only (the int8 pipeline and the GPU back end start from it);
+    /// <see cref="Fuse"/> follows for the CPU's fp32 kernels.
     /// </summary>
     public static PassManager Optimize() => new(
     [
@@ -31,6 +32,21 @@ public static class Pipeline
         new ConvAffineFusion(),
         new LayerNormFusion(),
         new HardSwishFusion(),
+    ]);
+
+    /// <summary>
+    /// What the CPU's fp32 code runs after <see cref="Optimize"/>: fusion of what follows a convolution or matrix
+    /// product (MatMul's bias, a residual, the activation, a per-channel affine map) into its store, then of the
+    /// remaining chains of elementwise nodes into single passes over memory. Makes com.squash Fused* nodes, which only
+    /// the CPU's fp32 kernels run, so the int8 pipeline and the GPU back end do not run it. Each fused node computes
+    /// what the nodes it replaces did, in the same order, so outputs keep their bits (up to the vectorized sigmoid's
+    /// and exp's own rounding, the same in both).
+    /// </summary>
+    public static PassManager Fuse() => new(
+    [
+        new ActivationFusion(),
+        new EpilogueFusion(),
+        new ElementwiseFusion(),
     ]);
 
     /// <summary>

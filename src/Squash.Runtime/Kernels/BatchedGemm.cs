@@ -15,7 +15,16 @@ internal static unsafe class BatchedGemm
     /// B; or B is the pre-packed <paramref name="packedB"/> for every batch. Offsets were checked by the caller.
     /// </summary>
     public static void Multiply(KernelContext context, int m, int n, int k, ReadOnlySpan<float> a, long[] aOffsets, int lda, bool transA,
-        ReadOnlySpan<float> b, long[] bOffsets, int ldb, bool transB, PackedMatrix? packedB, Span<float> c)
+        ReadOnlySpan<float> b, long[] bOffsets, int ldb, bool transB, PackedMatrix? packedB, Span<float> c) =>
+        Multiply(context, m, n, k, a, aOffsets, lda, transA, b, bOffsets, ldb, transB, packedB, c, new GemmEpilogue());
+
+    /// <summary>
+    /// As <see cref="Multiply(KernelContext, int, int, int, ReadOnlySpan{float}, long[], int, bool, ReadOnlySpan{float}, long[], int, bool, PackedMatrix?, Span{float})"/>,
+    /// each product through <paramref name="epilogue"/>: its row and column members index every product's rows and
+    /// columns, and its residual is shaped like all of C.
+    /// </summary>
+    public static void Multiply(KernelContext context, int m, int n, int k, ReadOnlySpan<float> a, long[] aOffsets, int lda, bool transA,
+        ReadOnlySpan<float> b, long[] bOffsets, int ldb, bool transB, PackedMatrix? packedB, Span<float> c, in GemmEpilogue epilogue)
     {
         int batch = aOffsets.Length;
         if (batch == 0 || m == 0 || n == 0) return;
@@ -25,18 +34,29 @@ internal static unsafe class BatchedGemm
         {
             // Below about 256k multiply-adds a product is not worth splitting over threads; the batch is.
             bool perThread = context.ThreadCount > 1 && batch > 1 && (long)m * n * k < 1 << 18;
-            var body = new Body(perThread ? s_singleThread : context, m, n, k, pa, aOffsets, lda, transA, pb, bOffsets, ldb, transB, packedB, pc);
-            if (perThread) context.For(batch, body);
-            else body.Invoke(0, batch);
+            var body = new Body(perThread ? s_singleThread : context, m, n, k, pa, aOffsets, lda, transA, pb, bOffsets, ldb, transB, packedB, pc, default);
+            epilogue.Pin(pc, new Call(context, body, batch, perThread));
+        }
+    }
+
+    private readonly struct Call(KernelContext context, Body body, int batch, bool perThread) : IEpilogueUser
+    {
+        public void Run(in TileEpilogue epilogue)
+        {
+            var withEpilogue = body.With(epilogue);
+            if (perThread) context.For(batch, withEpilogue);
+            else withEpilogue.Invoke(0, batch);
         }
     }
 
     private readonly struct Body(KernelContext context, int m, int n, int k, float* a, long[] aOffsets, int lda, bool transA,
-        float* b, long[] bOffsets, int ldb, bool transB, PackedMatrix? packedB, float* c) : IRangeBody
+        float* b, long[] bOffsets, int ldb, bool transB, PackedMatrix? packedB, float* c, TileEpilogue epilogue) : IRangeBody
     {
+        public Body With(in TileEpilogue tile) =>
+            new(context, m, n, k, a, aOffsets, lda, transA, b, bOffsets, ldb, transB, packedB, c, tile);
+
         public void Invoke(int start, int end)
         {
-            var epilogue = TileEpilogue.Raw;
             for (int i = start; i < end; i++)
             {
                 var left = StridedPanels.Left(a + aOffsets[i], lda, transA);

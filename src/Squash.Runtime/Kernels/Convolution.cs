@@ -25,28 +25,38 @@ internal static unsafe class Convolution
     /// packs it once when it is constant (null: packed per call); <paramref name="bias"/> is [M] or empty.
     /// </summary>
     public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedConvWeights? packed, ReadOnlySpan<float> bias, Span<float> y, GemmActivation activation)
+        PackedConvWeights? packed, ReadOnlySpan<float> bias, Span<float> y, GemmActivation activation) =>
+        Run(context, g, x, w, packed, y, new GemmEpilogue { RowBias = bias, Activation = activation });
+
+    /// <summary>
+    /// <c>y = epilogue(conv(x, w))</c>, the epilogue's rows being output channels: its row bias is the convolution's
+    /// bias [M], its row scale and shift are [M], and its residual is shaped like <paramref name="y"/>. Alpha is 1,
+    /// beta 0, and the column members are empty.
+    /// </summary>
+    public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
+        PackedConvWeights? packed, Span<float> y, in GemmEpilogue epilogue)
     {
-        var plane = g.As2D();
+        if (!epilogue.Residual.IsEmpty && epilogue.Residual.Length != y.Length)
+            throw new ArgumentException("The residual must be shaped like the output.", nameof(epilogue));
         fixed (float* px = x)
         fixed (float* pw = w)
-        fixed (float* pb = bias)
         fixed (float* py = y)
+            epilogue.Pin(py, new Call(context, g, px, pw, packed, py));
+    }
+
+    private readonly struct Call(KernelContext context, ConvGeometry g, float* x, float* w, PackedConvWeights? packed, float* y) : IEpilogueUser
+    {
+        public void Run(in TileEpilogue epilogue)
         {
-            float* biasPointer = bias.IsEmpty ? null : pb;
+            var plane = g.As2D();
             if (plane.Rank == 2 && plane.IsDepthwise)
             {
-                DepthwiseConv.Run(context, plane, px, pw, biasPointer, py, activation);
+                DepthwiseConv.Run(context, plane, x, w, y, epilogue);
                 return;
             }
             if (WinogradConv.Applies(plane))
             {
-                var transformed = packed?.Winograd(plane) ?? WinogradConv.TransformWeights(plane, w);
-                for (int image = 0; image < g.Batch; image++)
-                    for (int group = 0; group < g.Groups; group++)
-                        WinogradConv.Run(context, plane, px + ((nint)image * g.InChannels + group * g.GroupInChannels) * g.InputSize,
-                            transformed, group * 36, biasPointer == null ? null : biasPointer + group * g.GroupOutChannels,
-                            py + ((nint)image * g.OutChannels + group * g.GroupOutChannels) * g.OutputSize, activation);
+                RunWinograd(plane, epilogue);
                 return;
             }
             long scratchFloats = !plane.IsPointwise && plane.Rank != 2 ? (long)g.GemmDepth * g.OutputSize : 0;
@@ -58,16 +68,46 @@ internal static unsafe class Convolution
                 for (int image = 0; image < g.Batch; image++)
                     for (int group = 0; group < g.Groups; group++)
                     {
-                        float* xg = px + ((nint)image * g.InChannels + group * cg) * g.InputSize;
-                        float* yg = py + ((nint)image * g.OutChannels + group * mg) * g.OutputSize;
-                        var epilogue = new TileEpilogue(1, 0, biasPointer == null ? null : biasPointer + group * mg, null, activation);
+                        float* xg = x + ((nint)image * g.InChannels + group * cg) * g.InputSize;
+                        float* yg = y + ((nint)image * g.OutChannels + group * mg) * g.OutputSize;
+                        // The residual sits at the same distance from every output element, so only the rows move.
+                        var groupEpilogue = epilogue.OffsetRows(group * mg);
                         if (gemmWeights is not null)
-                            Multiply(context, gemmWeights[group].Kernel, plane, gemmWeights[group].Source, xg, yg, epilogue, (float*)columns);
+                            Multiply(context, gemmWeights[group].Kernel, plane, gemmWeights[group].Source, xg, yg, groupEpilogue, (float*)columns);
                         else
-                            Multiply(context, GemmKernel.Best, plane, StridedPanels.Left(pw + (nint)group * mg * g.GemmDepth, g.GemmDepth, false),
-                                xg, yg, epilogue, (float*)columns);
+                            Multiply(context, GemmKernel.Best, plane, StridedPanels.Left(w + (nint)group * mg * g.GemmDepth, g.GemmDepth, false),
+                                xg, yg, groupEpilogue, (float*)columns);
                     }
             }
+        }
+
+        /// <summary>
+        /// Winograd's output transform adds the bias and activates; what follows the activation (residual, scale,
+        /// shift) is one more pass over Y, cheaper than the GEMM path Winograd beats.
+        /// </summary>
+        private void RunWinograd(ConvGeometry plane, in TileEpilogue epilogue)
+        {
+            var transformed = packed?.Winograd(plane) ?? WinogradConv.TransformWeights(plane, new ReadOnlySpan<float>(w, checked((int)((long)g.OutChannels * g.GemmDepth))));
+            // A residual comes before the activation, so with one the transform stores the raw biased sums; so it does
+            // with a sigmoid, which the transform's registers do not hold (GemmActivation.InRegisters).
+            bool activated = !epilogue.HasResidual && epilogue.Activation.InRegisters;
+            var activation = activated ? epilogue.Activation : default;
+            bool tail = epilogue.HasTail || !activated && epilogue.Activation.Kind != GemmActivationKind.None;
+            int mg = g.GroupOutChannels;
+            for (int image = 0; image < g.Batch; image++)
+                for (int group = 0; group < g.Groups; group++)
+                    WinogradConv.Run(context, plane, x + ((nint)image * g.InChannels + group * g.GroupInChannels) * g.InputSize,
+                        transformed, group * 36, epilogue.RowBias == null ? null : epilogue.RowBias + group * mg,
+                        y + ((nint)image * g.OutChannels + group * mg) * g.OutputSize, activation);
+            if (!tail) return;
+            var rest = activated ? epilogue.Tail.WithoutActivation : epilogue.Tail;
+            int n = g.OutputSize;
+            for (int image = 0; image < g.Batch; image++)
+                for (int channel = 0; channel < g.OutChannels; channel++)
+                {
+                    float* row = y + ((nint)image * g.OutChannels + channel) * n;
+                    rest.ApplyRow(row, row, n, channel, 0);
+                }
         }
     }
 

@@ -14,21 +14,20 @@ internal static unsafe class DepthwiseConv
 {
     [ThreadStatic] private static float[]? t_plane;
 
-    /// <summary><c>y[n,c] = activation(bias[c] + sum over taps of w[c, tap] * x[n, c, ...])</c> for a 2-D geometry with
-    /// <see cref="ConvGeometry.IsDepthwise"/>; <paramref name="bias"/> may be null.</summary>
-    public static void Run(KernelContext context, ConvGeometry g, float* x, float* w, float* bias, float* y, GemmActivation activation)
+    /// <summary><c>y[n,c] = epilogue(bias[c] + sum over taps of w[c, tap] * x[n, c, ...])</c> for a 2-D geometry with
+    /// <see cref="ConvGeometry.IsDepthwise"/>; the epilogue's rows are channels, its row bias the bias (or null).</summary>
+    public static void Run(KernelContext context, ConvGeometry g, float* x, float* w, float* y, in TileEpilogue epilogue)
     {
-        if (Lanes512.IsAccelerated) Run<Vector512<float>, Lanes512>(context, g, x, w, bias, y, activation);
-        else if (Lanes256.IsAccelerated) Run<Vector256<float>, Lanes256>(context, g, x, w, bias, y, activation);
-        else Run<Vector128<float>, Lanes128>(context, g, x, w, bias, y, activation);
+        if (Lanes512.IsAccelerated) Run<Vector512<float>, Lanes512>(context, g, x, w, y, epilogue);
+        else if (Lanes256.IsAccelerated) Run<Vector256<float>, Lanes256>(context, g, x, w, y, epilogue);
+        else Run<Vector128<float>, Lanes128>(context, g, x, w, y, epilogue);
     }
 
-    private static void Run<TVector, TLanes>(KernelContext context, ConvGeometry g, float* x, float* w, float* bias, float* y,
-        GemmActivation activation)
+    private static void Run<TVector, TLanes>(KernelContext context, ConvGeometry g, float* x, float* w, float* y, in TileEpilogue epilogue)
         where TVector : struct
         where TLanes : struct, ISimdLanes<TVector>
     {
-        var body = new Body<TVector, TLanes>(g, x, w, bias, y, activation);
+        var body = new Body<TVector, TLanes>(g, x, w, y, epilogue);
         int planes = g.Batch * g.InChannels;
         if (context.ThreadCount == 1) body.Invoke(0, planes);
         else context.For(planes, body);
@@ -39,7 +38,13 @@ internal static unsafe class DepthwiseConv
         where TLanes : struct, ISimdLanes<TVector>
     {
         private readonly float* _x, _w, _bias, _y;
+        /// <summary>What follows the sums: the bias starts them, so it is left out here.</summary>
+        private readonly TileEpilogue _epilogue;
+        /// <summary>The activation applied in registers (none when a pass follows).</summary>
         private readonly GemmActivation _activation;
+        /// <summary>True when a residual, an affine step or a sigmoid follows: applied in a pass over each finished
+        /// plane (while in cache), since calls in the row kernels would spill their accumulators.</summary>
+        private readonly bool _needsPass;
         private readonly int _channels, _height, _width, _outHeight, _outWidth, _kernelH, _kernelW;
         private readonly int _strideH, _strideW, _dilationH, _dilationW, _padTop, _padLeft;
         /// <summary>Rows of the padded plane: only those some output reads.</summary>
@@ -47,13 +52,15 @@ internal static unsafe class DepthwiseConv
         /// <summary>Floats per stride phase of a padded row, enough for whole vectors past the last output.</summary>
         private readonly int _phaseLength;
 
-        public Body(ConvGeometry g, float* x, float* w, float* bias, float* y, GemmActivation activation)
+        public Body(ConvGeometry g, float* x, float* w, float* y, in TileEpilogue epilogue)
         {
             _x = x;
             _w = w;
-            _bias = bias;
+            _bias = epilogue.RowBias;
             _y = y;
-            _activation = activation;
+            _epilogue = epilogue.Tail;
+            _needsPass = epilogue.HasTail || !epilogue.Activation.InRegisters;
+            _activation = _needsPass ? default : epilogue.Activation;
             _channels = g.InChannels;
             (_height, _width) = (g.Input[0], g.Input[1]);
             (_outHeight, _outWidth) = (g.Output[0], g.Output[1]);
@@ -92,7 +99,7 @@ internal static unsafe class DepthwiseConv
                 Pad(_x + (nint)index * _height * _width, plane, rowStride);
                 float bias = _bias == null ? 0 : _bias[channel];
                 float* output = _y + (nint)index * _outHeight * _outWidth;
-                var block = new RowBlock(_w + (nint)channel * taps, columnOffset, kernelRow, rowStride, bias, tail);
+                var block = new RowBlock(_w + (nint)channel * taps, columnOffset, kernelRow, rowStride, bias, channel, tail);
                 nint rowStep = (nint)_strideH * rowStride;
                 int oh = 0;
                 for (; oh + 4 <= _outHeight; oh += 4)
@@ -103,6 +110,7 @@ internal static unsafe class DepthwiseConv
                     case 2: Rows<Rows2>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
                     case 1: Rows<Rows1>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
                 }
+                if (_needsPass) _epilogue.ApplyRow(output, output, _outHeight * _outWidth, channel, 0);
             }
         }
 
@@ -134,13 +142,15 @@ internal static unsafe class DepthwiseConv
         }
 
         /// <summary>What every row block of one channel shares.</summary>
-        private readonly struct RowBlock(float* weights, int* columnOffset, int* kernelRow, int rowStride, float bias, float* tail)
+        private readonly struct RowBlock(float* weights, int* columnOffset, int* kernelRow, int rowStride, float bias, int channel, float* tail)
         {
             public readonly float* Weights = weights;
             public readonly int* ColumnOffset = columnOffset;
             public readonly int* KernelRow = kernelRow;
             public readonly int RowStride = rowStride;
             public readonly float Bias = bias;
+            /// <summary>The epilogue's row.</summary>
+            public readonly int Channel = channel;
             public readonly float* Tail = tail;
         }
 
@@ -204,22 +214,22 @@ internal static unsafe class DepthwiseConv
                         }
                     }
                 }
-                Store(a00, output + ow);
-                Store(a01, output + ow + lanes);
+                Store(a00, output + ow, b.Channel);
+                Store(a01, output + ow + lanes, b.Channel);
                 if (count > 1)
                 {
-                    Store(a10, output + _outWidth + ow);
-                    Store(a11, output + _outWidth + ow + lanes);
+                    Store(a10, output + _outWidth + ow, b.Channel);
+                    Store(a11, output + _outWidth + ow + lanes, b.Channel);
                 }
                 if (count > 2)
                 {
-                    Store(a20, output + 2 * _outWidth + ow);
-                    Store(a21, output + 2 * _outWidth + ow + lanes);
+                    Store(a20, output + 2 * _outWidth + ow, b.Channel);
+                    Store(a21, output + 2 * _outWidth + ow + lanes, b.Channel);
                 }
                 if (count > 3)
                 {
-                    Store(a30, output + 3 * _outWidth + ow);
-                    Store(a31, output + 3 * _outWidth + ow + lanes);
+                    Store(a30, output + 3 * _outWidth + ow, b.Channel);
+                    Store(a31, output + 3 * _outWidth + ow + lanes, b.Channel);
                 }
             }
             for (; ow < _outWidth; ow += lanes)
@@ -264,25 +274,26 @@ internal static unsafe class DepthwiseConv
                     }
                 }
                 int valid = Math.Min(lanes, _outWidth - ow);
-                StorePartial(a00, output + ow, valid, b.Tail);
-                if (count > 1) StorePartial(a10, output + _outWidth + ow, valid, b.Tail);
-                if (count > 2) StorePartial(a20, output + 2 * _outWidth + ow, valid, b.Tail);
-                if (count > 3) StorePartial(a30, output + 3 * _outWidth + ow, valid, b.Tail);
+                StorePartial(a00, output + ow, valid, b.Tail, b.Channel);
+                if (count > 1) StorePartial(a10, output + _outWidth + ow, valid, b.Tail, b.Channel);
+                if (count > 2) StorePartial(a20, output + 2 * _outWidth + ow, valid, b.Tail, b.Channel);
+                if (count > 3) StorePartial(a30, output + 3 * _outWidth + ow, valid, b.Tail, b.Channel);
             }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void Store(TVector value, float* destination) => TLanes.Store(TLanes.Activate(value, _activation), destination);
+        private void Store(TVector value, float* destination, int channel) =>
+            TLanes.Store(TLanes.Activate(value, _activation), destination);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void StorePartial(TVector value, float* destination, int valid, float* tail)
+        private void StorePartial(TVector value, float* destination, int valid, float* tail, int channel)
         {
             if (valid == TLanes.Count)
             {
-                Store(value, destination);
+                Store(value, destination, channel);
                 return;
             }
-            Store(value, tail);
+            Store(value, tail, channel);
             for (int j = 0; j < valid; j++) destination[j] = tail[j];
         }
     }

@@ -41,15 +41,10 @@ public static unsafe class Gemm
         int m = a.Count, k = a.Depth;
         CheckOperand(b.Length, transB ? n : k, transB ? k : n, ldb, nameof(b));
         CheckOperand(c.Length, m, n, ldc, nameof(c));
-        CheckBias(epilogue, m, n);
+        CheckBias(epilogue, m, n, ldc);
         fixed (float* pb = b)
         fixed (float* pc = c)
-        fixed (float* rowBias = epilogue.RowBias)
-        fixed (float* columnBias = epilogue.ColumnBias)
-        {
-            Run(context, a.Kernel, m, n, k, a.Source, StridedPanels.Right(pb, ldb, transB), pc, ldc,
-                Tile(epilogue, rowBias, columnBias));
-        }
+            epilogue.Pin(pc, new Call<PrepackedPanels, StridedPanels>(context, a.Kernel, m, n, k, a.Source, StridedPanels.Right(pb, ldb, transB), pc, ldc));
     }
 
     /// <summary><c>C[M,N] = epilogue(op(A) * B)</c> with B packed in advance (<see cref="PackedMatrix.PackRight(ReadOnlySpan{float}, int, bool, int, int)"/>);
@@ -62,15 +57,10 @@ public static unsafe class Gemm
         int n = b.Count, k = b.Depth;
         CheckOperand(a.Length, transA ? k : m, transA ? m : k, lda, nameof(a));
         CheckOperand(c.Length, m, n, ldc, nameof(c));
-        CheckBias(epilogue, m, n);
+        CheckBias(epilogue, m, n, ldc);
         fixed (float* pa = a)
         fixed (float* pc = c)
-        fixed (float* rowBias = epilogue.RowBias)
-        fixed (float* columnBias = epilogue.ColumnBias)
-        {
-            Run(context, b.Kernel, m, n, k, StridedPanels.Left(pa, lda, transA), b.Source, pc, ldc,
-                Tile(epilogue, rowBias, columnBias));
-        }
+            epilogue.Pin(pc, new Call<StridedPanels, PrepackedPanels>(context, b.Kernel, m, n, k, StridedPanels.Left(pa, lda, transA), b.Source, pc, ldc));
     }
 
     /// <summary>The general product with a chosen micro-kernel (tests run every kernel the machine supports).</summary>
@@ -80,16 +70,20 @@ public static unsafe class Gemm
         CheckOperand(a.Length, transA ? k : m, transA ? m : k, lda, nameof(a));
         CheckOperand(b.Length, transB ? n : k, transB ? k : n, ldb, nameof(b));
         CheckOperand(c.Length, m, n, ldc, nameof(c));
-        CheckBias(epilogue, m, n);
+        CheckBias(epilogue, m, n, ldc);
         fixed (float* pa = a)
         fixed (float* pb = b)
         fixed (float* pc = c)
-        fixed (float* rowBias = epilogue.RowBias)
-        fixed (float* columnBias = epilogue.ColumnBias)
-        {
-            Run(context, kernel, m, n, k, StridedPanels.Left(pa, lda, transA), StridedPanels.Right(pb, ldb, transB), pc, ldc,
-                Tile(epilogue, rowBias, columnBias));
-        }
+            epilogue.Pin(pc, new Call<StridedPanels, StridedPanels>(context, kernel, m, n, k, StridedPanels.Left(pa, lda, transA), StridedPanels.Right(pb, ldb, transB), pc, ldc));
+    }
+
+    /// <summary>A product waiting for its epilogue to be pinned.</summary>
+    private readonly struct Call<TA, TB>(KernelContext context, GemmKernel kernel, int m, int n, int k, TA a, TB b, float* c, nint ldc)
+        : IEpilogueUser
+        where TA : struct, IPanelSource
+        where TB : struct, IPanelSource
+    {
+        public void Run(in TileEpilogue epilogue) => Gemm.Run(context, kernel, m, n, k, a, b, c, ldc, epilogue);
     }
 
     /// <summary>
@@ -195,25 +189,23 @@ public static unsafe class Gemm
                     int cols = nLength - jr;
                     if (cols >= nr)
                     {
-                        kernel.Run(rows, kc, aPanel, bPanel, cRow + jr, ldc, blockEpilogue, i0 + ir, j0 + jr);
+                        kernel.Run(rows, kc, aPanel, bPanel, cRow + jr, ldc, blockEpilogue.InRegisters, i0 + ir, j0 + jr);
+                        if (blockEpilogue.NeedsPass)
+                        {
+                            var after = blockEpilogue.AfterStore;
+                            for (int r = 0; r < rows; r++)
+                                after.ApplyRow(cRow + r * ldc + jr, cRow + r * ldc + jr, nr, i0 + ir + r, j0 + jr);
+                        }
                         continue;
                     }
                     // A partial tile: compute it whole into scratch, then merge the valid columns.
                     kernel.Run(rows, kc, aPanel, bPanel, edge, nr, TileEpilogue.Raw, 0, 0);
                     for (int r = 0; r < rows; r++)
-                    {
-                        float* dst = cRow + r * ldc + jr;
-                        for (int j = 0; j < cols; j++)
-                            dst[j] = blockEpilogue.Apply(edge[r * nr + j], dst + j, i0 + ir + r, j0 + jr + j);
-                    }
+                        blockEpilogue.ApplyRow(edge + r * nr, cRow + r * ldc + jr, cols, i0 + ir + r, j0 + jr);
                 }
             }
         }
     }
-
-    internal static TileEpilogue Tile(in GemmEpilogue epilogue, float* rowBias, float* columnBias) =>
-        new(epilogue.Alpha, epilogue.Beta, epilogue.RowBias.IsEmpty ? null : rowBias,
-            epilogue.ColumnBias.IsEmpty ? null : columnBias, epilogue.Activation);
 
     /// <summary>Throws unless a [rows, cols] matrix with row stride <paramref name="ld"/> fits <paramref name="length"/> floats.</summary>
     internal static void CheckOperand(int length, int rows, int cols, int ld, string name)
@@ -225,12 +217,21 @@ public static unsafe class Gemm
             throw new ArgumentException($"A [{rows},{cols}] matrix with row stride {ld} does not fit {length} elements.", name);
     }
 
-    private static void CheckBias(in GemmEpilogue epilogue, int m, int n)
+    private static void CheckBias(in GemmEpilogue epilogue, int m, int n, int ldc)
     {
-        if (!epilogue.RowBias.IsEmpty && epilogue.RowBias.Length < m)
-            throw new ArgumentException($"The row bias has {epilogue.RowBias.Length} values for {m} rows.", nameof(epilogue));
-        if (!epilogue.ColumnBias.IsEmpty && epilogue.ColumnBias.Length < n)
-            throw new ArgumentException($"The column bias has {epilogue.ColumnBias.Length} values for {n} columns.", nameof(epilogue));
+        CheckVector(epilogue.RowBias, m, "row bias");
+        CheckVector(epilogue.RowScale, m, "row scale");
+        CheckVector(epilogue.RowShift, m, "row shift");
+        CheckVector(epilogue.ColumnBias, n, "column bias");
+        CheckVector(epilogue.ColumnScale, n, "column scale");
+        CheckVector(epilogue.ColumnShift, n, "column shift");
+        if (!epilogue.Residual.IsEmpty) CheckOperand(epilogue.Residual.Length, m, n, ldc, "residual");
+    }
+
+    private static void CheckVector(ReadOnlySpan<float> values, int count, string what)
+    {
+        if (!values.IsEmpty && values.Length < count)
+            throw new ArgumentException($"The {what} has {values.Length} values for {count}.", "epilogue");
     }
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;

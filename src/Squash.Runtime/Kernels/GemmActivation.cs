@@ -18,9 +18,14 @@ public enum GemmActivationKind : byte
     HardSigmoid,
     /// <summary><c>x * max(0, min(1, x / 6 + 1 / 2))</c>.</summary>
     HardSwish,
+    /// <summary><c>1 / (1 + exp(-x))</c>.</summary>
+    Sigmoid,
 }
 
 /// <summary>An activation fused into the store of a GEMM tile, so that the result is written once.</summary>
+/// <remarks>Each kind computes exactly what the standalone operator's float kernel computes (the same functions in
+/// ElementwiseFunctions), so a fused node gives the same bits as the nodes it replaces. The scalar form runs the
+/// vector code on one lane for the same reason.</remarks>
 /// <param name="Kind">Which function.</param>
 /// <param name="Alpha">First parameter (Clip's minimum, LeakyRelu's slope, HardSigmoid's alpha).</param>
 /// <param name="Beta">Second parameter (Clip's maximum, HardSigmoid's beta).</param>
@@ -44,56 +49,92 @@ public readonly record struct GemmActivation(GemmActivationKind Kind, float Alph
     /// <summary>HardSwish.</summary>
     public static GemmActivation HardSwish => new(GemmActivationKind.HardSwish, 1f / 6, 0.5f);
 
-    /// <summary>Applies the activation to one value.</summary>
-    public float Apply(float x) => Kind switch
+    /// <summary>Sigmoid.</summary>
+    public static GemmActivation Sigmoid => new(GemmActivationKind.Sigmoid);
+
+    /// <summary>Applies the activation to one value (as one lane of a vector, so that it matches the vector forms bit for bit).</summary>
+    public float Apply(float x) => Kind == GemmActivationKind.None ? x : Apply(new Float128(Vector128.Create(x))).Value.ToScalar();
+
+    /// <summary>Applies the activation to each lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal TV Apply<TV>(TV x) where TV : struct, IFloatVector<TV> => Kind switch
     {
         GemmActivationKind.None => x,
-        GemmActivationKind.Relu => MathF.Max(x, 0),
-        GemmActivationKind.Clip => MathF.Min(MathF.Max(x, Alpha), Beta),
-        GemmActivationKind.LeakyRelu => x >= 0 ? x : Alpha * x,
-        GemmActivationKind.HardSigmoid => MathF.Max(0, MathF.Min(1, Alpha * x + Beta)),
-        GemmActivationKind.HardSwish => x * MathF.Max(0, MathF.Min(1, x * (1f / 6) + 0.5f)),
+        GemmActivationKind.Relu => new ReluFunction().Invoke(x),
+        GemmActivationKind.Clip => new ClipFunction(Alpha, Beta).Invoke(x),
+        GemmActivationKind.LeakyRelu => new LeakyReluFunction(Alpha).Invoke(x),
+        GemmActivationKind.HardSigmoid => new HardSigmoidFunction(Alpha, Beta).Invoke(x),
+        GemmActivationKind.HardSwish => new HardSwishFunction().Invoke(x),
+        GemmActivationKind.Sigmoid => SigmoidOf(x),
         _ => x,
     };
 
-    /// <summary>Applies the activation to a vector.</summary>
+    /// <summary>The activation of <paramref name="x"/> for code that holds values in registers (see remarks of <see cref="InRegisters"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public Vector512<float> Apply(Vector512<float> x) => Kind switch
+    internal Vector512<float> ApplyInRegisters(Vector512<float> x) => Kind switch
     {
-        GemmActivationKind.None => x,
-        GemmActivationKind.Relu => Vector512.Max(x, Vector512<float>.Zero),
-        GemmActivationKind.Clip => Vector512.Min(Vector512.Max(x, Vector512.Create(Alpha)), Vector512.Create(Beta)),
-        GemmActivationKind.LeakyRelu => Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(x, Vector512<float>.Zero), x, x * Alpha),
-        GemmActivationKind.HardSigmoid => Vector512.Max(Vector512<float>.Zero, Vector512.Min(Vector512<float>.One, x * Alpha + Vector512.Create(Beta))),
-        GemmActivationKind.HardSwish => x * Vector512.Max(Vector512<float>.Zero, Vector512.Min(Vector512<float>.One, x * (1f / 6) + Vector512.Create(0.5f))),
+        GemmActivationKind.Relu => Vector512.MaxNative(Vector512<float>.Zero, x),
+        GemmActivationKind.Clip => Vector512.MinNative(Vector512.Create(Beta), Vector512.MaxNative(Vector512.Create(Alpha), x)),
+        GemmActivationKind.LeakyRelu => Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(x, Vector512<float>.Zero), x, x * Vector512.Create(Alpha)),
+        GemmActivationKind.HardSigmoid => Vector512.MinNative(Vector512<float>.One, Vector512.MaxNative(Vector512<float>.Zero,
+            Vector512.FusedMultiplyAdd(x, Vector512.Create(Alpha), Vector512.Create(Beta)))),
+        GemmActivationKind.HardSwish => x * Vector512.MinNative(Vector512<float>.One, Vector512.MaxNative(Vector512<float>.Zero,
+            Vector512.FusedMultiplyAdd(x, Vector512.Create(1f / 6), Vector512.Create(0.5f)))),
         _ => x,
     };
 
-    /// <summary>Applies the activation to a vector.</summary>
+    /// <summary>The activation of <paramref name="x"/> for code that holds values in registers (see remarks of <see cref="InRegisters"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public Vector256<float> Apply(Vector256<float> x) => Kind switch
+    internal Vector256<float> ApplyInRegisters(Vector256<float> x) => Kind switch
     {
-        GemmActivationKind.None => x,
-        GemmActivationKind.Relu => Vector256.Max(x, Vector256<float>.Zero),
-        GemmActivationKind.Clip => Vector256.Min(Vector256.Max(x, Vector256.Create(Alpha)), Vector256.Create(Beta)),
-        GemmActivationKind.LeakyRelu => Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(x, Vector256<float>.Zero), x, x * Alpha),
-        GemmActivationKind.HardSigmoid => Vector256.Max(Vector256<float>.Zero, Vector256.Min(Vector256<float>.One, x * Alpha + Vector256.Create(Beta))),
-        GemmActivationKind.HardSwish => x * Vector256.Max(Vector256<float>.Zero, Vector256.Min(Vector256<float>.One, x * (1f / 6) + Vector256.Create(0.5f))),
+        GemmActivationKind.Relu => Vector256.MaxNative(Vector256<float>.Zero, x),
+        GemmActivationKind.Clip => Vector256.MinNative(Vector256.Create(Beta), Vector256.MaxNative(Vector256.Create(Alpha), x)),
+        GemmActivationKind.LeakyRelu => Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(x, Vector256<float>.Zero), x, x * Vector256.Create(Alpha)),
+        GemmActivationKind.HardSigmoid => Vector256.MinNative(Vector256<float>.One, Vector256.MaxNative(Vector256<float>.Zero,
+            Vector256.FusedMultiplyAdd(x, Vector256.Create(Alpha), Vector256.Create(Beta)))),
+        GemmActivationKind.HardSwish => x * Vector256.MinNative(Vector256<float>.One, Vector256.MaxNative(Vector256<float>.Zero,
+            Vector256.FusedMultiplyAdd(x, Vector256.Create(1f / 6), Vector256.Create(0.5f)))),
         _ => x,
     };
 
-    /// <summary>Applies the activation to a vector.</summary>
+    /// <summary>The activation of <paramref name="x"/> for code that holds values in registers (see remarks of <see cref="InRegisters"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public Vector128<float> Apply(Vector128<float> x) => Kind switch
+    internal Vector128<float> ApplyInRegisters(Vector128<float> x) => Kind switch
     {
-        GemmActivationKind.None => x,
-        GemmActivationKind.Relu => Vector128.Max(x, Vector128<float>.Zero),
-        GemmActivationKind.Clip => Vector128.Min(Vector128.Max(x, Vector128.Create(Alpha)), Vector128.Create(Beta)),
-        GemmActivationKind.LeakyRelu => Vector128.ConditionalSelect(Vector128.GreaterThanOrEqual(x, Vector128<float>.Zero), x, x * Alpha),
-        GemmActivationKind.HardSigmoid => Vector128.Max(Vector128<float>.Zero, Vector128.Min(Vector128<float>.One, x * Alpha + Vector128.Create(Beta))),
-        GemmActivationKind.HardSwish => x * Vector128.Max(Vector128<float>.Zero, Vector128.Min(Vector128<float>.One, x * (1f / 6) + Vector128.Create(0.5f))),
+        GemmActivationKind.Relu => Vector128.MaxNative(Vector128<float>.Zero, x),
+        GemmActivationKind.Clip => Vector128.MinNative(Vector128.Create(Beta), Vector128.MaxNative(Vector128.Create(Alpha), x)),
+        GemmActivationKind.LeakyRelu => Vector128.ConditionalSelect(Vector128.GreaterThanOrEqual(x, Vector128<float>.Zero), x, x * Vector128.Create(Alpha)),
+        GemmActivationKind.HardSigmoid => Vector128.MinNative(Vector128<float>.One, Vector128.MaxNative(Vector128<float>.Zero,
+            Vector128.FusedMultiplyAdd(x, Vector128.Create(Alpha), Vector128.Create(Beta)))),
+        GemmActivationKind.HardSwish => x * Vector128.MinNative(Vector128<float>.One, Vector128.MaxNative(Vector128<float>.Zero,
+            Vector128.FusedMultiplyAdd(x, Vector128.Create(1f / 6), Vector128.Create(0.5f)))),
         _ => x,
     };
+
+    /// <summary>
+    /// True when <c>ApplyInRegisters</c> computes this activation: every kind but Sigmoid, which it leaves as the
+    /// identity (callers apply it in a pass after storing). Code that holds values in registers (GEMM micro-kernels,
+    /// direct convolutions) must contain no call: the JIT then spills every accumulator on each iteration (the GEMM ran
+    /// at a third of its speed). <c>ApplyInRegisters</c> is written out per width, with the operations of the
+    /// standalone operators' functions (ElementwiseFunctions), so that it inlines and gives the same bits.
+    /// </summary>
+    public bool InRegisters => Kind != GemmActivationKind.Sigmoid;
+
+    // Out of line: the exponential is long, and inlined it would bloat every GEMM store that never uses it.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static TV SigmoidOf<TV>(TV x) where TV : struct, IFloatVector<TV> => new SigmoidFunction().Invoke(x);
+
+    /// <summary>Applies the activation to a vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector512<float> Apply(Vector512<float> x) => Apply(new Float512(x)).Value;
+
+    /// <summary>Applies the activation to a vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector256<float> Apply(Vector256<float> x) => Apply(new Float256(x)).Value;
+
+    /// <summary>Applies the activation to a vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Vector128<float> Apply(Vector128<float> x) => Apply(new Float128(x)).Value;
 
     /// <summary>Applies the activation in place to a row of values.</summary>
     public void Apply(Span<float> values)

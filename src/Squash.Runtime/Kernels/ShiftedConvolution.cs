@@ -93,11 +93,19 @@ internal static unsafe class ShiftedConvolution
                 int row0 = index * layout.BandRows, rows = Math.Min(layout.BandRows, outHeight - row0);
                 Fill(band, row0, rows);
                 int n = rows * gridWidth;
+                // A residual lies in Y's layout, not the grid's: then the grid gets the sums and biases, and the rest
+                // of the epilogue is applied on the way to Y.
+                bool finishInY = epilogue.HasResidual;
                 Gemm.Run<TA, ShiftedImage, ShiftedRows>(s_singleThread, kernel, m, n, g.GemmDepth, weights,
-                    new ShiftedImage(band, offsets), grid, n, epilogue);
+                    new ShiftedImage(band, offsets), grid, n, finishInY ? epilogue.Head : epilogue);
+                var tail = epilogue.Tail;
                 for (int channel = 0; channel < m; channel++)
                     for (int r = 0; r < rows; r++)
-                        PanelCopy.Copy(y + ((long)channel * outHeight + row0 + r) * outWidth, grid + (long)channel * n + r * gridWidth, outWidth);
+                    {
+                        float* dst = y + ((long)channel * outHeight + row0 + r) * outWidth, src = grid + (long)channel * n + r * gridWidth;
+                        if (finishInY) tail.ApplyRow(src, dst, outWidth, channel, 0);
+                        else PanelCopy.Copy(dst, src, outWidth);
+                    }
             }
         }
 

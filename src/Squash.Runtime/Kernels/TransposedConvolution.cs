@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -28,9 +27,20 @@ internal static unsafe class TransposedConvolution
     /// when constant (null: per call); <paramref name="bias"/> is [M] or empty.
     /// </summary>
     public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedConvWeights? weights, ReadOnlySpan<float> bias, Span<float> y)
+        PackedConvWeights? weights, ReadOnlySpan<float> bias, Span<float> y) =>
+        Run(context, g, x, w, weights, y, new GemmEpilogue { RowBias = bias });
+
+    /// <summary>
+    /// <c>y = epilogue(convTranspose(x, w))</c>, the epilogue's rows being Y's channels (as in
+    /// <see cref="Convolution.Run(KernelContext, ConvGeometry, ReadOnlySpan{float}, ReadOnlySpan{float}, PackedConvWeights, Span{float}, in GemmEpilogue)"/>).
+    /// Each output element is complete only after col2im, so the epilogue is one pass over Y at the end.
+    /// </summary>
+    public static void Run(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
+        PackedConvWeights? weights, Span<float> y, in GemmEpilogue epilogue)
     {
         var packed = weights?.Transposed(g);
+        if (!epilogue.Residual.IsEmpty && epilogue.Residual.Length != y.Length)
+            throw new ArgumentException("The residual must be shaped like the output.", nameof(epilogue));
         int mg = g.GroupInChannels, cg = g.GroupOutChannels, rows = g.GemmDepth, n = g.OutputSize;
         // With a 1x1 kernel, unit strides and no padding, col2im is the identity: the GEMM writes Y directly.
         bool direct = g.IsPointwise;
@@ -65,13 +75,23 @@ internal static unsafe class TransposedConvolution
                     }
                 }
         }
-        if (!bias.IsEmpty)
+        if (!epilogue.IsPlain)
+            fixed (float* py = y)
+                epilogue.Pin(py, new Finish(g, py));
+    }
+
+    /// <summary>The epilogue over every plane of Y, in place.</summary>
+    private readonly struct Finish(ConvGeometry g, float* y) : IEpilogueUser
+    {
+        public void Run(in TileEpilogue epilogue)
+        {
             for (int image = 0; image < g.Batch; image++)
                 for (int channel = 0; channel < g.InChannels; channel++)
                 {
-                    var plane = y.Slice((image * g.InChannels + channel) * g.InputSize, g.InputSize);
-                    TensorPrimitives.Add(plane, bias[channel], plane);
+                    float* plane = y + ((nint)image * g.InChannels + channel) * g.InputSize;
+                    epilogue.ApplyRow(plane, plane, g.InputSize, channel, 0);
                 }
+        }
     }
 
     /// <summary>True when the kernel tiles the output exactly (kernel = stride, no dilation or padding, Y = X x stride):

@@ -269,10 +269,10 @@ internal static unsafe class WinogradConv
                 float* ta = t + a * 6 * 16;
                 OutputTransform(Vector512.Load(ta), Vector512.Load(ta + 16), Vector512.Load(ta + 32), Vector512.Load(ta + 48),
                     Vector512.Load(ta + 64), Vector512.Load(ta + 80), out var y0, out var y1, out var y2, out var y3);
-                y0 = activation.Apply(y0 + biasVector);
-                y1 = activation.Apply(y1 + biasVector);
-                y2 = activation.Apply(y2 + biasVector);
-                y3 = activation.Apply(y3 + biasVector);
+                y0 = activation.ApplyInRegisters(y0 + biasVector);
+                y1 = activation.ApplyInRegisters(y1 + biasVector);
+                y2 = activation.ApplyInRegisters(y2 + biasVector);
+                y3 = activation.ApplyInRegisters(y3 + biasVector);
                 float* dst = plane + (long)(4 * tileRow + a) * outWidth + column0;
                 Interleave(y0, y1, y2, y3, valid == 64 ? dst : row);
                 if (valid < 64) new Span<float>(row, valid).CopyTo(new Span<float>(dst, valid));

@@ -54,6 +54,7 @@ public static class OperatorRegistry
         CastOperators.Register(b);
         ConvOperators.Register(b);
         MatMulOperators.Register(b);
+        FusedOperators.Register(b);
         PoolingOperators.Register(b);
         NormalizationOperators.Register(b);
         ReduceOperators.Register(b);

@@ -91,7 +91,7 @@ public sealed class GeneratedCodeTests : IDisposable
 
         var loaded = OnnxLoader.Load(path);
         ModelPreparation.PinInputShapes(loaded, new Dictionary<string, int[]> { ["x"] = shape });
-        ModelPreparation.Optimize(loaded);
+        ModelPreparation.OptimizeForCpu(loaded);
         var plan = ExecutionPlan.Create(loaded.Graph);
         foreach (var sample in Models.PpOcr.Samples("eval", "cls").Take(3))
         {

@@ -74,7 +74,7 @@ public sealed class ConformanceTests
     {
         var model = OnnxLoader.Load(Path.Combine(dir, "model.onnx"));
         ModelPreparation.PinInputShapes(model, inputs.ToDictionary(p => p.Key, p => p.Value.Shape));
-        ModelPreparation.Optimize(model);
+        ModelPreparation.OptimizeForCpu(model);
         if (!ExecutionPlan.CanPlan(model.Graph)) return null;
         return ExecutionPlan.Create(model.Graph).Run(inputs, new KernelContext(1));
     }

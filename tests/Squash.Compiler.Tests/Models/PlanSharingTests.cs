@@ -18,10 +18,11 @@ public sealed class PlanSharingTests
         var model = Squash.Compiler.Onnx.OnnxLoader.Load(PpOcr.ModelPath(PpOcr.Rec));
         string inputName = model.Graph.Inputs[0].Name;
         ModelPreparation.PinInputShapes(model, new Dictionary<string, int[]> { [inputName] = sample.Shape });
-        ModelPreparation.Optimize(model);
+        ModelPreparation.OptimizeForCpu(model);
         var plan = ExecutionPlan.Create(model.Graph);
         Assert.True(plan.Layout.IsView.Count(v => v) >= 10, "rec's Reshape and Squeeze nodes should be views");
-        Assert.True(plan.Layout.IsInPlace.Count(v => v) >= 100, "rec's elementwise steps should run in place");
+        // Pipeline.Fuse leaves rec about a hundred nodes; its elementwise chains (11 of them) write over their inputs.
+        Assert.True(plan.Layout.IsInPlace.Count(v => v) >= 10, "rec's fused elementwise steps should run in place");
 
         var inputs = new Dictionary<string, Tensor> { [inputName] = sample };
         var expected = new GraphExecutor(model.Graph).Run(inputs, new KernelContext(1));

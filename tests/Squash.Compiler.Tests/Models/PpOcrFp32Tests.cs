@@ -25,6 +25,7 @@ public sealed class PpOcrFp32Tests(ITestOutputHelper output)
     public void MatchesOnnxRuntimeOnEveryEvalInput(string modelFile, string task)
     {
         var model = ModelPreparation.LoadAndOptimize(PpOcr.ModelPath(modelFile));
+        ModelPreparation.Fuse(model);
         var executor = new GraphExecutor(model.Graph);
         using var asWritten = new OrtReference(PpOcr.ModelPath(modelFile), optimize: false);
         using var optimized = new OrtReference(PpOcr.ModelPath(modelFile), optimize: true);

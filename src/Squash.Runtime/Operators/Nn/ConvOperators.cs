@@ -16,8 +16,9 @@ internal static class ConvOperators
 
 /// <summary>
 /// What Conv and ConvTranspose share: the attributes (auto_pad, dilations, group, kernel_shape, pads, strides), type
-/// checks, the geometry of the last input shape, weights packed once when they are constant, and float16/bfloat16
-/// staged through float.
+/// checks, the geometry of the last input shape, weights packed once when they are constant, float16/bfloat16
+/// staged through float, and for the fused forms (com.squash FusedConv, FusedConvTranspose) the steps fused after
+/// the bias (<see cref="FusedOutput"/>).
 /// </summary>
 internal abstract class ConvolutionOperatorBase : Operator
 {
@@ -26,7 +27,7 @@ internal abstract class ConvolutionOperatorBase : Operator
     private CachedGeometry? _cached;
     private PackedConvWeights? _packed;
 
-    protected ConvolutionOperatorBase(Node node) : base(node)
+    protected ConvolutionOperatorBase(Node node, bool fused) : base(node)
     {
         AutoPad = Attributes.String("auto_pad", "NOTSET");
         if (AutoPad is not ("NOTSET" or "SAME_UPPER" or "SAME_LOWER" or "VALID"))
@@ -40,7 +41,11 @@ internal abstract class ConvolutionOperatorBase : Operator
         CheckAll(Dilations, 1, "dilations");
         CheckAll(Strides, 1, "strides");
         CheckAll(KernelShape, 1, "kernel_shape");
+        Fused = fused ? new FusedOutput(node, Attributes) : null;
     }
+
+    /// <summary>The fused steps of a com.squash node; null for the standard operator.</summary>
+    protected FusedOutput? Fused { get; }
 
     protected string AutoPad { get; }
     protected long[]? Dilations { get; }
@@ -70,13 +75,9 @@ internal abstract class ConvolutionOperatorBase : Operator
             throw Invalid($"X {Shapes.Format(x)} and W {Shapes.Format(w)} must have the same rank.");
         x ??= Unknown(rank);
         w ??= Unknown(rank);
-        if (Shapes.IsKnown(x) && Shapes.IsKnown(w))
-        {
-            var g = Geometry(x, w);
-            context.SetOutput(0, type, OutputShape(g));
-            return;
-        }
-        context.SetOutput(0, type, PartialOutputShape(x, w));
+        var output = Shapes.IsKnown(x) && Shapes.IsKnown(w) ? OutputShape(Geometry(x, w)) : PartialOutputShape(x, w);
+        Fused?.Check(context, type, output, channelAxis: 1);
+        context.SetOutput(0, type, output);
     }
 
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs)
@@ -91,11 +92,14 @@ internal abstract class ConvolutionOperatorBase : Operator
         var y = outputs[0];
         if (x.DataType == DataType.Float)
         {
-            Compute(context, g, x.AsSpan<float>(), w.AsSpan<float>(), PackedWeights(w), b is null ? [] : b.AsSpan<float>(), y.AsSpan<float>());
+            var epilogue = new GemmEpilogue { RowBias = b is null ? [] : b.AsSpan<float>() };
+            if (Fused is not null) epilogue = Fused.Complete(epilogue, inputs, y, biasLength, channelsAreRows: true);
+            Compute(context, g, x.AsSpan<float>(), w.AsSpan<float>(), PackedWeights(w), y.AsSpan<float>(), epilogue);
             return;
         }
         var result = new float[y.ElementCount];
-        Compute(context, g, HalfPrecision.ToSingle(x), HalfPrecision.ToSingle(w), null, b is null ? [] : HalfPrecision.ToSingle(b), result);
+        Compute(context, g, HalfPrecision.ToSingle(x), HalfPrecision.ToSingle(w), null, result,
+            new GemmEpilogue { RowBias = b is null ? [] : HalfPrecision.ToSingle(b) });
         HalfPrecision.FromSingle(result, y);
     }
 
@@ -123,9 +127,9 @@ internal abstract class ConvolutionOperatorBase : Operator
     /// <summary>Length of the bias: the output channels.</summary>
     protected abstract int BiasLength(ConvGeometry g);
 
-    /// <summary>Runs the kernel in float.</summary>
+    /// <summary>Runs the kernel in float; the epilogue's rows are output channels (its row bias is the bias).</summary>
     protected abstract void Compute(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedConvWeights? packed, ReadOnlySpan<float> bias, Span<float> y);
+        PackedConvWeights? packed, Span<float> y, in GemmEpilogue epilogue);
 
     /// <summary>The spatial attribute <paramref name="values"/> for <paramref name="rank"/> axes, or <paramref name="fallback"/>.</summary>
     protected int[] PerAxis(long[]? values, int rank, int fallback, string name)
@@ -183,9 +187,10 @@ internal abstract class ConvolutionOperatorBase : Operator
 }
 
 /// <summary>
-/// <c>Y = conv(X, W) + B</c> for 1-D, 2-D, 3-D (any rank) images, with groups, strides, dilations, pads and auto_pad.
+/// <c>Y = conv(X, W) + B</c> for 1-D, 2-D, 3-D (any rank) images, with groups, strides, dilations, pads and auto_pad;
+/// fused, com.squash FusedConv: the same followed by <see cref="FusedOutput"/>'s steps.
 /// </summary>
-internal sealed class ConvOperator(Node node) : ConvolutionOperatorBase(node)
+internal sealed class ConvOperator(Node node, bool fused = false) : ConvolutionOperatorBase(node, fused)
 {
     protected override ConvGeometry CreateGeometry(int[] x, int[] w)
     {
@@ -245,20 +250,20 @@ internal sealed class ConvOperator(Node node) : ConvolutionOperatorBase(node)
     protected override int BiasLength(ConvGeometry g) => g.OutChannels;
 
     protected override void Compute(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedConvWeights? packed, ReadOnlySpan<float> bias, Span<float> y) =>
-        Convolution.Run(context, g, x, w, packed, bias, y, GemmActivation.None);
+        PackedConvWeights? packed, Span<float> y, in GemmEpilogue epilogue) =>
+        Convolution.Run(context, g, x, w, packed, y, epilogue);
 }
 
 /// <summary>
 /// <c>Y = convTranspose(X, W) + B</c> with groups, strides, dilations, pads, output_padding, output_shape and auto_pad,
-/// computed as the adjoint of a convolution (<see cref="TransposedConvolution"/>).
+/// computed as the adjoint of a convolution (<see cref="TransposedConvolution"/>); fused, com.squash FusedConvTranspose.
 /// </summary>
 internal sealed class ConvTransposeOperator : ConvolutionOperatorBase
 {
     private readonly long[]? _outputPadding;
     private readonly long[]? _outputShape;
 
-    public ConvTransposeOperator(Node node) : base(node)
+    public ConvTransposeOperator(Node node, bool fused = false) : base(node, fused)
     {
         _outputPadding = Attributes.Ints("output_padding");
         _outputShape = Attributes.Ints("output_shape");
@@ -327,6 +332,6 @@ internal sealed class ConvTransposeOperator : ConvolutionOperatorBase
     protected override int BiasLength(ConvGeometry g) => g.InChannels;
 
     protected override void Compute(KernelContext context, ConvGeometry g, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        PackedConvWeights? packed, ReadOnlySpan<float> bias, Span<float> y) =>
-        TransposedConvolution.Run(context, g, x, w, packed, bias, y);
+        PackedConvWeights? packed, Span<float> y, in GemmEpilogue epilogue) =>
+        TransposedConvolution.Run(context, g, x, w, packed, y, epilogue);
 }

@@ -34,16 +34,24 @@ internal static class MatMulOperators
 
 /// <summary>
 /// NumPy matmul: <c>Y = A x B</c> over the last two axes, batch axes broadcast, a 1-D A taken as a row and a 1-D B as
-/// a column (and their unit axis dropped from Y). A constant 2-D B (a weight) is packed once.
+/// a column (and their unit axis dropped from Y). A constant 2-D B (a weight) is packed once. With
+/// fused, com.squash FusedMatMul: <c>Y = A x B + bias</c> (input 2, [N], optional) followed by
+/// <see cref="FusedOutput"/>'s steps, B of rank 2 or more, fp32.
 /// </summary>
-internal sealed class MatMulOperator(Node node) : Operator(node)
+internal sealed class MatMulOperator : Operator
 {
     private static readonly long[] s_firstMatrix = [0];
+    private readonly FusedOutput? _fused;
     private PackedMatrix? _packedB;
     private Layout? _layout;
 
     /// <summary>What Run derives from the operand shapes, kept for the last pair of shapes so that a run allocates nothing.</summary>
     private sealed record Layout(int[] A, int[] B, bool BIsMatrix, bool ABatchIsOutput, long[] AOffsets, long[] BOffsets);
+
+    public MatMulOperator(Node node, bool fused = false) : base(node)
+    {
+        _fused = fused ? new FusedOutput(node, Attributes) : null;
+    }
 
     public override void InferOutputs(InferenceContext context)
     {
@@ -53,7 +61,16 @@ internal sealed class MatMulOperator(Node node) : Operator(node)
             throw Invalid($"B is {DataTypes.Name(context.InputType(1))} but A is {DataTypes.Name(type)}; they must match.");
         var a = context.InputShape(0);
         var b = context.InputShape(1);
-        context.SetOutput(0, type, a is null || b is null ? null : OutputShape(a, b));
+        var output = a is null || b is null ? null : OutputShape(a, b);
+        if (_fused is not null)
+        {
+            if (b is { Length: < 2 }) throw Invalid($"B must have at least two dimensions, not {Shapes.Format(b)}.");
+            _fused.Check(context, type, output, output is null ? 0 : output.Length - 1);
+            if (context.HasInput(2) && context.InputShape(2) is { } bias && output is { Length: > 0 } && output[^1] >= 0
+                && Shapes.IsKnown(bias) && (bias.Length != 1 || bias[0] != output[^1]))
+                throw Invalid($"the bias {Shapes.Format(bias)} must hold one value per column ([{output[^1]}]).");
+        }
+        context.SetOutput(0, type, output);
     }
 
     private int[] OutputShape(int[] a, int[] b)
@@ -97,12 +114,19 @@ internal sealed class MatMulOperator(Node node) : Operator(node)
         switch (a.DataType)
         {
             case DataType.Float:
-                Multiply(context, m, n, k, a.AsSpan<float>(), layout, b, y.AsSpan<float>());
+                var epilogue = new GemmEpilogue();
+                if (_fused is not null)
+                {
+                    var bias = Optional(inputs, 2);
+                    if (bias is not null && bias.ElementCount != n) throw Invalid($"the bias has {bias.ElementCount} values for {n} columns.");
+                    epilogue = _fused.Complete(new GemmEpilogue { ColumnBias = bias is null ? [] : bias.AsSpan<float>() }, inputs, y, n, channelsAreRows: false);
+                }
+                Multiply(context, m, n, k, a.AsSpan<float>(), layout, b, y.AsSpan<float>(), epilogue);
                 break;
             case DataType.Float16 or DataType.BFloat16:
                 var result = new float[y.ElementCount];
                 var bFloat = Tensor.From<float>(HalfPrecision.ToSingle(b), b.Shape);
-                Multiply(context, m, n, k, HalfPrecision.ToSingle(a), layout, bFloat, result);
+                Multiply(context, m, n, k, HalfPrecision.ToSingle(a), layout, bFloat, result, new GemmEpilogue());
                 HalfPrecision.FromSingle(result, y);
                 break;
             case DataType.Double: Generic<double>(m, n, k, a, aOffsets, b, bOffsets, y); break;
@@ -114,7 +138,8 @@ internal sealed class MatMulOperator(Node node) : Operator(node)
         }
     }
 
-    private void Multiply(KernelContext context, int m, int n, int k, ReadOnlySpan<float> a, Layout layout, Tensor bTensor, Span<float> y)
+    private void Multiply(KernelContext context, int m, int n, int k, ReadOnlySpan<float> a, Layout layout, Tensor bTensor, Span<float> y,
+        in GemmEpilogue epilogue)
     {
         var b = bTensor.AsSpan<float>();
         var (aOffsets, bOffsets, bIsMatrix) = (layout.AOffsets, layout.BOffsets, layout.BIsMatrix);
@@ -122,7 +147,7 @@ internal sealed class MatMulOperator(Node node) : Operator(node)
         {
             // A matrix-vector product: as y^T = b^T x A^T the long dimension M becomes the tile's columns instead of
             // a single column padded to the tile width.
-            BatchedGemm.Multiply(context, 1, m, k, b, bOffsets, k, false, a, aOffsets, k, true, null, y);
+            BatchedGemm.Multiply(context, 1, m, k, b, bOffsets, k, false, a, aOffsets, k, true, null, y, epilogue.Transposed());
             return;
         }
         PackedMatrix? packed = null;
@@ -132,10 +157,10 @@ internal sealed class MatMulOperator(Node node) : Operator(node)
         {
             // One weight for every batch and A not broadcast: the batches are consecutive rows of one product.
             int rows = aOffsets.Length * m;
-            BatchedGemm.Multiply(context, rows, n, k, a, s_firstMatrix, k, false, b, s_firstMatrix, n, false, packed, y);
+            BatchedGemm.Multiply(context, rows, n, k, a, s_firstMatrix, k, false, b, s_firstMatrix, n, false, packed, y, epilogue);
             return;
         }
-        BatchedGemm.Multiply(context, m, n, k, a, aOffsets, k, false, b, bOffsets, n, false, packed, y);
+        BatchedGemm.Multiply(context, m, n, k, a, aOffsets, k, false, b, bOffsets, n, false, packed, y, epilogue);
     }
 
     private static void Generic<T>(int m, int n, int k, Tensor a, long[] aOffsets, Tensor b, long[] bOffsets, Tensor y)
@@ -152,9 +177,11 @@ internal sealed class MatMulOperator(Node node) : Operator(node)
 /// <summary>
 /// <c>Y = alpha * op(A) x op(B) + beta * C</c> for 2-D A and B, C broadcast to [M, N] (unidirectionally). A bias row
 /// ([N] or [1, N]) or column ([M, 1]) with beta 1 is fused into the GEMM's store; a constant B (or A) is packed once.
+/// Fused (com.squash FusedGemm, fp32): the same followed by <see cref="FusedOutput"/>'s steps, channels being columns.
 /// </summary>
 internal sealed class GemmOperator : Operator
 {
+    private readonly FusedOutput? _fused;
     private readonly float _alpha;
     private readonly float _beta;
     private readonly bool _transA;
@@ -162,12 +189,13 @@ internal sealed class GemmOperator : Operator
     private PackedMatrix? _packedA;
     private PackedMatrix? _packedB;
 
-    public GemmOperator(Node node) : base(node)
+    public GemmOperator(Node node, bool fused = false) : base(node)
     {
         _alpha = Attributes.Float("alpha", 1);
         _beta = Attributes.Float("beta", 1);
         _transA = Attributes.Int("transA", 0) != 0;
         _transB = Attributes.Int("transB", 0) != 0;
+        _fused = fused ? new FusedOutput(node, Attributes) : null;
     }
 
     public override void InferOutputs(InferenceContext context)
@@ -186,6 +214,7 @@ internal sealed class GemmOperator : Operator
         if (ka >= 0 && kb >= 0 && ka != kb)
             throw Invalid($"op(A) {Shapes.Format(a)} and op(B) {Shapes.Format(b)} do not agree on the shared dimension ({ka} and {kb}).");
         if (context.HasInput(2) && context.InputShape(2) is { } c) CheckBias(c, m, n);
+        _fused?.Check(context, type, [m, n], channelAxis: 1);
         context.SetOutput(0, type, [m, n]);
     }
 
@@ -209,14 +238,14 @@ internal sealed class GemmOperator : Operator
         if (a.DataType == DataType.Float)
         {
             Multiply(context, m, n, k, a.AsSpan<float>(), b.AsSpan<float>(), c, y.AsSpan<float>(),
-                ReferenceEquals(Node.Input(0)?.Constant, a), ReferenceEquals(Node.Input(1)?.Constant, b));
+                ReferenceEquals(Node.Input(0)?.Constant, a), ReferenceEquals(Node.Input(1)?.Constant, b), inputs, y);
             return;
         }
         if (HalfPrecision.IsHalf(a.DataType))
         {
             var result = new float[y.ElementCount];
             var cFloat = c is null ? null : Tensor.From<float>(HalfPrecision.ToSingle(c), c.Shape);
-            Multiply(context, m, n, k, HalfPrecision.ToSingle(a), HalfPrecision.ToSingle(b), cFloat, result, false, false);
+            Multiply(context, m, n, k, HalfPrecision.ToSingle(a), HalfPrecision.ToSingle(b), cFloat, result, false, false, [], null);
             HalfPrecision.FromSingle(result, y);
             return;
         }
@@ -231,8 +260,10 @@ internal sealed class GemmOperator : Operator
         }
     }
 
+    /// <summary>The fp32 product; <paramref name="inputs"/> and <paramref name="output"/> give the fused steps' inputs
+    /// (for a fused node, whose output is then fp32).</summary>
     private void Multiply(KernelContext context, int m, int n, int k, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Tensor? c,
-        Span<float> y, bool aIsConstant, bool bIsConstant)
+        Span<float> y, bool aIsConstant, bool bIsConstant, ReadOnlySpan<Tensor?> inputs, Tensor? output)
     {
         int lda = _transA ? m : k, ldb = _transB ? k : n;
         ReadOnlySpan<float> rowBias = [], columnBias = [];
@@ -250,6 +281,7 @@ internal sealed class GemmOperator : Operator
             }
         }
         var epilogue = new GemmEpilogue { Alpha = _alpha, Beta = beta, RowBias = rowBias, ColumnBias = columnBias };
+        if (_fused is not null && output is not null) epilogue = _fused.Complete(epilogue, inputs, output, n, channelsAreRows: false);
         if (bIsConstant)
         {
             var packed = Volatile.Read(ref _packedB) ?? MatMulOperators.Publish(ref _packedB, PackedMatrix.PackRight(b, ldb, _transB, k, n));
