@@ -227,18 +227,27 @@ public static class QuantizationReportWriter
         var measured = rows.Where(r => r.Sensitivity?.Output is { } a && double.IsFinite(a.SqnrDb)).ToList();
         double top = measured.Count > 0 ? measured.Max(r => r.Sensitivity!.Output!.Value.SqnrDb) : 0;
         double bottom = measured.Count > 0 ? measured.Min(r => r.Sensitivity!.Output!.Value.SqnrDb) : 0;
-        md.Append("Model output SQNR against fp32 when each layer alone runs in int8 (the sensitivity profile). ");
-        md.Append(ci, $"The bar grows as the SQNR falls, from empty at {Db(top)} (the least sensitive layer) to full at {Db(bottom)} (the most sensitive). ");
-        md.Append("Activation: the layer's own output tensor against fp32, in that run. ");
-        md.Append("Layers that only move bytes, sum or look up run in int8 only between other int8 layers and have no solo number.\n\n");
-        if (o.Profile.Units.Count == 0) md.Append("(Not measured for this build: plain int8 without a report or a target miss needs no profile.)\n\n");
-        md.Append("| layer | operators | precision | alone | activation | sensitivity |\n| --- | --- | --- | ---: | ---: | --- |\n");
-        foreach (var r in rows.Where(r => r.Sensitivity?.Output is not null))
+        if (o.Profile.Units.Count == 0)
         {
-            double db = r.Sensitivity!.Output!.Value.SqnrDb;
-            int bar = !double.IsFinite(db) || top <= bottom ? 0 : (int)Math.Round((top - db) / (top - bottom) * BarWidth);
-            string activation = r.Sensitivity.Activation is { } a ? Db(a.SqnrDb) : "";
-            md.Append(ci, $"| `{r.Node}` | {r.Operators} | {r.Precision} | {Db(db)} | {activation} | `{new string('#', bar)}{new string('.', BarWidth - bar)}` |\n");
+            // Nothing to chart: say how to get one instead of an empty table.
+            md.Append("Not measured for this build: plain int8 needs no profile unless it misses its target. Commit one next to the model ");
+            md.Append("(`squash profile MODEL --calibration DIR --output FILE`, or `dotnet build -t:Squash_Profile`) and name it in the ");
+            md.Append("`SensitivityProfile` metadata to chart each layer's sensitivity here.\n");
+        }
+        else
+        {
+            md.Append("Model output SQNR against fp32 when each layer alone runs in int8 (the sensitivity profile). ");
+            md.Append(ci, $"The bar grows as the SQNR falls, from empty at {Db(top)} (the least sensitive layer) to full at {Db(bottom)} (the most sensitive). ");
+            md.Append("Activation: the layer's own output tensor against fp32, in that run. ");
+            md.Append("Layers that only move bytes, sum or look up run in int8 only between other int8 layers and have no solo number.\n\n");
+            md.Append("| layer | operators | precision | alone | activation | sensitivity |\n| --- | --- | --- | ---: | ---: | --- |\n");
+            foreach (var r in rows.Where(r => r.Sensitivity?.Output is not null))
+            {
+                double db = r.Sensitivity!.Output!.Value.SqnrDb;
+                int bar = !double.IsFinite(db) || top <= bottom ? 0 : (int)Math.Round((top - db) / (top - bottom) * BarWidth);
+                string activation = r.Sensitivity.Activation is { } a ? Db(a.SqnrDb) : "";
+                md.Append(ci, $"| `{r.Node}` | {r.Operators} | {r.Precision} | {Db(db)} | {activation} | `{new string('#', bar)}{new string('.', BarWidth - bar)}` |\n");
+            }
         }
         md.Append('\n');
 
