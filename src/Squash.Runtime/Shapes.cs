@@ -6,6 +6,10 @@ public static class Shapes
     /// <summary>The largest element count a tensor may have.</summary>
     public const long MaxElements = int.MaxValue;
 
+    /// <summary>The most dimensions a tensor may have: NumPy's limit. Real models stay far below; a hostile one that
+    /// declares 130 000 Unsqueeze axes would otherwise make every pass walk shapes of that rank.</summary>
+    public const int MaxRank = 64;
+
     /// <summary>Product of the dimensions, checked against <see cref="MaxElements"/>.</summary>
     /// <exception cref="ArgumentException">A dimension is negative or unknown, or the product is too large.</exception>
     public static long ElementCount(ReadOnlySpan<int> shape)

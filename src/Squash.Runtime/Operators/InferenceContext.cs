@@ -60,6 +60,8 @@ public sealed class InferenceContext
     public void SetOutput(int index, DataType type, int[]? shape)
     {
         if (index >= OutputTypes.Length) return;
+        if (shape is { Length: > Shapes.MaxRank })
+            throw Invalid($"output {index} would have {shape.Length} dimensions, more than the {Shapes.MaxRank} Squash supports.");
         OutputTypes[index] = type;
         OutputShapes[index] = shape;
     }

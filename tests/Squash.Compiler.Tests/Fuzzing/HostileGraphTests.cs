@@ -43,6 +43,31 @@ public sealed class HostileGraphTests
         Assert.True(watch.Elapsed < s_limit, $"{watch.Elapsed.TotalSeconds:0.0} s");
     }
 
+    /// <summary>Found by the fuzzer (campaign 8, iteration 17 595, from test_unsqueeze_axis_1; 2 MB, too large for the
+    /// corpus): an Unsqueeze with 524 288 axes ran a quadratic duplicate check for more than a minute. Axes are counted
+    /// against the rank, and ranks above <see cref="Shapes.MaxRank"/> are refused, before any loop over them.</summary>
+    [Fact]
+    public void AnOutputOfAbsurdRankIsRefusedQuickly()
+    {
+        var graph = new P.GraphProto { Name = "g" };
+        graph.Input.Add(new P.ValueInfoProto
+        {
+            Name = "x",
+            Type = new P.TypeProto { TensorType = new P.TypeProto.Types.Tensor { ElemType = 1, Shape = new P.TensorShapeProto { Dim = { new P.TensorShapeProto.Types.Dimension { DimValue = 3 } } } } },
+        });
+        var axes = new P.AttributeProto { Name = "axes", Type = P.AttributeProto.Types.AttributeType.Ints };
+        for (int k = 0; k < 524_288; k++) axes.Ints.Add(k);
+        graph.Node.Add(new P.NodeProto { OpType = "Unsqueeze", Name = "u", Input = { "x" }, Output = { "y" }, Attribute = { axes } });
+        graph.Output.Add(new P.ValueInfoProto { Name = "y" });
+        var bytes = new P.ModelProto { IrVersion = 8, Graph = graph, OpsetImport = { new P.OperatorSetIdProto { Version = 11 } } }.ToByteArray();
+
+        var watch = Stopwatch.StartNew();
+        var e = Assert.Throws<SquashException>(() => ModelPreparation.Optimize(OnnxLoader.Load(bytes, null)));
+        Assert.Equal(ErrorCodes.InvalidModel, e.Code);
+        Assert.Contains("524289 dimensions", e.Message, StringComparison.Ordinal);
+        Assert.True(watch.Elapsed < s_limit, $"{watch.Elapsed.TotalSeconds:0.0} s");
+    }
+
     [Fact]
     public void TopologicalSortKeepsAValidOrderAndReportsCycles()
     {

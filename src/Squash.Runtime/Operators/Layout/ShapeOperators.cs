@@ -53,6 +53,9 @@ internal abstract class LayoutOperator(Node node) : Operator(node)
     /// <summary>Normalizes a list of axes and rejects duplicates.</summary>
     protected int[] Axes(long[] axes, int rank)
     {
+        // Bounds first: the duplicate check below is quadratic, and a hostile model lists half a million axes.
+        if (rank > Shapes.MaxRank) throw Invalid($"the axes make a tensor of {rank} dimensions, more than the {Shapes.MaxRank} Squash supports.");
+        if (axes.Length > Math.Max(rank, 1)) throw Invalid($"{axes.Length} axes for a tensor of {rank} dimensions: some axis is listed twice.");
         var result = new int[axes.Length];
         for (int i = 0; i < axes.Length; i++)
         {
