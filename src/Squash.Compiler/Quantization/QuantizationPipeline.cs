@@ -82,7 +82,7 @@ public sealed record QuantizationOptions
     public static QuantizationOptions FromText(string precision, string? calibrationFolder, string? method = null, int? holdOutEvery = null,
         string? target = null, string? targetAction = null, string? exclusions = null, string? sensitivityProfile = null, string? calibrationCache = null)
     {
-        var folder = Int8Preparation.Options(calibrationFolder).CalibrationFolder;
+        var folder = Int8Preparation.RequireCalibration(calibrationFolder);
         var mode = precision.Trim().ToLowerInvariant() switch
         {
             "int8" => PrecisionMode.Int8,
