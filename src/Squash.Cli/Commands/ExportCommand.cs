@@ -34,7 +34,7 @@ internal static class ExportCommand
         if (precision.IsInt8)
         {
             // The same pipeline as the build and squash run, so the export is the model they run.
-            ModelPreparation.PinInputShapes(model, shapeSpecs.Count > 0 ? RunCommand.ParseShapes(shapeSpecs) : Int8Preparation.SampleShapes(model, precision.CalibrationFolder!));
+            ModelPreparation.PinInputShapes(model, Int8Preparation.PlannedShapes(model, RunCommand.ParseShapes(shapeSpecs), precision.CalibrationFolder!));
             ModelPreparation.Optimize(model);
             ModelPreparation.ApplyPrecision(model, precision.Precision, calibrationFolder: precision.CalibrationFolder, log: output.WriteLine,
                 int8: precision.Int8(), modelPath: modelPath);

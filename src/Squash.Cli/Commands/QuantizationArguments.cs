@@ -22,15 +22,9 @@ internal static class QuantizationArguments
     public static Model Load(string modelPath, IReadOnlyList<string> inputShapes, string calibrationFolder)
     {
         var model = OnnxLoader.Load(modelPath);
-        var shapes = CompileCommand.ParseAssignments(inputShapes, "--input-shape")
+        var given = CompileCommand.ParseAssignments(inputShapes, "--input-shape")
             .ToDictionary(p => p.Key, p => CompileCommand.ParseShape(p.Key, p.Value), StringComparer.Ordinal);
-        if (model.Graph.Inputs.Any(i => !shapes.ContainsKey(i.Name) && !i.HasKnownShape))
-        {
-            var first = CalibrationDataSet.Open(calibrationFolder, model.Graph.Inputs).Samples[0].Load();
-            foreach (var input in model.Graph.Inputs)
-                if (!shapes.ContainsKey(input.Name) && !input.HasKnownShape && first.TryGetValue(input.Name, out var t)) shapes[input.Name] = t.Shape;
-        }
-        ModelPreparation.PinInputShapes(model, shapes);
+        ModelPreparation.PinInputShapes(model, Int8Preparation.PlannedShapes(model, given, calibrationFolder));
         ModelPreparation.Optimize(model);
         return model;
     }

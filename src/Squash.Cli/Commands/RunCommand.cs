@@ -40,8 +40,7 @@ internal static class RunCommand
         if (precision.IsInt8)
         {
             // Int8 plans one shape: the given ones, or the first calibration sample's.
-            ModelPreparation.PinInputShapes(model, shapeSpecs.Count > 0 ? ParseShapes(shapeSpecs)
-                : Int8Preparation.SampleShapes(model, precision.CalibrationFolder!));
+            ModelPreparation.PinInputShapes(model, Int8Preparation.PlannedShapes(model, ParseShapes(shapeSpecs), precision.CalibrationFolder!));
         }
         else if (shapeSpecs.Count > 0) ModelPreparation.PinInputShapes(model, ParseShapes(shapeSpecs));
         ModelPreparation.Optimize(model);

@@ -33,6 +33,18 @@ public static class Int8Preparation
         return first.ToDictionary(p => p.Key, p => (int[])p.Value.Shape.Clone(), StringComparer.Ordinal);
     }
 
+    /// <summary>The shapes an int8 model is planned for: <paramref name="given"/>, and for every other input with dynamic
+    /// dimensions the shape of the folder's first sample.</summary>
+    /// <exception cref="SquashException">The folder is missing, empty or malformed (SQ1016).</exception>
+    public static Dictionary<string, int[]> PlannedShapes(Model model, IReadOnlyDictionary<string, int[]> given, string calibrationFolder)
+    {
+        var shapes = new Dictionary<string, int[]>(given, StringComparer.Ordinal);
+        if (model.Graph.Inputs.Any(i => !shapes.ContainsKey(i.Name) && !i.HasKnownShape))
+            foreach (var (name, shape) in SampleShapes(model, calibrationFolder))
+                if (!shapes.ContainsKey(name) && model.Graph.Inputs.First(i => i.Name == name) is { HasKnownShape: false }) shapes[name] = shape;
+        return shapes;
+    }
+
     /// <summary>The cache context for the graph-shaping options: pinned shapes and baked inputs, in ordinal order.</summary>
     public static string CacheContext(IReadOnlyDictionary<string, int[]> shapes, IReadOnlyDictionary<string, string> constants) =>
         string.Join(";", shapes.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"shape:{p.Key}={string.Join(",", p.Value)}")
