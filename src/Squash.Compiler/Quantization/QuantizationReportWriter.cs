@@ -60,7 +60,7 @@ public static class QuantizationReportWriter
             string reason = int8 ? "int8"
                 : fallbacks.Contains(node) ? "fallback"
                 : exclusions.Nodes.Contains(node) || unit.Nodes.Any(n => exclusions.Operators.Contains(n.OpType)) ? "excluded"
-                : outcome.Plan[node] == NodePrecision.Fp32 ? "small"
+                : outcome.Plan[node] == NodePrecision.Fp32 ? (QuantizationPlan.IsFasterInFp32(unit) ? "faster in fp32" : "small")
                 : "no int8 neighbour";
             rows.Add(new Row(node, unit.Kind, string.Join("+", unit.Nodes.Select(n => n.OpType)), int8 ? "int8" : "fp32", reason,
                 SensitivityProfile.Macs(unit), sensitivity.GetValueOrDefault(node), Range(outcome, unit.ActivationInputs[0]),
