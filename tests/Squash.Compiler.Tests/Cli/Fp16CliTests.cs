@@ -43,6 +43,20 @@ public sealed class Fp16CliTests : IDisposable
     }
 
     [Fact]
+    public void ExportFp16WritesTheRoundedWeights()
+    {
+        string file = Path.Combine(_chain.Folder, "chain.fp16.onnx");
+        var (code, stdout, err) = Squash("export", _chain.ModelPath, "--output", file, "--precision", "fp16");
+        Assert.True(code == 0, err);
+        Assert.Contains("(fp16 weights)", stdout);
+        var exported = global::Squash.Compiler.Onnx.OnnxLoader.Load(file);
+        var weights = exported.Graph.Nodes.Where(n => n.OpType == "MatMul").Select(n => n.Inputs[1]!.Constant!).ToList();
+        Assert.Equal(5, weights.Count);
+        Assert.All(weights, w => Assert.True(Fp16Weights.IsExactlyFp16(w)));
+        Assert.Contains(weights, w => w.AsSpan<float>()[0] == Fp16Weights.Round(1f / 12));
+    }
+
+    [Fact]
     public void RunAutoWithFp16FallbackReportsIt()
     {
         string reports = Path.Combine(_chain.Folder, "report");
