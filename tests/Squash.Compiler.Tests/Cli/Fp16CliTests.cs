@@ -1,4 +1,3 @@
-using Squash.Cli;
 using Squash.Compiler.Quantization;
 using Squash.Compiler.Tests.Quantization;
 using Squash.Runtime;
@@ -14,13 +13,7 @@ public sealed class Fp16CliTests : IDisposable
 
     public void Dispose() => _chain.Dispose();
 
-    private static (int Code, string Out, string Err) Squash(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CommandLine.Execute(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Squash(params string[] args) => QuantizationCliTests.Squash(args);
 
     [Fact]
     public void RunFp16GivesTheLibrarysFp16Outputs()

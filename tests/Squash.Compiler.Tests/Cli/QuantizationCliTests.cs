@@ -13,7 +13,8 @@ public sealed class QuantizationCliTests(Xunit.Abstractions.ITestOutputHelper lo
 
     public void Dispose() => _chain.Dispose();
 
-    private static (int Code, string Out, string Err) Squash(params string[] args)
+    /// <summary>Runs the CLI in process.</summary>
+    internal static (int Code, string Out, string Err) Squash(params string[] args)
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();

@@ -1,5 +1,4 @@
 using Squash.Compiler.Quantization;
-using Squash.Compiler.Tests.Support;
 using Squash.Runtime;
 using Squash.Runtime.Execution;
 using Xunit.Abstractions;
@@ -22,18 +21,7 @@ public sealed class PpOcrInt8FallbackTests(ITestOutputHelper output)
     [InlineData(PpOcr.Rec, "rec", 320, "fp16")]
     public void FallbackUnitsRunInTheFallbackPrecision(string file, string task, int width, string fallback)
     {
-        Squash.Runtime.Ir.Model Load()
-        {
-            var m = Squash.Compiler.Onnx.OnnxLoader.Load(PpOcr.ModelPath(file));
-            ModelPreparation.PinInputShapes(m, new Dictionary<string, int[]> { ["x"] = [1, 3, 48, width] });
-            ModelPreparation.Optimize(m);
-            return m;
-        }
-        var fp32 = Load();
-        var int8 = Load();
-        string folder = TestPaths.Asset("data", "ppocr", "calib", task);
-        var options = QuantizationOptions.FromText("int8", folder, fallback: fallback);
-        var outcome = ModelPreparation.ApplyPrecision(int8, "int8", calibrationFolder: folder, int8: options, modelPath: PpOcr.ModelPath(file))!;
+        var (fp32, int8, outcome) = PpOcrInt8Tests.Quantize(file, task, [1, 3, 48, width], fallback: fallback);
 
         // Every fallback product's weight is float16 with fp16, none with fp32.
         var fallbackUnits = outcome.Rewrite.Units.Where(u => !u.Int8 && u.Kind is Int8UnitKind.Conv or Int8UnitKind.MatMul).Select(u => u.Node).ToHashSet();
