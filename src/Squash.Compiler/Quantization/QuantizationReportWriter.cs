@@ -145,6 +145,21 @@ public static class QuantizationReportWriter
                 json.WriteEndObject();
             }
             json.WriteEndArray();
+            // The weights of the units planned fp16: rounded, or kept fp32 and why.
+            json.WriteStartArray("fp16Weights");
+            foreach (var w in o.Rewrite.Fp16Weights)
+            {
+                json.WriteStartObject();
+                json.WriteString("weight", w.Weight);
+                json.WriteString("node", w.Node);
+                json.WriteNumber("elements", w.Elements);
+                json.WriteBoolean("fp16", w.Fp16);
+                Number(json, "sqnrDb", double.IsNaN(w.SqnrDb) ? null : w.SqnrDb);
+                if (w.KeptFp32Because is { } why) json.WriteString("keptFp32Because", why);
+                else json.WriteNull("keptFp32Because");
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
             json.WriteStartArray("fallbacks");
             foreach (var f in o.Fallbacks)
             {
@@ -262,6 +277,14 @@ public static class QuantizationReportWriter
             md.Append(ci, $"## Fallbacks to {o.Options.Fallback.ToString().ToLowerInvariant()}, in order\n\n| layer | borders after | measured after |\n| --- | ---: | --- |\n");
             foreach (var f in o.Fallbacks)
                 md.Append(ci, $"| `{f.Node}` | {f.Borders} | {(f.Measured is { } m ? $"{Db(m.SqnrDb)}, cosine {Cos(m.Cosine)}" : "(predicted short)")} |\n");
+            md.Append('\n');
+        }
+
+        if (o.Rewrite.Fp16Weights.Any(w => !w.Fp16))
+        {
+            md.Append("## fp16 weights kept in fp32\n\n| weight | layer | why |\n| --- | --- | --- |\n");
+            foreach (var w in o.Rewrite.Fp16Weights.Where(w => !w.Fp16))
+                md.Append(ci, $"| `{w.Weight}` | `{w.Node}` | {w.KeptFp32Because} |\n");
             md.Append('\n');
         }
 

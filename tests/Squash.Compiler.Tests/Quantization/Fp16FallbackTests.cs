@@ -54,6 +54,9 @@ public sealed class Fp16FallbackTests : IDisposable
         using var json = JsonDocument.Parse(QuantizationReportWriter.ToJson(outcome));
         Assert.Equal("fp16", json.RootElement.GetProperty("fallback").GetString());
         Assert.Equal(64 * 64 * 2, json.RootElement.GetProperty("size").GetProperty("fp16Bytes").GetInt64());
+        var weightRow = Assert.Single(json.RootElement.GetProperty("fp16Weights").EnumerateArray().ToList());
+        Assert.True(weightRow.GetProperty("fp16").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, weightRow.GetProperty("keptFp32Because").ValueKind);
         var row = json.RootElement.GetProperty("units").EnumerateArray().Single(u => u.GetProperty("node").GetString() == unit);
         Assert.Equal("fp16", row.GetProperty("precision").GetString());
         // Constants as stored: at least the unit's weight is halved (other float constants whose values happen to be

@@ -72,7 +72,9 @@ public sealed class Fp16WeightsTests
         var graph = b.Graph;
         var original = w.Constant!;
 
-        var reports = Fp16Weights.Apply(graph);
+        var log = new List<string>();
+        var reports = Fp16Weights.Apply(graph, log.Add);
+        Assert.Equal(["fp16: big (MatMul_2) stays fp32: |w| reaches 70000, beyond float16's 65504", "fp16: 2 of 3 weights rounded to float16 (80 bytes stored instead of 160)"], log);
 
         Assert.Equal(["w", "m"], reports.Where(r => r.Fp16).Select(r => r.Weight));
         Assert.Contains("beyond", Assert.Single(reports, r => !r.Fp16).KeptFp32Because);
