@@ -1,5 +1,6 @@
 using Squash.Runtime;
 using Squash.Runtime.Ir;
+using Squash.Runtime.Kernels;
 
 namespace Squash.Compiler.Quantization;
 
@@ -86,8 +87,9 @@ public sealed record QuantizationExclusions
 /// Which nodes of a float graph run in int8 and which in fp32: one entry per <em>unit</em> (a node that can run in int8
 /// with the nodes it absorbs: a bias Add, a fused Relu or Clip, the rest of a chain of element-wise nodes), keyed by the
 /// name of its first node. Nodes that cannot run in int8 are fp32 and have no entry. The default plan runs every unit
-/// in int8 except the exclusions and the products of fewer than <see cref="SmallProductMacs"/> multiply-adds
-/// (squeeze-and-excitation branches, a classifier's last layer: int8 saves nothing there and costs accuracy); a mixed-precision planner may set any entry (<see cref="With"/>).
+/// in int8 except the exclusions, the products of fewer than <see cref="SmallProductMacs"/> multiply-adds
+/// (squeeze-and-excitation branches, a classifier's last layer: int8 saves nothing there and costs accuracy) and the
+/// convolutions fp32 runs faster (Winograd); a mixed-precision planner may set any entry (<see cref="With"/>).
 /// </summary>
 /// <remarks>A unit planned int8 may still run in fp32: a unit that only moves bytes, sums or looks up runs in int8 only
 /// when its inputs arrive in uint8 and its output feeds another int8 unit, so that only region borders convert
@@ -127,7 +129,7 @@ public sealed class QuantizationPlan
         foreach (var unit in Int8Units.Find(graph))
         {
             var excluded = exclusions.PrecisionOf(unit.Anchor.Name, unit.Nodes.Select(n => n.OpType), fallback);
-            precisions[unit.Anchor.Name] = excluded ?? (IsSmallProduct(unit) ? fallback : NodePrecision.Int8);
+            precisions[unit.Anchor.Name] = excluded ?? (IsSmallProduct(unit) || IsFasterInFp32(unit) ? fallback : NodePrecision.Int8);
             kinds[unit.Anchor.Name] = unit.Kind;
         }
         return new QuantizationPlan(precisions, kinds);
@@ -156,6 +158,25 @@ public sealed class QuantizationPlan
         var w = unit.Anchor.Inputs[1]!.Shape!;
         long depth = unit.Kind == Int8UnitKind.Conv ? Runtime.Shapes.Product(w, 1, w.Length) : w[unit.Anchor.OpType == "Gemm" && IsTransposed(unit.Anchor) ? 1 : 0];
         return Runtime.Shapes.ElementCount(output) * depth < SmallProductMacs;
+    }
+
+    /// <summary>
+    /// A 3x3 convolution the fp32 runtime computes by Winograd F(4x4, 3x3): four times fewer multiplications outrun the
+    /// int8 GEMM's two times faster ones (PP-OCR det's 96-to-24 head convolutions at 120x120: 2.9 ms fp32, 4.2 ms int8),
+    /// so int8 would cost accuracy and time. Decided by shape alone, so that a build does not depend on the machine it
+    /// runs on (Winograd needs AVX-512; elsewhere such a convolution runs as an fp32 GEMM).
+    /// </summary>
+    internal static bool IsFasterInFp32(Int8Unit unit)
+    {
+        var conv = unit.Anchor;
+        if (unit.Kind != Int8UnitKind.Conv || conv.Outputs[0].Shape is not [_, _, _, int width] || conv.Inputs[1]!.Shape is not [int m, int cg, int kh, int kw])
+            return false;
+        long group = conv.Attributes.TryGetValue("group", out var g) ? g.IntValue : 1;
+        int Attribute(string name, int index) =>
+            conv.Attributes.TryGetValue(name, out var a) && a.Ints is { Count: 2 } values ? (int)values[index] : 1;
+        return group >= 1 && m % group == 0
+            && WinogradConv.Pays(width, kh, kw, Attribute("strides", 0), Attribute("strides", 1), Attribute("dilations", 0), Attribute("dilations", 1),
+                cg, (int)(m / group));
     }
 
     private static bool IsTransposed(Node gemm) => gemm.Attributes.TryGetValue("transB", out var t) && t.IntValue != 0;

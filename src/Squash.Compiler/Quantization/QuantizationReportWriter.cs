@@ -62,7 +62,7 @@ public static class QuantizationReportWriter
             string reason = int8 ? "int8"
                 : fallbacks.Contains(node) ? "fallback"
                 : exclusions.Nodes.Contains(node) || unit.Nodes.Any(n => exclusions.Operators.Contains(n.OpType)) ? "excluded"
-                : outcome.Plan[node] != NodePrecision.Int8 ? "small"
+                : outcome.Plan[node] != NodePrecision.Int8 ? (QuantizationPlan.IsFasterInFp32(unit) ? "faster in fp32" : "small")
                 : "no int8 neighbour";
             string precision = int8 ? "int8" : fp16.Contains(node) ? "fp16" : "fp32";
             rows.Add(new Row(node, unit.Kind, string.Join("+", unit.Nodes.Select(n => n.OpType)), precision, reason,

@@ -86,7 +86,7 @@ public sealed class Fp16CliTests : IDisposable
     [Fact]
     public void UsageNamesTheNewOptions()
     {
-        foreach (var command in new[] { "run", "compile", "export" })
+        foreach (var command in new[] { "run", "compile", "export", "bench" })
         {
             var (code, stdout, _) = Squash(command, "--help");
             Assert.Equal(0, code);
