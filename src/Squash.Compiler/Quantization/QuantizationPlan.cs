@@ -1,3 +1,4 @@
+using Squash.Runtime;
 using Squash.Runtime.Ir;
 using Squash.Runtime.Kernels;
 
@@ -10,9 +11,13 @@ public enum NodePrecision
     Fp32,
     /// <summary>Int8: uint8 activations, int8 weights.</summary>
     Int8,
+    /// <summary>Float compute with the weights rounded to float16 values and stored as float16 (<see cref="Fp16Weights"/>):
+    /// a fallback from int8 that keeps half of fp32's weight bytes.</summary>
+    Fp16,
 }
 
-/// <summary>Nodes to keep in float whatever the plan's defaults, by node name or by operator type.</summary>
+/// <summary>Nodes to keep in float whatever the plan's defaults, by node name or by operator type, each with the float
+/// precision it runs in (the fallback, <c>Int8Fallback</c>, unless the entry names one).</summary>
 public sealed record QuantizationExclusions
 {
     /// <summary>No exclusions.</summary>
@@ -24,18 +29,57 @@ public sealed record QuantizationExclusions
     /// <summary>Operator types (Conv, MatMul, HardSwish ...); a unit is excluded when any of its nodes has one.</summary>
     public IReadOnlySet<string> Operators { get; init; } = new HashSet<string>(StringComparer.Ordinal);
 
+    /// <summary>The precision an entry names (<c>NAME=fp16</c>, <c>op:Type=fp32</c>), by the entry as in
+    /// <see cref="Nodes"/> (a node name) or <c>op:Type</c>; entries without one run in the fallback precision.</summary>
+    public IReadOnlyDictionary<string, NodePrecision> Precisions { get; init; } = new Dictionary<string, NodePrecision>(StringComparer.Ordinal);
+
     /// <summary>Parses a comma- or semicolon-separated list in which operator types are written <c>op:Type</c> and
-    /// anything else is a node name, e.g. <c>op:MatMul;p2o.Conv.0</c>.</summary>
+    /// anything else is a node name, each optionally followed by <c>=fp16</c> or <c>=fp32</c>, e.g.
+    /// <c>op:MatMul;p2o.Conv.0=fp16</c>.</summary>
+    /// <exception cref="SquashException">An entry names another precision (SQ1012).</exception>
     public static QuantizationExclusions Parse(string? text)
     {
         var nodes = new HashSet<string>(StringComparer.Ordinal);
         var operators = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var part in (text ?? "").Split([',', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        var precisions = new Dictionary<string, NodePrecision>(StringComparer.Ordinal);
+        foreach (var raw in (text ?? "").Split([',', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
+            string part = raw;
+            NodePrecision? precision = null;
+            int eq = raw.LastIndexOf('=');
+            if (eq >= 0)
+            {
+                part = raw[..eq].Trim();
+                precision = ParseFallback(raw[(eq + 1)..], $"QuantizationExclusions entry '{raw}'");
+                if (part.Length == 0)
+                    throw new SquashException(ErrorCodes.InvalidOption, $"QuantizationExclusions entry '{raw}' names no node; write NAME=fp16 or op:Type=fp32.");
+            }
             if (part.StartsWith("op:", StringComparison.Ordinal)) operators.Add(part[3..]);
             else nodes.Add(part);
+            if (precision is { } p) precisions[part] = p;
         }
-        return new QuantizationExclusions { Nodes = nodes, Operators = operators };
+        return new QuantizationExclusions { Nodes = nodes, Operators = operators, Precisions = precisions };
+    }
+
+    /// <summary>Reads a fallback precision: fp16 or fp32 (case-insensitive).</summary>
+    /// <param name="text">The value.</param>
+    /// <param name="what">What it is, for the message (<c>Int8Fallback</c>).</param>
+    /// <exception cref="SquashException">Another value (SQ1012).</exception>
+    public static NodePrecision ParseFallback(string text, string what) => text.Trim().ToLowerInvariant() switch
+    {
+        "fp32" => NodePrecision.Fp32,
+        "fp16" => NodePrecision.Fp16,
+        _ => throw new SquashException(ErrorCodes.InvalidOption, $"{what}: '{text.Trim()}' is not a fallback precision; use fp16 or fp32."),
+    };
+
+    /// <summary>The float precision of an excluded unit (anchor <paramref name="node"/>, operators
+    /// <paramref name="opTypes"/>), or null when the unit is not excluded. A node entry wins over an operator entry.</summary>
+    public NodePrecision? PrecisionOf(string node, IEnumerable<string> opTypes, NodePrecision fallback)
+    {
+        if (Nodes.Contains(node)) return Precisions.GetValueOrDefault(node, fallback);
+        foreach (var op in opTypes)
+            if (Operators.Contains(op)) return Precisions.GetValueOrDefault("op:" + op, fallback);
+        return null;
     }
 }
 
@@ -67,19 +111,25 @@ public sealed class QuantizationPlan
     /// <summary>What each unit becomes in int8, by the name of its first node.</summary>
     public IReadOnlyDictionary<string, Int8UnitKind> Kinds => _kinds;
 
-    /// <summary>The precision of the unit named <paramref name="node"/>; fp32 for nodes that are no unit.</summary>
+    /// <summary>The precision of the unit named <paramref name="node"/>; fp32 for nodes that are no unit. A non-product
+    /// unit (no weights) planned fp16 computes as fp32.</summary>
     public NodePrecision this[string node] => _precisions.GetValueOrDefault(node, NodePrecision.Fp32);
 
     /// <summary>The default plan for <paramref name="graph"/> (float, optimized, shapes known).</summary>
-    public static QuantizationPlan Create(Graph graph, QuantizationExclusions? exclusions = null)
+    /// <param name="graph">The graph.</param>
+    /// <param name="exclusions">Units kept in float.</param>
+    /// <param name="fallback">The float precision of the units that do not run in int8 (the exclusions that name none, the
+    /// small products): fp32 (default) or fp16.</param>
+    public static QuantizationPlan Create(Graph graph, QuantizationExclusions? exclusions = null, NodePrecision fallback = NodePrecision.Fp32)
     {
+        if (fallback == NodePrecision.Int8) throw new ArgumentException("The fallback precision is a float one.", nameof(fallback));
         exclusions ??= QuantizationExclusions.None;
         var precisions = new Dictionary<string, NodePrecision>(StringComparer.Ordinal);
         var kinds = new Dictionary<string, Int8UnitKind>(StringComparer.Ordinal);
         foreach (var unit in Int8Units.Find(graph))
         {
-            bool excluded = exclusions.Nodes.Contains(unit.Anchor.Name) || unit.Nodes.Any(n => exclusions.Operators.Contains(n.OpType));
-            precisions[unit.Anchor.Name] = excluded || IsSmallProduct(unit) || IsFasterInFp32(unit) ? NodePrecision.Fp32 : NodePrecision.Int8;
+            var excluded = exclusions.PrecisionOf(unit.Anchor.Name, unit.Nodes.Select(n => n.OpType), fallback);
+            precisions[unit.Anchor.Name] = excluded ?? (IsSmallProduct(unit) || IsFasterInFp32(unit) ? fallback : NodePrecision.Int8);
             kinds[unit.Anchor.Name] = unit.Kind;
         }
         return new QuantizationPlan(precisions, kinds);
