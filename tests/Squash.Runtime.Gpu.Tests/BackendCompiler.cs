@@ -44,11 +44,14 @@ internal static class BackendCompiler
                 }
             }
             // OpenCL C 2.0 for a device with no optional capabilities (no fp16, fp64 or 64-bit atomics): the kernels
-            // need none.
-            using (var cl = new CLBackend(context, new CLCapabilityContext(false, false, false, false, false), CLDeviceVendor.Other, CLCVersion.CL20))
+            // need none, except those marked [NeedsFloat64] (their lowerings keep them off OpenCL devices without
+            // fp64), which are compiled for a device with fp64.
+            using var plain = new CLBackend(context, new CLCapabilityContext(false, false, false, false, false), CLDeviceVendor.Other, CLCVersion.CL20);
+            using var withFloat64 = new CLBackend(context, Float64Capabilities(), CLDeviceVendor.Other, CLCVersion.CL20);
             {
                 foreach (var (method, grouped) in todo)
                 {
+                    var cl = method.GetCustomAttributes(typeof(Kernels.NeedsFloat64Attribute), false).Length > 0 ? withFloat64 : plain;
                     var entry = grouped ? EntryPointDescription.FromExplicitlyGroupedKernel(method) : EntryPointDescription.FromImplicitlyGroupedKernel(method);
                     CompiledKernel compiled;
                     try { compiled = cl.Compile(entry, default(KernelSpecialization)); }
@@ -58,5 +61,16 @@ internal static class BackendCompiler
             }
             foreach (var (method, _) in todo) s_done.Add(method);
         }
+    }
+
+    /// <summary>OpenCL capabilities with fp64 and nothing else (the constructor's flags are found by what they set).</summary>
+    private static CLCapabilityContext Float64Capabilities()
+    {
+        for (int i = 0; i < 5; i++)
+        {
+            var cap = new CLCapabilityContext(i == 0, i == 1, i == 2, i == 3, i == 4);
+            if (cap.Float64 && !cap.Float16) return cap;
+        }
+        throw new InvalidOperationException("No CLCapabilityContext flag sets Float64.");
     }
 }
