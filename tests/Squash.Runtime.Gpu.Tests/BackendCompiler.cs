@@ -40,7 +40,11 @@ internal static class BackendCompiler
                     CompiledKernel compiled;
                     try { compiled = backend.Compile(entry, default(KernelSpecialization)); }
                     catch (Exception e) { throw new Xunit.Sdk.XunitException($"{method.DeclaringType?.Name}.{method} does not compile for {arch}: {e.GetBaseException().Message}"); }
-                    Assert.Contains(".entry", ((PTXCompiledKernel)compiled).PTXAssembly);
+                    string ptx = ((PTXCompiledKernel)compiled).PTXAssembly;
+                    Assert.Contains(".entry", ptx);
+                    // A .NET method ILGPU does not map (MathF.FusedMultiplyAdd in 1.5) becomes a call to an undefined
+                    // function, which compiles here and fails only when the driver links the module.
+                    Assert.False(ptx.Contains(".extern .func", StringComparison.Ordinal), $"{method.DeclaringType?.Name}.{method.Name} calls an undefined function on {arch}");
                 }
             }
             // OpenCL C 2.0 for a device with no optional capabilities (no fp16, fp64 or 64-bit atomics): the kernels
@@ -60,6 +64,18 @@ internal static class BackendCompiler
                 }
             }
             foreach (var (method, _) in todo) s_done.Add(method);
+        }
+    }
+
+    /// <summary>The PTX of an implicitly grouped kernel for sm_90 (tests read which instructions it uses).</summary>
+    public static string Ptx(MethodInfo method)
+    {
+        lock (s_lock)
+        {
+            using var context = Context.Create(b => b.Optimize(OptimizationLevel.O2).EnableAlgorithms());
+            var entry = EntryPointDescription.FromImplicitlyGroupedKernel(method);
+            using var backend = new PTXBackend(context, CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, nvvmAPI: null!);
+            return ((PTXCompiledKernel)backend.Compile(entry, default(KernelSpecialization))).PTXAssembly;
         }
     }
 

@@ -100,7 +100,7 @@ public class Int8KernelTests
     }
 
     [Fact]
-    public void ElementwiseInt8OperatorsMatchTheCpuOperators()
+    public void ElementwiseInt8OperatorsAndBytePoolingMatchTheCpuOperators()
     {
         var gates = DeviceCase.Random(40, 1f, 1, 6, 1, 1);
         foreach (ref float g in gates.AsSpan<float>()) g = MathF.Abs(g);
@@ -115,6 +115,14 @@ public class Int8KernelTests
         // x0 = a has the output's parameters (copied), x1 other ones (requantized).
         m.Node("QConcat", ["sa", "za", "a", "sa", "za", "x1", "sb", "zb"], new() { ["axis"] = DeviceCase.Int(1) }, domain: Squash);
         m.Node("QGlobalAveragePool", ["a", "sa", "za"], domain: Squash);
+        // MaxPool of uint8 and int8 (int8 models pool the quantized values), with padding and ceil_mode.
+        var pool = new Dictionary<string, AttributeValue>
+        {
+            ["kernel_shape"] = DeviceCase.Ints(3, 2), ["strides"] = DeviceCase.Ints(2, 2), ["pads"] = DeviceCase.Ints(1, 0, 1, 1), ["ceil_mode"] = DeviceCase.Int(1),
+        };
+        m.Node("MaxPool", ["a"], pool);
+        m.Input("s8", Weights(44, 128, 1, 3, 5, 4));
+        m.Node("MaxPool", ["s8"], pool);
         m.Check(0, 0);
     }
 
@@ -137,6 +145,57 @@ public class Int8KernelTests
         };
         m.Node("QLookup", ["x", "sx", "zx", "sy2", "zy2"], perChannel, domain: Squash);
         m.Check(0, 0);
+    }
+
+    /// <summary>The exactness on CUDA rests on IEEE arithmetic in the PTX: QuantizeLinear's division rounded to nearest
+    /// (div.rn, not div.approx or div.full), QAdd's and the dequantizing epilogue's fused multiply-add (fma.rn), and no
+    /// other rounding mode. The emulator runs .NET arithmetic, so this reads the generated PTX.</summary>
+    [Fact]
+    public void PtxUsesIeeeDivisionAndFusedMultiplyAdd()
+    {
+        string quantize = BackendCompiler.Ptx(typeof(Kernels.Int8Kernels).GetMethod(nameof(Kernels.Int8Kernels.Quantize))!);
+        Assert.Contains("div.rn.f32", quantize);
+        Assert.DoesNotContain("div.approx", quantize);
+        Assert.DoesNotContain("div.full", quantize);
+        string add = BackendCompiler.Ptx(typeof(Kernels.Int8Kernels).GetMethod(nameof(Kernels.Int8Kernels.Add))!);
+        Assert.Contains("fma.rn.f32", add);
+        Assert.Contains("mul.rn.f32", add);
+        Assert.DoesNotContain(".extern", add);
+    }
+
+    /// <summary>The fp32 emulation of a fused multiply-add (the emulator's and OpenCL's path) equals
+    /// <see cref="MathF.FusedMultiplyAdd"/> exactly: on the epilogues' operands (an int32 or a uint8 difference times a
+    /// scale plus a bias), on random floats of mixed magnitudes, and where the addend cancels the product.</summary>
+    [Fact]
+    public void EmulatedFusedMultiplyAddIsExact()
+    {
+        var rng = new Random(70);
+        float Scale() => (float)Math.Exp(rng.NextDouble() * 20 - 14) * (rng.Next(2) == 0 ? 1 : -1);
+        int mismatches = 0;
+        string first = "";
+        for (int i = 0; i < 1_000_000; i++)
+        {
+            float a = (i % 4) switch
+            {
+                0 => rng.Next(int.MinValue, int.MaxValue),
+                1 => rng.Next(-255, 256),
+                _ => Scale(),
+            };
+            float b = Scale();
+            float c = (i % 3) switch
+            {
+                0 => Scale(),
+                // The addend cancels most of the product: the low parts decide the result.
+                1 => -(a * b) * (1 + (float)(rng.NextDouble() - 0.5) * 1e-6f),
+                _ => -(a * b),
+            };
+            float want = MathF.FusedMultiplyAdd(a, b, c), got = Kernels.Int8Math.Fma(a, b, c);
+            if (BitConverter.SingleToInt32Bits(want) != BitConverter.SingleToInt32Bits(got) && !(want == 0 && got == 0))
+            {
+                if (mismatches++ == 0) first = $"fma({a:R}, {b:R}, {c:R}) = {want:R}, emulated {got:R}";
+            }
+        }
+        Assert.True(mismatches == 0, $"{mismatches} mismatches, first {first}");
     }
 
     /// <summary>A body graph of one element-wise node: unary, or binary with a constant second operand.</summary>

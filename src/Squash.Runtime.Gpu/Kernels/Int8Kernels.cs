@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime.Cuda;
 
 namespace Squash.Runtime.Gpu.Kernels;
 
@@ -80,7 +81,7 @@ internal struct DequantizedOutput : IInt8Output
     public float Min, Max;
 
     public readonly void Store(int index, int channel, int acc) =>
-        Y[index] = Int8Math.Clamp(MathF.FusedMultiplyAdd(acc, Scales[channel], Bias[channel]), Min, Max);
+        Y[index] = Int8Math.Clamp(Int8Math.Fma(acc, Scales[channel], Bias[channel]), Min, Max);
 }
 
 /// <summary>Sizes and output addressing of the int8 GEMM (as <see cref="GemmParams"/>) and how an output maps to its
@@ -115,13 +116,74 @@ internal struct QuantizeParams
 /// <summary>The scalar arithmetic the int8 kernels share, as the CPU's scalar tails compute it.</summary>
 internal static class Int8Math
 {
+    /// <summary>
+    /// fma(a, b, c) rounded once, as the CPU's <see cref="MathF.FusedMultiplyAdd"/>. ILGPU 1.5 does not map that method
+    /// (PTX and OpenCL get a call to an undefined function, even in a branch never taken), so CUDA gets the instruction
+    /// as inline PTX and other devices (the emulator, OpenCL) an exact emulation in fp32 arithmetic: Boldo and
+    /// Melquiond's (IEEE TC 2008), the product split exactly (Dekker), the addend added exactly (TwoSum), the low parts
+    /// summed rounding to odd, then one rounding to nearest. Exact barring overflow and underflow of the low parts,
+    /// which the int8 epilogues' magnitudes stay far from.
+    /// </summary>
+    public static float Fma(float a, float b, float c)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("fma.rn.f32 %0, %1, %2, %3;", out float result, a, b, c);
+            return result;
+        }
+        float uh = a * b;
+        float ul = ProductError(a, b, uh);
+        float th = c + uh;
+        float tl = SumError(c, uh, th);
+        return th + AddRoundToOdd(tl, ul);
+    }
+
+    /// <summary>a * b - p exactly, for p = a * b rounded (Dekker's product with Veltkamp's split at 12 bits).</summary>
+    private static float ProductError(float a, float b, float p)
+    {
+        float ga = 4097f * a, gb = 4097f * b;
+        float ah = ga - (ga - a), bh = gb - (gb - b);
+        float al = a - ah, bl = b - bh;
+        return ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+    }
+
+    /// <summary>a + b - s exactly, for s = a + b rounded (Knuth's TwoSum).</summary>
+    private static float SumError(float a, float b, float s)
+    {
+        float bb = s - a;
+        return (a - (s - bb)) + (b - bb);
+    }
+
+    /// <summary>a + b rounded to odd: the rounded sum, or when that was inexact and its last bit is even, its
+    /// neighbour on the side of the exact sum (whose last bit is odd).</summary>
+    private static float AddRoundToOdd(float a, float b)
+    {
+        float s = a + b;
+        float e = SumError(a, b, s);
+        uint bits = Interop.FloatAsInt(s);
+        if (e != 0f && (bits & 1) == 0) bits = (e > 0f) == (s > 0f) ? bits + 1 : bits - 1;
+        return Interop.IntAsFloat(bits);
+    }
+
+    /// <summary>a * b rounded to nearest: mul.rn on CUDA, which ptxas may not contract with a following addition into
+    /// an fma (a plain mul.f32 it may, which would change a rounding).</summary>
+    public static float Mul(float a, float b)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("mul.rn.f32 %0, %1, %2;", out float result, a, b);
+            return result;
+        }
+        return a * b;
+    }
+
     /// <summary>NaN becomes <paramref name="low"/> (as the CPU's clamp, whose vector form is max then min).</summary>
     public static float Clamp(float value, float low, float high) => value > low ? (value < high ? value : high) : low;
 
     /// <summary><c>clamp(roundHalfEven((float)acc * multiplier), low, high) + zero</c> as a byte (clamping before
     /// rounding to integer bounds equals saturating after it).</summary>
     public static byte Requantize(int acc, float multiplier, float low, float high, int zero) =>
-        (byte)((int)DeviceMath.RoundHalfEven(Clamp(acc * multiplier, low, high)) + zero);
+        (byte)((int)DeviceMath.RoundHalfEven(Clamp(Mul(acc, multiplier), low, high)) + zero);
 }
 
 /// <summary>
@@ -277,7 +339,7 @@ internal static class Int8Kernels
         {
             int s = ScaleIndex(i, p);
             int q = p.Signed != 0 ? (sbyte)x[i] : x[i];
-            y[i] = (float)(q - zeros[s]) * scales[s];
+            y[i] = Int8Math.Mul(q - zeros[s], scales[s]);
         }
     }
 
@@ -286,7 +348,7 @@ internal static class Int8Kernels
     {
         for (int i = index; i < r.Count; i += r.Stride)
         {
-            float sum = MathF.FusedMultiplyAdd(b[i] - p.BZero, p.BMultiplier, (a[i] - p.AZero) * p.AMultiplier);
+            float sum = Int8Math.Fma(b[i] - p.BZero, p.BMultiplier, Int8Math.Mul(a[i] - p.AZero, p.AMultiplier));
             y[i] = (byte)((int)DeviceMath.RoundHalfEven(Int8Math.Clamp(sum, p.Low, p.High)) + p.YZero);
         }
     }

@@ -32,6 +32,7 @@ internal static class DeviceOperators
         var table = new Dictionary<string, Lowering>(StringComparer.Ordinal);
         Int4Lowerings.Register(table);
         Int8Lowerings.RegisterSquash(table);
+        AttentionLowerings.Register(table);
         return table;
     }
 
