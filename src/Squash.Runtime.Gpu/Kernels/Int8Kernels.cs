@@ -198,7 +198,7 @@ internal static class Int8Kernels
     public static int SharedInts(int threads, int depth) => 2 * 4 * threads * depth;
 
     /// <summary>
-    /// Tiled integer GEMM with the layout of <see cref="GemmKernels.Gemm{TA, TB}"/> (a T x T group computes a 4T x 4T
+    /// Tiled integer GEMM with the layout of <see cref="GemmKernels.Gemm{TA, TB, TC}"/> (a T x T group computes a 4T x 4T
     /// tile, operands staged in shared memory, persistent groups), int32 accumulators, and the int8 epilogue at the
     /// store. Operands are staged as ints (uint8 already minus its zero point): the products are exact and their sum
     /// is exact while K is at most the CPU's bound (65 793).
