@@ -67,13 +67,13 @@ internal static class BackendCompiler
         }
     }
 
-    /// <summary>The PTX of an implicitly grouped kernel for sm_90 (tests read which instructions it uses).</summary>
-    public static string Ptx(MethodInfo method)
+    /// <summary>The PTX of a kernel for sm_90 (tests read which instructions it uses).</summary>
+    public static string Ptx(MethodInfo method, bool grouped = false)
     {
         lock (s_lock)
         {
             using var context = Context.Create(b => b.Optimize(OptimizationLevel.O2).EnableAlgorithms());
-            var entry = EntryPointDescription.FromImplicitlyGroupedKernel(method);
+            var entry = grouped ? EntryPointDescription.FromExplicitlyGroupedKernel(method) : EntryPointDescription.FromImplicitlyGroupedKernel(method);
             using var backend = new PTXBackend(context, CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, nvvmAPI: null!);
             return ((PTXCompiledKernel)backend.Compile(entry, default(KernelSpecialization))).PTXAssembly;
         }

@@ -149,7 +149,8 @@ public class Int8KernelTests
 
     /// <summary>The exactness on CUDA rests on IEEE arithmetic in the PTX: QuantizeLinear's division rounded to nearest
     /// (div.rn, not div.approx or div.full), QAdd's and the dequantizing epilogue's fused multiply-add (fma.rn), and no
-    /// other rounding mode. The emulator runs .NET arithmetic, so this reads the generated PTX.</summary>
+    /// other rounding mode; the GEMM's products are dp4a. The emulator runs .NET arithmetic and the kernels' non-CUDA
+    /// branches, so this reads the generated PTX.</summary>
     [Fact]
     public void PtxUsesIeeeDivisionAndFusedMultiplyAdd()
     {
@@ -160,7 +161,13 @@ public class Int8KernelTests
         string add = BackendCompiler.Ptx(typeof(Kernels.Int8Kernels).GetMethod(nameof(Kernels.Int8Kernels.Add))!);
         Assert.Contains("fma.rn.f32", add);
         Assert.Contains("mul.rn.f32", add);
-        Assert.DoesNotContain(".extern", add);
+        Assert.DoesNotContain(".extern .func", add);
+        // The GEMM's inner product is dp4a (the emulator runs its byte-by-byte branch, which the other tests check).
+        var gemm = typeof(Kernels.Int8Kernels).GetMethod(nameof(Kernels.Int8Kernels.Gemm))!
+            .MakeGenericMethod(typeof(Kernels.ByteMatrix), typeof(Kernels.ByteIm2Col), typeof(Kernels.RequantizedOutput), typeof(Kernels.WeightsLeftDp4a));
+        string ptx = BackendCompiler.Ptx(gemm, grouped: true);
+        Assert.Contains("dp4a.u32.s32", ptx);
+        Assert.DoesNotContain(".extern .func", ptx);
     }
 
     /// <summary>The fp32 emulation of a fused multiply-add (the emulator's and OpenCL's path) equals

@@ -3,40 +3,32 @@ using ILGPU.Runtime.Cuda;
 
 namespace Squash.Runtime.Gpu.Kernels;
 
-/// <summary>An integer operand of the int8 GEMM: element (row, col) of matrix (b1, b2) as an int (uint8 activations
-/// already minus their zero point, int8 weights as stored).</summary>
-internal interface IIntMatrix
+/// <summary>A byte operand of the int8 GEMM: element (row, col) of matrix (b1, b2) as it is stored (uint8 activations
+/// raw, their zero point folded into the per-channel offsets; int8 weights as their two's complement byte), packed four
+/// along K into a word by the kernel.</summary>
+internal interface IByteMatrix
 {
-    /// <summary>The element; callers stay within the matrix.</summary>
-    int Load(int b1, int b2, int row, int col);
+    /// <summary>The element's byte (0..255); callers stay within the matrix.</summary>
+    int Byte(int b1, int b2, int row, int col);
 }
 
-/// <summary>int8 weights in memory with element strides.</summary>
-internal struct Int8Matrix : IIntMatrix
-{
-    public ArrayView<sbyte> Data;
-    public int Batch1, Batch2, Row, Col;
-
-    public readonly int Load(int b1, int b2, int row, int col) => Data[b1 * Batch1 + b2 * Batch2 + row * Row + col * Col];
-}
-
-/// <summary>uint8 activations in memory with element strides, read minus their zero point.</summary>
-internal struct UInt8Matrix : IIntMatrix
+/// <summary>Bytes in memory with element strides (int8 weights or uint8 activations).</summary>
+internal struct ByteMatrix : IByteMatrix
 {
     public ArrayView<byte> Data;
-    public int Batch1, Batch2, Row, Col, ZeroPoint;
+    public int Batch1, Batch2, Row, Col;
 
-    public readonly int Load(int b1, int b2, int row, int col) => Data[b1 * Batch1 + b2 * Batch2 + row * Row + col * Col] - ZeroPoint;
+    public readonly int Byte(int b1, int b2, int row, int col) => Data[b1 * Batch1 + b2 * Batch2 + row * Row + col * Col];
 }
 
-/// <summary>The implicit im2col matrix of a uint8 convolution input (as <see cref="Im2ColMatrix"/>), read minus the
-/// zero point: the padding is 0, which is what the CPU's padding with the zero point contributes.</summary>
-internal struct UInt8Im2Col : IIntMatrix
+/// <summary>The implicit im2col matrix of a uint8 convolution input (as <see cref="Im2ColMatrix"/>): the padding reads
+/// the zero point, as the CPU pads, so that the folded offset <c>-zx * sum(w)</c> cancels it exactly.</summary>
+internal struct ByteIm2Col : IByteMatrix
 {
     public ArrayView<byte> Input;
     public int Batch1, Batch2, H, W, KH, KW, OutW, StrideH, StrideW, PadH, PadW, DilationH, DilationW, ZeroPoint;
 
-    public readonly int Load(int b1, int b2, int row, int col)
+    public readonly int Byte(int b1, int b2, int row, int col)
     {
         int taps = KH * KW;
         int ci = row / taps;
@@ -47,41 +39,77 @@ internal struct UInt8Im2Col : IIntMatrix
         int ox = col - oy * OutW;
         int iy = oy * StrideH - PadH + ky * DilationH;
         int ix = ox * StrideW - PadW + kx * DilationW;
-        return (uint)iy < (uint)H && (uint)ix < (uint)W ? Input[b1 * Batch1 + b2 * Batch2 + (ci * H + iy) * W + ix] - ZeroPoint : 0;
+        return (uint)iy < (uint)H && (uint)ix < (uint)W ? Input[b1 * Batch1 + b2 * Batch2 + (ci * H + iy) * W + ix] : ZeroPoint;
     }
 }
 
-/// <summary>What an int8 product writes from its exact int32 sum <c>acc = sum (x - zx) * w</c> for an output element of
-/// a channel: the CPU's <c>Int8Epilogue</c>, one struct per output kind.</summary>
+/// <summary>The dot product of two words of four bytes each (one from A, one from B) added to an int32: which one is
+/// unsigned (the activations) and how it is computed (dp4a on CUDA sm_61+, byte by byte elsewhere).</summary>
+internal interface IDot4
+{
+    /// <summary><c>acc + sum over the four bytes of a_i * b_i</c>.</summary>
+    int Dot(uint a, uint b, int acc);
+}
+
+/// <summary>Activations on the left (QMatMul), dp4a where CUDA runs it.</summary>
+internal readonly struct ActivationsLeftDp4a : IDot4
+{
+    public int Dot(uint a, uint b, int acc) => Int8Math.Dp4a(a, b, acc);
+}
+
+/// <summary>Weights on the left (QConv), dp4a where CUDA runs it.</summary>
+internal readonly struct WeightsLeftDp4a : IDot4
+{
+    public int Dot(uint a, uint b, int acc) => Int8Math.Dp4a(b, a, acc);
+}
+
+/// <summary>Activations on the left, byte by byte (CUDA devices before sm_61).</summary>
+internal readonly struct ActivationsLeft : IDot4
+{
+    public int Dot(uint a, uint b, int acc) => Int8Math.Dot4(a, b, acc);
+}
+
+/// <summary>Weights on the left, byte by byte.</summary>
+internal readonly struct WeightsLeft : IDot4
+{
+    public int Dot(uint a, uint b, int acc) => Int8Math.Dot4(b, a, acc);
+}
+
+/// <summary>What an int8 product writes from its int32 sum for an output element of a channel: the CPU's
+/// <c>Int8Epilogue</c>, one struct per output kind. The sum plus the channel's offset is the exact
+/// <c>sum (x - zx) * w (+ bias)</c>: the GEMM sums raw uint8 times int8 and its offsets are <c>bias - zx * sum(w)</c>
+/// (the CPU's), the depthwise kernel subtracts zx itself and its offsets are the bias.</summary>
 internal interface IInt8Output
 {
     /// <summary>Writes output element <paramref name="index"/> of channel <paramref name="channel"/>.</summary>
     void Store(int index, int channel, int acc);
 }
 
-/// <summary>uint8 out: <c>clamp(roundHalfEven((float)(acc + bias[c]) * multiplier[c]), low, high) + zy</c>.</summary>
+/// <summary>uint8 out: <c>clamp(roundHalfEven((float)(acc + offset[c]) * multiplier[c]), low, high) + zy</c>.</summary>
 internal struct RequantizedOutput : IInt8Output
 {
     public ArrayView<byte> Y;
-    /// <summary>The int32 bias per channel (zeros without one).</summary>
-    public ArrayView<int> Bias;
+    /// <summary>The int32 offset per channel (with the int32 bias).</summary>
+    public ArrayView<int> Offsets;
     public ArrayView<float> Multipliers;
     public int ZeroPoint;
     /// <summary>The uint8 output range minus the zero point (a fused Relu or Clip narrows it).</summary>
     public float Low, High;
 
     public readonly void Store(int index, int channel, int acc) =>
-        Y[index] = Int8Math.Requantize(acc + Bias[channel], Multipliers[channel], Low, High, ZeroPoint);
+        Y[index] = Int8Math.Requantize(acc + Offsets[channel], Multipliers[channel], Low, High, ZeroPoint);
 }
 
-/// <summary>fp32 out: <c>clamp(fma((float)acc, scale[c], bias[c]), min, max)</c> (bias already in fp32).</summary>
+/// <summary>fp32 out: <c>clamp(fma((float)(acc + offset[c]), scale[c], bias[c]), min, max)</c> (the bias in fp32; the
+/// offsets without it).</summary>
 internal struct DequantizedOutput : IInt8Output
 {
     public ArrayView<float> Y, Scales, Bias;
+    public ArrayView<int> Offsets;
     public float Min, Max;
 
     public readonly void Store(int index, int channel, int acc) =>
-        Y[index] = Int8Math.Clamp(Int8Math.Fma(acc, Scales[channel], Bias[channel]), Min, Max);
+        Y[index] = Int8Math.Clamp(Int8Math.Fma(acc + Offsets[channel], Scales[channel], Bias[channel]), Min, Max);
 }
 
 /// <summary>Sizes and output addressing of the int8 GEMM (as <see cref="GemmParams"/>) and how an output maps to its
@@ -177,6 +205,23 @@ internal static class Int8Math
         return a * b;
     }
 
+    /// <summary><c>acc + sum of u_i * s_i</c> over the four bytes of each word, u unsigned and s signed: one
+    /// <c>dp4a.u32.s32</c> on CUDA (sm_61 and later; the lowering uses <see cref="Dot4"/> before), byte by byte elsewhere.</summary>
+    public static int Dp4a(uint u, uint s, int acc)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("dp4a.u32.s32 %0, %1, %2, %3;", out int result, u, s, acc);
+            return result;
+        }
+        return Dot4(u, s, acc);
+    }
+
+    /// <summary><see cref="Dp4a"/> byte by byte (exact int32 arithmetic, wrapping as dp4a does).</summary>
+    public static int Dot4(uint u, uint s, int acc) =>
+        acc + (int)(u & 0xFF) * (sbyte)s + (int)((u >> 8) & 0xFF) * (sbyte)(s >> 8)
+            + (int)((u >> 16) & 0xFF) * (sbyte)(s >> 16) + (int)(u >> 24) * (sbyte)(s >> 24);
+
     /// <summary>NaN becomes <paramref name="low"/> (as the CPU's clamp, whose vector form is max then min).</summary>
     public static float Clamp(float value, float low, float high) => value > low ? (value < high ? value : high) : low;
 
@@ -194,24 +239,27 @@ internal static class Int8Math
 /// </summary>
 internal static class Int8Kernels
 {
-    /// <summary>Ints of dynamic shared memory a group of T x T threads needs with steps of D along K.</summary>
-    public static int SharedInts(int threads, int depth) => 2 * 4 * threads * depth;
+    /// <summary>Words of dynamic shared memory a group of T x T threads needs with steps of D along K (D / 4 words).</summary>
+    public static int SharedWords(int threads, int depth) => 2 * 4 * threads * (depth / 4);
 
     /// <summary>
     /// Tiled integer GEMM with the layout of <see cref="GemmKernels.Gemm{TA, TB, TC}"/> (a T x T group computes a 4T x 4T
     /// tile, operands staged in shared memory, persistent groups), int32 accumulators, and the int8 epilogue at the
-    /// store. Operands are staged as ints (uint8 already minus its zero point): the products are exact and their sum
-    /// is exact while K is at most the CPU's bound (65 793).
+    /// store. Operands are staged as words of four consecutive k (bytes as stored; k past K is 0, and the weights' 0
+    /// there makes any activation byte harmless), and each pair of words is one <see cref="IDot4"/>: a dp4a on CUDA,
+    /// four products elsewhere. The sums are exact (wrapping int32 arithmetic, whose true value fits while K is at most
+    /// the CPU's bound, 65 793) and the epilogue's offsets turn them into the CPU's.
     /// </summary>
-    public static void Gemm<TA, TB, TOut>(TOut output, TA a, TB b, Int8GemmParams p)
-        where TA : struct, IIntMatrix
-        where TB : struct, IIntMatrix
+    public static void Gemm<TA, TB, TOut, TDot>(TOut output, TA a, TB b, Int8GemmParams p)
+        where TA : struct, IByteMatrix
+        where TB : struct, IByteMatrix
         where TOut : struct, IInt8Output
+        where TDot : struct, IDot4
     {
-        var shared = SharedMemory.GetDynamic<int>();
-        int tile = 4 * p.Threads;
-        var tileA = shared.SubView(0, tile * p.Depth);
-        var tileB = shared.SubView(tile * p.Depth, tile * p.Depth);
+        var shared = SharedMemory.GetDynamic<uint>();
+        int tile = 4 * p.Threads, words = p.Depth / 4;
+        var tileA = shared.SubView(0, tile * words);
+        var tileB = shared.SubView(tile * words, tile * words);
         int tx = Group.IdxX, ty = Group.IdxY;
         int tid = ty * p.Threads + tx;
         for (int work = Grid.IdxX; work < p.Tiles; work += Grid.DimX)
@@ -220,43 +268,54 @@ internal static class Int8Kernels
             int t = work / p.TilesN;
             int tileM = t % p.TilesM;
             int batch = t / p.TilesM;
-            ComputeTile(output, a, b, p, tileA, tileB, tx, ty, tid, batch, tileM * tile, tileN * tile);
+            ComputeTile<TA, TB, TOut, TDot>(output, a, b, p, tileA, tileB, tx, ty, tid, batch, tileM * tile, tileN * tile);
         }
     }
 
-    private static void ComputeTile<TA, TB, TOut>(TOut output, TA a, TB b, Int8GemmParams p,
-        ArrayView<int> tileA, ArrayView<int> tileB, int tx, int ty, int tid, int batch, int m0, int n0)
-        where TA : struct, IIntMatrix
-        where TB : struct, IIntMatrix
+    private static void ComputeTile<TA, TB, TOut, TDot>(TOut output, TA a, TB b, Int8GemmParams p,
+        ArrayView<uint> tileA, ArrayView<uint> tileB, int tx, int ty, int tid, int batch, int m0, int n0)
+        where TA : struct, IByteMatrix
+        where TB : struct, IByteMatrix
         where TOut : struct, IInt8Output
+        where TDot : struct, IDot4
     {
         int b1 = batch / p.Batch2, b2 = batch - b1 * p.Batch2;
         int t1 = p.Threads, t2 = 2 * p.Threads, t3 = 3 * p.Threads, tile = 4 * p.Threads, group = p.Threads * p.Threads;
+        int words = p.Depth / 4;
+        var dot = default(TDot);
 
         int c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
         int c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
         for (int k0 = 0; k0 < p.K; k0 += p.Depth)
         {
-            for (int e = tid; e < tile * p.Depth; e += group)
+            for (int e = tid; e < tile * words; e += group)
             {
-                int mm = e / p.Depth, kk = e - mm * p.Depth;
-                int m = m0 + mm, k = k0 + kk;
-                tileA[kk * tile + mm] = m < p.M && k < p.K ? a.Load(b1, b2, m, k) : 0;
+                int mm = e / words, kw = e - mm * words;
+                int m = m0 + mm, k = k0 + 4 * kw;
+                uint word = 0;
+                if (m < p.M)
+                    for (int j = 0; j < 4; j++)
+                        if (k + j < p.K) word |= (uint)(a.Byte(b1, b2, m, k + j) & 0xFF) << (8 * j);
+                tileA[kw * tile + mm] = word;
                 int kb = e / tile, nn = e - kb * tile;
                 int n = n0 + nn;
-                k = k0 + kb;
-                tileB[kb * tile + nn] = k < p.K && n < p.N ? b.Load(b1, b2, k, n) : 0;
+                k = k0 + 4 * kb;
+                word = 0;
+                if (n < p.N)
+                    for (int j = 0; j < 4; j++)
+                        if (k + j < p.K) word |= (uint)(b.Byte(b1, b2, k + j, n) & 0xFF) << (8 * j);
+                tileB[kb * tile + nn] = word;
             }
             Group.Barrier();
-            for (int kk = 0; kk < p.Depth; kk++)
+            for (int kw = 0; kw < words; kw++)
             {
-                int ra = kk * tile + ty, rb = kk * tile + tx;
-                int a0 = tileA[ra], a1 = tileA[ra + t1], a2 = tileA[ra + t2], a3 = tileA[ra + t3];
-                int v0 = tileB[rb], v1 = tileB[rb + t1], v2 = tileB[rb + t2], v3 = tileB[rb + t3];
-                c00 += a0 * v0; c01 += a0 * v1; c02 += a0 * v2; c03 += a0 * v3;
-                c10 += a1 * v0; c11 += a1 * v1; c12 += a1 * v2; c13 += a1 * v3;
-                c20 += a2 * v0; c21 += a2 * v1; c22 += a2 * v2; c23 += a2 * v3;
-                c30 += a3 * v0; c31 += a3 * v1; c32 += a3 * v2; c33 += a3 * v3;
+                int ra = kw * tile + ty, rb = kw * tile + tx;
+                uint a0 = tileA[ra], a1 = tileA[ra + t1], a2 = tileA[ra + t2], a3 = tileA[ra + t3];
+                uint v0 = tileB[rb], v1 = tileB[rb + t1], v2 = tileB[rb + t2], v3 = tileB[rb + t3];
+                c00 = dot.Dot(a0, v0, c00); c01 = dot.Dot(a0, v1, c01); c02 = dot.Dot(a0, v2, c02); c03 = dot.Dot(a0, v3, c03);
+                c10 = dot.Dot(a1, v0, c10); c11 = dot.Dot(a1, v1, c11); c12 = dot.Dot(a1, v2, c12); c13 = dot.Dot(a1, v3, c13);
+                c20 = dot.Dot(a2, v0, c20); c21 = dot.Dot(a2, v1, c21); c22 = dot.Dot(a2, v2, c22); c23 = dot.Dot(a2, v3, c23);
+                c30 = dot.Dot(a3, v0, c30); c31 = dot.Dot(a3, v1, c31); c32 = dot.Dot(a3, v2, c32); c33 = dot.Dot(a3, v3, c33);
             }
             Group.Barrier();
         }

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 using Squash.Runtime.Execution;
 using Squash.Runtime.Gpu.Execution;
 using Squash.Runtime.Gpu.Kernels;
@@ -36,10 +37,10 @@ internal static class Int8Lowerings
     }
 
     /// <summary>The epilogue of a QConv or QMatMul (inputs: 1 x_scale, 2 x_zero_point, 4 w_scale, 6 y_scale,
-    /// 7 y_zero_point, 8 bias): per-channel tables built as the CPU operator builds its <see cref="Int8Epilogue"/>.</summary>
-    private sealed record Epilogue(bool Requantize, RequantizedOutput R, DequantizedOutput D, int InputZero);
-
-    private static Epilogue ReadEpilogue(LoweringContext c, int channels)
+    /// 7 y_zero_point, 8 bias): per-channel tables built as the CPU operator builds its <see cref="Int8Epilogue"/>. With
+    /// <paramref name="weightSums"/> (the GEMM, which sums raw uint8 activations) the offsets fold in
+    /// <c>-zx * sum(w)</c>, as the CPU's do; without (the depthwise kernel, which subtracts zx) they are the bias.</summary>
+    private static Epilogue ReadEpilogue(LoweringContext c, int channels, int[]? weightSums)
     {
         var node = c.Node;
         var y = c.Output(0);
@@ -49,6 +50,9 @@ internal static class Int8Lowerings
         float WeightScale(int ch) => wScales.Length == 1 ? wScales[0] : wScales[ch];
         int[]? bias = c.Input(8) is null ? null : c.ConstantInput(8, "bias").AsSpan<int>().ToArray();
         float min = Attr.Float(node, "activation_min", float.NegativeInfinity), max = Attr.Float(node, "activation_max", float.PositiveInfinity);
+        // int32 arithmetic wraps as the CPU's does; the true sums plus offsets fit.
+        int[] Offsets(bool withBias) =>
+            [.. Enumerable.Range(0, channels).Select(ch => unchecked((withBias && bias is not null ? bias[ch] : 0) - xZero * (weightSums?[ch] ?? 0)))];
         if (c.Input(6) is not null)
         {
             float yScale = Scalar(c, 6, "y_scale");
@@ -57,7 +61,7 @@ internal static class Int8Lowerings
             for (int ch = 0; ch < channels; ch++) multipliers[ch] = Int8Epilogue.Multiplier(xScale, WeightScale(ch), yScale);
             var r = new RequantizedOutput
             {
-                Y = c.View<byte>(y), Bias = c.Upload(bias ?? new int[channels]), Multipliers = c.Upload(multipliers), ZeroPoint = yZero,
+                Y = c.View<byte>(y), Offsets = c.Upload(Offsets(withBias: true)), Multipliers = c.Upload(multipliers), ZeroPoint = yZero,
                 Low = QuantizeBound(min, yScale, yZero) - yZero, High = QuantizeBound(max, yScale, yZero) - yZero,
             };
             return new Epilogue(true, r, default, xZero);
@@ -70,7 +74,10 @@ internal static class Int8Lowerings
             scales[ch] = (float)((double)xScale * WeightScale(ch));
             if (bias is not null) floatBias[ch] = bias[ch] * scales[ch];
         }
-        var d = new DequantizedOutput { Y = c.View<float>(y), Scales = c.Upload(scales), Bias = c.Upload(floatBias), Min = min, Max = max };
+        var d = new DequantizedOutput
+        {
+            Y = c.View<float>(y), Scales = c.Upload(scales), Bias = c.Upload(floatBias), Offsets = c.Upload(Offsets(withBias: false)), Min = min, Max = max,
+        };
         return new Epilogue(false, default, d, xZero);
     }
 
@@ -94,12 +101,12 @@ internal static class Int8Lowerings
         var (_, cout, oh, ow) = Window.Nchw(ys);
         int group = (int)Attr.Int(c.Node, "group", 1);
         if (Count(y) == 0) return ElementwiseLowerings.Nothing;
-        var e = ReadEpilogue(c, cout);
         var vx = c.View<byte>(x);
         var vw = c.View<sbyte>(w);
         int cinG = cin / group, m = cout / group, taps = win.KH * win.KW;
         if (group == cin && cinG == 1 && group > 1)
         {
+            var e = ReadEpilogue(c, cout, weightSums: null);
             var p = new Int8DepthwiseParams
             {
                 Channels = cin, H = h, W = wd, OutChannels = cout, OutH = oh, OutW = ow, KH = win.KH, KW = win.KW,
@@ -108,25 +115,51 @@ internal static class Int8Lowerings
             };
             return e.Requantize ? DepthwiseStep(c, e.R, vx, vw, p, Count(y)) : DepthwiseStep(c, e.D, vx, vw, p, Count(y));
         }
+        var epilogue = ReadEpilogue(c, cout, WeightSums(c.ConstantInput(3, "w"), cout, cinG * taps, perColumn: false));
         var gp = new Int8GemmParams
         {
             M = m, N = oh * ow, K = cinG * taps, Batch2 = group, C1 = cout * oh * ow, C2 = m * oh * ow, CRow = oh * ow,
             ChannelsOnRows = 1, ChannelGroup = m,
         };
-        var a = new Int8Matrix { Data = vw, Batch2 = m * cinG * taps, Row = cinG * taps, Col = 1 };
+        var a = new ByteMatrix { Data = c.Bytes(w), Batch2 = m * cinG * taps, Row = cinG * taps, Col = 1 };
         bool pointwise = taps == 1 && win is { StrideH: 1, StrideW: 1, PadH: 0, PadW: 0 } && oh == h && ow == wd;
         if (pointwise)
         {
-            var b = new UInt8Matrix { Data = vx, Batch1 = cin * h * wd, Batch2 = cinG * h * wd, Row = h * wd, Col = 1, ZeroPoint = e.InputZero };
-            return e.Requantize ? GemmStep(c, e.R, a, b, gp, n * group) : GemmStep(c, e.D, a, b, gp, n * group);
+            var b = new ByteMatrix { Data = vx, Batch1 = cin * h * wd, Batch2 = cinG * h * wd, Row = h * wd, Col = 1 };
+            return ConvGemm(c, epilogue, a, b, gp, n * group);
         }
-        var im2col = new UInt8Im2Col
+        var im2col = new ByteIm2Col
         {
             Input = vx, Batch1 = cin * h * wd, Batch2 = cinG * h * wd, H = h, W = wd, KH = win.KH, KW = win.KW, OutW = ow,
             StrideH = win.StrideH, StrideW = win.StrideW, PadH = win.PadH, PadW = win.PadW,
-            DilationH = win.DilationH, DilationW = win.DilationW, ZeroPoint = e.InputZero,
+            DilationH = win.DilationH, DilationW = win.DilationW, ZeroPoint = epilogue.InputZero,
         };
-        return e.Requantize ? GemmStep(c, e.R, a, im2col, gp, n * group) : GemmStep(c, e.D, a, im2col, gp, n * group);
+        return ConvGemm(c, epilogue, a, im2col, gp, n * group);
+    }
+
+    /// <summary>Per output channel, the sum of its int8 weights: rows of a [channels, depth] tensor (QConv) or columns
+    /// of a [depth, channels] one (QMatMul).</summary>
+    private static int[] WeightSums(Tensor w, int channels, int depth, bool perColumn)
+    {
+        var values = w.AsSpan<sbyte>();
+        var sums = new int[channels];
+        for (int ch = 0; ch < channels; ch++)
+            for (int k = 0; k < depth; k++) sums[ch] += values[perColumn ? k * channels + ch : ch * depth + k];
+        return sums;
+    }
+
+    /// <summary>dp4a where the device has it (CUDA sm_61+, and the emulator, which runs its byte-by-byte branch).</summary>
+    private static bool HasDp4a(LoweringContext c) =>
+        c.Accelerator is not CudaAccelerator cuda || cuda.Architecture >= CudaArchitecture.SM_61;
+
+    private static GpuStep ConvGemm<TB>(LoweringContext c, Epilogue e, ByteMatrix a, TB b, Int8GemmParams p, int batches)
+        where TB : struct, IByteMatrix
+    {
+        if (HasDp4a(c))
+            return e.Requantize ? GemmStep<RequantizedOutput, ByteMatrix, TB, WeightsLeftDp4a>(c, e.R, a, b, p, batches)
+                : GemmStep<DequantizedOutput, ByteMatrix, TB, WeightsLeftDp4a>(c, e.D, a, b, p, batches);
+        return e.Requantize ? GemmStep<RequantizedOutput, ByteMatrix, TB, WeightsLeft>(c, e.R, a, b, p, batches)
+            : GemmStep<DequantizedOutput, ByteMatrix, TB, WeightsLeft>(c, e.D, a, b, p, batches);
     }
 
     private static GpuStep QMatMul(LoweringContext c)
@@ -137,19 +170,27 @@ internal static class Int8Lowerings
         int k = Shape(b)[0], n = Shape(b)[1];
         int m = k == 0 ? 0 : Count(a) / k;
         if (Count(y) == 0) return ElementwiseLowerings.Nothing;
-        var e = ReadEpilogue(c, n);
+        var e = ReadEpilogue(c, n, WeightSums(c.ConstantInput(3, "b"), n, k, perColumn: true));
         var gp = new Int8GemmParams { M = m, N = n, K = k, Batch2 = 1, CRow = n, ChannelsOnRows = 0 };
-        var ma = new UInt8Matrix { Data = c.View<byte>(a), Row = k, Col = 1, ZeroPoint = e.InputZero };
-        var mb = new Int8Matrix { Data = c.View<sbyte>(b), Row = n, Col = 1 };
-        return e.Requantize ? GemmStep(c, e.R, ma, mb, gp, 1) : GemmStep(c, e.D, ma, mb, gp, 1);
+        var ma = new ByteMatrix { Data = c.View<byte>(a), Row = k, Col = 1 };
+        var mb = new ByteMatrix { Data = c.Bytes(b), Row = n, Col = 1 };
+        if (HasDp4a(c))
+            return e.Requantize ? GemmStep<RequantizedOutput, ByteMatrix, ByteMatrix, ActivationsLeftDp4a>(c, e.R, ma, mb, gp, 1)
+                : GemmStep<DequantizedOutput, ByteMatrix, ByteMatrix, ActivationsLeftDp4a>(c, e.D, ma, mb, gp, 1);
+        return e.Requantize ? GemmStep<RequantizedOutput, ByteMatrix, ByteMatrix, ActivationsLeft>(c, e.R, ma, mb, gp, 1)
+            : GemmStep<DequantizedOutput, ByteMatrix, ByteMatrix, ActivationsLeft>(c, e.D, ma, mb, gp, 1);
     }
+
+    /// <summary>The epilogue's outputs (one used, by <see cref="Requantize"/>) and the input zero point.</summary>
+    private sealed record Epilogue(bool Requantize, RequantizedOutput R, DequantizedOutput D, int InputZero);
 
     /// <summary>One launch of the tiled int8 GEMM: output tiles of 4T x 4T (T = 16 on a GPU, 4 on the emulator) for
     /// every batch entry, at most <see cref="KernelCache.MaxGroups"/> groups.</summary>
-    private static GpuStep GemmStep<TOut, TA, TB>(LoweringContext c, TOut output, TA a, TB b, Int8GemmParams p, int batches)
+    private static GpuStep GemmStep<TOut, TA, TB, TDot>(LoweringContext c, TOut output, TA a, TB b, Int8GemmParams p, int batches)
         where TOut : struct, IInt8Output
-        where TA : struct, IIntMatrix
-        where TB : struct, IIntMatrix
+        where TA : struct, IByteMatrix
+        where TB : struct, IByteMatrix
+        where TDot : struct, IDot4
     {
         int threads = c.Kernels.IsEmulator ? GemmKernels.EmulatorThreads : GemmKernels.GpuThreads;
         int tile = 4 * threads;
@@ -159,8 +200,8 @@ internal static class Int8Lowerings
         p.TilesM = (p.M + tile - 1) / tile;
         p.Tiles = checked(p.TilesN * p.TilesM * batches);
         var config = new KernelConfig(new Index3D(Math.Min(p.Tiles, c.Kernels.MaxGroups), 1, 1), new Index3D(threads, threads, 1),
-            SharedMemoryConfig.RequestDynamic<int>(Int8Kernels.SharedInts(threads, p.Depth)));
-        var kernel = c.Kernels.Grouped<TOut, TA, TB, Int8GemmParams>(Int8Kernels.Gemm<TA, TB, TOut>);
+            SharedMemoryConfig.RequestDynamic<uint>(Int8Kernels.SharedWords(threads, p.Depth)));
+        var kernel = c.Kernels.Grouped<TOut, TA, TB, Int8GemmParams>(Int8Kernels.Gemm<TA, TB, TOut, TDot>);
         return new ActionStep(s => kernel(s, config, output, a, b, p));
     }
 
