@@ -451,19 +451,39 @@ internal static class Int8Kernels
             y[i] = tables[i / inner % channels * 256 + x[i]];
     }
 
-    /// <summary>QGlobalAveragePool, one thread per (image, channel) plane: the exact integer sum, then
-    /// <c>x_scale * (sum / count - x_zero_point)</c> in double, rounded once, as on the CPU.</summary>
+    /// <summary>QGlobalAveragePool, one group per (image, channel) plane (persistent groups loop over planes): the
+    /// threads sum the plane's bytes with the group's stride, a tree in shared memory adds the partial sums (exact
+    /// integers, so the order does not matter), and thread 0 evaluates <c>x_scale * (sum / count - x_zero_point)</c>
+    /// in double, rounded once, as on the CPU. <see cref="QPoolParams.Threads"/> is the group size, a power of two.</summary>
     [NeedsFloat64]
-    public static void GlobalAveragePool(Index1D index, Range1D r, ArrayView<byte> x, ArrayView<float> y, int size, int zero, float scale)
+    public static void GlobalAveragePool(ArrayView<byte> x, ArrayView<float> y, QPoolParams p)
     {
-        for (int plane = index; plane < r.Count; plane += r.Stride)
+        var shared = SharedMemory.GetDynamic<int>();
+        int t = Group.IdxX;
+        for (int plane = Grid.IdxX; plane < p.Planes; plane += Grid.DimX)
         {
             int sum = 0;
-            int start = plane * size;
-            for (int j = 0; j < size; j++) sum += x[start + j];
-            y[plane] = (float)(((double)sum / size - zero) * scale);
+            int start = plane * p.Size;
+            for (int j = t; j < p.Size; j += p.Threads) sum += x[start + j];
+            shared[t] = sum;
+            Group.Barrier();
+            for (int s = p.Threads / 2; s > 0; s >>= 1)
+            {
+                if (t < s) shared[t] += shared[t + s];
+                Group.Barrier();
+            }
+            if (t == 0) y[plane] = (float)(((double)shared[0] / p.Size - p.Zero) * p.Scale);
+            // Every thread has read the total before the next plane's partial sums overwrite it.
+            Group.Barrier();
         }
     }
+}
+
+/// <summary>QGlobalAveragePool's parameters: planes, bytes per plane, threads per group, and x's quantization.</summary>
+internal struct QPoolParams
+{
+    public int Planes, Size, Threads, Zero;
+    public float Scale;
 }
 
 /// <summary>QAdd's parameters: zero points, multipliers <c>scale / y_scale</c>, and the output range minus zy.</summary>

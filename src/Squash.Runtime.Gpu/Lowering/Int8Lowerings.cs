@@ -386,8 +386,12 @@ internal static class Int8Lowerings
         int zero = ZeroPoint(c, 2);
         var vx = c.View<byte>(x);
         var vy = c.View<float>(y);
-        var kernel = c.Kernels.Auto<ArrayView<byte>, ArrayView<float>, int, int, float>(Int8Kernels.GlobalAveragePool);
-        return new ActionStep(s => kernel(s, planes, vx, vy, size, zero, scale));
+        int threads = c.Kernels.IsEmulator ? RowKernels.EmulatorThreads : RowKernels.GpuThreads;
+        var p = new QPoolParams { Planes = planes, Size = size, Threads = threads, Zero = zero, Scale = scale };
+        var config = new KernelConfig(new Index3D(Math.Min(planes, c.Kernels.MaxGroups), 1, 1), new Index3D(threads, 1, 1),
+            SharedMemoryConfig.RequestDynamic<int>(threads));
+        var kernel = c.Kernels.Grouped<ArrayView<byte>, ArrayView<float>, QPoolParams>(Int8Kernels.GlobalAveragePool);
+        return new ActionStep(s => kernel(s, config, vx, vy, p));
     }
 
     private static void RequireFloat64(LoweringContext c)
