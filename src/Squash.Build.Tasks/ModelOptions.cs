@@ -43,6 +43,7 @@ internal static class Metadata
     public const string AccuracyTargetAction = nameof(AccuracyTargetAction);
     public const string SensitivityProfile = nameof(SensitivityProfile);
     public const string QuantizationExclusions = nameof(QuantizationExclusions);
+    public const string Int8Fallback = nameof(Int8Fallback);
 
     // Computed by SquashPrepareModels.
     public const string OutputDirectory = nameof(OutputDirectory);
@@ -58,7 +59,7 @@ internal static class Metadata
 
     /// <summary>The metadata the user sets, in the order the options file lists them.</summary>
     public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs, Int4Exclude, Device, Calibration,
-        CalibrationMethod, CalibrationHoldOutEvery, AccuracyTarget, AccuracyTargetAction, SensitivityProfile, QuantizationExclusions];
+        CalibrationMethod, CalibrationHoldOutEvery, AccuracyTarget, AccuracyTargetAction, SensitivityProfile, QuantizationExclusions, Int8Fallback];
 }
 
 /// <summary>

@@ -193,6 +193,7 @@ public class SquashCompile : ToolTask
         (Metadata.AccuracyTargetAction, "accuracy-target-action"),
         (Metadata.SensitivityProfile, "sensitivity-profile"),
         (Metadata.QuantizationExclusions, "int8-exclude"),
+        (Metadata.Int8Fallback, "int8-fallback"),
     ];
 
     /// <summary>The compiler's arguments for one model.</summary>

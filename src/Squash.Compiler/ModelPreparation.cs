@@ -124,7 +124,12 @@ public static class ModelPreparation
         Pipeline.Fuse().Run(model.Graph, new PassContext { Log = log });
 
     /// <summary>The precisions the compiler, <c>squash run</c> and <c>squash export</c> accept.</summary>
-    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "int4", "int8", "auto"];
+    public static IReadOnlyList<string> Precisions { get; } = ["fp32", "fp16", "int4", "int8", "auto"];
+
+    /// <summary>True when a compilation in <paramref name="precision"/> (and, for int8 and auto, <paramref name="int8"/>)
+    /// stores the float constants whose values are all float16 values as float16 (<see cref="Fp16Weights.StorageType"/>).</summary>
+    public static bool StoresFp16(string precision, QuantizationOptions? int8) =>
+        ParsePrecision(precision) == "fp16" || (int8 is not null && QuantizationPipeline.UsesFp16(int8));
 
     /// <summary>Checks a precision name (case-insensitive) and returns it in lower case.</summary>
     /// <exception cref="SquashException">The precision is not one of <see cref="Precisions"/> (SQ1012).</exception>
@@ -137,7 +142,8 @@ public static class ModelPreparation
     }
 
     /// <summary>
-    /// Applies <paramref name="precision"/> to an optimized model: nothing for fp32; for int4, <see cref="Pipeline.Int4"/>
+    /// Applies <paramref name="precision"/> to an optimized model: nothing for fp32; for fp16, <see cref="Fp16Weights.Apply"/>
+    /// (the products' weights and large Gather tables rounded to float16 values, stored as float16); for int4, <see cref="Pipeline.Int4"/>
     /// (attention fusion, then weight-only int4). With <paramref name="calibrationFolder"/> the weights are quantized by
     /// GPTQ from the activations of its samples (<see cref="CalibrationDataSet"/> layout, run on the fp32 graph);
     /// without, by round-to-nearest.
@@ -146,7 +152,7 @@ public static class ModelPreparation
     /// <remarks>For int8 and auto (<see cref="QuantizationPipeline.Quantize"/>: gamma migration, calibration, the accuracy
     /// check, mixed precision for auto), <paramref name="int8"/> (<see cref="QuantizationOptions.FromText"/>) and
     /// <paramref name="modelPath"/> are required and the model's input shapes must be pinned.</remarks>
-    /// <returns>What int8 quantization did (for the report), or null for fp32 and int4.</returns>
+    /// <returns>What int8 quantization did (for the report), or null for fp32, fp16 and int4.</returns>
     public static QuantizationOutcome? ApplyPrecision(Model model, string precision, Int4QuantizationOptions? int4 = null, string? calibrationFolder = null,
         Action<string>? log = null, QuantizationOptions? int8 = null, string? modelPath = null)
     {
@@ -161,6 +167,7 @@ public static class ModelPreparation
         {
             if (calibrationFolder is not null)
                 throw new SquashException(ErrorCodes.InvalidOption, "Calibration data is only used with precision int4, int8 or auto.");
+            if (parsed == "fp16") Fp16Weights.Apply(model.Graph, log);
             return null;
         }
         var options = Calibrate(model, int4 ?? new Int4QuantizationOptions(), calibrationFolder, log);

@@ -67,6 +67,9 @@ public static class ErrorCodes
     public const string Int4Calibration = "SQ1050";
     /// <summary>An int4 exclusion names no MatMul, Gemm or Gather node or weight of the model.</summary>
     public const string Int4Exclusion = "SQ1051";
+    /// <summary>A weights file entry names a storage type this runtime cannot read into its data type (a newer or damaged
+    /// writer).</summary>
+    public const string WeightsStorageType = "SQ1060";
     /// <summary>A generated class was asked to run on a GPU, but no GPU backend is registered (Squash.Runtime.Gpu's
     /// <c>SquashGpu.Register()</c> was not called).</summary>
     public const string DeviceBackendMissing = "SQ1103";

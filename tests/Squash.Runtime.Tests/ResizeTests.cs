@@ -25,6 +25,26 @@ public sealed class ResizeTests
         }
     }
 
+    /// <summary>Bytes (uint8 feature maps of int8 models; factor 2 has a vector path) repeat exactly too, including the
+    /// scalar tail after whole vectors of 16.</summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void ExpandRepeatsEveryByte(int factor)
+    {
+        var rng = new Random(factor);
+        foreach (int n in new[] { 1, 15, 16, 17, 47, 120 })
+        {
+            var src = new byte[n];
+            rng.NextBytes(src);
+            var dst = new byte[n * factor + 1];
+            dst[^1] = 42;
+            Resample.Expand<byte>(src, dst, factor);
+            for (int i = 0; i < n * factor; i++) Assert.Equal(src[i / factor], dst[i]);
+            Assert.Equal(42, dst[^1]);
+        }
+    }
+
     /// <summary>
     /// Integer nearest upscales (the replicated-row fast path) against out[y][x] = in[y / s][x / s]: asymmetric with
     /// nearest_mode floor (how Paddle exports), and half_pixel with the default round_prefer_floor.

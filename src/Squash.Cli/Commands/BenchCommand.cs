@@ -8,26 +8,35 @@ using Squash.Runtime.IO;
 
 namespace Squash.Cli.Commands;
 
-/// <summary><c>squash bench MODEL --input NAME=FILE ... [--threads N] [--iters N] [--warmup N] [--profile] [--no-fuse]</c>:
-/// times the planned execution (what the generated code runs) and prints median, min and max milliseconds.</summary>
+/// <summary><c>squash bench MODEL --input NAME=FILE ... [--precision P --calibration DIR ...] [--threads N] [--iters N]
+/// [--warmup N] [--profile] [--no-fuse]</c>: prepares the model as the build does (the same precision options as
+/// <c>squash run</c>), times the planned execution (what the generated code runs) and prints median, min and max
+/// milliseconds.</summary>
 internal static class BenchCommand
 {
     public static int Run(Arguments args, TextWriter output)
     {
         if (args.Help)
         {
-            output.WriteLine("usage: squash bench MODEL.onnx --input NAME=FILE.npy [--input ...] [--threads N] [--iters N] [--warmup N] [--profile] [--no-fuse]");
-            output.WriteLine("Input shapes are pinned to the given files' shapes. --profile adds time per operator type; --no-fuse");
-            output.WriteLine("skips the fusion passes (Pipeline.Fuse) to measure what they gain.");
+            output.WriteLine("usage: squash bench MODEL.onnx --input NAME=FILE.npy [--input ...] [precision options] [--threads N] [--iters N] [--warmup N] [--profile [--top N]] [--no-fuse]");
+            output.WriteLine("Input shapes are pinned to the given files' shapes. --profile adds time per operator type and the N slowest nodes (12); --no-fuse");
+            output.WriteLine("skips the fusion passes (Pipeline.Fuse) to measure what they gain. Warm-up: at least 3 s (the JIT optimizes hot code");
+            output.WriteLine("after it has run a while), or exactly --warmup N runs. Precision options, as squash run's:");
+            output.WriteLine(PrecisionArguments.Usage);
             return 0;
         }
         string modelPath = args.Positional(0, "the model file (squash bench MODEL.onnx --input NAME=FILE)");
         var specs = args.All("input");
         int threads = args.Int("threads", 1, min: 0);
         int iters = args.Int("iters", 20, min: 1);
+        // By default at least 3 s of warm-up: the JIT replaces a hot method's first-tier code with optimized code only
+        // after it has run a while, and a measurement before that is of the wrong code (docs/performance.md).
+        bool fixedWarmup = args.Optional("warmup") is not null;
         int warmup = args.Int("warmup", 3, min: 0);
         bool profile = args.Flag("profile");
+        int slowest = args.Int("top", 12, min: 0);
         bool fuse = !args.Flag("no-fuse");
+        var precision = PrecisionArguments.Parse(args);
         args.CheckNoneLeft(1);
 
         var model = OnnxLoader.Load(modelPath);
@@ -41,12 +50,17 @@ internal static class BenchCommand
         foreach (var input in model.Graph.Inputs)
             if (!inputs.ContainsKey(input.Name))
                 throw new SquashException(ErrorCodes.BadInput, $"Give --input {input.Name}=FILE.npy (the model's inputs are {string.Join(", ", model.Graph.Inputs.Select(i => i.Name))}).");
+        // The build's order: pinned shapes, the fp32 passes, the precision (int8: calibration and rewrite), fusion.
         ModelPreparation.PinInputShapes(model, inputs.ToDictionary(p => p.Key, p => p.Value.Shape));
-        if (fuse) ModelPreparation.OptimizeForCpu(model);
-        else ModelPreparation.Optimize(model);
+        ModelPreparation.Optimize(model);
+        var outcome = ModelPreparation.ApplyPrecision(model, precision.Precision, precision.Int4, precision.CalibrationFolder, log: null,
+            precision.Int8(threads), modelPath);
+        if (outcome is not null) output.WriteLine(QuantizationArguments.Summary(outcome));
+        if (fuse) ModelPreparation.Fuse(model);
         var plan = ExecutionPlan.Create(model.Graph);
         using var context = new KernelContext(threads);
-        for (int i = 0; i < warmup; i++) plan.Run(inputs, context);
+        var warmupTime = Stopwatch.StartNew();
+        for (int i = 0; i < warmup || (!fixedWarmup && warmupTime.Elapsed.TotalSeconds < 3); i++) plan.Run(inputs, context);
         var times = new double[iters];
         // Per node: the sum over runs, and its fastest run (what it costs when nothing else takes the core; on a
         // shared machine the sums are mostly other jobs' time slices).
@@ -70,7 +84,7 @@ internal static class BenchCommand
         Array.Sort(times);
         double median = iters % 2 == 1 ? times[iters / 2] : (times[iters / 2 - 1] + times[iters / 2]) / 2;
         var ci = CultureInfo.InvariantCulture;
-        output.WriteLine(string.Create(ci, $"{Path.GetFileName(modelPath)}: {model.Graph.Nodes.Count} nodes, {threads} thread(s), {iters} runs after {warmup} warm-up"));
+        output.WriteLine(string.Create(ci, $"{Path.GetFileName(modelPath)}: {model.Graph.Nodes.Count} nodes, {threads} thread(s), {iters} runs after {warmupTime.Elapsed.TotalSeconds:F1} s of warm-up"));
         output.WriteLine(string.Create(ci, $"median {median:F3} ms   min {times[0]:F3} ms   max {times[^1]:F3} ms"));
         if (ticks is not null && bestTicks is not null)
         {
@@ -85,6 +99,14 @@ internal static class BenchCommand
             {
                 output.WriteLine(string.Create(ci,
                     $"  {group.Op,-24} {group.Count,5} nodes {Ms(group.Ticks) / iters,10:F3} ms {100 * group.Ticks / total,6:F1} %   fastest {Ms(group.Best),9:F3} ms {100 * group.Best / bestTotal,6:F1} %"));
+            }
+                        output.WriteLine();
+            output.WriteLine(string.Create(ci, $"the {slowest} slowest nodes by their fastest run (GFLOP/s for convolutions and matrix products):"));
+            foreach (var (node, ticksOfNode) in model.Graph.Nodes.Select((n, i) => (n, best[i])).OrderByDescending(p => p.Item2).Take(slowest))
+            {
+                double ms = Ms(ticksOfNode);
+                string rate = NodeWork.Flops(node) is { } flops && ms > 0 ? string.Create(ci, $"{flops / (ms * 1e6),7:F1} GFLOP/s") : "";
+                output.WriteLine(string.Create(ci, $"  {node.Name,-28} {node.OpType,-18} {ms,8:F3} ms {rate}  {NodeWork.Describe(node)}"));
             }
         }
         return 0;

@@ -67,6 +67,7 @@ internal static class CompileCommand
             AccuracyTarget = precision.AccuracyTarget,
             AccuracyTargetAction = precision.AccuracyTargetAction,
             SensitivityProfile = precision.SensitivityProfile,
+            Int8Fallback = precision.Int8Fallback,
             Class = new ModelClassOptions
             {
                 ClassName = className,

@@ -19,8 +19,9 @@ internal static class ExportCommand
     {
         if (args.Help)
         {
-            output.WriteLine("usage: squash export MODEL.onnx --output OUT.onnx [--precision fp32|int4|int8] [int4 or int8 options] [--input-shape NAME=D0,...]");
-            output.WriteLine("int8 writes standard ONNX QDQ (QuantizeLinear / DequantizeLinear around float operators) of the optimized model.");
+            output.WriteLine("usage: squash export MODEL.onnx --output OUT.onnx [--precision fp32|fp16|int4|int8] [int4 or int8 options] [--input-shape NAME=D0,...]");
+            output.WriteLine("int8 writes standard ONNX QDQ (QuantizeLinear / DequantizeLinear around float operators) of the optimized model;");
+            output.WriteLine("fp16 writes the optimized model with its weights rounded to float16 values (kept as float initializers).");
             output.WriteLine(PrecisionArguments.Usage);
             return 0;
         }
@@ -41,6 +42,16 @@ internal static class ExportCommand
             int replaced = Int8QdqExport.Convert(model.Graph);
             AtomicFile.Write(outputPath, OnnxWriter.ToBytes(model));
             output.WriteLine($"wrote {outputPath} ({replaced} int8 operators as QDQ)");
+            return 0;
+        }
+        if (precision.Precision == "fp16")
+        {
+            // The weights the compiled class runs: rounded after the optimizations that fold into them.
+            if (shapeSpecs.Count > 0) ModelPreparation.PinInputShapes(model, RunCommand.ParseShapes(shapeSpecs));
+            ModelPreparation.Optimize(model);
+            ModelPreparation.ApplyPrecision(model, "fp16", log: output.WriteLine);
+            AtomicFile.Write(outputPath, OnnxWriter.ToBytes(model));
+            output.WriteLine($"wrote {outputPath} (fp16 weights)");
             return 0;
         }
         ModelPreparation.Simplify(model);

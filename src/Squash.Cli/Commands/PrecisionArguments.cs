@@ -7,14 +7,17 @@ namespace Squash.Cli.Commands;
 /// <summary>The precision options <c>squash run</c>, <c>compile</c>, <c>export</c> and <c>profile</c> share, named as the
 /// <c>SquashModel</c> metadata they mirror; the int8 ones are kept as text and checked by
 /// <see cref="QuantizationOptions.FromText"/>, as the build's are.</summary>
-/// <param name="Precision">fp32, int4, int8 or auto (lower case).</param>
+/// <param name="Precision">fp32, fp16, int4, int8 or auto (lower case).</param>
 /// <param name="Int4">Int4 settings.</param>
 /// <param name="CalibrationFolder">Calibration samples (int4 with GPTQ, or null for round-to-nearest; int8 and auto,
 /// required).</param>
 internal sealed record PrecisionArguments(string Precision, Int4QuantizationOptions Int4, string? CalibrationFolder)
 {
-    /// <summary>Int8 units kept in fp32 (<see cref="QuantizationExclusions.Parse"/>).</summary>
+    /// <summary>Int8 units kept in float (<see cref="QuantizationExclusions.Parse"/>).</summary>
     public string? Int8Exclusions { get; init; }
+
+    /// <summary>fp32 or fp16: the precision of the units that do not run in int8; null for fp32.</summary>
+    public string? Int8Fallback { get; init; }
 
     /// <summary>Where int8 caches its calibration, or null.</summary>
     public string? CalibrationCache { get; init; }
@@ -39,8 +42,10 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
 
     /// <summary>The usage lines of the options.</summary>
     public const string Usage =
-        "  --precision fp32|int4|int8|auto  int4: weight-only 4-bit MatMul/Gemm/Gather weights (docs/int4.md); int8: post-training\n" +
-        "                                   quantization; auto: int8 with the most sensitive layers in fp32 to meet\n" +
+        "  --precision fp32|fp16|int4|int8|auto\n" +
+        "                                   fp16: Conv/MatMul/Gemm weights rounded to and stored as float16, computed in fp32;\n" +
+        "                                   int4: weight-only 4-bit MatMul/Gemm/Gather weights (docs/int4.md); int8: post-training\n" +
+        "                                   quantization; auto: int8 with the most sensitive layers in float to meet\n" +
         "                                   --accuracy-target (docs/quantization.md)\n" +
         "  --int4-exclude PATTERN           keep a node or weight in fp32 (by name, * is a wildcard; repeatable)\n" +
         "  --int4-block-size 32|64|128|256  values per block (default 32)\n" +
@@ -53,7 +58,8 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
         "  --hold-out-every K               int8: hold out every K-th sample to measure accuracy on (default 5; 0: none)\n" +
         "  --accuracy-target T              int8: sqnr:DB or cos:VALUE on the held-out samples (auto's default: sqnr:30)\n" +
         "  --accuracy-target-action A       int8: error (default) or warn, when the target is missed\n" +
-        "  --int8-exclude NODE;op:TYPE      int8 layers kept in fp32\n" +
+        "  --int8-exclude NODE;op:TYPE      int8 layers kept in float (NODE=fp16 or NODE=fp32 names the precision)\n" +
+        "  --int8-fallback fp32|fp16        int8: the precision of the layers that do not run in int8 (default fp32)\n" +
         "  --sensitivity-profile FILE       int8: a committed profile to use (written there when it does not exist)\n" +
         "  --calibration-cache FILE         int8: cache the calibration (and the profile) beside FILE";
 
@@ -74,6 +80,7 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
         var parsed = new PrecisionArguments(precision, options, args.Optional("calibration"))
         {
             Int8Exclusions = args.Optional("int8-exclude"),
+            Int8Fallback = args.Optional("int8-fallback"),
             CalibrationCache = args.Optional("calibration-cache"),
             CalibrationMethod = args.Optional("calibration-method"),
             HoldOutEvery = holdOut is null ? null : args.Int("hold-out-every", 5, min: 0),
@@ -87,16 +94,16 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
         bool int8OptionGiven = parsed with { Precision = "fp32", Int4 = options, CalibrationFolder = null } != new PrecisionArguments("fp32", options, null);
         if (!parsed.IsInt8 && int8OptionGiven)
             throw new SquashException(ErrorCodes.InvalidOption,
-                "The int8 options (--int8-exclude, --calibration-cache, --calibration-method, --hold-out-every, --accuracy-target, "
+                "The int8 options (--int8-exclude, --int8-fallback, --calibration-cache, --calibration-method, --hold-out-every, --accuracy-target, "
                 + "--accuracy-target-action, --sensitivity-profile) need --precision int8 or auto.");
-        if (precision == "fp32" && parsed.CalibrationFolder is not null)
+        if (precision is "fp32" or "fp16" && parsed.CalibrationFolder is not null)
             throw new SquashException(ErrorCodes.InvalidOption, "--calibration needs --precision int4, int8 or auto.");
         if (parsed.IsInt8) parsed.Int8();
         return parsed;
     }
 
-    /// <summary>The int8 options (checked), or null for fp32 and int4.</summary>
+    /// <summary>The int8 options (checked), or null for fp32, fp16 and int4.</summary>
     public QuantizationOptions? Int8(int threads = 1) => !IsInt8 ? null
         : QuantizationOptions.FromText(Precision, CalibrationFolder, CalibrationMethod, HoldOutEvery, AccuracyTarget, AccuracyTargetAction,
-            Int8Exclusions, SensitivityProfile, CalibrationCache) with { Threads = threads };
+            Int8Exclusions, SensitivityProfile, CalibrationCache, Int8Fallback) with { Threads = threads };
 }

@@ -34,7 +34,8 @@ internal static class QuantizationArguments
     {
         int int8 = o.Rewrite.Int8Count;
         string target = o.Target is { } t ? $"; target {t} {(o.TargetMet ? "met" : "MISSED")}" : "";
-        string fallbacks = o.Fallbacks.Count > 0 ? $"; fp32 fallbacks: {string.Join(", ", o.Fallbacks.Select(f => f.Node))}" : "";
+        string fallbacks = o.Fallbacks.Count > 0
+            ? $"; {o.Options.Fallback.ToString().ToLowerInvariant()} fallbacks: {string.Join(", ", o.Fallbacks.Select(f => f.Node))}" : "";
         return string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"{o.Model}: {o.Options.Precision.ToString().ToLowerInvariant()}: {int8} of {o.Rewrite.Units.Count} layers in int8, "
             + $"{o.Rewrite.Quantizes + o.Rewrite.Dequantizes} borders; on {o.Samples.HeldOut} held-out samples SQNR "

@@ -7,7 +7,7 @@ using Squash.Runtime.IO;
 
 namespace Squash.Cli.Commands;
 
-/// <summary><c>squash run MODEL --input NAME=PATH ... --output-dir DIR [--threads N] [--precision fp32|int8|auto
+/// <summary><c>squash run MODEL --input NAME=PATH ... --output-dir DIR [--threads N] [--precision fp32|fp16|int8|auto
 /// --calibration DIR ...]</c>: with int8 or auto, the model goes through the same quantization pipeline as the build.</summary>
 internal static class RunCommand
 {

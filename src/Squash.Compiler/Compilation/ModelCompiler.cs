@@ -56,6 +56,10 @@ public sealed record CompileRequest
 
     /// <summary>Int8/auto: a committed sensitivity profile, or null to measure (and cache) one when needed.</summary>
     public string? SensitivityProfile { get; init; }
+
+    /// <summary>Int8/auto: the precision of the units that do not run in int8, <c>fp32</c> (null, the default) or
+    /// <c>fp16</c>.</summary>
+    public string? Int8Fallback { get; init; }
 }
 
 /// <summary>The files a compilation wrote (or found unchanged).</summary>
@@ -88,14 +92,16 @@ public static class ModelCompiler
         string precision = ModelPreparation.ParsePrecision(request.Class.Precision);
         bool int8 = precision is "int8" or "auto";
         Quantization.QuantizationOutcome? quantized = null;
-        if (!(int8 && request.Class.ApiOnly))
-            quantized = ModelPreparation.ApplyPrecision(model, precision, request.Int4, request.CalibrationFolder, log,
-                int8 ? Quantization.QuantizationOptions.FromText(precision, request.CalibrationFolder, request.CalibrationMethod,
-                    request.CalibrationHoldOutEvery, request.AccuracyTarget, request.AccuracyTargetAction, request.Int8Exclusions,
-                    request.SensitivityProfile, request.CalibrationCache) with
-                {
-                    CacheContext = Quantization.Int8Preparation.CacheContext(request.InputShapes, request.ConstantInputs),
-                } : null, request.ModelPath);
+        var int8Options = int8 && !request.Class.ApiOnly ? Quantization.QuantizationOptions.FromText(precision, request.CalibrationFolder, request.CalibrationMethod,
+            request.CalibrationHoldOutEvery, request.AccuracyTarget, request.AccuracyTargetAction, request.Int8Exclusions,
+            request.SensitivityProfile, request.CalibrationCache, request.Int8Fallback) with
+        {
+            CacheContext = Quantization.Int8Preparation.CacheContext(request.InputShapes, request.ConstantInputs),
+        } : null;
+        if (!int8 && request.Int8Fallback is not null)
+            throw new SquashException(ErrorCodes.InvalidOption, "Int8Fallback goes with Precision int8 or auto.");
+        if (int8Options is not null || !int8)
+            quantized = ModelPreparation.ApplyPrecision(model, precision, request.Int4, request.CalibrationFolder, log, int8Options, request.ModelPath);
         // The GPU back end has no kernels for the com.squash Fused* nodes (it would run them on the host), so a class
         // whose default device is not the CPU keeps the standard nodes.
         if (request.Class.Device == Squash.Runtime.Execution.SquashDevice.Cpu) ModelPreparation.Fuse(model, log);
@@ -113,7 +119,9 @@ public static class ModelCompiler
             bool changedStub = !File.Exists(sourcePath) && AtomicFile.WriteIfChanged(sourcePath, Utf8(result.Source));
             return new CompileResult(sourcePath, null, changedStub);
         }
-        var weights = WeightsFile.Write(result.Weights);
+        // Float constants whose values are all float16 values (the fp16 weights) are stored as float16: exact, half the bytes.
+        bool fp16 = ModelPreparation.StoresFp16(precision, int8Options);
+        var weights = WeightsFile.Write([.. result.Weights.Select(t => new WeightsEntry(t.Name, t.Tensor, Quantization.Fp16Weights.StorageType(t.Tensor, fp16)))]);
         ulong checksum = WeightsFile.Read(new MemoryStream(weights)).Checksum;
         string weightsPath = Path.Combine(request.OutputDirectory, request.OutputName + ".sqw");
         bool changed = AtomicFile.WriteIfChanged(weightsPath, weights);

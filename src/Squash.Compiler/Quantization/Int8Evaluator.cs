@@ -49,10 +49,13 @@ internal sealed class Int8Evaluator
 
     private ExecutionPlan Fp32 => _fp32 ??= ExecutionPlan.Create(GraphCopy.Of(_graph));
 
-    /// <summary>The default plan of the graph, with <paramref name="exclusions"/>.</summary>
-    public QuantizationPlan DefaultPlan(QuantizationExclusions? exclusions = null) => QuantizationPlan.Create(_graph, exclusions);
+    /// <summary>The default plan of the graph, with <paramref name="exclusions"/> and the units that do not run in int8 in
+    /// <paramref name="fallback"/>.</summary>
+    public QuantizationPlan DefaultPlan(QuantizationExclusions? exclusions = null, NodePrecision fallback = NodePrecision.Fp32) =>
+        QuantizationPlan.Create(_graph, exclusions, fallback);
 
-    /// <summary>A copy of the graph rewritten to <paramref name="plan"/>.</summary>
+    /// <summary>A copy of the graph rewritten to <paramref name="plan"/> (its fp16 units' weights rounded to float16, as
+    /// they will run).</summary>
     public (Graph Graph, Int8QuantizationReport Report) Rewrite(QuantizationPlan plan)
     {
         var copy = GraphCopy.Of(_graph);

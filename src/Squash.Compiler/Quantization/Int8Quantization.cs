@@ -10,7 +10,7 @@ namespace Squash.Compiler.Quantization;
 /// <param name="Node">The unit's first node.</param>
 /// <param name="Kind">What it is in int8.</param>
 /// <param name="Planned">The plan's precision.</param>
-/// <param name="Int8">True when it runs in int8 (a planned unit runs in fp32 when it would only convert back and forth).</param>
+/// <param name="Int8">True when it runs in int8 (a planned unit runs in float when it would only convert back and forth).</param>
 public sealed record Int8UnitReport(string Node, Int8UnitKind Kind, NodePrecision Planned, bool Int8);
 
 /// <summary>What the int8 rewrite produced.</summary>
@@ -22,6 +22,9 @@ public sealed record Int8UnitReport(string Node, Int8UnitKind Kind, NodePrecisio
 public sealed record Int8QuantizationReport(IReadOnlyList<Int8UnitReport> Units, int Quantizes, int Dequantizes,
     IReadOnlyDictionary<string, (string FloatValue, AffineQuantization Quantization)> UInt8Values)
 {
+    /// <summary>The weights of the units planned fp16, rounded to float16 or kept fp32 (<see cref="Fp16Weights"/>).</summary>
+    public IReadOnlyList<Fp16WeightReport> Fp16Weights { get; init; } = [];
+
     /// <summary>Units that run in int8.</summary>
     public int Int8Count => Units.Count(u => u.Int8);
 }
@@ -58,8 +61,11 @@ public static class Int8Quantization
         if (calibration.Settings.ActivationRange != QuantizationRange.UInt8)
             throw new ArgumentException($"The int8 kernels take uint8 activations over [0, 255]; calibrate with that range, not {calibration.Settings.ActivationRange}.", nameof(calibration));
         plan ??= QuantizationPlan.Create(graph);
+        // Units planned fp16 stay float with their weights rounded to float16 values, before the rewrite, so that every
+        // measurement of the plan (the search, the accuracy check) runs the values the class will run.
+        var fp16 = Fp16Weights.Round(graph, n => plan[n.Name] == NodePrecision.Fp16);
         var rewrite = new Rewrite(graph, calibration, plan);
-        var report = rewrite.Run();
+        var report = rewrite.Run() with { Fp16Weights = fp16 };
         graph.OpsetImports[OperatorRegistry.SquashDomain] = SquashOpset;
         Pipeline.Simplify().Run(graph, new PassContext());
         return report;

@@ -3,7 +3,7 @@ using Squash.Runtime;
 
 namespace Squash.Compiler.Quantization;
 
-/// <summary>One unit the search ran in fp32, and what the model measured (or was predicted to) after it.</summary>
+/// <summary>One unit the search ran in its fallback precision (fp32 or fp16), and what the model measured (or was predicted to) after it.</summary>
 /// <param name="Node">The unit.</param>
 /// <param name="Borders">int8/float conversions (QuantizeLinear + DequantizeLinear) of the plan after this step.</param>
 /// <param name="Measured">The held-out accuracy measured after this step; null when the step was only predicted to
@@ -14,14 +14,15 @@ public sealed record FallbackStep(string Node, int Borders, OutputAgreement? Mea
 /// <param name="Plan">The plan.</param>
 /// <param name="Evaluation">The plan measured on the held-out samples.</param>
 /// <param name="Start">The starting plan (default plus exclusions) measured likewise.</param>
-/// <param name="Steps">The units run in fp32, in order.</param>
+/// <param name="Steps">The units run in the fallback precision, in order.</param>
 /// <param name="Met">True when the plan meets the target.</param>
 public sealed record MixedPrecisionResult(QuantizationPlan Plan, PlanEvaluation Evaluation, PlanEvaluation Start,
     IReadOnlyList<FallbackStep> Steps, bool Met);
 
 /// <summary>
-/// Falls the most sensitive products (Conv, MatMul, Gemm) back to fp32 until the model meets an
-/// <see cref="AccuracyTarget"/> on the held-out samples, keeping int8 regions contiguous.
+/// Falls the most sensitive products (Conv, MatMul, Gemm) back to a float precision (fp32, or fp16 weights with
+/// <c>Int8Fallback="fp16"</c>) until the model meets an <see cref="AccuracyTarget"/> on the held-out samples, keeping int8
+/// regions contiguous. Every plan is measured with the fallback precision it would run in.
 /// </summary>
 /// <remarks>
 /// <para>Quantization noise of independent layers adds up at the output (about: each layer's error is small and
@@ -49,8 +50,10 @@ internal static class MixedPrecisionSearch
     private const int MaxCandidates = 8;
 
     public static MixedPrecisionResult Run(Int8Evaluator evaluator, SensitivityProfile profile, QuantizationPlan start, AccuracyTarget target,
-        Action<string>? log = null)
+        Action<string>? log = null, NodePrecision fallback = NodePrecision.Fp32)
     {
+        if (fallback == NodePrecision.Int8) throw new ArgumentException("The fallback precision is a float one.", nameof(fallback));
+        string fallbackName = fallback.ToString().ToLowerInvariant();
         var noise = profile.Units.ToDictionary(u => u.Node, u => u.Output?.RelativeNoise ?? 0, StringComparer.Ordinal);
         var order = profile.Units.Select((u, i) => (u.Node, i)).ToDictionary(p => p.Node, p => p.i, StringComparer.Ordinal);
         var first = evaluator.Evaluate(start);
@@ -75,11 +78,11 @@ internal static class MixedPrecisionSearch
             int bestBorders = int.MaxValue;
             foreach (var candidate in candidates)
             {
-                var report = evaluator.Rewrite(plan.With(candidate, NodePrecision.Fp32)).Report;
+                var report = evaluator.Rewrite(plan.With(candidate, fallback)).Report;
                 int borders = report.Quantizes + report.Dequantizes;
                 if (borders < bestBorders) (best, bestBorders) = (candidate, borders);
             }
-            plan = plan.With(best!, NodePrecision.Fp32);
+            plan = plan.With(best!, fallback);
             double predicted = k * Sum(plan, noise);
             bool measure = predicted == 0 || -10 * Math.Log10(predicted) >= target.EquivalentSqnrDb;
             if (measure)
@@ -90,7 +93,7 @@ internal static class MixedPrecisionSearch
             steps.Add(new FallbackStep(best!, bestBorders, measure ? current.Output : null));
             string measuredText = measure ? $", measured {target.Format(current.Output)}" : "";
             log?.Invoke(string.Create(CultureInfo.InvariantCulture,
-                $"fp32: {best} (alone {AccuracyTarget.FormatDb(-10 * Math.Log10(noise.GetValueOrDefault(best!)))}), {bestBorders} borders{measuredText}"));
+                $"{fallbackName}: {best} (alone {AccuracyTarget.FormatDb(-10 * Math.Log10(noise.GetValueOrDefault(best!)))}), {bestBorders} borders{measuredText}"));
         }
         return new MixedPrecisionResult(plan, current, first, steps, true);
     }

@@ -39,8 +39,12 @@ public sealed record QuantizationOptions
     /// <summary>True to report a missed target as warning SQ2010 instead of error SQ1041 (<c>AccuracyTargetAction="warn"</c>).</summary>
     public bool TargetMissIsWarning { get; init; }
 
-    /// <summary>Units kept in fp32 whatever the target (<c>QuantizationExclusions</c>).</summary>
+    /// <summary>Units kept in float whatever the target (<c>QuantizationExclusions</c>).</summary>
     public QuantizationExclusions Exclusions { get; init; } = QuantizationExclusions.None;
+
+    /// <summary>The float precision of the units that do not run in int8 (<c>Int8Fallback</c>): fp32 (default), or fp16
+    /// weights (stored as float16, computed in fp32). Exclusions that name a precision keep theirs.</summary>
+    public NodePrecision Fallback { get; init; } = NodePrecision.Fp32;
 
     /// <summary>A committed profile (<c>SensitivityProfile</c> metadata): read when it exists and matches the model,
     /// written there when it does not exist.</summary>
@@ -78,9 +82,11 @@ public sealed record QuantizationOptions
     /// <param name="sensitivityProfile">A committed profile, or null.</param>
     /// <param name="calibrationCache">The calibration cache file (<c>DIR/NAME.calibration.json</c>): its folder and name
     /// place the caches; null for none.</param>
+    /// <param name="fallback">fp32 (default) or fp16: the precision of the units that do not run in int8.</param>
     /// <exception cref="SquashException">A value is invalid (SQ1012), or no calibration folder (SQ1020).</exception>
     public static QuantizationOptions FromText(string precision, string? calibrationFolder, string? method = null, int? holdOutEvery = null,
-        string? target = null, string? targetAction = null, string? exclusions = null, string? sensitivityProfile = null, string? calibrationCache = null)
+        string? target = null, string? targetAction = null, string? exclusions = null, string? sensitivityProfile = null, string? calibrationCache = null,
+        string? fallback = null)
     {
         var folder = Int8Preparation.RequireCalibration(calibrationFolder);
         var mode = precision.Trim().ToLowerInvariant() switch
@@ -108,6 +114,7 @@ public sealed record QuantizationOptions
             Target = string.IsNullOrWhiteSpace(target) ? null : AccuracyTarget.Parse(target),
             TargetMissIsWarning = targetAction.Equals("warn", StringComparison.OrdinalIgnoreCase),
             Exclusions = QuantizationExclusions.Parse(exclusions),
+            Fallback = string.IsNullOrWhiteSpace(fallback) ? NodePrecision.Fp32 : QuantizationExclusions.ParseFallback(fallback, "Int8Fallback"),
             SensitivityProfilePath = string.IsNullOrWhiteSpace(sensitivityProfile) ? null : sensitivityProfile,
             // A profile costs a run of the held-out samples per layer: plain int8 measures one only when it needs it
             // (a missed target), so the build stays fast; the report's chart then comes from a committed profile.
@@ -149,7 +156,7 @@ public sealed record QuantizationOutcome
     /// <summary>The chosen plan on the held-out samples.</summary>
     public required PlanEvaluation Evaluation { get; init; }
 
-    /// <summary>Units auto mode ran in fp32, in order (empty for int8).</summary>
+    /// <summary>Units auto mode ran in the fallback precision, in order (empty for int8).</summary>
     public required IReadOnlyList<FallbackStep> Fallbacks { get; init; }
 
     /// <summary>True when the target is met (or there is none).</summary>
@@ -158,7 +165,8 @@ public sealed record QuantizationOutcome
     /// <summary>What the rewrite of the model's graph did.</summary>
     public required Int8QuantizationReport Rewrite { get; init; }
 
-    /// <summary>Bytes of the constants (weights, biases, quantization parameters) before and after the rewrite.</summary>
+    /// <summary>Bytes of the constants (weights, biases, quantization parameters) before and after the rewrite, as stored
+    /// (fp16 weights count two bytes a value).</summary>
     public required (long Fp32, long Quantized) WeightBytes { get; init; }
 
     /// <summary>Wall-clock seconds by stage (calibrate, profile, plan, rewrite); not deterministic, kept out of the report files.</summary>
@@ -198,7 +206,7 @@ public static class QuantizationPipeline
         var profile = needProfile ? LoadOrComputeProfile(evaluator, modelPath, dataSet, options, log) : null;
         seconds["profile"] = Lap(clock);
 
-        var start = evaluator.DefaultPlan(options.Exclusions);
+        var start = evaluator.DefaultPlan(options.Exclusions, options.Fallback);
         var target = options.Target ?? (options.Precision == PrecisionMode.Auto ? QuantizationOptions.DefaultAutoTarget : null);
         QuantizationPlan plan;
         PlanEvaluation evaluation;
@@ -206,7 +214,7 @@ public static class QuantizationPipeline
         bool met;
         if (options.Precision == PrecisionMode.Auto)
         {
-            var search = MixedPrecisionSearch.Run(evaluator, profile!, start, target!.Value, log is null ? null : line => log($"{name}: {line}"));
+            var search = MixedPrecisionSearch.Run(evaluator, profile!, start, target!.Value, log is null ? null : line => log($"{name}: {line}"), options.Fallback);
             (plan, evaluation, steps, met) = (search.Plan, search.Evaluation, search.Steps, search.Met);
         }
         else
@@ -228,6 +236,7 @@ public static class QuantizationPipeline
         var fp32 = GraphCopy.Of(graph);
         var rewrite = Int8Quantization.Apply(graph, calibration, plan);
         log?.Invoke($"int8: {rewrite.Int8Count} of {rewrite.Units.Count} units run in int8 ({rewrite.Quantizes} quantize, {rewrite.Dequantizes} dequantize nodes)");
+        if (rewrite.Fp16Weights.Count > 0 && log is not null) Fp16Weights.Log(rewrite.Fp16Weights, log);
         seconds["rewrite"] = Lap(clock);
         return new QuantizationOutcome
         {
@@ -243,7 +252,7 @@ public static class QuantizationPipeline
             Fallbacks = steps,
             TargetMet = met,
             Rewrite = rewrite,
-            WeightBytes = (ConstantBytes(fp32), ConstantBytes(graph)),
+            WeightBytes = (ConstantBytes(fp32), ConstantBytes(graph, UsesFp16(options))),
             Seconds = seconds,
         };
     }
@@ -364,16 +373,22 @@ public static class QuantizationPipeline
         return (dataSet, calibration, evaluator);
     }
 
-    /// <summary>Bytes of the constants the graph's nodes read.</summary>
-    internal static long ConstantBytes(Graph graph)
+    /// <summary>Bytes of the constants the graph's nodes read, as the weights file stores them (with
+    /// <paramref name="fp16Storage"/>, float16 values two bytes each: <see cref="Fp16Weights.StorageType"/>).</summary>
+    internal static long ConstantBytes(Graph graph, bool fp16Storage = false)
     {
         var seen = new HashSet<Value>();
         long bytes = 0;
         foreach (var node in graph.Nodes)
             foreach (var v in node.Inputs)
-                if (v?.Constant is { } c && seen.Add(v)) bytes += c.ByteLength;
+                if (v?.Constant is { } c && seen.Add(v))
+                    bytes += Fp16Weights.StorageType(c, fp16Storage) == DataType.Float16 ? c.ElementCount * 2L : c.ByteLength;
         return bytes;
     }
+
+    /// <summary>True when the options put some unit in fp16, so the weights file stores float16 values as such.</summary>
+    public static bool UsesFp16(QuantizationOptions options) =>
+        options.Fallback == NodePrecision.Fp16 || options.Exclusions.Precisions.Values.Contains(NodePrecision.Fp16);
 
     private static double Lap(Stopwatch clock)
     {

@@ -52,6 +52,8 @@ public static class QuantizationReportWriter
         var runs = outcome.Rewrite.Units.ToDictionary(u => u.Node, StringComparer.Ordinal);
         var fallbacks = outcome.Fallbacks.Select(f => f.Node).ToHashSet(StringComparer.Ordinal);
         var exclusions = outcome.Options.Exclusions;
+        // A product planned fp16 runs with float16 weights unless its weight had to stay fp32 (range, loss).
+        var fp16 = outcome.Rewrite.Fp16Weights.Where(w => w.Fp16).Select(w => w.Node).ToHashSet(StringComparer.Ordinal);
         var rows = new List<Row>();
         foreach (var unit in Int8Units.Find(outcome.Fp32Graph))
         {
@@ -60,9 +62,10 @@ public static class QuantizationReportWriter
             string reason = int8 ? "int8"
                 : fallbacks.Contains(node) ? "fallback"
                 : exclusions.Nodes.Contains(node) || unit.Nodes.Any(n => exclusions.Operators.Contains(n.OpType)) ? "excluded"
-                : outcome.Plan[node] == NodePrecision.Fp32 ? "small"
+                : outcome.Plan[node] != NodePrecision.Int8 ? (QuantizationPlan.IsFasterInFp32(unit) ? "faster in fp32" : "small")
                 : "no int8 neighbour";
-            rows.Add(new Row(node, unit.Kind, string.Join("+", unit.Nodes.Select(n => n.OpType)), int8 ? "int8" : "fp32", reason,
+            string precision = int8 ? "int8" : fp16.Contains(node) ? "fp16" : "fp32";
+            rows.Add(new Row(node, unit.Kind, string.Join("+", unit.Nodes.Select(n => n.OpType)), precision, reason,
                 SensitivityProfile.Macs(unit), sensitivity.GetValueOrDefault(node), Range(outcome, unit.ActivationInputs[0]),
                 unit.Kind == Int8UnitKind.Passthrough ? null : Range(outcome, unit.Output), WeightScales(unit)));
         }
@@ -92,9 +95,10 @@ public static class QuantizationReportWriter
         {
             json.WriteStartObject();
             json.WriteString("format", Format);
-            json.WriteNumber("version", 1);
+            json.WriteNumber("version", 2);
             json.WriteString("model", o.Model);
             json.WriteString("precision", o.Options.Precision.ToString().ToLowerInvariant());
+            json.WriteString("fallback", o.Options.Fallback.ToString().ToLowerInvariant());
             if (o.Target is { } target) json.WriteString("target", target.ToString());
             else json.WriteNull("target");
             json.WriteBoolean("targetMet", o.TargetMet);
@@ -110,6 +114,7 @@ public static class QuantizationReportWriter
             json.WriteStartObject("size");
             json.WriteNumber("fp32Bytes", o.WeightBytes.Fp32);
             json.WriteNumber("quantizedBytes", o.WeightBytes.Quantized);
+            json.WriteNumber("fp16Bytes", Fp16Bytes(o));
             json.WriteEndObject();
             json.WriteStartObject("borders");
             json.WriteNumber("quantize", o.Rewrite.Quantizes);
@@ -137,6 +142,21 @@ public static class QuantizationReportWriter
                     json.WriteEndObject();
                 }
                 else json.WriteNull("weightScales");
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+            // The weights of the units planned fp16: rounded, or kept fp32 and why.
+            json.WriteStartArray("fp16Weights");
+            foreach (var w in o.Rewrite.Fp16Weights)
+            {
+                json.WriteStartObject();
+                json.WriteString("weight", w.Weight);
+                json.WriteString("node", w.Node);
+                json.WriteNumber("elements", w.Elements);
+                json.WriteBoolean("fp16", w.Fp16);
+                Number(json, "sqnrDb", double.IsNaN(w.SqnrDb) ? null : w.SqnrDb);
+                if (w.KeptFp32Because is { } why) json.WriteString("keptFp32Because", why);
+                else json.WriteNull("keptFp32Because");
                 json.WriteEndObject();
             }
             json.WriteEndArray();
@@ -211,16 +231,17 @@ public static class QuantizationReportWriter
         string Db(double db) => AccuracyTarget.FormatDb(db);
         string Cos(double c) => c.ToString("0.######", ci);
         int int8 = rows.Count(r => r.Precision == "int8");
+        int fp16 = rows.Count(r => r.Precision == "fp16");
         md.Append(ci, $"# Quantization report: {o.Model}\n\n");
         md.Append("| | |\n| --- | --- |\n");
         string target = o.Target is { } t ? $" (target {t}: {(o.TargetMet ? "met" : "**missed**")})" : "";
-        md.Append(ci, $"| precision | {o.Options.Precision.ToString().ToLowerInvariant()}{target} |\n");
+        md.Append(ci, $"| precision | {o.Options.Precision.ToString().ToLowerInvariant()}{target}, falling back to {o.Options.Fallback.ToString().ToLowerInvariant()} |\n");
         md.Append(ci, $"| calibration | {o.Calibration.Settings.Method}, {o.Samples.Calibration} samples; accuracy measured on {o.Samples.HeldOut} held-out samples |\n");
         md.Append(ci, $"| accuracy against fp32 | SQNR {Db(o.Evaluation.Output.SqnrDb)}, cosine {Cos(o.Evaluation.Output.Cosine)} (every layer int8: {Db(o.Profile.AllInt8.SqnrDb)}, cosine {Cos(o.Profile.AllInt8.Cosine)}) |\n");
-        var reasons = rows.Where(r => r.Precision == "fp32").GroupBy(r => r.Reason).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Count()} {g.Key}");
-        md.Append(ci, $"| layers | {int8} int8, {rows.Count - int8} fp32 ({string.Join(", ", reasons)}) |\n");
+        var reasons = rows.Where(r => r.Precision != "int8").GroupBy(r => r.Reason).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Count()} {g.Key}");
+        md.Append(ci, $"| layers | {int8} int8, {fp16} fp16, {rows.Count - int8 - fp16} fp32 (not int8: {string.Join(", ", reasons)}) |\n");
         md.Append(ci, $"| borders | {o.Rewrite.Quantizes} QuantizeLinear, {o.Rewrite.Dequantizes} DequantizeLinear |\n");
-        md.Append(ci, $"| constants | {o.WeightBytes.Fp32:N0} bytes fp32, {o.WeightBytes.Quantized:N0} bytes quantized ({(double)o.WeightBytes.Fp32 / Math.Max(1, o.WeightBytes.Quantized):0.0}x smaller) |\n");
+        md.Append(ci, $"| constants | {o.WeightBytes.Fp32:N0} bytes fp32, {o.WeightBytes.Quantized:N0} bytes quantized ({(double)o.WeightBytes.Fp32 / Math.Max(1, o.WeightBytes.Quantized):0.0}x smaller), of which {Fp16Bytes(o):N0} bytes fp16 weights |\n");
         md.Append("| compile time | in the `.quantization.timing.json` file beside this page (kept out of it, so that this page is byte-identical from build to build) |\n\n");
 
         md.Append("## Sensitivity\n\n");
@@ -253,9 +274,17 @@ public static class QuantizationReportWriter
 
         if (o.Fallbacks.Count > 0)
         {
-            md.Append("## Fallbacks to fp32, in order\n\n| layer | borders after | measured after |\n| --- | ---: | --- |\n");
+            md.Append(ci, $"## Fallbacks to {o.Options.Fallback.ToString().ToLowerInvariant()}, in order\n\n| layer | borders after | measured after |\n| --- | ---: | --- |\n");
             foreach (var f in o.Fallbacks)
                 md.Append(ci, $"| `{f.Node}` | {f.Borders} | {(f.Measured is { } m ? $"{Db(m.SqnrDb)}, cosine {Cos(m.Cosine)}" : "(predicted short)")} |\n");
+            md.Append('\n');
+        }
+
+        if (o.Rewrite.Fp16Weights.Any(w => !w.Fp16))
+        {
+            md.Append("## fp16 weights kept in fp32\n\n| weight | layer | why |\n| --- | --- | --- |\n");
+            foreach (var w in o.Rewrite.Fp16Weights.Where(w => !w.Fp16))
+                md.Append(ci, $"| `{w.Weight}` | `{w.Node}` | {w.KeptFp32Because} |\n");
             md.Append('\n');
         }
 
@@ -272,6 +301,9 @@ public static class QuantizationReportWriter
         }
         return md.ToString();
     }
+
+    /// <summary>Bytes of the weights stored as float16 (two a value).</summary>
+    private static long Fp16Bytes(QuantizationOutcome o) => o.Rewrite.Fp16Weights.Where(w => w.Fp16).Sum(w => w.Elements * 2);
 
     private static string RangeText((float Min, float Max, AffineQuantization Q)? r) =>
         r is { } v ? string.Create(CultureInfo.InvariantCulture, $"[{v.Min:G4}, {v.Max:G4}]") : "";

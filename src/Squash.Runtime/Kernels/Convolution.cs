@@ -121,6 +121,11 @@ internal static unsafe class Convolution
         {
             ShiftedConvolution.Run(context, kernel, g, weights, x, y, epilogue);
         }
+        else if (g.IsPointwise && n == 1 && k > 0)
+        {
+            // One pixel (a squeeze-and-excitation branch): a matrix times a vector.
+            Gemv.Run(kernel, m, k, weights, x, y, n, epilogue);
+        }
         else if (g.IsPointwise)
         {
             Gemm.Run(context, kernel, m, n, k, weights, StridedPanels.Right(x, g.InputSize, false), y, n, epilogue);

@@ -38,6 +38,32 @@ public sealed class CompileCommandTests : IDisposable
         Assert.True(File.Exists(Path.Combine(Out, "m.sqw")));
     }
 
+    /// <summary><c>Precision="fp16"</c>: the Conv and Gemm weights of the small network are stored as float16 (half their
+    /// bytes), the biases as float; the values widen back to the rounded ones.</summary>
+    [Fact]
+    public void Fp16StoresProductWeightsAsFloat16()
+    {
+        string model = Path.Combine(_dir, "small_conv_net.onnx");
+        TestModels.SmallConvNet(model);
+        var stored = new Dictionary<string, Squash.Runtime.Weights.WeightsFile>();
+        foreach (var precision in new[] { "fp32", "fp16" })
+        {
+            var (code, stdout, stderr) = Compile(model, "--class-name=Net", "--precision=" + precision, "--msbuild");
+            Assert.True(code == 0, stdout + stderr);
+            using var file = File.OpenRead(Path.Combine(Out, "m.sqw"));
+            stored[precision] = Squash.Runtime.Weights.WeightsFile.Read(file);
+        }
+        var fp16 = stored["fp16"];
+        // The Conv weight (BatchNormalization folded into it) and the Gemm weight; everything else stays float.
+        var halves = fp16.Names.Where(n => fp16.StorageType(n) == Squash.Runtime.DataType.Float16).ToList();
+        Assert.Equal(2, halves.Count);
+        Assert.Contains("fc.w", halves);
+        foreach (var name in halves)
+            foreach (float v in fp16[name].AsSpan<float>()) Assert.Equal((float)(Half)v, v);
+        // 8x3x3x3 and 512x10 floats: 216 + 5120 values, two bytes saved on each (tensors are 64-byte aligned).
+        Assert.InRange(stored["fp32"].StoredBytes - fp16.StoredBytes, (216 + 5120) * 2 - 128, (216 + 5120) * 2 + 128);
+    }
+
     [Fact]
     public void ApiOnlyWritesOnlyTheClassApi()
     {
@@ -88,6 +114,8 @@ public sealed class CompileCommandTests : IDisposable
         // A usage error (a build task newer than its compiler) is still a coded error on the model.
         { "good", "SQ1012", ["--class-name=M", "--no-such-option=1"] },
         { "attribute", "SQ1004", ["--class-name=M"] },
+        { "good", "SQ1012", ["--class-name=M", "--precision=fp16", "--int8-fallback=fp16"] },
+        { "good", "SQ1012", ["--class-name=M", "--precision=fp8"] },
         // 160M x 4 floats (2.56 GB; the elementwise steps run in place, so one such tensor is live at a time): more
         // than one arena holds, found before allocating.
         { "good", "SQ1011", ["--class-name=M", "--input-shape=x=160000000,4"] },

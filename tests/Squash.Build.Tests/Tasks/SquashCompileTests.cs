@@ -128,6 +128,20 @@ public sealed class SquashCompileTests : IDisposable
     }
 
     [Fact]
+    public void Int8FallbackAndPerEntryPrecisionsGoToTheCompilerAsGiven()
+    {
+        var model = Model("models/rec.onnx", ("Precision", "auto"), ("Calibration", Path.Combine(_dir, "calib")),
+            ("Int8Fallback", "fp16"), ("QuantizationExclusions", "p2o.Conv.0=fp32;op:MatMul"));
+        var task = Task(model);
+
+        Assert.True(task.Execute(), _engine.ErrorText);
+
+        var lines = Assert.Single(task.Runs).ResponseFile.Split('\n');
+        Assert.Contains("--int8-fallback=fp16", lines);
+        Assert.Contains("--int8-exclude=p2o.Conv.0=fp32;op:MatMul", lines);
+    }
+
+    [Fact]
     public void Int4ExclusionsBecomeOneArgumentEach()
     {
         var model = Model("models/llm.onnx", ("Precision", "INT4"), ("Int4Exclude", " layers.0.* ;; classifier_rows "));

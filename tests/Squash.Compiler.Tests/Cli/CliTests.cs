@@ -178,6 +178,33 @@ public sealed class CliTests : IDisposable
         Assert.True(differs);
     }
 
+    /// <summary>
+    /// <c>squash bench --precision int8</c> prepares the model as the build does (the int8 summary line, uint8 tensors and
+    /// QConv nodes in the profile), and <c>--top</c> limits the slowest-node list; fp32 shows float convolutions.
+    /// </summary>
+    [Fact]
+    public void BenchRunsTheInt8ModelAndProfilesIt()
+    {
+        string model = PpOcr.ModelPath(PpOcr.Cls);
+        string x = PpOcr.Samples("eval", "cls").First();
+        string calibration = TestPaths.Asset("data", "ppocr", "calib", "cls");
+        var (code, output, err) = Squash("bench", model, "--input", "x=" + x, "--precision", "int8", "--calibration", calibration,
+            "--iters", "2", "--warmup", "1", "--profile", "--top", "3");
+        Assert.True(code == 0, err);
+        Assert.Contains("layers in int8", output);
+        Assert.Contains("the 3 slowest nodes", output);
+        var nodes = output.Split('\n').SkipWhile(l => !l.Contains("slowest nodes")).Skip(1).Where(l => l.Trim().Length > 0).ToArray();
+        Assert.Equal(3, nodes.Length);
+        Assert.Contains(nodes, l => l.Contains(" QConv ") && l.Contains("u8[") && l.Contains("GFLOP/s"));
+        (code, output, err) = Squash("bench", model, "--input", "x=" + x, "--iters", "2", "--warmup", "1", "--profile");
+        Assert.True(code == 0, err);
+        Assert.DoesNotContain("QConv", output);
+        Assert.Contains(output.Split('\n'), l => l.Contains(" FusedConv ") && l.Contains("f32[") && l.Contains("GFLOP/s"));
+        (code, _, err) = Squash("bench", model, "--input", "x=" + x, "--precision", "int8");
+        Assert.Equal(1, code);
+        AssertOneLine(err, ErrorCodes.QuantizationSetup, "--calibration DIR");
+    }
+
     [Fact]
     public void Int8WithoutGoodCalibrationIsOneLineError()
     {

@@ -13,7 +13,8 @@ public sealed class QuantizationCliTests(Xunit.Abstractions.ITestOutputHelper lo
 
     public void Dispose() => _chain.Dispose();
 
-    private static (int Code, string Out, string Err) Squash(params string[] args)
+    /// <summary>Runs the CLI in process.</summary>
+    internal static (int Code, string Out, string Err) Squash(params string[] args)
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
@@ -78,14 +79,14 @@ public sealed class QuantizationCliTests(Xunit.Abstractions.ITestOutputHelper lo
     [InlineData(1, "SQ1012", "--precision", "int8", "--calibration-method", "kl")]
     [InlineData(1, "SQ1012", "--precision", "auto", "--accuracy-target-action", "ignore")]
     [InlineData(2, "", "--report-dir", "r")]
-    [InlineData(1, "SQ1012", "--precision", "fp16")]
+    [InlineData(1, "SQ1012", "--precision", "fp8")]
     [InlineData(1, "SQ1020", "--precision", "auto", "--no-calibration")]
     public void BadOptionsAreOneLineErrors(int exitCode, string code, params string[] options)
     {
         // Usage errors exit with 2; a bad value (SQ1012) or a precision that cannot work (SQ1020), coded as the build
         // reports them, with 1.
         string[] calibration = options.Contains("--no-calibration") ? [] : ["--calibration", _chain.Calibration];
-        if (options.Contains("--report-dir") || options.Contains("fp16")) calibration = [];
+        if (options.Contains("--report-dir") || options.Contains("fp8")) calibration = [];
         var (exit, _, err) = Squash(["run", _chain.ModelPath, "--input", "x=" + Path.Combine(_chain.Calibration, "000.npy"), "--output-dir", _chain.Folder,
             .. calibration, .. options.Where(o => o != "--no-calibration")]);
         Assert.True(exit == exitCode, err);

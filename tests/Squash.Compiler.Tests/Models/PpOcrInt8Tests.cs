@@ -17,6 +17,15 @@ public sealed class PpOcrInt8Tests(ITestOutputHelper output)
     internal static (Model Fp32, Model Int8, Int8QuantizationReport Report) Prepare(string modelFile, string task, int[] shape,
         QuantizationExclusions? exclusions = null)
     {
+        var (fp32, int8, outcome) = Quantize(modelFile, task, shape, exclusions);
+        return (fp32, int8, outcome.Rewrite);
+    }
+
+    /// <summary>As <see cref="Prepare"/>, with the units that stay out of int8 in <paramref name="fallback"/> (fp32 or
+    /// fp16; null for the default), returning all the pipeline says.</summary>
+    internal static (Model Fp32, Model Int8, QuantizationOutcome Outcome) Quantize(string modelFile, string task, int[] shape,
+        QuantizationExclusions? exclusions = null, string? fallback = null)
+    {
         Model Load()
         {
             var m = Squash.Compiler.Onnx.OnnxLoader.Load(PpOcr.ModelPath(modelFile));
@@ -28,9 +37,9 @@ public sealed class PpOcrInt8Tests(ITestOutputHelper output)
         var int8 = Load();
         // The build's pipeline with the build's defaults (gamma migration, every 5th sample held out to measure on).
         string folder = TestPaths.Asset("data", "ppocr", "calib", task);
-        var options = QuantizationOptions.FromText("int8", folder) with { Exclusions = exclusions ?? QuantizationExclusions.None };
+        var options = QuantizationOptions.FromText("int8", folder, fallback: fallback) with { Exclusions = exclusions ?? QuantizationExclusions.None };
         var outcome = ModelPreparation.ApplyPrecision(int8, "int8", calibrationFolder: folder, int8: options, modelPath: PpOcr.ModelPath(modelFile))!;
-        return (fp32, int8, outcome.Rewrite);
+        return (fp32, int8, outcome);
     }
 
     /// <summary>
