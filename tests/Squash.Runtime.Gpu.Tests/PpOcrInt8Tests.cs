@@ -9,7 +9,8 @@ namespace Squash.Runtime.Gpu.Tests;
 /// <summary>
 /// PP-OCR in int8 end to end on the CPU accelerator against the CPU runtime, every node on the device. Quantized as the
 /// benchmarks' Int8Models does: calibrated at the calibration data's shape (testassets/data/ppocr/calib), the ranges
-/// then applied to the graph pinned at the test's shape, every unit int8. cls at its full [1,3,48,192] (35 QConv,
+/// then applied to the graph pinned at the test's shape with the default quantization plan (units it keeps fp32, such
+/// as the convolutions fp32 runs by Winograd, stay fp32). cls at its full [1,3,48,192] (35 QConv,
 /// 18 QLookup, 10 QGlobalAveragePool, 9 QMul, 7 QAdd, a uint8 MaxPool); rec and det on the top-left corner of a sample,
 /// as the fp32 tests (rec adds QMatMul and the fp32 transformer around it, det QConcat, ConvTranspose and Resize).
 /// Measured max |device - cpu|: cls 0, rec 4.8e-7, det 1.1e-6 (the fp32 layers' order). Tolerance rtol 1e-4, atol 1e-4, the fp32 tests' bound: the
