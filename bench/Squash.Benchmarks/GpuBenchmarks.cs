@@ -22,8 +22,11 @@ namespace Squash.Benchmarks;
 /// every core, same inputs: PP-OCR det (1x3x640x640), rec (1x3x48x320), cls (1x3x48x192), fp32, and the llama2.c
 /// stories260K decoder (one decode step of one token after 32 cached positions): fp32, and int4 ("decoder-int4": every
 /// matrix of 2048 values or more and the tied embedding, block 32, symmetric, as in docs/int4.md; ONNX Runtime runs the
-/// same int4 values as com.microsoft MatMulNBits/GatherBlockQuantized). Without a CUDA device the class is left out of
-/// the run with a message (Program.cs).
+/// same int4 values as com.microsoft MatMulNBits/GatherBlockQuantized), and with the attention fused
+/// ("decoder-attention": each layer's attention one com.squash Attention node; ONNX Runtime runs the unfused model and
+/// fuses what it fuses). The PP-OCR models also in int8 ("det-int8", "rec-int8", "cls-int8": quantized as the int8
+/// tests and <see cref="Int8Models"/> quantize them; ONNX Runtime runs the same int8 model exported as QDQ). Without a
+/// CUDA device the class is left out of the run with a message (Program.cs).
 /// </summary>
 [Config(typeof(Config))]
 public class GpuBenchmarks
@@ -42,7 +45,7 @@ public class GpuBenchmarks
 
     private const int PastLength = 32;
 
-    [Params("det", "rec", "cls", "decoder", "decoder-int4")]
+    [Params("det", "rec", "cls", "det-int8", "rec-int8", "cls-int8", "decoder", "decoder-int4", "decoder-attention")]
     public string Model { get; set; } = "cls";
 
     private GpuModel _gpu = null!;
@@ -78,7 +81,9 @@ public class GpuBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        var (onnx, graph, inputs) = Model.StartsWith("decoder", StringComparison.Ordinal) ? Decoder(int4: Model == "decoder-int4") : PpOcr();
+        var (onnx, graph, inputs) = Model.StartsWith("decoder", StringComparison.Ordinal)
+            ? Decoder(int4: Model == "decoder-int4", fuseAttention: Model == "decoder-attention")
+            : PpOcr();
         _inputs = inputs;
         _gpu = GpuModel.Create(graph, GpuDevice.Gpu);
         foreach (var (node, reason) in _gpu.HostNodes) Console.WriteLine($"// {Model}: {node.Describe()} on the host: {reason}");
@@ -99,21 +104,27 @@ public class GpuBenchmarks
 
     private (byte[] Onnx, Runtime.Ir.Graph Graph, Dictionary<string, Tensor> Inputs) PpOcr()
     {
-        var (file, shape) = Model switch
+        string task = Model.Replace("-int8", "", StringComparison.Ordinal);
+        var (file, shape) = task switch
         {
             "det" => ("ch_PP-OCRv4_det_infer.onnx", new[] { 1, 3, 640, 640 }),
             "rec" => ("ch_PP-OCRv4_rec_infer.onnx", new[] { 1, 3, 48, 320 }),
             _ => ("ch_ppocr_mobile_v2.0_cls_infer.onnx", new[] { 1, 3, 48, 192 }),
         };
+        if (task != Model)
+        {
+            var int8 = Int8Models.Graph(file, task, shape);
+            return (Int8Models.Qdq(file, task, shape), int8, new() { [int8.Inputs[0].Name] = Assets.Input(task, shape) });
+        }
         var bytes = File.ReadAllBytes(Assets.Model(file));
         var model = OnnxLoader.Load(bytes, null, file);
         string input = model.Graph.Inputs[0].Name;
         ModelPreparation.PinInputShapes(model, new Dictionary<string, int[]> { [input] = shape });
         ModelPreparation.Optimize(model);
-        return (bytes, model.Graph, new() { [input] = Assets.Input(Model, shape) });
+        return (bytes, model.Graph, new() { [input] = Assets.Input(task, shape) });
     }
 
-    private static (byte[] Onnx, Runtime.Ir.Graph Graph, Dictionary<string, Tensor> Inputs) Decoder(bool int4)
+    private static (byte[] Onnx, Runtime.Ir.Graph Graph, Dictionary<string, Tensor> Inputs) Decoder(bool int4, bool fuseAttention)
     {
         var checkpoint = File.ReadAllBytes(Path.Combine(Assets.Root, "testassets", "models", "llama2c", "stories260K.bin"));
         var bytes = OnnxWriter.ToBytes(Llama2cConverter.Convert(checkpoint));
@@ -139,6 +150,7 @@ public class GpuBenchmarks
         inputs["input_ids"].AsSpan<long>()[0] = 1;
         ModelPreparation.PinInputShapes(model, shapes);
         ModelPreparation.Optimize(model);
+        if (fuseAttention) new AttentionFusion().Run(model.Graph, new PassContext());
         return (bytes, model.Graph, inputs);
     }
 

@@ -20,6 +20,9 @@ internal static class Int8Models
     /// <summary>The int8 plan Squash runs.</summary>
     public static ExecutionPlan Plan(string file, string task, int[] shape) => ExecutionPlan.Create(Quantized(file, task, shape).Graph);
 
+    /// <summary>The int8 graph (com.squash int8 operators), for runtimes that plan it themselves (the GPU's).</summary>
+    public static Graph Graph(string file, string task, int[] shape) => Quantized(file, task, shape).Graph;
+
     /// <summary>The same int8 model as standard ONNX QDQ (<see cref="Int8QdqExport"/>), for ONNX Runtime.</summary>
     public static byte[] Qdq(string file, string task, int[] shape)
     {

@@ -40,15 +40,22 @@ internal static class BackendCompiler
                     CompiledKernel compiled;
                     try { compiled = backend.Compile(entry, default(KernelSpecialization)); }
                     catch (Exception e) { throw new Xunit.Sdk.XunitException($"{method.DeclaringType?.Name}.{method} does not compile for {arch}: {e.GetBaseException().Message}"); }
-                    Assert.Contains(".entry", ((PTXCompiledKernel)compiled).PTXAssembly);
+                    string ptx = ((PTXCompiledKernel)compiled).PTXAssembly;
+                    Assert.Contains(".entry", ptx);
+                    // A .NET method ILGPU does not map (MathF.FusedMultiplyAdd in 1.5) becomes a call to an undefined
+                    // function, which compiles here and fails only when the driver links the module.
+                    Assert.False(ptx.Contains(".extern .func", StringComparison.Ordinal), $"{method.DeclaringType?.Name}.{method.Name} calls an undefined function on {arch}");
                 }
             }
             // OpenCL C 2.0 for a device with no optional capabilities (no fp16, fp64 or 64-bit atomics): the kernels
-            // need none.
-            using (var cl = new CLBackend(context, new CLCapabilityContext(false, false, false, false, false), CLDeviceVendor.Other, CLCVersion.CL20))
+            // need none, except those marked [NeedsFloat64] (their lowerings keep them off OpenCL devices without
+            // fp64), which are compiled for a device with fp64.
+            using var plain = new CLBackend(context, new CLCapabilityContext(false, false, false, false, false), CLDeviceVendor.Other, CLCVersion.CL20);
+            using var withFloat64 = new CLBackend(context, Float64Capabilities(), CLDeviceVendor.Other, CLCVersion.CL20);
             {
                 foreach (var (method, grouped) in todo)
                 {
+                    var cl = method.GetCustomAttributes(typeof(Kernels.NeedsFloat64Attribute), false).Length > 0 ? withFloat64 : plain;
                     var entry = grouped ? EntryPointDescription.FromExplicitlyGroupedKernel(method) : EntryPointDescription.FromImplicitlyGroupedKernel(method);
                     CompiledKernel compiled;
                     try { compiled = cl.Compile(entry, default(KernelSpecialization)); }
@@ -58,5 +65,28 @@ internal static class BackendCompiler
             }
             foreach (var (method, _) in todo) s_done.Add(method);
         }
+    }
+
+    /// <summary>The PTX of a kernel for sm_90 (tests read which instructions it uses).</summary>
+    public static string Ptx(MethodInfo method, bool grouped = false)
+    {
+        lock (s_lock)
+        {
+            using var context = Context.Create(b => b.Optimize(OptimizationLevel.O2).EnableAlgorithms());
+            var entry = grouped ? EntryPointDescription.FromExplicitlyGroupedKernel(method) : EntryPointDescription.FromImplicitlyGroupedKernel(method);
+            using var backend = new PTXBackend(context, CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, nvvmAPI: null!);
+            return ((PTXCompiledKernel)backend.Compile(entry, default(KernelSpecialization))).PTXAssembly;
+        }
+    }
+
+    /// <summary>OpenCL capabilities with fp64 and nothing else (the constructor's flags are found by what they set).</summary>
+    private static CLCapabilityContext Float64Capabilities()
+    {
+        for (int i = 0; i < 5; i++)
+        {
+            var cap = new CLCapabilityContext(i == 0, i == 1, i == 2, i == 3, i == 4);
+            if (cap.Float64 && !cap.Float16) return cap;
+        }
+        throw new InvalidOperationException("No CLCapabilityContext flag sets Float64.");
     }
 }

@@ -23,7 +23,13 @@ public class DecoderTests
     [Fact]
     public void Int4DecoderStepMatchesTheCpuRuntime() => CheckDecoder(int4: true);
 
-    private static void CheckDecoder(bool int4)
+    /// <summary>With the attention fusion (as the int4 pipeline runs it), so each layer's attention is one com.squash
+    /// Attention node over the KV cache (grouped-query heads) instead of the unfused MatMul/Softmax/MatMul; the same
+    /// tolerance.</summary>
+    [Fact]
+    public void FusedAttentionDecoderStepMatchesTheCpuRuntime() => CheckDecoder(int4: false, fuseAttention: true);
+
+    private static void CheckDecoder(bool int4, bool fuseAttention = false)
     {
         var checkpoint = File.ReadAllBytes(Path.Combine(PpOcrTests.Root, "testassets", "models", "llama2c", "stories260K.bin"));
         var model = OnnxLoader.Load(OnnxWriter.ToBytes(Llama2cConverter.Convert(checkpoint)), null, "stories260K.onnx");
@@ -43,6 +49,11 @@ public class DecoderTests
         }
         ModelPreparation.PinInputShapes(model, shapes);
         ModelPreparation.Optimize(model);
+        if (fuseAttention)
+        {
+            new AttentionFusion().Run(model.Graph, new PassContext());
+            Assert.Equal(5, model.Graph.Nodes.Count(n => n.OpType == "Attention"));
+        }
         var expected = ExecutionPlan.Create(model.Graph).Run(inputs);
         using var gpu = GpuModel.Create(model.Graph, GpuDevice.Emulator);
         BackendCompiler.CompileAll(gpu);

@@ -120,9 +120,11 @@ internal sealed class MultiCase
     }
 
     /// <summary>Adds a node reading the named inputs (null: omitted) with one output.</summary>
-    public MultiCase Node(string opType, string?[] inputs, Dictionary<string, AttributeValue>? attributes = null, bool output = true, int outputs = 1)
+    public MultiCase Node(string opType, string?[] inputs, Dictionary<string, AttributeValue>? attributes = null, bool output = true, int outputs = 1,
+        string domain = "")
     {
-        var node = new Node(opType, $"n{_count}", "", _graph.DefaultOpset);
+        if (domain.Length > 0) _graph.OpsetImports[domain] = 1;
+        var node = new Node(opType, $"n{_count}", domain, domain.Length > 0 ? 1 : _graph.DefaultOpset);
         foreach (var (name, a) in attributes ?? []) node.Attributes[name] = a;
         foreach (var i in inputs) node.AddInput(i is null ? null : _values[i]);
         int id = _count++;
@@ -145,7 +147,7 @@ internal sealed class MultiCase
     {
         // Intermediate values get their shapes from a CPU run that outputs everything.
         var probe = new Graph("probe");
-        probe.OpsetImports[""] = _graph.DefaultOpset;
+        foreach (var (domain, version) in _graph.OpsetImports) probe.OpsetImports[domain] = version;
         probe.Inputs.AddRange(_graph.Inputs);
         probe.Initializers.AddRange(_graph.Initializers);
         probe.Nodes.AddRange(_graph.Nodes);

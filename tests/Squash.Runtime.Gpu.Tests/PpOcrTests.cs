@@ -35,7 +35,7 @@ public class PpOcrTests
 
     /// <summary>The top-left <paramref name="shape"/> corner of an NCHW sample (the emulator is too slow for whole
     /// recognizer lines in CI time; any input exercises the same kernels).</summary>
-    private static Tensor Crop(Tensor sample, int[] shape)
+    internal static Tensor Crop(Tensor sample, int[] shape)
     {
         if (Shapes.Equal(sample.Shape, shape)) return sample;
         var result = new Tensor(DataType.Float, shape);

@@ -68,6 +68,19 @@ internal sealed class LoweringContext
             if (v.Type != DataType.Float) throw new NotOnDeviceException($"'{v.Name}' is {DataTypes.Name(v.Type)}; the device kernels compute fp32");
     }
 
+    /// <summary>The float type of a node whose first <paramref name="dataInputs"/> present inputs and outputs are all
+    /// fp32 or all fp16 (fp16 kernels compute in fp32 and round back, as the CPU does).</summary>
+    /// <exception cref="NotOnDeviceException">Another type, or a mix.</exception>
+    public DataType FloatType(int dataInputs = int.MaxValue)
+    {
+        var type = Node.Outputs[0].Type;
+        if (type is not (DataType.Float or DataType.Float16))
+            throw new NotOnDeviceException($"'{Node.Outputs[0].Name}' is {DataTypes.Name(type)}; the device kernels compute fp32 and fp16");
+        foreach (var v in Node.Inputs.Take(dataInputs).Concat(Node.Outputs))
+            if (v is not null && v.Type != type) throw new NotOnDeviceException($"'{v.Name}' is {DataTypes.Name(v.Type)}, '{Node.Outputs[0].Name}' {DataTypes.Name(type)}");
+        return type;
+    }
+
     /// <summary>Number of elements of <paramref name="value"/>.</summary>
     public static int Count(Value value) => (int)Shapes.ElementCount(value.Shape!);
 

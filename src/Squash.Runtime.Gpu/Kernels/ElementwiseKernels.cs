@@ -27,18 +27,47 @@ internal interface IMap2<TIn, TOut>
     TOut Apply(TIn a, TIn b);
 }
 
-/// <summary>Elementwise kernels: one thread per output element.</summary>
+/// <summary>How a float kernel reads and writes its elements: fp32 as they are, fp16 (bits in a ushort) widened to fp32
+/// and the result rounded back to nearest even, as the CPU computes fp16 (so the kernels need no fp16 arithmetic,
+/// which OpenCL devices may lack).</summary>
+internal interface IFloatElement<T> where T : unmanaged
+{
+    /// <summary>The element as fp32.</summary>
+    float Load(T value);
+
+    /// <summary>An fp32 result as the element type.</summary>
+    T Store(float value);
+}
+
+/// <summary>fp32 elements.</summary>
+internal readonly struct Fp32 : IFloatElement<float>
+{
+    public float Load(float value) => value;
+    public float Store(float value) => value;
+}
+
+/// <summary>fp16 elements, computed in fp32.</summary>
+internal readonly struct Fp16 : IFloatElement<ushort>
+{
+    public float Load(ushort value) => HalfBits.ToFloat(value);
+    public ushort Store(float value) => HalfBits.FromFloat(value);
+}
+
+/// <summary>Elementwise kernels: one thread per output element; float ones are generic over the element type
+/// (<see cref="IFloatElement{T}"/>).</summary>
 internal static class ElementwiseKernels
 {
     /// <summary>c = op(a, b) with numpy broadcasting: the output index is decomposed once over the merged dimensions
     /// <paramref name="d"/> and mapped into each input through its strides (0 along broadcast dimensions).</summary>
-    public static void Binary<TOp>(Index1D index, Range1D r, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, Dims6 d, Strides6 sa, Strides6 sb)
+    public static void Binary<TOp, T, TE>(Index1D index, Range1D r, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, Dims6 d, Strides6 sa, Strides6 sb)
         where TOp : struct, IBinaryOp
+        where T : unmanaged
+        where TE : struct, IFloatElement<T>
     {
         for (int i = index; i < r.Count; i += r.Stride)
         {
             NdIndex.Offsets(i, d, sa, sb, out int oa, out int ob);
-            c[i] = default(TOp).Apply(a[oa], b[ob]);
+            c[i] = default(TE).Store(default(TOp).Apply(default(TE).Load(a[oa]), default(TE).Load(b[ob])));
         }
     }
 
@@ -63,19 +92,23 @@ internal static class ElementwiseKernels
     }
 
     /// <summary>c = op(a, b) for inputs of the output's shape (no index arithmetic).</summary>
-    public static void BinarySame<TOp>(Index1D index, Range1D r, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c)
+    public static void BinarySame<TOp, T, TE>(Index1D index, Range1D r, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c)
         where TOp : struct, IBinaryOp
+        where T : unmanaged
+        where TE : struct, IFloatElement<T>
     {
         for (int i = index; i < r.Count; i += r.Stride)
-            c[i] = default(TOp).Apply(a[i], b[i]);
+            c[i] = default(TE).Store(default(TOp).Apply(default(TE).Load(a[i]), default(TE).Load(b[i])));
     }
 
     /// <summary>y = op(x).</summary>
-    public static void Unary<TOp>(Index1D index, Range1D r, ArrayView<float> x, ArrayView<float> y, TOp op)
+    public static void Unary<TOp, T, TE>(Index1D index, Range1D r, ArrayView<T> x, ArrayView<T> y, TOp op)
         where TOp : struct, IUnaryOp
+        where T : unmanaged
+        where TE : struct, IFloatElement<T>
     {
         for (int i = index; i < r.Count; i += r.Stride)
-            y[i] = op.Apply(x[i]);
+            y[i] = default(TE).Store(op.Apply(default(TE).Load(x[i])));
     }
 
     /// <summary>y = x * scale[c] + shift[c] where c is the channel of the element (inference BatchNormalization,

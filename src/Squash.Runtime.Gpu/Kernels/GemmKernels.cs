@@ -18,6 +18,39 @@ internal struct StridedMatrix : IMatrix
     public readonly float Load(int b1, int b2, int row, int col) => Data[b1 * Batch1 + b2 * Batch2 + row * Row + col * Col];
 }
 
+/// <summary>An fp16 matrix (bits in ushorts) with element strides, read widened to fp32 (exact).</summary>
+internal struct HalfMatrix : IMatrix
+{
+    public ArrayView<ushort> Data;
+    public int Batch1, Batch2, Row, Col;
+
+    public readonly float Load(int b1, int b2, int row, int col) => HalfBits.ToFloat(Data[b1 * Batch1 + b2 * Batch2 + row * Row + col * Col]);
+}
+
+/// <summary>Where the GEMM writes an fp32 result: fp32 as it is, or fp16 rounded to nearest even (the fp32
+/// accumulation of an fp16 product, rounded once at the end, as the CPU does).</summary>
+internal interface IGemmOutput
+{
+    /// <summary>Writes element <paramref name="index"/>.</summary>
+    void Store(int index, float value);
+}
+
+/// <summary>An fp32 output.</summary>
+internal struct FloatOutput : IGemmOutput
+{
+    public ArrayView<float> Data;
+
+    public readonly void Store(int index, float value) => Data[index] = value;
+}
+
+/// <summary>An fp16 output.</summary>
+internal struct HalfOutput : IGemmOutput
+{
+    public ArrayView<ushort> Data;
+
+    public readonly void Store(int index, float value) => Data[index] = HalfBits.FromFloat(value);
+}
+
 /// <summary>
 /// The im2col matrix of a 2-D convolution, never materialized: row k = (input channel of the group, ky, kx), column
 /// n = (oy, ox); an element is the input pixel under that kernel tap, or 0 in the padding. b1 is the image, b2 the group.
@@ -89,16 +122,18 @@ internal static class GemmKernels
     public static int SharedFloats(int threads, int depth) => 2 * 4 * threads * depth;
 
     /// <summary>
-    /// Tiled GEMM. A group of T x T threads (T = <see cref="GemmParams.Threads"/>) computes a 4T x 4T output tile;
+    /// Tiled GEMM (fp32 accumulation; fp16 operands and outputs through <see cref="HalfMatrix"/> and
+    /// <see cref="HalfOutput"/>). A group of T x T threads (T = <see cref="GemmParams.Threads"/>) computes a 4T x 4T output tile;
     /// groups loop over the tiles of every batch entry (persistent groups: the grid may be smaller than the work). Each
     /// step along K, the group stages a 4T x D slice of A and a D x 4T slice of B (D = <see cref="GemmParams.Depth"/>) in shared memory (A transposed),
     /// consecutive threads loading consecutive columns; then each thread accumulates a 4 x 4 block of outputs in
     /// registers, rows ty + Ti and columns tx + Tj, so that consecutive threads read consecutive shared words (no
     /// bank conflicts) and write consecutive output columns (coalesced).
     /// </summary>
-    public static void Gemm<TA, TB>(ArrayView<float> c, ArrayView<float> bias, TA a, TB b, GemmParams p)
+    public static void Gemm<TA, TB, TC>(TC c, ArrayView<float> bias, TA a, TB b, GemmParams p)
         where TA : struct, IMatrix
         where TB : struct, IMatrix
+        where TC : struct, IGemmOutput
     {
         var shared = SharedMemory.GetDynamic<float>();
         int tile = 4 * p.Threads;
@@ -116,10 +151,11 @@ internal static class GemmKernels
         }
     }
 
-    private static void ComputeTile<TA, TB>(ArrayView<float> c, ArrayView<float> bias, TA a, TB b, GemmParams p,
+    private static void ComputeTile<TA, TB, TC>(TC c, ArrayView<float> bias, TA a, TB b, GemmParams p,
         ArrayView<float> tileA, ArrayView<float> tileB, int tx, int ty, int tid, int batch, int m0, int n0)
         where TA : struct, IMatrix
         where TB : struct, IMatrix
+        where TC : struct, IGemmOutput
     {
         int b1 = batch / p.Batch2, b2 = batch - b1 * p.Batch2;
         int t1 = p.Threads, t2 = 2 * p.Threads, t3 = 3 * p.Threads, tile = 4 * p.Threads, group = p.Threads * p.Threads;
@@ -162,12 +198,13 @@ internal static class GemmKernels
         Store(c, bias, p, b1, b2, r0 + t3, q0 + t2, c32); Store(c, bias, p, b1, b2, r0 + t3, q0 + t3, c33);
     }
 
-    private static void Store(ArrayView<float> c, ArrayView<float> bias, GemmParams p, int b1, int b2, int m, int n, float v)
+    private static void Store<TC>(TC c, ArrayView<float> bias, GemmParams p, int b1, int b2, int m, int n, float v)
+        where TC : struct, IGemmOutput
     {
         if (m >= p.M || n >= p.N) return;
         float r = p.Alpha * v;
         if (p.HasBias != 0) r += p.Beta * bias[b1 * p.Bias1 + b2 * p.Bias2 + m * p.BiasRow + n * p.BiasCol];
-        c[b1 * p.C1 + b2 * p.C2 + m * p.CRow + n * p.CCol] = r;
+        c.Store(b1 * p.C1 + b2 * p.C2 + m * p.CRow + n * p.CCol, r);
     }
 
     /// <summary>Depthwise (and channel-multiplier) 2-D convolution, one thread per output: each output channel reads

@@ -22,6 +22,7 @@ internal static class DeviceOperators
         PoolLowerings.Register(table);
         ReduceLowerings.Register(table);
         MovementLowerings.Register(table);
+        Int8Lowerings.Register(table);
         return table;
     }
 
@@ -30,6 +31,8 @@ internal static class DeviceOperators
     {
         var table = new Dictionary<string, Lowering>(StringComparer.Ordinal);
         Int4Lowerings.Register(table);
+        Int8Lowerings.RegisterSquash(table);
+        AttentionLowerings.Register(table);
         return table;
     }
 

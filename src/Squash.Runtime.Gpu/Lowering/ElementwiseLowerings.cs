@@ -79,28 +79,31 @@ internal static class ElementwiseLowerings
     /// <summary>A no-op step for empty outputs.</summary>
     public static readonly GpuStep Nothing = new ActionStep(_ => { });
 
-    private static GpuStep Binary<TOp>(LoweringContext c) where TOp : struct, IBinaryOp
-    {
-        c.RequireFloat();
-        return BinaryStep<TOp>(c, c.RequiredInput(0), c.RequiredInput(1), c.Output(0), c.View<float>(c.Output(0)));
-    }
+    /// <summary>fp32, or fp16 computed in fp32 and rounded back (as the CPU does).</summary>
+    private static GpuStep Binary<TOp>(LoweringContext c) where TOp : struct, IBinaryOp =>
+        c.FloatType() == DataType.Float16
+            ? BinaryStep<TOp, ushort, Fp16>(c, c.RequiredInput(0), c.RequiredInput(1), c.Output(0), default)
+            : BinaryStep<TOp, float, Fp32>(c, c.RequiredInput(0), c.RequiredInput(1), c.Output(0), default);
 
-    private static GpuStep BinaryStep<TOp>(LoweringContext c, Ir.Value a, Ir.Value b, Ir.Value y, ArrayView<float> aView)
+    /// <summary>y = op(a, b); <paramref name="aView"/> is a's view when a is y (folding in place).</summary>
+    private static GpuStep BinaryStep<TOp, T, TE>(LoweringContext c, Ir.Value a, Ir.Value b, Ir.Value y, ArrayView<T> aView)
         where TOp : struct, IBinaryOp
+        where T : unmanaged
+        where TE : struct, IFloatElement<T>
     {
         int n = Count(y);
         if (n == 0) return Nothing;
-        var va = a == y ? aView : c.View<float>(a);
-        var vb = c.View<float>(b);
-        var vy = c.View<float>(y);
+        var va = a == y ? aView : c.Bytes(a).Cast<T>();
+        var vb = c.Bytes(b).Cast<T>();
+        var vy = c.Bytes(y).Cast<T>();
         if (Shapes.Equal(Shape(a), Shape(y)) && Shapes.Equal(Shape(b), Shape(y)))
         {
-            var same = c.Kernels.Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.BinarySame<TOp>);
+            var same = c.Kernels.Auto<ArrayView<T>, ArrayView<T>, ArrayView<T>>(ElementwiseKernels.BinarySame<TOp, T, TE>);
             return new ActionStep(s => same(s, n, va, vb, vy));
         }
         var shape = Shape(y);
         var (d, st) = NdLayout.Collapse(shape, NdLayout.BroadcastStrides(Shape(a), shape), NdLayout.BroadcastStrides(Shape(b), shape));
-        var k = c.Kernels.Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, Dims6, Strides6, Strides6>(ElementwiseKernels.Binary<TOp>);
+        var k = c.Kernels.Auto<ArrayView<T>, ArrayView<T>, ArrayView<T>, Dims6, Strides6, Strides6>(ElementwiseKernels.Binary<TOp, T, TE>);
         return new ActionStep(s => k(s, n, va, vb, vy, d, st[0], st[1]));
     }
 
@@ -149,27 +152,33 @@ internal static class ElementwiseLowerings
         if (inputs.Length == 1) steps.Add(UnaryStep(c, inputs[0], y, new IdentityOp()));
         else
         {
-            steps.Add(BinaryStep<TOp>(c, inputs[0], inputs[1], y, default));
-            for (int k = 2; k < inputs.Length; k++) steps.Add(BinaryStep<TOp>(c, y, inputs[k], y, c.View<float>(y)));
+            steps.Add(BinaryStep<TOp, float, Fp32>(c, inputs[0], inputs[1], y, default));
+            for (int k = 2; k < inputs.Length; k++) steps.Add(BinaryStep<TOp, float, Fp32>(c, y, inputs[k], y, c.View<float>(y)));
         }
         if (mean && inputs.Length > 1) steps.Add(UnaryStep(c, y, y, new ScaleOp(1f / inputs.Length)));
         return new ActionStep(s => { foreach (var step in steps) step.Run(s); });
     }
 
-    private static GpuStep Unary<TOp>(LoweringContext c, TOp op) where TOp : struct, IUnaryOp
-    {
-        c.RequireFloat();
-        return UnaryStep(c, c.RequiredInput(0), c.Output(0), op);
-    }
+    /// <summary>fp32, or fp16 computed in fp32 and rounded back (as the CPU does).</summary>
+    private static GpuStep Unary<TOp>(LoweringContext c, TOp op) where TOp : struct, IUnaryOp =>
+        c.FloatType() == DataType.Float16
+            ? UnaryStep<TOp, ushort, Fp16>(c, c.RequiredInput(0), c.Output(0), op)
+            : UnaryStep<TOp, float, Fp32>(c, c.RequiredInput(0), c.Output(0), op);
 
-    /// <summary>y = op(x) over equal shapes.</summary>
-    public static GpuStep UnaryStep<TOp>(LoweringContext c, Ir.Value x, Ir.Value y, TOp op) where TOp : struct, IUnaryOp
+    /// <summary>y = op(x) over equal fp32 shapes.</summary>
+    public static GpuStep UnaryStep<TOp>(LoweringContext c, Ir.Value x, Ir.Value y, TOp op) where TOp : struct, IUnaryOp =>
+        UnaryStep<TOp, float, Fp32>(c, x, y, op);
+
+    private static GpuStep UnaryStep<TOp, T, TE>(LoweringContext c, Ir.Value x, Ir.Value y, TOp op)
+        where TOp : struct, IUnaryOp
+        where T : unmanaged
+        where TE : struct, IFloatElement<T>
     {
         int n = Count(y);
         if (n == 0) return Nothing;
-        var vx = c.View<float>(x);
-        var vy = c.View<float>(y);
-        var k = c.Kernels.Auto<ArrayView<float>, ArrayView<float>, TOp>(ElementwiseKernels.Unary<TOp>);
+        var vx = c.Bytes(x).Cast<T>();
+        var vy = c.Bytes(y).Cast<T>();
+        var k = c.Kernels.Auto<ArrayView<T>, ArrayView<T>, TOp>(ElementwiseKernels.Unary<TOp, T, TE>);
         return new ActionStep(s => k(s, n, vx, vy, op));
     }
 

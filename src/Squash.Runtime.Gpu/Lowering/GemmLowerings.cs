@@ -64,8 +64,8 @@ internal static class GemmLowerings
         if (pointwise)
         {
             var b = new StridedMatrix { Data = vx, Batch1 = cin * h * wd, Batch2 = cinG * h * wd, Row = h * wd, Col = 1 };
-            var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, StridedMatrix, StridedMatrix, GemmParams>(GemmKernels.Gemm<StridedMatrix, StridedMatrix>);
-            return new ActionStep(s => k(s, config, vy, vb, a, b, gp));
+            var k = c.Kernels.Grouped<FloatOutput, ArrayView<float>, StridedMatrix, StridedMatrix, GemmParams>(GemmKernels.Gemm<StridedMatrix, StridedMatrix, FloatOutput>);
+            return new ActionStep(s => k(s, config, new FloatOutput { Data = vy }, vb, a, b, gp));
         }
         var im2col = new Im2ColMatrix
         {
@@ -73,8 +73,8 @@ internal static class GemmLowerings
             StrideH = win.StrideH, StrideW = win.StrideW, PadH = win.PadH, PadW = win.PadW,
             DilationH = win.DilationH, DilationW = win.DilationW,
         };
-        var kc = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, StridedMatrix, Im2ColMatrix, GemmParams>(GemmKernels.Gemm<StridedMatrix, Im2ColMatrix>);
-        return new ActionStep(s => kc(s, config, vy, vb, a, im2col, gp));
+        var kc = c.Kernels.Grouped<FloatOutput, ArrayView<float>, StridedMatrix, Im2ColMatrix, GemmParams>(GemmKernels.Gemm<StridedMatrix, Im2ColMatrix, FloatOutput>);
+        return new ActionStep(s => kc(s, config, new FloatOutput { Data = vy }, vb, a, im2col, gp));
     }
 
     /// <summary>Counts the output tiles (64 x 64 on a GPU) of every batch entry into <paramref name="p"/>; one group per tile, at most
@@ -142,9 +142,10 @@ internal static class GemmLowerings
         return new ActionStep(s => k(s, count, vx, vw, vb, vy, p));
     }
 
+    /// <summary>MatMul: fp32, or fp16 operands and output with fp32 accumulation (rounded once at the store).</summary>
     private static GpuStep MatMul(LoweringContext c)
     {
-        c.RequireFloat();
+        var type = c.FloatType();
         var a = c.RequiredInput(0);
         var b = c.RequiredInput(1);
         var y = c.Output(0);
@@ -174,14 +175,23 @@ internal static class GemmLowerings
             M = m, N = n, K = k, Batch2 = dims.D5, Alpha = 1, Beta = 0, HasBias = 0,
             C1 = st[2].S4, C2 = st[2].S5, CRow = n, CCol = 1,
         };
-        var ma2 = new StridedMatrix { Data = c.View<float>(a), Batch1 = st[0].S4, Batch2 = st[0].S5, Row = k, Col = 1 };
-        var mb2 = new StridedMatrix { Data = c.View<float>(b), Batch1 = st[1].S4, Batch2 = st[1].S5, Row = n, Col = 1 };
-        return GemmStep(c, p, dims.D4 * dims.D5, c.View<float>(y), c.Upload(new float[1]), ma2, mb2);
+        var noBias = c.Upload(new float[1]);
+        int batches = dims.D4 * dims.D5;
+        if (type == DataType.Float16)
+        {
+            var ha = new HalfMatrix { Data = c.Bytes(a).Cast<ushort>(), Batch1 = st[0].S4, Batch2 = st[0].S5, Row = k, Col = 1 };
+            var hb = new HalfMatrix { Data = c.Bytes(b).Cast<ushort>(), Batch1 = st[1].S4, Batch2 = st[1].S5, Row = n, Col = 1 };
+            return GemmStep(c, p, batches, new HalfOutput { Data = c.Bytes(y).Cast<ushort>() }, noBias, ha, hb);
+        }
+        var fa = new StridedMatrix { Data = c.View<float>(a), Batch1 = st[0].S4, Batch2 = st[0].S5, Row = k, Col = 1 };
+        var fb = new StridedMatrix { Data = c.View<float>(b), Batch1 = st[1].S4, Batch2 = st[1].S5, Row = n, Col = 1 };
+        return GemmStep(c, p, batches, new FloatOutput { Data = c.View<float>(y) }, noBias, fa, fb);
     }
 
+    /// <summary>Gemm: fp32, or fp16 with fp32 accumulation (an fp16 C must be a constant; it is widened once).</summary>
     private static GpuStep Gemm(LoweringContext c)
     {
-        c.RequireFloat();
+        var type = c.FloatType();
         var a = c.RequiredInput(0);
         var b = c.RequiredInput(1);
         var bias = c.Input(2);
@@ -201,15 +211,26 @@ internal static class GemmLowerings
             p.BiasCol = (int)s[1];
         }
         if (Count(y) == 0) return ElementwiseLowerings.Nothing;
-        var ma = new StridedMatrix { Data = c.View<float>(a), Row = transA ? 1 : sa[1], Col = transA ? sa[1] : 1 };
-        var mb = new StridedMatrix { Data = c.View<float>(b), Row = transB ? 1 : sb[1], Col = transB ? sb[1] : 1 };
-        return GemmStep(c, p, 1, c.View<float>(y), bias is null ? c.Upload(new float[1]) : c.View<float>(bias), ma, mb);
+        int rowA = transA ? 1 : sa[1], colA = transA ? sa[1] : 1, rowB = transB ? 1 : sb[1], colB = transB ? sb[1] : 1;
+        if (type == DataType.Float16)
+        {
+            var widened = bias is null ? null : c.ConstantInput(2, "C");
+            var vbias = c.Upload(widened is null ? new float[1] : [.. Enumerable.Range(0, widened.ElementCount).Select(i => (float)widened.GetAsDouble(i))]);
+            var ha = new HalfMatrix { Data = c.Bytes(a).Cast<ushort>(), Row = rowA, Col = colA };
+            var hb = new HalfMatrix { Data = c.Bytes(b).Cast<ushort>(), Row = rowB, Col = colB };
+            return GemmStep(c, p, 1, new HalfOutput { Data = c.Bytes(y).Cast<ushort>() }, vbias, ha, hb);
+        }
+        var fa = new StridedMatrix { Data = c.View<float>(a), Row = rowA, Col = colA };
+        var fb = new StridedMatrix { Data = c.View<float>(b), Row = rowB, Col = colB };
+        return GemmStep(c, p, 1, new FloatOutput { Data = c.View<float>(y) }, bias is null ? c.Upload(new float[1]) : c.View<float>(bias), fa, fb);
     }
 
-    private static GpuStep GemmStep(LoweringContext c, GemmParams p, int batches, ArrayView<float> y, ArrayView<float> bias, StridedMatrix a, StridedMatrix b)
+    private static GpuStep GemmStep<TC, TM>(LoweringContext c, GemmParams p, int batches, TC y, ArrayView<float> bias, TM a, TM b)
+        where TC : struct, IGemmOutput
+        where TM : struct, IMatrix
     {
         var config = Config(c, ref p, batches);
-        var k = c.Kernels.Grouped<ArrayView<float>, ArrayView<float>, StridedMatrix, StridedMatrix, GemmParams>(GemmKernels.Gemm<StridedMatrix, StridedMatrix>);
+        var k = c.Kernels.Grouped<TC, ArrayView<float>, TM, TM, GemmParams>(GemmKernels.Gemm<TM, TM, TC>);
         return new ActionStep(s => k(s, config, y, bias, a, b, p));
     }
 }
