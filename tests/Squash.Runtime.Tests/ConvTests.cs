@@ -188,6 +188,41 @@ public sealed class ConvTests
         AssertClose(expected, bound, y, Describe(g));
     }
 
+    /// <summary>
+    /// The written-out depthwise row kernels (3x3 and 5x5 windows, vertical stride 1 or 2, on 16 lanes): PP-OCR's
+    /// shapes, row counts that leave blocks of one to three rows, widths with a partial last vector, and horizontal
+    /// strides and dilations (which only move the column offsets). Tolerance: 1e-5 of the sum of |terms| (fp32
+    /// accumulation of at most 25 terms in another order than the double reference), as for the other cases.
+    /// </summary>
+    [Theory]
+    [InlineData(5, 1, 1, 1, 12, 80)]
+    [InlineData(5, 1, 1, 1, 6, 80)]
+    [InlineData(5, 2, 1, 1, 12, 80)]
+    [InlineData(5, 2, 1, 1, 6, 37)]
+    [InlineData(5, 1, 2, 2, 9, 33)]
+    [InlineData(3, 1, 1, 1, 5, 37)]
+    [InlineData(3, 2, 1, 1, 24, 160)]
+    [InlineData(3, 1, 2, 1, 12, 160)]
+    [InlineData(3, 2, 2, 2, 7, 45)]
+    public void DepthwiseWrittenOutKernelsMatchDirectReference(int kernel, int strideH, int strideW, int dilationW, int height, int width)
+    {
+        var rng = new Random(kernel * 1000 + strideH * 100 + strideW * 10 + height + width);
+        int channels = 3, padH = (kernel - 1) / 2, padW = (kernel - 1) * dilationW / 2;
+        int outH = (height + 2 * padH - kernel) / strideH + 1;
+        int outW = (width + 2 * padW - (kernel - 1) * dilationW - 1) / strideW + 1;
+        var g = new ConvGeometry(2, channels, channels, channels, [height, width], [kernel, kernel], [outH, outW],
+            [strideH, strideW], [1, dilationW], [padH, padW]);
+        var x = RandomArray(rng, 2 * channels * height * width);
+        var w = RandomArray(rng, channels * kernel * kernel);
+        var bias = RandomArray(rng, channels);
+        var activation = GemmActivation.Clip(-0.5f, 0.5f);
+        var (expected, bound) = DirectConvolution(g, x, w, bias, activation);
+        var y = new float[expected.Length];
+        y.AsSpan().Fill(float.NaN);
+        Convolution.Run(new KernelContext(1), g, x, w, null, bias, y, activation);
+        AssertClose(expected, bound, y, Describe(g));
+    }
+
     /// <summary>A random geometry: rank 1 to 3, grouped (including depthwise and depthwise with a multiplier),
     /// strided, dilated and asymmetrically padded, with widths that leave vector tails.</summary>
     private static ConvGeometry RandomGeometry(Random rng, bool transposed)

@@ -10,7 +10,7 @@ namespace Squash.Runtime.Kernels;
 /// that every tap reads a contiguous run of the plane for a run of output columns; outputs are then vectorized along
 /// the row, four rows by two vectors at a time, each loaded input vector feeding every output row that reads it.
 /// </summary>
-internal static unsafe class DepthwiseConv
+internal static unsafe partial class DepthwiseConv
 {
     [ThreadStatic] private static float[]? t_plane;
 
@@ -33,7 +33,7 @@ internal static unsafe class DepthwiseConv
         else context.For(planes, body);
     }
 
-    private readonly struct Body<TVector, TLanes> : IRangeBody
+    private readonly partial struct Body<TVector, TLanes> : IRangeBody
         where TVector : struct
         where TLanes : struct, ISimdLanes<TVector>
     {
@@ -51,6 +51,8 @@ internal static unsafe class DepthwiseConv
         private readonly int _planeRows;
         /// <summary>Floats per stride phase of a padded row, enough for whole vectors past the last output.</summary>
         private readonly int _phaseLength;
+        /// <summary>The written-out row kernel for this geometry, or none (the general loop).</summary>
+        private readonly DenseKernel _dense;
 
         public Body(ConvGeometry g, float* x, float* w, float* y, in TileEpilogue epilogue)
         {
@@ -71,6 +73,7 @@ internal static unsafe class DepthwiseConv
             _planeRows = (_outHeight - 1) * _strideH + (_kernelH - 1) * _dilationH + 1;
             int lanes = TLanes.Count;
             _phaseLength = (_outWidth + lanes - 1) / lanes * lanes + (_kernelW - 1) * _dilationW / _strideW + 1;
+            _dense = SelectDense(g);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -103,15 +106,23 @@ internal static unsafe class DepthwiseConv
                 nint rowStep = (nint)_strideH * rowStride;
                 int oh = 0;
                 for (; oh + 4 <= _outHeight; oh += 4)
-                    Rows<Rows4>(plane + oh * rowStep, output + (nint)oh * _outWidth, block);
+                    Block<Rows4>(plane + oh * rowStep, output + (nint)oh * _outWidth, block);
                 switch (_outHeight - oh)
                 {
-                    case 3: Rows<Rows3>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
-                    case 2: Rows<Rows2>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
-                    case 1: Rows<Rows1>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
+                    case 3: Block<Rows3>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
+                    case 2: Block<Rows2>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
+                    case 1: Block<Rows1>(plane + oh * rowStep, output + (nint)oh * _outWidth, block); break;
                 }
                 if (_needsPass) _epilogue.ApplyRow(output, output, _outHeight * _outWidth, channel, 0);
             }
+        }
+
+        /// <summary>Output rows [oh, oh + TRows) by the written-out kernel where one applies, else the general one.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Block<TRows>(float* rows, float* output, in RowBlock b) where TRows : struct, IRowCount
+        {
+            if (_dense != DenseKernel.None) DenseRows<TRows>(rows, output, b);
+            else Rows<TRows>(rows, output, b);
         }
 
         /// <summary>Copies one input channel into the padded, phase-split plane.</summary>
