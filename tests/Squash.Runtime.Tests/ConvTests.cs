@@ -223,6 +223,38 @@ public sealed class ConvTests
         AssertClose(expected, bound, y, Describe(g));
     }
 
+    /// <summary>
+    /// The per-channel scale and shift after the activation (PP-LCNet's affine step), which the depthwise kernel
+    /// applies as it stores when the activation fits in registers and in a pass otherwise: the written-out 5x5 kernel,
+    /// the general loop (7x7) and the pass (sigmoid). Expected: the same convolution with only bias and activation,
+    /// then <c>y * scale + shift</c> in fp32, the order the unfused operators use; bit-identical (tolerance 0).
+    /// </summary>
+    [Theory]
+    [InlineData(5, "HardSwish")]
+    [InlineData(7, "HardSwish")]
+    [InlineData(5, "Sigmoid")]
+    public void DepthwiseRowAffineEpilogueMatchesUnfusedSteps(int kernel, string activationName)
+    {
+        var rng = new Random(kernel * 7 + activationName.Length);
+        int channels = 4, height = 6, width = 37, pad = kernel / 2;
+        var activation = activationName == "Sigmoid" ? GemmActivation.Sigmoid : GemmActivation.HardSwish;
+        var g = new ConvGeometry(1, channels, channels, channels, [height, width], [kernel, kernel], [height, width],
+            [1, 1], [1, 1], [pad, pad]);
+        var x = RandomArray(rng, channels * height * width);
+        var w = RandomArray(rng, channels * kernel * kernel);
+        var bias = RandomArray(rng, channels);
+        var scale = RandomArray(rng, channels);
+        var shift = RandomArray(rng, channels);
+        var expected = new float[channels * height * width];
+        Convolution.Run(new KernelContext(1), g, x, w, null, bias, expected, activation);
+        for (int i = 0; i < expected.Length; i++)
+            expected[i] = expected[i] * scale[i / (height * width)] + shift[i / (height * width)];
+        var y = new float[expected.Length];
+        Convolution.Run(new KernelContext(1), g, x, w, null, y,
+            new GemmEpilogue { RowBias = bias, Activation = activation, RowScale = scale, RowShift = shift });
+        Assert.Equal(expected, y);
+    }
+
     /// <summary>A random geometry: rank 1 to 3, grouped (including depthwise and depthwise with a multiplier),
     /// strided, dilated and asymmetrically padded, with widths that leave vector tails.</summary>
     private static ConvGeometry RandomGeometry(Random rng, bool transposed)

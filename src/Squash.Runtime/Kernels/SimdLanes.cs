@@ -20,6 +20,10 @@ internal unsafe interface ISimdLanes<TVector> where TVector : struct
     static abstract TVector Splat(float value);
     /// <summary><c>a * b + c</c>, fused where the hardware has FMA.</summary>
     static abstract TVector MultiplyAdd(TVector a, TVector b, TVector c);
+    /// <summary><c>a * b</c>, rounded once (an affine step after the activation keeps the unfused bits).</summary>
+    static abstract TVector Multiply(TVector a, TVector b);
+    /// <summary><c>a + b</c>.</summary>
+    static abstract TVector Add(TVector a, TVector b);
     /// <summary>The activation alone, if <see cref="GemmActivation.InRegisters"/> (no call: see there).</summary>
     static abstract TVector Activate(TVector value, in GemmActivation activation);
 }
@@ -32,6 +36,8 @@ internal unsafe struct Lanes512 : ISimdLanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<float> value, float* destination) => value.Store(destination);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Splat(float value) => Vector512.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.MultiplyAddEstimate(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Activate(Vector512<float> value, in GemmActivation activation) => activation.ApplyInRegisters(value);
 }
 
@@ -43,6 +49,8 @@ internal unsafe struct Lanes256 : ISimdLanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<float> value, float* destination) => value.Store(destination);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Splat(float value) => Vector256.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Activate(Vector256<float> value, in GemmActivation activation) => activation.ApplyInRegisters(value);
 }
 
@@ -54,5 +62,7 @@ internal unsafe struct Lanes128 : ISimdLanes<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector128<float> value, float* destination) => value.Store(destination);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Splat(float value) => Vector128.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.MultiplyAddEstimate(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Activate(Vector128<float> value, in GemmActivation activation) => activation.ApplyInRegisters(value);
 }
