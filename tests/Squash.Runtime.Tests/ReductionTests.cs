@@ -143,6 +143,7 @@ public sealed class ReductionTests
     [InlineData(2, 9, 300, false)]
     [InlineData(2, 9, 300, true)]
     [InlineData(40, 600, 1, false)]
+    [InlineData(4, 6625, 1, false)]
     [InlineData(4, 33, 517, true)]
     public void SoftmaxMatchesReference(int outer, int length, int inner, bool log)
     {
@@ -171,6 +172,25 @@ public sealed class ReductionTests
                 }
             }
         }
+    }
+
+    /// <summary>Rows long enough for the one-pass exp and sum: inputs far below the maximum give exactly 0 (-1000,
+    /// -infinity, just below the float exponent range), a NaN makes the row NaN, and a partial last vector.</summary>
+    [Fact]
+    public void LongSoftmaxRowsUnderflowToZeroAndPropagateNaN()
+    {
+        var data = new float[301];
+        data.AsSpan().Fill(-1000);
+        data[0] = data[300] = 5;
+        data[1] = float.NegativeInfinity;
+        data[2] = 5 - 88;
+        var y = RunNode("Softmax", 13, [Tensor.From<float>(data, 1, 301)], _ => { }).AsSpan<float>().ToArray();
+        var expected = new float[301];
+        expected[0] = expected[300] = 0.5f;
+        Assert.Equal(expected, y);
+        data[7] = float.NaN;
+        y = RunNode("Softmax", 13, [Tensor.From<float>(data, 1, 301)], _ => { }).AsSpan<float>().ToArray();
+        Assert.All(y, v => Assert.True(float.IsNaN(v)));
     }
 
     [Fact]
