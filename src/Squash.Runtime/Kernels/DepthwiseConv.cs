@@ -104,10 +104,16 @@ internal static unsafe partial class DepthwiseConv
                     kernelRow[j * 4 + r] = d >= 0 && d % _dilationH == 0 && d / _dilationH < _kernelH ? d / _dilationH : -1;
                 }
             float* tail = stackalloc float[TLanes.Count];
+            // The padding is the same for every channel: zero the plane once, then each channel only copies the
+            // input's columns into it (per-row zeroing and the divisions locating the columns cost as much as the
+            // 5x5 products: rec fp32, 0.1 of a node's 0.17 ms).
+            PanelCopy.Zero(plane, _planeRows * rowStride);
+            int* phaseSpan = stackalloc int[2 * _strideW];
+            PhaseSpans(phaseSpan);
             for (int index = start; index < end; index++)
             {
                 int channel = index % _channels;
-                Pad(_x + (nint)index * _height * _width, plane, rowStride);
+                Pad(_x + (nint)index * _height * _width, plane, rowStride, phaseSpan);
                 float bias = _bias == null ? 0 : _bias[channel];
                 float* output = _y + (nint)index * _outHeight * _outWidth;
                 var block = new RowBlock(_w + (nint)channel * taps, columnOffset, kernelRow, rowStride, bias, channel, tail);
@@ -133,29 +139,31 @@ internal static unsafe partial class DepthwiseConv
             else Rows<TRows>(rows, output, b);
         }
 
-        /// <summary>Copies one input channel into the padded, phase-split plane.</summary>
-        private void Pad(float* input, float* plane, int rowStride)
+        /// <summary>For each stride phase, the elements [lo, hi) that come from input columns (the rest is padding).</summary>
+        private void PhaseSpans(int* span)
         {
-            for (int r = 0; r < _planeRows; r++)
+            for (int phase = 0; phase < _strideW; phase++)
+            {
+                // Element t of the phase is padded column phase + t * SW, input column phase + t * SW - PL.
+                int first = phase - _padLeft;
+                int lo = first >= 0 ? 0 : Math.Min(_phaseLength, (-first + _strideW - 1) / _strideW);
+                span[2 * phase] = lo;
+                span[2 * phase + 1] = Math.Max(lo, Math.Min(_phaseLength, (_width - first + _strideW - 1) / _strideW));
+            }
+        }
+
+        /// <summary>Copies one input channel into the padded, phase-split plane, whose padding is already zero.</summary>
+        private void Pad(float* input, float* plane, int rowStride, int* phaseSpan)
+        {
+            int rowStart = Math.Max(0, _padTop), rowEnd = Math.Min(_planeRows, _padTop + _height);
+            for (int r = rowStart; r < rowEnd; r++)
             {
                 float* row = plane + (nint)r * rowStride;
-                int ih = r - _padTop;
-                if ((uint)ih >= (uint)_height)
-                {
-                    PanelCopy.Zero(row, rowStride);
-                    continue;
-                }
-                float* source = input + (nint)ih * _width;
+                float* source = input + (nint)(r - _padTop) * _width - _padLeft;
                 for (int phase = 0; phase < _strideW; phase++)
                 {
-                    // Element t of the phase is padded column phase + t * SW, input column phase + t * SW - PL.
-                    float* dst = row + phase * _phaseLength;
-                    int first = phase - _padLeft;
-                    int lo = first >= 0 ? 0 : Math.Min(_phaseLength, (-first + _strideW - 1) / _strideW);
-                    int hi = Math.Max(lo, Math.Min(_phaseLength, (_width - first + _strideW - 1) / _strideW));
-                    PanelCopy.Zero(dst, lo);
-                    PanelCopy.Strided(dst + lo, source + first + lo * _strideW, hi - lo, _strideW);
-                    PanelCopy.Zero(dst + hi, _phaseLength - hi);
+                    int lo = phaseSpan[2 * phase], hi = phaseSpan[2 * phase + 1];
+                    PanelCopy.Strided(row + phase * _phaseLength + lo, source + phase + lo * _strideW, hi - lo, _strideW);
                 }
             }
         }
