@@ -13,9 +13,9 @@ internal static unsafe partial class DepthwiseConv
         /// loaded once and feeds every output row of the four-row block that reads it, so a 5x5 stride-1 block makes
         /// 40 loads for 100 multiply-adds instead of 140 to 180. One vector per row keeps 25 weights, four
         /// accumulators and the loaded vector within the registers; the four rows are four independent chains, and a
-        /// row of 80 is five full vectors (no half-speed tail). Written out (unrolled by a script) so that the JIT sees
-        /// every weight as its own register; guards on <c>count</c> fold away per row-block height. The horizontal
-        /// stride and dilation only move the column offsets.
+        /// row of 80 is five full vectors (no half-speed tail). Written out by DepthwiseConvDense.py so that the JIT
+        /// sees every weight as its own register; guards on <c>count</c> fold away per row-block height. The
+        /// horizontal stride and dilation only move the column offsets.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private void DenseRows<TRows>(float* rows, float* output, in RowBlock b) where TRows : struct, IRowCount
