@@ -32,6 +32,12 @@ public static unsafe class Int8Depthwise
     internal static void Run(KernelContext context, Int8ConvGeometry g, byte* x, sbyte* w, Int8Epilogue epilogue, void* y)
     {
         if (!Applies(g)) throw new ArgumentException("The geometry is not a depthwise convolution the direct kernel runs.", nameof(g));
+        if (Int8DepthwisePairs.Applies(g))
+        {
+            // Integer pair products: twice the multiply-adds per instruction of the fp32 arithmetic below.
+            Int8DepthwisePairs.Run(context, g, x, w, epilogue, y);
+            return;
+        }
         if (Quantize512.IsAccelerated) Run<Vector512<int>, Vector512<float>, Quantize512>(context, g, x, w, epilogue, y);
         else if (Quantize256.IsAccelerated) Run<Vector256<int>, Vector256<float>, Quantize256>(context, g, x, w, epilogue, y);
         else Run<Vector128<int>, Vector128<float>, Quantize128>(context, g, x, w, epilogue, y);
