@@ -37,6 +37,9 @@ internal sealed class DeviceMemory : IDisposable
     /// lowering; the buffer is allocated on first use.</summary>
     public long ScratchBytes { get; set; }
 
+    /// <summary>Bytes of the scratch buffer allocated (0 when no step has used it).</summary>
+    public long AllocatedScratchBytes => _scratch is null ? 0 : ScratchBytes;
+
     /// <summary>Bytes of constants uploaded so far.</summary>
     public long ConstantBytes { get; private set; }
 

@@ -40,7 +40,7 @@ internal sealed class DeviceProgram : IDisposable
     public long ArenaBytes => _memory.ArenaBytes;
 
     /// <summary>Bytes of the scratch buffer shared by fp16 nodes computed in fp32 (0 when there are none).</summary>
-    public long ScratchBytes => _memory.ScratchBytes;
+    public long ScratchBytes => _memory.AllocatedScratchBytes;
 
     /// <summary>Bytes of constants on the device.</summary>
     public long ConstantBytes => _memory.ConstantBytes;
