@@ -11,7 +11,7 @@ namespace Squash.Runtime.Gpu.Tests;
 /// </summary>
 public class Fp16KernelTests
 {
-    private static Tensor Half(int seed, float scale, params int[] shape)
+    internal static Tensor Half(int seed, float scale, params int[] shape)
     {
         var values = DeviceCase.Random(seed, scale, shape).AsSpan<float>().ToArray();
         return Tensor.From<System.Half>([.. values.Select(v => (System.Half)v)], shape);

@@ -14,11 +14,7 @@ namespace Squash.Runtime.Gpu.Tests;
 /// </summary>
 public class Fp16WidenedTests
 {
-    private static Tensor Half(int seed, float scale, params int[] shape)
-    {
-        var values = Random(seed, scale, shape).AsSpan<float>().ToArray();
-        return Tensor.From<System.Half>([.. values.Select(v => (System.Half)v)], shape);
-    }
+    private static Tensor Half(int seed, float scale, params int[] shape) => Fp16KernelTests.Half(seed, scale, shape);
 
     private static Tensor Positive(int seed, params int[] shape)
     {
