@@ -23,8 +23,9 @@ public class Fp16WidenedTests
     }
 
     [Fact]
-    public void SelectionsAreExact() =>
-        new MultiCase()
+    public void SelectionsAreExact()
+    {
+        var model = new MultiCase()
             .Input("x", Half(1, 4f, 1, 4, 7, 6)).Input("y", Half(2, 4f, 4, 1, 6)).Input("z", Half(3, 4f, 1, 4, 7, 6))
             .Input("lo", Tensor.From<System.Half>([(System.Half)(-1.5f)]), constant: true)
             .Input("hi", Tensor.From<System.Half>([(System.Half)2.25f]), constant: true)
@@ -41,6 +42,10 @@ public class Fp16WidenedTests
             .Node("ReduceMin", ["x", "axes"], new() { ["keepdims"] = Int(0) })
             .Node("ArgMax", ["x"], new() { ["axis"] = Int(2) })
             .Check(0, 0);
+        // One shared scratch, sized for the largest widened node: Sum, Mean and Max read x and z ([1,4,7,6], 672 bytes
+        // in fp32) and y ([4,1,6], 96 bytes) and write [1,4,7,6], each rounded up to 256 bytes: 3 x 768 + 256.
+        Assert.Equal(3 * 768 + 256, model.ScratchBytes);
+    }
 
     [Fact]
     public void ConvolutionsAndPoolsAreWithinOneUlp() =>
