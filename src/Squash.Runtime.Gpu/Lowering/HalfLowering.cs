@@ -33,7 +33,7 @@ internal static class HalfLowering
 
     /// <summary>Scratch bytes <see cref="Widen"/> needs for <paramref name="node"/> (0 without fp16 values).</summary>
     public static long ScratchBytes(Node node, Func<Value, bool> inArena) =>
-        Staged(node, inArena).Sum(v => Aligned(LoweringContext.Count(v) * sizeof(float)));
+        Staged(node, inArena).Sum(v => Aligned((long)LoweringContext.Count(v) * sizeof(float)));
 
     /// <summary>The fp16 values staged in scratch: inputs computed at run time and outputs, each once.</summary>
     private static IEnumerable<Value> Staged(Node node, Func<Value, bool> inArena) =>
@@ -58,8 +58,8 @@ internal static class HalfLowering
             if (shadows.TryGetValue(v, out var s)) return s;
             s = new Value(v.Name, DataType.Float, v.Shape);
             int count = LoweringContext.Count(v);
-            var view = c.Scratch(offset, count * sizeof(float));
-            offset += Aligned(count * sizeof(float));
+            var view = c.Scratch(offset, (long)count * sizeof(float));
+            offset += Aligned((long)count * sizeof(float));
             c.Bind(s, view);
             (output ? narrow : widen).Add((c.Bytes(v).Cast<ushort>(), view.Cast<float>(), count));
             shadows[v] = s;
