@@ -249,7 +249,7 @@ public static unsafe class Int8Depthwise
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Rows<TRows>(float* rows, nint rowStep, float* weights, int* tapOffset, int taps, int* sums)
-            where TRows : struct, IRows
+            where TRows : struct, IRowCount
         {
             int count = TRows.Value;
             int lanes = TLanes.Count, stride = _paddedWidth;
@@ -327,7 +327,7 @@ public static unsafe class Int8Depthwise
         /// loop (most of its loads straddle cache lines). Returns the first column it did not compute.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private int Dense3x3<TRows>(float* rows, nint rowStep, float* weights, int* sums) where TRows : struct, IRows
+        private int Dense3x3<TRows>(float* rows, nint rowStep, float* weights, int* sums) where TRows : struct, IRowCount
         {
             int count = TRows.Value;
             int lanes = TLanes.Count, stride = _paddedWidth;
@@ -416,15 +416,4 @@ public static unsafe class Int8Depthwise
             b = TLanes.MultiplyAdd(y2, w2, TLanes.MultiplyAdd(y1, w1, TLanes.MultiplyAdd(y0, w0, b)));
         }
     }
-
-    /// <summary>A row count known to the JIT.</summary>
-    private interface IRows
-    {
-        static abstract int Value { get; }
-    }
-
-    private struct Rows1 : IRows { public static int Value => 1; }
-    private struct Rows2 : IRows { public static int Value => 2; }
-    private struct Rows3 : IRows { public static int Value => 3; }
-    private struct Rows4 : IRows { public static int Value => 4; }
 }

@@ -193,7 +193,7 @@ internal static unsafe class Int8DepthwisePairs
         /// two vectors by up to four rows, eight independent chains.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Rows<TRows>(int* rows, nint rowStep, int* offset, int* weightPairs, int products, int* sums)
-            where TRows : struct, IRows
+            where TRows : struct, IRowCount
         {
             int count = TRows.Value;
             int lanes = TPairs.Count, stride = _paddedWidth;
@@ -262,17 +262,6 @@ internal static unsafe class Int8DepthwisePairs
             }
         }
     }
-
-    /// <summary>A row count known to the JIT.</summary>
-    private interface IRows
-    {
-        static abstract int Value { get; }
-    }
-
-    private struct Rows1 : IRows { public static int Value => 1; }
-    private struct Rows2 : IRows { public static int Value => 2; }
-    private struct Rows3 : IRows { public static int Value => 3; }
-    private struct Rows4 : IRows { public static int Value => 4; }
 }
 
 /// <summary>int32 lanes that each hold a pair of int16 values, and the pair product VPMADDWD.</summary>
