@@ -180,6 +180,11 @@ internal static unsafe class Int8DepthwisePairs
                     TPairs.Pair(padded, row, _phaseLength);
                     continue;
                 }
+                if (g.StrideW == 2)
+                {
+                    TPairs.PairTwo(padded, row, row + _phaseLength, _phaseLength);
+                    continue;
+                }
                 for (int phase = 0; phase < g.StrideW; phase++)
                 {
                     int* dst = row + phase * _phaseLength;
@@ -291,6 +296,11 @@ internal unsafe interface IPairLanes<TVector> where TVector : struct
     /// <summary><c>destination[t] = source[t] | source[t + 1] &lt;&lt; 16</c> for t &lt; <paramref name="count"/> (reads
     /// count + 1 bytes, and up to a vector more).</summary>
     static abstract void Pair(byte* source, int* destination, int count);
+
+    /// <summary>The pairs of the two stride-2 phases: <c>even[t] = source[2t] | source[2t + 2] &lt;&lt; 16</c>,
+    /// <c>odd[t] = source[2t + 1] | source[2t + 3] &lt;&lt; 16</c> for t &lt; <paramref name="count"/> (reads 2 count + 2
+    /// bytes, and up to a vector more).</summary>
+    static abstract void PairTwo(byte* source, int* even, int* odd, int count);
 }
 
 /// <summary>AVX-512BW pair lanes: 16 output columns, 32 multiply-adds per instruction.</summary>
@@ -327,6 +337,26 @@ internal readonly unsafe struct Pairs512 : IPairLanes<Vector512<int>>
         }
         for (; t < count; t++) destination[t] = source[t] | source[t + 1] << 16;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PairTwo(byte* source, int* even, int* odd, int count)
+    {
+        int t = 0;
+        var low = Vector512.Create(0xFF);
+        for (; t + 16 <= count; t += 16)
+        {
+            // Sixteen 16-bit lanes from byte 2t hold (source[2t + 2i], source[2t + 2i + 1]); the next sixteen from 2t + 2.
+            var a = Avx512F.ConvertToVector512Int32(Vector256.Load((ushort*)(source + 2 * t)));
+            var b = Avx512F.ConvertToVector512Int32(Vector256.Load((ushort*)(source + 2 * t + 2)));
+            ((a & low) | ((b & low) << 16)).Store(even + t);
+            (Vector512.ShiftRightLogical(a, 8) | (Vector512.ShiftRightLogical(b, 8) << 16)).Store(odd + t);
+        }
+        for (; t < count; t++)
+        {
+            even[t] = source[2 * t] | source[2 * t + 2] << 16;
+            odd[t] = source[2 * t + 1] | source[2 * t + 3] << 16;
+        }
+    }
 }
 
 /// <summary>AVX2 pair lanes: 8 output columns, 16 multiply-adds per instruction.</summary>
@@ -362,5 +392,24 @@ internal readonly unsafe struct Pairs256 : IPairLanes<Vector256<int>>
             (low | (high << 16)).Store(destination + t);
         }
         for (; t < count; t++) destination[t] = source[t] | source[t + 1] << 16;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PairTwo(byte* source, int* even, int* odd, int count)
+    {
+        int t = 0;
+        var low = Vector256.Create(0xFF);
+        for (; t + 8 <= count; t += 8)
+        {
+            var a = Avx2.ConvertToVector256Int32((ushort*)(source + 2 * t));
+            var b = Avx2.ConvertToVector256Int32((ushort*)(source + 2 * t + 2));
+            ((a & low) | ((b & low) << 16)).Store(even + t);
+            (Vector256.ShiftRightLogical(a, 8) | (Vector256.ShiftRightLogical(b, 8) << 16)).Store(odd + t);
+        }
+        for (; t < count; t++)
+        {
+            even[t] = source[2 * t] | source[2 * t + 2] << 16;
+            odd[t] = source[2 * t + 1] | source[2 * t + 3] << 16;
+        }
     }
 }
