@@ -107,6 +107,10 @@ public sealed class GpuModel : IDisposable
     /// <summary>Bytes of the activation arena (on the device, or on the host for the CPU runtime).</summary>
     public long ArenaBytes => _program?.ArenaBytes ?? _plan!.ArenaBytes;
 
+    /// <summary>Bytes of the device scratch that fp16 nodes computed through the fp32 kernels share (their inputs and
+    /// outputs widened to fp32, for the largest such node); 0 when no node needs it or on the CPU runtime.</summary>
+    public long ScratchBytes => _program?.ScratchBytes ?? 0;
+
     /// <summary>The kernels compiled for the device (tests compile them for other backends too).</summary>
     internal IEnumerable<(System.Reflection.MethodInfo Method, bool ExplicitlyGrouped)> KernelMethods => _program?.Kernels.Methods ?? [];
 

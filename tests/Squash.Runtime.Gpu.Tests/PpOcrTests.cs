@@ -22,7 +22,7 @@ public class PpOcrTests
         }
     }
 
-    private static (Ir.Graph Graph, Dictionary<string, Tensor> Inputs) Prepare(string file, string task, int[] shape)
+    internal static (Ir.Graph Graph, Dictionary<string, Tensor> Inputs) Prepare(string file, string task, int[] shape)
     {
         var model = OnnxLoader.Load(Path.Combine(Root, "testassets", "models", "ppocr", file));
         string input = model.Graph.Inputs[0].Name;

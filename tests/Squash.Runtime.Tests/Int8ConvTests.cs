@@ -33,6 +33,9 @@ public sealed class Int8ConvTests
         new[] { 1, 3, 5, 70, 3, 3, 3, 3, 1, 2, 0, 1, 2, 1, 1, 1 },
         new[] { 1, 2, 11, 23, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1 },
         new[] { 1, 4, 8, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
+        new[] { 1, 5, 2, 96, 5, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1 },
+        new[] { 1, 3, 6, 45, 3, 3, 5, 5, 2, 2, 2, 2, 2, 2, 1, 1 },
+        new[] { 1, 2, 7, 30, 2, 2, 5, 3, 1, 3, 2, 1, 2, 1, 2, 1 },
     };
 
     [Theory]
@@ -68,6 +71,19 @@ public sealed class Int8ConvTests
         CheckIntegerAndRequantized(g, weights, x, w, bias, zx, (e, y) => Int8Conv.Run(context, weights, x, e, y),
             (e, y) => Int8Conv.Run(context, weights, x, e, y), (e, y) => Int8Conv.Run(context, weights, x, e, y), "best");
         if (!direct) return;
+        if (Int8DepthwisePairs.Applies(g))
+        {
+            // The pair-product kernel ("best" above on machines with AVX-512BW) at each width the machine has.
+            if (Pairs512.IsAccelerated)
+                CheckIntegerAndRequantized(g, weights, x, w, bias, zx,
+                    (e, y) => Int8DepthwisePairs.Run<Vector512<int>, Pairs512, int>(context, weights, x, e, y),
+                    (e, y) => Int8DepthwisePairs.Run<Vector512<int>, Pairs512, byte>(context, weights, x, e, y),
+                    (e, y) => Int8DepthwisePairs.Run<Vector512<int>, Pairs512, float>(context, weights, x, e, y), "pairs 512");
+            CheckIntegerAndRequantized(g, weights, x, w, bias, zx,
+                (e, y) => Int8DepthwisePairs.Run<Vector256<int>, Pairs256, int>(context, weights, x, e, y),
+                (e, y) => Int8DepthwisePairs.Run<Vector256<int>, Pairs256, byte>(context, weights, x, e, y),
+                (e, y) => Int8DepthwisePairs.Run<Vector256<int>, Pairs256, float>(context, weights, x, e, y), "pairs 256");
+        }
         CheckIntegerAndRequantized(g, weights, x, w, bias, zx,
             (e, y) => Int8Depthwise.Run<Vector256<int>, Vector256<float>, Quantize256, int>(context, weights, x, e, y),
             (e, y) => Int8Depthwise.Run<Vector256<int>, Vector256<float>, Quantize256, byte>(context, weights, x, e, y),

@@ -59,8 +59,15 @@ internal static class BenchCommand
         if (fuse) ModelPreparation.Fuse(model);
         var plan = ExecutionPlan.Create(model.Graph);
         using var context = new KernelContext(threads);
+        // The first runs show what an app that runs the model once or twice sees (the first includes JIT compilation).
+        var firstRuns = new List<double>();
         var warmupTime = Stopwatch.StartNew();
-        for (int i = 0; i < warmup || (!fixedWarmup && warmupTime.Elapsed.TotalSeconds < 3); i++) plan.Run(inputs, context);
+        for (int i = 0; i < warmup || (!fixedWarmup && warmupTime.Elapsed.TotalSeconds < 3); i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            plan.Run(inputs, context);
+            if (firstRuns.Count < 3) firstRuns.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        }
         var times = new double[iters];
         // Per node: the sum over runs, and its fastest run (what it costs when nothing else takes the core; on a
         // shared machine the sums are mostly other jobs' time slices).
@@ -86,6 +93,8 @@ internal static class BenchCommand
         var ci = CultureInfo.InvariantCulture;
         output.WriteLine(string.Create(ci, $"{Path.GetFileName(modelPath)}: {model.Graph.Nodes.Count} nodes, {threads} thread(s), {iters} runs after {warmupTime.Elapsed.TotalSeconds:F1} s of warm-up"));
         output.WriteLine(string.Create(ci, $"median {median:F3} ms   min {times[0]:F3} ms   max {times[^1]:F3} ms"));
+        if (firstRuns.Count > 0)
+            output.WriteLine(string.Create(ci, $"first runs {string.Join(", ", firstRuns.Select(t => t.ToString("F3", ci)))} ms (the first compiles the code)"));
         if (ticks is not null && bestTicks is not null)
         {
             long[] sums = ticks, best = bestTicks;

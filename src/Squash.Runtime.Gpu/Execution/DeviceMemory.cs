@@ -18,6 +18,8 @@ internal sealed class DeviceMemory : IDisposable
     private readonly MemoryBuffer1D<byte, Stride1D.Dense> _arena;
     private readonly Dictionary<Value, ArrayView<byte>> _constants = [];
     private readonly List<MemoryBuffer> _owned = [];
+    private readonly Dictionary<Value, ArrayView<byte>> _bound = [];
+    private MemoryBuffer1D<byte, Stride1D.Dense>? _scratch;
 
     public DeviceMemory(Accelerator accelerator, PlanLayout layout)
     {
@@ -30,12 +32,21 @@ internal sealed class DeviceMemory : IDisposable
     /// <summary>Bytes of the arena.</summary>
     public long ArenaBytes => _layout.ArenaBytes;
 
+    /// <summary>Bytes of the scratch buffer that steps use only while they run (fp16 nodes widened to fp32 by
+    /// <c>HalfLowering</c>): steps run one after another on one stream, so every step shares the same bytes. Set before
+    /// lowering; the buffer is allocated on first use.</summary>
+    public long ScratchBytes { get; set; }
+
+    /// <summary>Bytes of the scratch buffer allocated (0 when no step has used it).</summary>
+    public long AllocatedScratchBytes => _scratch is null ? 0 : ScratchBytes;
+
     /// <summary>Bytes of constants uploaded so far.</summary>
     public long ConstantBytes { get; private set; }
 
     /// <summary>The device bytes of <paramref name="value"/>: its arena range, or its uploaded constant.</summary>
     public ArrayView<byte> Bytes(Value value)
     {
+        if (_bound.TryGetValue(value, out var bound)) return bound;
         if (_slotOf.TryGetValue(value, out int s) && _layout.Offsets[s] >= 0)
         {
             long bytes = Shapes.ElementCount(value.Shape!) * DataTypes.SizeOf(value.Type);
@@ -53,6 +64,22 @@ internal sealed class DeviceMemory : IDisposable
         throw new InvalidOperationException($"'{value.Name}' has no place in the plan.");
     }
 
+    /// <summary>True when <paramref name="value"/> is computed at run time into the arena (a graph input or a node's
+    /// output), false for a constant.</summary>
+    public bool InArena(Value value) => _slotOf.TryGetValue(value, out int s) && _layout.Offsets[s] >= 0;
+
+    /// <summary><paramref name="bytes"/> bytes of the shared scratch buffer from <paramref name="offset"/>.</summary>
+    public ArrayView<byte> Scratch(long offset, long bytes)
+    {
+        if (offset + bytes > ScratchBytes) throw new InvalidOperationException($"Scratch [{offset}, {offset + bytes}) is outside the {ScratchBytes} bytes planned.");
+        _scratch ??= _accelerator.Allocate1D<byte>(Math.Max(1, ScratchBytes));
+        return _scratch.View.SubView(offset, bytes).AsContiguous();
+    }
+
+    /// <summary>Makes <paramref name="value"/> (a value of a node rewritten for lowering) read and write
+    /// <paramref name="view"/>.</summary>
+    public void Bind(Value value, ArrayView<byte> view) => _bound[value] = view;
+
     /// <summary>Uploads <paramref name="data"/> into a buffer that lives as long as this memory.</summary>
     public ArrayView<T> Upload<T>(T[] data) where T : unmanaged
     {
@@ -67,6 +94,7 @@ internal sealed class DeviceMemory : IDisposable
     public void Dispose()
     {
         _arena.Dispose();
+        _scratch?.Dispose();
         foreach (var b in _owned) b.Dispose();
     }
 }

@@ -39,6 +39,9 @@ internal sealed class DeviceProgram : IDisposable
     /// <summary>Bytes of the device arena.</summary>
     public long ArenaBytes => _memory.ArenaBytes;
 
+    /// <summary>Bytes of the scratch buffer shared by fp16 nodes computed in fp32 (0 when there are none).</summary>
+    public long ScratchBytes => _memory.AllocatedScratchBytes;
+
     /// <summary>Bytes of constants on the device.</summary>
     public long ConstantBytes => _memory.ConstantBytes;
 
@@ -50,6 +53,9 @@ internal sealed class DeviceProgram : IDisposable
         var operators = graph.Nodes.Select(OperatorRegistry.Create).ToArray();
         var layout = PlanLayout.Compute(graph, operators, inputsInArena: true, shareMemory: false);
         var memory = new DeviceMemory(accelerator, layout);
+        // fp16 nodes widened to fp32 share one scratch buffer, sized for the largest (allocated only if one is widened).
+        memory.ScratchBytes = graph.Nodes.Where(n => DeviceOperators.Find(n) is not null)
+            .Select(n => HalfLowering.ScratchBytes(n, memory.InArena)).DefaultIfEmpty(0).Max();
         var kernels = new KernelCache(accelerator);
         var context = new LoweringContext(accelerator, kernels, memory);
         var steps = new GpuStep[graph.Nodes.Count];

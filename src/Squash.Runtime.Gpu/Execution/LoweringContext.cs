@@ -50,6 +50,18 @@ internal sealed class LoweringContext
     /// <summary>The device bytes of <paramref name="value"/>.</summary>
     public ArrayView<byte> Bytes(Value value) => _memory.Bytes(value);
 
+    /// <summary>True when <paramref name="value"/> is computed at run time (in the arena), false for a constant.</summary>
+    public bool InArena(Value value) => _memory.InArena(value);
+
+    /// <summary>Bytes of the shared scratch buffer (see <see cref="DeviceMemory.ScratchBytes"/>).</summary>
+    public ArrayView<byte> Scratch(long offset, long bytes) => _memory.Scratch(offset, bytes);
+
+    /// <summary>Makes <paramref name="value"/> read and write <paramref name="view"/>.</summary>
+    public void Bind(Value value, ArrayView<byte> view) => _memory.Bind(value, view);
+
+    /// <summary>fp32 copies of fp16 constants, made once per model whichever nodes read them.</summary>
+    public Dictionary<Value, Value> WideConstants { get; } = [];
+
     /// <summary>The value of input <paramref name="index"/>, which must be a constant.</summary>
     /// <exception cref="NotOnDeviceException">The input is computed at run time.</exception>
     public Tensor ConstantInput(int index, string what) =>

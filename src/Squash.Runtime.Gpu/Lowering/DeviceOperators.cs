@@ -22,6 +22,10 @@ internal static class DeviceOperators
         PoolLowerings.Register(table);
         ReduceLowerings.Register(table);
         MovementLowerings.Register(table);
+        // fp16 through the fp32 kernels, as the CPU computes it, for every floating-point operator. Not Cast (it
+        // converts, fp16 to float has its own kernel) nor quantization (fp16 scales follow the CPU's own rules).
+        foreach (string op in table.Keys.Where(k => k is not ("Cast" or "CastLike")).ToArray())
+            table[op] = HalfLowering.Widened(table[op]);
         Int8Lowerings.Register(table);
         return table;
     }

@@ -32,10 +32,23 @@ public static unsafe class Int8Depthwise
     internal static void Run(KernelContext context, Int8ConvGeometry g, byte* x, sbyte* w, Int8Epilogue epilogue, void* y)
     {
         if (!Applies(g)) throw new ArgumentException("The geometry is not a depthwise convolution the direct kernel runs.", nameof(g));
+        if (Int8DepthwisePairs.Applies(g) && !(Quantize512.IsAccelerated && IsDense3x3(g)))
+        {
+            // Integer pair products: twice the multiply-adds per instruction of the fp32 arithmetic below. A 3x3 kernel
+            // with unit strides runs faster below on 16 lanes, its nine weights in registers and each plane row loaded
+            // once for four output rows (rec's 128x12x160: 0.094 ms against 0.105 ms with pairs).
+            Int8DepthwisePairs.Run(context, g, x, w, epilogue, y);
+            return;
+        }
         if (Quantize512.IsAccelerated) Run<Vector512<int>, Vector512<float>, Quantize512>(context, g, x, w, epilogue, y);
         else if (Quantize256.IsAccelerated) Run<Vector256<int>, Vector256<float>, Quantize256>(context, g, x, w, epilogue, y);
         else Run<Vector128<int>, Vector128<float>, Quantize128>(context, g, x, w, epilogue, y);
     }
+
+    /// <summary>A 3x3 kernel with unit strides and dilations, which <see cref="Body{TInt, TFloat, TLanes}.Dense3x3"/> runs
+    /// on 16 lanes.</summary>
+    private static bool IsDense3x3(Int8ConvGeometry g) =>
+        g.KernelH == 3 && g.KernelW == 3 && g.StrideH == 1 && g.StrideW == 1 && g.DilationH == 1 && g.DilationW == 1;
 
     /// <summary>The depthwise convolution of prepared weights with lanes of one width (tests run every width); the
     /// operands are checked as <see cref="Int8Conv.Run"/> checks them.</summary>
@@ -95,8 +108,7 @@ public static unsafe class Int8Depthwise
             // Whole vectors, so that splitting a row into phases has no tail.
             int phaseLength = _paddedWidth + (g.KernelW - 1) * g.DilationW / g.StrideW + 1;
             _phaseLength = (phaseLength + TLanes.Count - 1) / TLanes.Count * TLanes.Count;
-            _dense3x3 = TLanes.Count == 16 && g.KernelH == 3 && g.KernelW == 3 && g.StrideH == 1 && g.StrideW == 1
-                && g.DilationH == 1 && g.DilationW == 1;
+            _dense3x3 = TLanes.Count == 16 && IsDense3x3(g);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -243,7 +255,7 @@ public static unsafe class Int8Depthwise
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Rows<TRows>(float* rows, nint rowStep, float* weights, int* tapOffset, int taps, int* sums)
-            where TRows : struct, IRows
+            where TRows : struct, IRowCount
         {
             int count = TRows.Value;
             int lanes = TLanes.Count, stride = _paddedWidth;
@@ -321,7 +333,7 @@ public static unsafe class Int8Depthwise
         /// loop (most of its loads straddle cache lines). Returns the first column it did not compute.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private int Dense3x3<TRows>(float* rows, nint rowStep, float* weights, int* sums) where TRows : struct, IRows
+        private int Dense3x3<TRows>(float* rows, nint rowStep, float* weights, int* sums) where TRows : struct, IRowCount
         {
             int count = TRows.Value;
             int lanes = TLanes.Count, stride = _paddedWidth;
@@ -410,15 +422,4 @@ public static unsafe class Int8Depthwise
             b = TLanes.MultiplyAdd(y2, w2, TLanes.MultiplyAdd(y1, w1, TLanes.MultiplyAdd(y0, w0, b)));
         }
     }
-
-    /// <summary>A row count known to the JIT.</summary>
-    private interface IRows
-    {
-        static abstract int Value { get; }
-    }
-
-    private struct Rows1 : IRows { public static int Value => 1; }
-    private struct Rows2 : IRows { public static int Value => 2; }
-    private struct Rows3 : IRows { public static int Value => 3; }
-    private struct Rows4 : IRows { public static int Value => 4; }
 }

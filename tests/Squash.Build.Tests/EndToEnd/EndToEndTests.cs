@@ -64,6 +64,11 @@ public sealed class EndToEndTests(PackedFeed feed)
                     || f.StartsWith("Squash.Build", StringComparison.Ordinal) || f.StartsWith("Microsoft.Build", StringComparison.Ordinal)
                     || f.StartsWith("Google.Protobuf", StringComparison.Ordinal), $"{f} must not be in the consumer's output");
 
+            // The package has methods with loops (the kernels) compiled optimized at their first call
+            // (TieredCompilationQuickJitForLoops=false in Squash.Build.props, unless the project sets it).
+            string runtimeConfig = File.ReadAllText(Path.Combine(app.OutputDirectory, "Consumer.runtimeconfig.json"));
+            Assert.Matches("\"System.Runtime.TieredCompilation.QuickJitForLoops\":\\s*false", runtimeConfig);
+
             // Nothing changed: the compiler does not run.
             var second = app.Build();
             Assert.True(ConsumerProject.CompiledModels(second).Count == 0, app.Describe("a no-op build ran the compiler", second));

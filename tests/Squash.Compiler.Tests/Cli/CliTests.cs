@@ -193,6 +193,7 @@ public sealed class CliTests : IDisposable
         Assert.True(code == 0, err);
         Assert.Contains("layers in int8", output);
         Assert.Contains("the 3 slowest nodes", output);
+        Assert.Contains("first runs ", output);
         var nodes = output.Split('\n').SkipWhile(l => !l.Contains("slowest nodes")).Skip(1).Where(l => l.Trim().Length > 0).ToArray();
         Assert.Equal(3, nodes.Length);
         Assert.Contains(nodes, l => l.Contains(" QConv ") && l.Contains("u8[") && l.Contains("GFLOP/s"));
