@@ -61,7 +61,7 @@ public static class QuantizationReportWriter
             bool int8 = runs.TryGetValue(node, out var r) && r.Int8;
             string reason = int8 ? "int8"
                 : fallbacks.Contains(node) ? "fallback"
-                : exclusions.Nodes.Contains(node) || unit.Nodes.Any(n => exclusions.Operators.Contains(n.OpType)) ? "excluded"
+                : exclusions.PrecisionOf(node, unit.Nodes.Select(n => n.OpType), NodePrecision.Fp32) is not null ? "excluded"
                 : outcome.Plan[node] != NodePrecision.Int8 ? (QuantizationPlan.IsFasterInFp32(unit) ? "faster in fp32" : "small")
                 : "no int8 neighbour";
             string precision = int8 ? "int8" : fp16.Contains(node) ? "fp16" : "fp32";
