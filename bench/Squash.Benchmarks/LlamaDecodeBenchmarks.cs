@@ -8,6 +8,7 @@ using Squash.Compiler.Quantization;
 using Squash.Runtime;
 using Squash.Runtime.Execution;
 using Squash.Runtime.Ir;
+using Squash.Runtime.Kernels;
 using Tensor = Squash.Runtime.Tensor;
 
 namespace Squash.Benchmarks;
@@ -15,7 +16,7 @@ namespace Squash.Benchmarks;
 /// <summary>
 /// One decode step (one token with a 128-token KV cache) of a synthetic llama2.c decoder (dim 2048, hidden 5632,
 /// 8 layers, 32 heads, 8 kv heads, vocab 32000: 426M weights, 1.7 GB in fp32), one thread: Squash fp32, Squash int4
-/// (block 32, symmetric, every matrix and the tied embedding), and ONNX Runtime on the int4 export (com.microsoft
+/// (block 32, symmetric, every matrix and the tied embedding; with fp32 and with int8 activations), and ONNX Runtime on the int4 export (com.microsoft
 /// MatMulNBits over the same int4 values; accuracy_level 0, fp32 compute, and 4, int8 activations). Both Squash
 /// variants run with attention fused. Models are built once and cached under the temp folder, keyed by the settings.
 /// </summary>
@@ -45,7 +46,7 @@ public class LlamaDecodeBenchmarks
 
     private const int Layers = 8, KvHeads = 8, HeadSize = 64, Past = 128;
 
-    [Params("squash-fp32", "squash-int4", "ort-int4", "ort-int4-int8")]
+    [Params("squash-fp32", "squash-int4", "squash-int4-int8", "ort-int4", "ort-int4-int8")]
     public string Variant { get; set; } = "squash-int4";
 
     private GraphExecutor _executor = null!;
@@ -61,7 +62,12 @@ public class LlamaDecodeBenchmarks
         string fp32 = LlamaModels.Fp32();
         if (Variant.StartsWith("squash", StringComparison.Ordinal))
         {
-            var model = OnnxLoader.Load(Variant == "squash-fp32" ? fp32 : LlamaModels.SquashInt4());
+            var model = OnnxLoader.Load(Variant switch
+            {
+                "squash-fp32" => fp32,
+                "squash-int4-int8" => LlamaModels.SquashInt4(Int4ActivationPrecision.Int8),
+                _ => LlamaModels.SquashInt4(),
+            });
             new PassManager([new ShapeInference(), new AttentionFusion(), new DeadNodeElimination()]).Run(model.Graph, new PassContext());
             Console.WriteLine($"// {Variant}: {LlamaModels.WeightBytes(model.Graph)} bytes of weights");
             _executor = new GraphExecutor(model.Graph);
@@ -180,12 +186,12 @@ internal static class LlamaModels
         return path;
     }
 
-    public static string SquashInt4()
+    public static string SquashInt4(Int4ActivationPrecision activations = Int4ActivationPrecision.Fp32)
     {
-        string path = Path.Combine(Folder, Key + "_int4-b32-sym.onnx");
+        string path = Path.Combine(Folder, Key + (activations == Int4ActivationPrecision.Fp32 ? "_int4-b32-sym.onnx" : "_int4-b32-sym_act-int8.onnx"));
         if (File.Exists(path)) return path;
         var model = OnnxLoader.Load(Fp32());
-        new Int4MatMulQuantization(Int4).Run(model.Graph, new PassContext());
+        new Int4MatMulQuantization(Int4 with { ActivationPrecision = activations }).Run(model.Graph, new PassContext());
         OnnxWriter.Save(model, path);
         return path;
     }

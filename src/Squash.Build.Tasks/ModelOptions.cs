@@ -33,6 +33,7 @@ internal static class Metadata
     public const string InputShapes = nameof(InputShapes);
     public const string ConstantInputs = nameof(ConstantInputs);
     public const string Int4Exclude = nameof(Int4Exclude);
+    public const string Int4Activations = nameof(Int4Activations);
     public const string WeightsStorage = nameof(WeightsStorage);
     public const string Visibility = nameof(Visibility);
     public const string Calibration = nameof(Calibration);
@@ -58,7 +59,7 @@ internal static class Metadata
     public const string CalibrationCache = nameof(CalibrationCache);
 
     /// <summary>The metadata the user sets, in the order the options file lists them.</summary>
-    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs, Int4Exclude, Device, Calibration,
+    public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs, Int4Exclude, Int4Activations, Device, Calibration,
         CalibrationMethod, CalibrationHoldOutEvery, AccuracyTarget, AccuracyTargetAction, SensitivityProfile, QuantizationExclusions, Int8Fallback];
 }
 

@@ -31,7 +31,7 @@ public class SquashCompile : ToolTask
 
     /// <summary>The models. Metadata (all required unless noted): <c>ClassName</c>, <c>Namespace</c> (may be
     /// empty), <c>Visibility</c>, <c>WeightsStorage</c>, <c>Precision</c>, <c>InputShapes</c> and
-    /// <c>ConstantInputs</c>, <c>Int4Exclude</c> (may be empty), <c>OutputDirectory</c>, <c>OutputName</c>, <c>WeightsName</c>
+    /// <c>ConstantInputs</c>, <c>Int4Exclude</c> and <c>Int4Activations</c> (may be empty), <c>OutputDirectory</c>, <c>OutputName</c>, <c>WeightsName</c>
     /// (optional), <c>StampFile</c> and <c>ApiStampFile</c> (optional).</summary>
     [Required]
     public ITaskItem[] Models { get; set; } = [];
@@ -224,6 +224,7 @@ public class SquashCompile : ToolTask
         // Nodes or weights that stay fp32 under Precision="int4" (';' between patterns); the compiler checks they exist.
         foreach (var pattern in Get(Metadata.Int4Exclude).Split(';'))
             if (pattern.Trim().Length > 0) args.Add("--int4-exclude=" + pattern.Trim());
+        if (Get(Metadata.Int4Activations).Length > 0) args.Add("--int4-activations=" + Get(Metadata.Int4Activations));
         if (apiOnly) args.Add("--api-only");
         args.Add("--msbuild");
         return args;

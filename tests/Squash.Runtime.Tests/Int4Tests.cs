@@ -139,6 +139,91 @@ public sealed class Int4Tests
         }
     }
 
+    /// <summary>
+    /// int8 activations (ONNX Runtime's accuracy_level 4): one row is quantized per block as the kernel documents
+    /// (scale = max|x| / 127, code = x * (127 / max|x|) rounded half to even), and the reference sums
+    /// (q - z) * code exactly, scaled by weight scale * activation scale, in double. Tolerance: 1e-5 relative to the
+    /// sum of |terms| plus 1e-6, the fp32 rounding of the per-block scaling and the final sums in any order (the
+    /// integer dot products are exact). A second check against the fp32 product bounds the activations' rounding:
+    /// each code is off by at most half a step, so |error| &lt;= sum |w| * scale_b / 2 (plus the fp32 term).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Multiply_Int8Activations_MatchesIntegerReference_EveryIsa(int k, int n, int blockSize, bool symmetric)
+    {
+        var w = new RandomWeight(k, n, blockSize, symmetric, k * 13 + n * 3 + blockSize);
+        var rng = new Random(11);
+        var bias = RandomArray(rng, n);
+        var a = RandomArray(rng, k);
+        a[k / 3] = 7.5f; // one outlier, so blocks get different scales
+        var (codes, scales) = QuantizeRow(a, blockSize);
+        foreach (var isa in Enum.GetValues<Int4Isa>())
+        {
+            if (!Int4Gemv.IsSupported(isa)) continue;
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var c = new float[n];
+                c.AsSpan().Fill(float.NaN);
+                Int4MatMul.Multiply(new KernelContext(threads), isa, 1, a, w.Weights, bias, c, Int4ActivationPrecision.Int8);
+                for (int j = 0; j < n; j++)
+                {
+                    double sum = bias[j], abs = Math.Abs(sum), exact = bias[j], bound = 0;
+                    for (int b = 0; b * blockSize < k; b++)
+                    {
+                        long dot = 0;
+                        for (int p = b * blockSize; p < Math.Min(k, (b + 1) * blockSize); p++)
+                        {
+                            dot += (long)(w.Codes[j, p] - w.ZeroOf[j, b]) * codes[p];
+                            exact += (double)a[p] * w.Weight(p, j);
+                            bound += Math.Abs(w.Weight(p, j)) * scales[b] / 2;
+                        }
+                        double t = dot * (double)w.ScaleOf[j, b] * scales[b];
+                        sum += t;
+                        abs += Math.Abs(t);
+                    }
+                    Assert.True(Math.Abs(c[j] - sum) <= 1e-5 * abs + 1e-6, $"{isa}, threads={threads}: C[{j}] = {c[j]}, integer reference {sum}");
+                    Assert.True(Math.Abs(c[j] - exact) <= bound + 1e-5 * abs + 1e-6, $"{isa}: C[{j}] = {c[j]}, fp32 product {exact}, rounding bound {bound}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Multiply_Int8Activations_NaNPoisonsEveryColumn_AndPromptsStayFp32()
+    {
+        var w = new RandomWeight(96, 8, 32, true, 3);
+        var a = RandomArray(new Random(4), 96);
+        a[40] = float.NaN;
+        var c = new float[8];
+        Int4MatMul.Multiply(new KernelContext(1), 1, a, w.Weights, default, c, Int4ActivationPrecision.Int8);
+        Assert.All(c, v => Assert.True(float.IsNaN(v)));
+        // Two rows: fp32 compute (the attribute names a minimum accuracy), so equal to the fp32 path bit for bit.
+        var rows = RandomArray(new Random(6), 2 * 96);
+        var int8 = new float[16];
+        var fp32 = new float[16];
+        Int4MatMul.Multiply(new KernelContext(1), 2, rows, w.Weights, default, int8, Int4ActivationPrecision.Int8);
+        Int4MatMul.Multiply(new KernelContext(1), 2, rows, w.Weights, default, fp32);
+        Assert.Equal(fp32, int8);
+    }
+
+    /// <summary>The documented activation quantization: per block, scale = max|x| / 127, code = round-half-even(x * (127 / max|x|)).</summary>
+    private static (int[] Codes, float[] Scales) QuantizeRow(float[] a, int blockSize)
+    {
+        int blocks = (a.Length + blockSize - 1) / blockSize;
+        var codes = new int[a.Length];
+        var scales = new float[blocks];
+        for (int b = 0; b < blocks; b++)
+        {
+            int start = b * blockSize, end = Math.Min(a.Length, start + blockSize);
+            float amax = 0;
+            for (int p = start; p < end; p++) amax = Math.Max(amax, Math.Abs(a[p]));
+            scales[b] = amax / 127f;
+            float inverse = amax == 0 ? 0 : 127f / amax;
+            for (int p = start; p < end; p++) codes[p] = Math.Clamp((int)MathF.Round(a[p] * inverse, MidpointRounding.ToEven), -127, 127);
+        }
+        return (codes, scales);
+    }
+
     [Theory]
     [MemberData(nameof(Shapes))]
     public void Dequantize_GivesEachColumnExactly(int k, int n, int blockSize, bool symmetric)

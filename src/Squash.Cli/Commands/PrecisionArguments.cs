@@ -1,6 +1,7 @@
 using Squash.Compiler;
 using Squash.Compiler.Quantization;
 using Squash.Runtime;
+using Squash.Runtime.Kernels;
 
 namespace Squash.Cli.Commands;
 
@@ -52,6 +53,7 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
         "  --int4-asymmetric                a zero point per block (default symmetric)\n" +
         "  --int4-min-elements N            weights with fewer values stay fp32 (default 65536)\n" +
         "  --int4-no-embeddings             keep Gather embedding tables in fp32\n" +
+        "  --int4-activations fp32|int8     a decode step's activations: fp32 (default) or int8 per block (faster, less exact)\n" +
         "  --calibration DIR                int4 by GPTQ from these samples' activations (default round-to-nearest);\n" +
         "                                   int8/auto (required): one .npy per sample, or one folder per sample of <input>.npy\n" +
         "  --calibration-method M           int8: minmax (default), percentile, entropy or mse\n" +
@@ -74,6 +76,7 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
             Symmetric = !args.Flag("int4-asymmetric"),
             MinElements = args.Int("int4-min-elements", 1 << 16, min: 0),
             QuantizeEmbeddings = !args.Flag("int4-no-embeddings"),
+            ActivationPrecision = ParseInt4Activations(args.Optional("int4-activations")),
             Exclude = [.. args.All("int4-exclude").SelectMany(v => v.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
         };
         string? holdOut = args.Optional("hold-out-every");
@@ -101,6 +104,13 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
         if (parsed.IsInt8) parsed.Int8();
         return parsed;
     }
+
+    private static Int4ActivationPrecision ParseInt4Activations(string? value) => value?.Trim().ToLowerInvariant() switch
+    {
+        null or "fp32" => Int4ActivationPrecision.Fp32,
+        "int8" => Int4ActivationPrecision.Int8,
+        _ => throw new SquashException(ErrorCodes.InvalidOption, $"--int4-activations '{value}' is not fp32 or int8."),
+    };
 
     /// <summary>The int8 options (checked), or null for fp32, fp16 and int4.</summary>
     public QuantizationOptions? Int8(int threads = 1) => !IsInt8 ? null

@@ -60,6 +60,8 @@ public static class Int4OnnxRuntimeExport
                 }
                 replacement = new Node("MatMulNBits", node.Name, MicrosoftDomain, 1);
                 foreach (var name in new[] { "K", "N", "bits", "block_size" }) replacement.Attributes[name] = node.Attributes[name];
+                // int8 activations: ONNX Runtime's attribute of the same name and meaning.
+                if (node.Attributes.TryGetValue("accuracy_level", out var level)) replacement.Attributes["accuracy_level"] = level;
                 replacement.AddInput(node.Input(0)).AddInput(ort.B).AddInput(ort.Scales).AddInput(ort.ZeroPoints);
                 // MatMulNBits: A, B, scales, zero_points, g_idx, bias.
                 if (node.Input(4) is { } bias) replacement.AddInput(null).AddInput(bias);

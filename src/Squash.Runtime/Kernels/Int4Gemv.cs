@@ -61,7 +61,21 @@ internal static unsafe class Int4Gemv
 
     /// <summary>y[n] = x W[:, n] + bias[n] for the columns of groups [g0, g1) (only the N real columns are written);
     /// <paramref name="x"/> holds PaddedK values (zeros past K), <paramref name="bias"/> may be null.</summary>
-    public static void Run(Int4Isa isa, in Int4Pointers w, float* x, float* bias, float* y, int g0, int g1)
+    public static void Run(Int4Isa isa, in Int4Pointers w, float* x, float* bias, float* y, int g0, int g1) =>
+        RunGroups(w, bias, y, g0, g1, new FloatGroups(isa, x, w.Layout));
+
+    /// <summary>One group of four interleaved columns: writes their four dot products with the row to <c>sums</c>.</summary>
+    internal interface IGroupKernel
+    {
+        /// <summary><paramref name="d"/>: the group's packed bytes; <paramref name="s"/>, <paramref name="z"/>: its widened
+        /// scales and zero points (z null when symmetric), index b * 4 + c.</summary>
+        void Group(byte* d, float* s, float* z, float* sums);
+    }
+
+    /// <summary>The loop both GEMVs share: widens the scales of a chunk of groups at a time (float16 to float, kept in
+    /// L1), runs <paramref name="kernel"/> per group and writes the real columns with the bias.</summary>
+    internal static void RunGroups<TKernel>(in Int4Pointers w, float* bias, float* y, int g0, int g1, TKernel kernel)
+        where TKernel : struct, IGroupKernel
     {
         var layout = w.Layout;
         int per = layout.Blocks * Int4Layout.ColumnGroup;
@@ -82,16 +96,7 @@ internal static unsafe class Int4Gemv
             {
                 for (int g = 0; g < count; g++)
                 {
-                    byte* d = w.Data + (long)(c0 + g) * per * layout.BlockBytes;
-                    float* gs = s + g * per;
-                    float* gz = z is null ? null : z + g * per;
-                    switch (isa)
-                    {
-                        case Int4Isa.Avx512: Group512(d, gs, gz, x, layout.Blocks, layout.BlockSize, sum); break;
-                        case Int4Isa.Avx2: Group256(d, gs, gz, x, layout.Blocks, layout.BlockSize, sum); break;
-                        case Int4Isa.Vector128: Group128(d, gs, gz, x, layout.Blocks, layout.BlockSize, sum); break;
-                        default: GroupScalar(d, gs, gz, x, layout.Blocks, layout.BlockSize, sum); break;
-                    }
+                    kernel.Group(w.Data + (long)(c0 + g) * per * layout.BlockBytes, s + g * per, z is null ? null : z + g * per, sum);
                     int n0 = (c0 + g) * Int4Layout.ColumnGroup;
                     int real = Math.Min(Int4Layout.ColumnGroup, layout.N - n0);
                     for (int c = 0; c < real; c++) y[n0 + c] = sum[c] + (bias is null ? 0f : bias[n0 + c]);
@@ -99,6 +104,20 @@ internal static unsafe class Int4Gemv
             }
         }
         if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
+    }
+
+    private readonly struct FloatGroups(Int4Isa isa, float* x, Int4Layout layout) : IGroupKernel
+    {
+        public void Group(byte* d, float* s, float* z, float* sums)
+        {
+            switch (isa)
+            {
+                case Int4Isa.Avx512: Group512(d, s, z, x, layout.Blocks, layout.BlockSize, sums); break;
+                case Int4Isa.Avx2: Group256(d, s, z, x, layout.Blocks, layout.BlockSize, sums); break;
+                case Int4Isa.Vector128: Group128(d, s, z, x, layout.Blocks, layout.BlockSize, sums); break;
+                default: GroupScalar(d, s, z, x, layout.Blocks, layout.BlockSize, sums); break;
+            }
+        }
     }
 
     /// <summary>The best instruction set this machine runs.</summary>

@@ -144,14 +144,15 @@ public sealed class SquashCompileTests : IDisposable
     [Fact]
     public void Int4ExclusionsBecomeOneArgumentEach()
     {
-        var model = Model("models/llm.onnx", ("Precision", "INT4"), ("Int4Exclude", " layers.0.* ;; classifier_rows "));
+        var model = Model("models/llm.onnx", ("Precision", "INT4"), ("Int4Exclude", " layers.0.* ;; classifier_rows "), ("Int4Activations", " int8 "));
         var task = Task(model);
 
         Assert.True(task.Execute(), _engine.ErrorText);
 
         var lines = Assert.Single(task.Runs).ResponseFile.Split('\n');
         Assert.Contains("--precision=int4", lines);
-        Assert.Equal(["--int4-exclude=layers.0.*", "--int4-exclude=classifier_rows"], lines.Where(l => l.StartsWith("--int4-", StringComparison.Ordinal)));
+        Assert.Equal(["--int4-exclude=layers.0.*", "--int4-exclude=classifier_rows", "--int4-activations=int8"],
+            lines.Where(l => l.StartsWith("--int4-", StringComparison.Ordinal)));
     }
 
     [Fact]

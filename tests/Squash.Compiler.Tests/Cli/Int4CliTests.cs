@@ -108,6 +108,8 @@ public sealed class Int4CliTests : IDisposable
     [Theory]
     [InlineData("SQ1051", "--precision", "int4", "--int4-exclude", "layers.*.fnn.*")]
     [InlineData("SQ1012", "--int4-block-size", "64")]
+    [InlineData("SQ1012", "--int4-activations", "int8")]
+    [InlineData("SQ1012", "--precision", "int4", "--int4-activations", "int6")]
     [InlineData("SQ1012", "--precision", "int3")]
     [InlineData("SQ1020", "--precision", "int8")]
     [InlineData("SQ1004", "--precision", "int4", "--int4-block-size", "48")]

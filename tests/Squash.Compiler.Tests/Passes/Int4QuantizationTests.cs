@@ -185,6 +185,79 @@ public sealed class Int4QuantizationTests
         Assert.Equal(expected["e"].AsSpan<float>().ToArray(), squash["e"].AsSpan<float>().ToArray());
     }
 
+    /// <summary>
+    /// int8 activations (accuracy_level 4): one row through a MatMul and a Gemm with bias. ONNX Runtime runs the export
+    /// with the same attribute and quantizes the row as Squash does (per block, 127 / max|x|, half to even), so the two
+    /// differ only in the order of fp32 sums: 1e-5 of the sum of |terms| plus 1e-6, as for fp32 activations. The row is
+    /// a graph input, so no earlier rounding difference can move a value across a rounding midpoint (inside a model
+    /// one can: stories260K's test compares likelihoods instead). Against fp32 activations the outputs must move by
+    /// far more than that bound, or the int8 path did not run.
+    /// </summary>
+    [Theory]
+    [InlineData(256, 96, 32, true)]
+    [InlineData(256, 96, 64, false)]
+    [InlineData(200, 130, 128, true)]
+    public void Pass_Int8Activations_OnnxRuntimeAgreesOnTheExport(int k, int n, int blockSize, bool symmetric)
+    {
+        Model Build(Int4ActivationPrecision activations)
+        {
+            var rng = new Random(k + n + blockSize);
+            var g = new GraphBuilder();
+            var x = g.Input("x", DataType.Float, 1, k);
+            var h = g.Node("MatMul", x, g.Constant(Tensor.From<float>(Random(rng, k * n), k, n), "w1"));
+            h.Name = "h";
+            var y = g.NodeWith("Gemm", [("transB", AttributeValue.Int(1))],
+                [h, g.Constant(Tensor.From<float>(Random(rng, n * k), k, n), "w2_t"), g.Constant(Tensor.From<float>(Random(rng, k), k), "bias")])[0];
+            y.Name = "y";
+            g.Output(h);
+            g.Output(y);
+            var model = g.Build();
+            var options = new Int4QuantizationOptions { BlockSize = blockSize, Symmetric = symmetric, MinElements = 1000, ActivationPrecision = activations };
+            Assert.True(new Int4MatMulQuantization(options).Run(model.Graph, new PassContext()));
+            return model;
+        }
+        var row = Random(new Random(3), k);
+        row[k / 2] = 9f; // one outlier: its block gets a coarse scale, the others do not
+        var inputs = new Dictionary<string, Tensor> { ["x"] = Tensor.From<float>(row, 1, k) };
+        var int8 = Build(Int4ActivationPrecision.Int8);
+        Assert.All(int8.Graph.Nodes, node => Assert.Equal(4, node.Attributes["accuracy_level"].IntValue));
+        var squash = new GraphExecutor(int8.Graph).Run(inputs);
+        var fp32 = new GraphExecutor(Build(Int4ActivationPrecision.Fp32).Graph).Run(inputs);
+        var (w1, w2) = (DequantizedWeight(int8.Graph, 0, k, n), DequantizedWeight(int8.Graph, 1, n, k));
+
+        Assert.Equal(2, Int4OnnxRuntimeExport.Convert(int8.Graph));
+        Assert.All(int8.Graph.Nodes, node => Assert.Equal(4, node.Attributes["accuracy_level"].IntValue));
+        using var ort = new OrtReference(OnnxWriter.ToBytes(int8));
+        var expected = ort.Run(inputs);
+
+        // Sum of |terms| of each output, from the fp32-activation path (the int8 terms are within a percent of them).
+        var hidden = fp32["h"].AsSpan<float>().ToArray();
+        double worst = 0, moved = 0;
+        for (int c = 0; c < n + k; c++)
+        {
+            bool first = c < n;
+            int col = first ? c : c - n;
+            double abs = 0;
+            for (int p = 0; p < (first ? k : n); p++) abs += first ? Math.Abs(row[p] * w1[p * n + col]) : Math.Abs(hidden[p] * w2[p * k + col]);
+            double bound = 1e-5 * abs + 1e-6;
+            string name = first ? "h" : "y";
+            float a = expected[name].AsSpan<float>()[col], b = squash[name].AsSpan<float>()[col], f = fp32[name].AsSpan<float>()[col];
+            Assert.True(Math.Abs(a - b) <= bound, $"{name}[{col}]: ONNX Runtime {a}, Squash {b}, bound {bound}");
+            worst = Math.Max(worst, Math.Abs(a - b) / bound);
+            moved = Math.Max(moved, Math.Abs(b - f) / bound);
+        }
+        Assert.True(moved > 100, $"int8 activations moved the outputs by at most {moved:F1} bounds: the int8 path did not run");
+    }
+
+    /// <summary>The [K, N] weight of the <paramref name="index"/>-th MatMulNBits, dequantized.</summary>
+    private static float[] DequantizedWeight(Graph graph, int index, int k, int n)
+    {
+        var node = graph.Nodes.Where(x => x.OpType == "MatMulNBits").ElementAt(index);
+        var packed = new Int4PackedWeight(new Int4Layout(k, n, (int)node.Attributes["block_size"].IntValue),
+            node.Input(1)!.Constant!, node.Input(2)!.Constant!, node.Input(3)?.Constant);
+        return Int4WeightPacking.Dequantize(packed);
+    }
+
     private static void AssertCloseToSumOfTerms(Tensor ort, Tensor squash, Dictionary<string, Tensor> inputs, double[] hidden, float[] dq2, int k, int n)
     {
         _ = inputs;
@@ -228,21 +301,27 @@ public sealed class Int4QuantizationTests
         node.Attributes["bits"] = AttributeValue.Int(3);
         e = Assert.Throws<SquashException>(() => new GraphExecutor(g.Graph));
         Assert.Equal(ErrorCodes.UnsupportedAttribute, e.Code);
+        node.Attributes["bits"] = AttributeValue.Int(4);
+        node.Attributes["accuracy_level"] = AttributeValue.Int(5);
+        e = Assert.Throws<SquashException>(() => new GraphExecutor(g.Graph));
+        Assert.Contains("accuracy_level = 5", e.Message);
     }
 
     /// <summary>An int4 model saved to ONNX (com.squash nodes) compiles to a C# class that gives the interpreter's outputs bit for bit.</summary>
-    [Fact]
-    public void QuantizedModel_CompilesToAGeneratedClass()
+    [Theory]
+    [InlineData(3, Int4ActivationPrecision.Fp32)]
+    [InlineData(1, Int4ActivationPrecision.Int8)] // one row: the int8-activation GEMV, accuracy_level carried into the class
+    public void QuantizedModel_CompilesToAGeneratedClass(int rows, Int4ActivationPrecision activations)
     {
         var rng = new Random(4);
         var g = new GraphBuilder();
-        var x = g.Input("x", DataType.Float, 1, 3, 128);
+        var x = g.Input("x", DataType.Float, 1, rows, 128);
         var h = g.Node("MatMul", x, g.Constant(Tensor.From<float>(Random(rng, 128 * 40), 128, 40), "w1"));
         var y = g.Node("MatMul", h, g.Constant(Tensor.From<float>(Random(rng, 40 * 64), 40, 64), "w2"));
         y.Name = "y";
         g.Output(y);
         var model = g.Build();
-        new Int4MatMulQuantization(new Int4QuantizationOptions { MinElements = 1, Symmetric = false }).Run(model.Graph, new PassContext());
+        new Int4MatMulQuantization(new Int4QuantizationOptions { MinElements = 1, Symmetric = false, ActivationPrecision = activations }).Run(model.Graph, new PassContext());
         Assert.Equal(2, model.Graph.Nodes.Count(n => n.OpType == "MatMulNBits"));
         var dir = Directory.CreateTempSubdirectory("squash-int4-codegen-").FullName;
         try
@@ -259,7 +338,7 @@ public sealed class Int4QuantizationTests
             });
             var assembly = InMemoryCompiler.Compile([File.ReadAllText(result.SourcePath)], [("Tests.Int4Model.sqw", File.ReadAllBytes(result.WeightsPath!))]);
             var compiled = (ISquashModel)Activator.CreateInstance(assembly.GetType("Tests.Int4Model")!, [1])!;
-            var inputs = new Dictionary<string, Tensor> { ["x"] = Tensor.From<float>(Random(rng, 3 * 128), 1, 3, 128) };
+            var inputs = new Dictionary<string, Tensor> { ["x"] = Tensor.From<float>(Random(rng, rows * 128), 1, rows, 128) };
             var expected = new GraphExecutor(OnnxLoader.Load(path).Graph).Run(inputs)["y"];
             Assert.Equal(expected.AsSpan<float>().ToArray(), compiled.Run(inputs)["y"].AsSpan<float>().ToArray());
         }

@@ -61,9 +61,24 @@ internal abstract class Int4Operator : Operator
 /// <summary>
 /// <c>Y[..., N] = A[..., K] W + bias</c> with W packed in <see cref="Int4Layout"/>. Inputs: A (float), packed values
 /// (uint8), scales (float16), zero points (optional uint8; absent = symmetric, zero point 8), bias (optional float [N]).
+/// Attribute accuracy_level, as ONNX Runtime's MatMulNBits: the minimum accuracy of A's arithmetic; 0 to 3 compute in
+/// fp32, 4 lets a single row run with int8 activations (<see cref="Int4ActivationPrecision.Int8"/>).
 /// </summary>
-internal sealed class MatMulNBitsOperator(Node node) : Int4Operator(node, 1, 2, 3)
+internal sealed class MatMulNBitsOperator : Int4Operator
 {
+    private readonly Int4ActivationPrecision _activations;
+
+    public MatMulNBitsOperator(Node node) : base(node, 1, 2, 3)
+    {
+        long level = Attributes.Int("accuracy_level", 0);
+        _activations = level switch
+        {
+            >= 0 and <= 3 => Int4ActivationPrecision.Fp32,
+            4 => Int4ActivationPrecision.Int8,
+            _ => throw Invalid($"accuracy_level = {level}; it must be 0 (unset), 1 (fp32), 2 (fp16), 3 (bf16) or 4 (int8)."),
+        };
+    }
+
     public override void InferOutputs(InferenceContext context)
     {
         if (context.InputType(0) != DataType.Float)
@@ -91,7 +106,7 @@ internal sealed class MatMulNBitsOperator(Node node) : Int4Operator(node, 1, 2, 
         var a = Required(inputs, 0);
         int m = a.ElementCount / Layout.K;
         var bias = Optional(inputs, 4);
-        Int4MatMul.Multiply(context, m, a.AsSpan<float>(), Weights(inputs), bias is null ? default : bias.AsSpan<float>(), outputs[0].AsSpan<float>());
+        Int4MatMul.Multiply(context, m, a.AsSpan<float>(), Weights(inputs), bias is null ? default : bias.AsSpan<float>(), outputs[0].AsSpan<float>(), _activations);
     }
 }
 

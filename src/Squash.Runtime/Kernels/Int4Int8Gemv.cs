@@ -1,0 +1,277 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Squash.Runtime.Kernels;
+
+/// <summary>
+/// One row of activations quantized to int8 for <see cref="Int4Int8Gemv"/>: per block of the weight's block size,
+/// symmetric, scale = max|x| / 127, codes x * (127 / max|x|) rounded half to even (ONNX Runtime's MatMulNBits accuracy_level 4 and
+/// llama.cpp's Q8_0 quantize the same way), with each block's sum of codes for the zero-point correction.
+/// </summary>
+internal readonly unsafe struct Int8ActivationRow(sbyte* values, float* scales, int* sums)
+{
+    /// <summary>PaddedK codes; zeros past K.</summary>
+    public readonly sbyte* Values = values;
+
+    /// <summary>One scale per block; NaN where the block holds a NaN or an infinity, so that the outputs it feeds are NaN.</summary>
+    public readonly float* Scales = scales;
+
+    /// <summary>Sum of each block's codes.</summary>
+    public readonly int* Sums = sums;
+
+    /// <summary>Bytes of scratch a row of <paramref name="layout"/> needs: codes, then scales and sums (4-byte aligned).</summary>
+    public static int ScratchBytes(Int4Layout layout) => layout.PaddedK + 8 * layout.Blocks;
+
+    /// <summary>Quantizes K values of <paramref name="x"/> into <paramref name="scratch"/> (<see cref="ScratchBytes"/> bytes).</summary>
+    public static Int8ActivationRow Quantize(Int4Layout layout, float* x, byte* scratch)
+    {
+        int bs = layout.BlockSize;
+        var row = new Int8ActivationRow((sbyte*)scratch, (float*)(scratch + layout.PaddedK), (int*)(scratch + layout.PaddedK + 4 * layout.Blocks));
+        for (int b = 0; b < layout.Blocks; b++)
+        {
+            int start = b * bs, count = Math.Min(bs, layout.K - start);
+            var block = new ReadOnlySpan<float>(x + start, count);
+            float amax = MathF.Abs(TensorPrimitives.MaxMagnitude(block));
+            sbyte* q = row.Values + start;
+            if (!float.IsFinite(amax))
+            {
+                // MaxMagnitude returns NaN when any value is NaN; the block then poisons its outputs as fp32 would.
+                new Span<sbyte>(q, bs).Clear();
+                row.Scales[b] = float.NaN;
+                row.Sums[b] = 0;
+                continue;
+            }
+            // 127 / max, not 1 / scale: ONNX Runtime's formula, so that both round every value to the same code.
+            float scale = amax / 127f, inverse = amax == 0 ? 0 : 127f / amax;
+            int sum = 0;
+            for (int i = 0; i < count; i++)
+            {
+                // |x * inverse| <= 127 up to one rounding of the product; the clamp keeps 127.00001 at 127.
+                int v = Math.Clamp((int)MathF.Round(x[start + i] * inverse, MidpointRounding.ToEven), -127, 127);
+                q[i] = (sbyte)v;
+                sum += v;
+            }
+            new Span<sbyte>(q + count, bs - count).Clear();
+            row.Scales[b] = scale;
+            row.Sums[b] = sum;
+        }
+        return row;
+    }
+}
+
+/// <summary>
+/// One row times an int4 weight with the row quantized to int8 (<see cref="Int8ActivationRow"/>): integer dot products
+/// per (column, block), scaled once per block. The fp32 GEMV (<see cref="Int4Gemv"/>) spends about 8 instructions per
+/// 32 weights of a column looking up and multiplying floats; here 64 bytes (one block of four columns) take one load,
+/// two masks, a shift, two <c>vpmaddubsw</c> (u8 codes times s8 activations), one <c>vpmaddwd</c>, and the block's
+/// scaling, so the kernel runs at the speed memory delivers the weights. Same weights, same layout: ONNX Runtime's
+/// MatMulNBits with accuracy_level 4 computes the same way.
+/// </summary>
+/// <remarks>
+/// Exactness: each (column, block) sum of codes times activation codes is exact in int32 (|sum| &lt;= 256 * 15 * 127);
+/// <c>vpmaddubsw</c> cannot saturate (two products of at most 15 * 127, and the low and high nibble sums together at
+/// most 7,620). The zero point enters as sum((q - z) x) = sum(q x) - z sum(x): for symmetric blocks (z = 8) the
+/// correction is subtracted in int32 as 2 sum(x) from each of a column's four lanes; asymmetric ones subtract
+/// z sum(x) / 4 per lane in fp32, exact because both are small integers over 4. Only the fp32 scaling and the order of
+/// the final sums differ between instruction sets.
+/// </remarks>
+internal static unsafe class Int4Int8Gemv
+{
+    /// <summary>y[n] = x W[:, n] + bias[n] for the columns of groups [g0, g1), x given quantized.</summary>
+    public static void Run(Int4Isa isa, in Int4Pointers w, in Int8ActivationRow x, float* bias, float* y, int g0, int g1) =>
+        Int4Gemv.RunGroups(w, bias, y, g0, g1, new Int8Groups(isa, x, w.Layout));
+
+    private readonly struct Int8Groups(Int4Isa isa, Int8ActivationRow x, Int4Layout layout) : Int4Gemv.IGroupKernel
+    {
+        public void Group(byte* d, float* s, float* z, float* sums)
+        {
+            switch (isa)
+            {
+                case Int4Isa.Avx512:
+                    if (z is null) Group512<Symmetric>(d, s, null, x, layout.Blocks, layout.BlockBytes, sums);
+                    else Group512<Asymmetric>(d, s, z, x, layout.Blocks, layout.BlockBytes, sums);
+                    break;
+                case Int4Isa.Avx2:
+                    if (z is null) Group256<Symmetric>(d, s, null, x, layout.Blocks, layout.BlockBytes, sums);
+                    else Group256<Asymmetric>(d, s, z, x, layout.Blocks, layout.BlockBytes, sums);
+                    break;
+                case Int4Isa.Vector128: Group128(d, s, z, x, layout.Blocks, layout.BlockBytes, sums); break;
+                default: GroupScalar(d, s, z, x, layout.Blocks, layout.BlockBytes, sums); break;
+            }
+        }
+    }
+
+    /// <summary>Marks symmetric weights (zero point 8, corrected in int32) or asymmetric ones (a zero point per block).</summary>
+    private interface IZeroPointKind;
+
+    private readonly struct Symmetric : IZeroPointKind;
+
+    private readonly struct Asymmetric : IZeroPointKind;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Group512<TZero>(byte* d, float* s, float* z, Int8ActivationRow x, int blocks, int half, float* sums)
+        where TZero : struct, IZeroPointKind
+    {
+        var mask = Vector512.Create((byte)0xF);
+        var ones = Vector512.Create((short)1);
+        // Lanes 4c..4c+3 hold column c's partial sums; this index spreads a block's four per-column values over them.
+        var spread = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        var acc = Vector512<float>.Zero;
+        for (int b = 0; b < blocks; b++)
+        {
+            sbyte* xb = x.Values + b * 2 * half;
+            var dot = Vector512<int>.Zero;
+            for (int j = 0; j < half; j += 16)
+            {
+                // Byte j of a column's block holds element j (low nibble) and element j + half (high nibble).
+                var v = half == 16 ? Vector512.Load(d)
+                    : Vector512.Create(Vector256.Create(Vector128.Load(d + j), Vector128.Load(d + half + j)),
+                        Vector256.Create(Vector128.Load(d + 2 * half + j), Vector128.Load(d + 3 * half + j)));
+                var low = v & mask;
+                var high = Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+                var xl = Avx512F.BroadcastVector128ToVector512((int*)(xb + j)).AsSByte();
+                var xh = Avx512F.BroadcastVector128ToVector512((int*)(xb + half + j)).AsSByte();
+                var pairs = Avx512BW.MultiplyAddAdjacent(low, xl) + Avx512BW.MultiplyAddAdjacent(high, xh);
+                dot += Avx512BW.MultiplyAddAdjacent(pairs, ones);
+            }
+            d += 4 * half;
+            Vector512<float> f;
+            if (typeof(TZero) == typeof(Symmetric))
+            {
+                f = Avx512F.ConvertToVector512Single(dot - Vector512.Create(2 * x.Sums[b]));
+            }
+            else
+            {
+                var zeros = Avx512F.PermuteVar16x32(Avx512F.BroadcastVector128ToVector512(z + 4 * b), spread);
+                f = Avx512F.FusedMultiplyAddNegated(zeros, Vector512.Create(0.25f * x.Sums[b]), Avx512F.ConvertToVector512Single(dot));
+            }
+            var scale = Avx512F.PermuteVar16x32(Avx512F.BroadcastVector128ToVector512(s + 4 * b), spread) * Vector512.Create(x.Scales[b]);
+            acc = Avx512F.FusedMultiplyAdd(f, scale, acc);
+        }
+        var lower = acc.GetLower();
+        var upper = acc.GetUpper();
+        sums[0] = Vector128.Sum(lower.GetLower());
+        sums[1] = Vector128.Sum(lower.GetUpper());
+        sums[2] = Vector128.Sum(upper.GetLower());
+        sums[3] = Vector128.Sum(upper.GetUpper());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Group256<TZero>(byte* d, float* s, float* z, Int8ActivationRow x, int blocks, int half, float* sums)
+        where TZero : struct, IZeroPointKind
+    {
+        var mask = Vector256.Create((byte)0xF);
+        var ones = Vector256.Create((short)1);
+        var spread01 = Vector256.Create(0, 0, 0, 0, 1, 1, 1, 1);
+        var spread23 = Vector256.Create(2, 2, 2, 2, 3, 3, 3, 3);
+        var acc01 = Vector256<float>.Zero;
+        var acc23 = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++)
+        {
+            sbyte* xb = x.Values + b * 2 * half;
+            var dot01 = Vector256<int>.Zero;
+            var dot23 = Vector256<int>.Zero;
+            for (int j = 0; j < half; j += 16)
+            {
+                var xl = Avx2.BroadcastVector128ToVector256(xb + j);
+                var xh = Avx2.BroadcastVector128ToVector256(xb + half + j);
+                var v01 = Vector256.Create(Vector128.Load(d + j), Vector128.Load(d + half + j));
+                var v23 = Vector256.Create(Vector128.Load(d + 2 * half + j), Vector128.Load(d + 3 * half + j));
+                dot01 += Dot256(v01, xl, xh, mask, ones);
+                dot23 += Dot256(v23, xl, xh, mask, ones);
+            }
+            d += 4 * half;
+            Vector256<float> f01, f23;
+            if (typeof(TZero) == typeof(Symmetric))
+            {
+                var correction = Vector256.Create(2 * x.Sums[b]);
+                f01 = Avx.ConvertToVector256Single(dot01 - correction);
+                f23 = Avx.ConvertToVector256Single(dot23 - correction);
+            }
+            else
+            {
+                var zb = Vector128.Load(z + 4 * b).ToVector256Unsafe();
+                var quarter = Vector256.Create(0.25f * x.Sums[b]);
+                f01 = Fma.MultiplyAddNegated(Avx2.PermuteVar8x32(zb, spread01), quarter, Avx.ConvertToVector256Single(dot01));
+                f23 = Fma.MultiplyAddNegated(Avx2.PermuteVar8x32(zb, spread23), quarter, Avx.ConvertToVector256Single(dot23));
+            }
+            var sb = Vector128.Load(s + 4 * b).ToVector256Unsafe();
+            var xs = Vector256.Create(x.Scales[b]);
+            acc01 = Fma.MultiplyAdd(f01, Avx2.PermuteVar8x32(sb, spread01) * xs, acc01);
+            acc23 = Fma.MultiplyAdd(f23, Avx2.PermuteVar8x32(sb, spread23) * xs, acc23);
+        }
+        sums[0] = Vector128.Sum(acc01.GetLower());
+        sums[1] = Vector128.Sum(acc01.GetUpper());
+        sums[2] = Vector128.Sum(acc23.GetLower());
+        sums[3] = Vector128.Sum(acc23.GetUpper());
+    }
+
+    /// <summary>Sums of code times activation for two columns' 16 bytes each (32 elements per column), four int32 lanes per column.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Dot256(Vector256<byte> v, Vector256<sbyte> xl, Vector256<sbyte> xh, Vector256<byte> mask, Vector256<short> ones)
+    {
+        var low = v & mask;
+        var high = Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+        var pairs = Avx2.MultiplyAddAdjacent(low, xl) + Avx2.MultiplyAddAdjacent(high, xh);
+        return Avx2.MultiplyAddAdjacent(pairs, ones);
+    }
+
+    /// <summary>Portable 128-bit vectors (SSE, NEON): 16-bit products, widened and summed exactly in int32.</summary>
+    private static void Group128(byte* d, float* s, float* z, Int8ActivationRow x, int blocks, int half, float* sums)
+    {
+        for (int c = 0; c < Int4Layout.ColumnGroup; c++)
+        {
+            byte* dc = d + c * half;
+            float total = 0;
+            for (int b = 0; b < blocks; b++, dc += 4 * half)
+            {
+                sbyte* xb = x.Values + b * 2 * half;
+                var dot = Vector128<int>.Zero;
+                for (int j = 0; j < half; j += 16)
+                {
+                    var v = Vector128.Load(dc + j);
+                    dot += Products128(v & Vector128.Create((byte)0xF), Vector128.Load(xb + j));
+                    dot += Products128(Vector128.ShiftRightLogical(v, 4), Vector128.Load(xb + half + j));
+                }
+                int at = b * Int4Layout.ColumnGroup + c;
+                int zero = z is null ? Int4Layout.SymmetricZeroPoint : (int)z[at];
+                total += (Vector128.Sum(dot) - zero * x.Sums[b]) * (s[at] * x.Scales[b]);
+            }
+            sums[c] = total;
+        }
+    }
+
+    /// <summary>Sum of 16 codes (0..15) times 16 activations, as four int32 partial sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> Products128(Vector128<byte> codes, Vector128<sbyte> x)
+    {
+        var (c0, c1) = Vector128.Widen(codes);
+        var (x0, x1) = Vector128.Widen(x);
+        // |code * x| <= 15 * 127 fits int16.
+        var (p0, p1) = Vector128.Widen(c0.AsInt16() * x0);
+        var (p2, p3) = Vector128.Widen(c1.AsInt16() * x1);
+        return p0 + p1 + p2 + p3;
+    }
+
+    /// <summary>The reference: exact integer dot per (column, block), then scale * (dot - zero point * sum).</summary>
+    private static void GroupScalar(byte* d, float* s, float* z, Int8ActivationRow x, int blocks, int half, float* sums)
+    {
+        for (int c = 0; c < Int4Layout.ColumnGroup; c++)
+        {
+            float total = 0;
+            for (int b = 0; b < blocks; b++)
+            {
+                int at = b * Int4Layout.ColumnGroup + c;
+                byte* dc = d + (long)at * half;
+                sbyte* xb = x.Values + b * 2 * half;
+                int dot = 0;
+                for (int j = 0; j < half; j++) dot += (dc[j] & 0xF) * xb[j] + (dc[j] >> 4) * xb[half + j];
+                int zero = z is null ? Int4Layout.SymmetricZeroPoint : (int)z[at];
+                total += (dot - zero * x.Sums[b]) * (s[at] * x.Scales[b]);
+            }
+            sums[c] = total;
+        }
+    }
+}
