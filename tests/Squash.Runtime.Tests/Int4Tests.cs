@@ -73,6 +73,7 @@ public sealed class Int4Tests
         { 256, 64, 128, true },
         { 512, 6, 256, false },
         { 512, 300, 32, true },  // more than one parallel chunk of columns
+        { 232, 9, 32, false },   // blocks of 32 four at a time, then a remainder of three (the int8 GEMV's two paths)
     };
 
     [Theory]

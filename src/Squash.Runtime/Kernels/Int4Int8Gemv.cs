@@ -79,6 +79,9 @@ internal readonly unsafe struct Int8ActivationRow(sbyte* values, float* scales, 
 /// </remarks>
 internal static unsafe class Int4Int8Gemv
 {
+    /// <summary>Bytes ahead of the current block that the AVX-512 loop prefetches (16 blocks of four columns).</summary>
+    private const int PrefetchDistance = 4096;
+
     /// <summary>y[n] = x W[:, n] + bias[n] for the columns of groups [g0, g1), x given quantized.</summary>
     public static void Run(Int4Isa isa, in Int4Pointers w, in Int8ActivationRow x, float* bias, float* y, int g0, int g1) =>
         Int4Gemv.RunGroups(w, bias, y, g0, g1, new Int8Groups(isa, x, w.Layout));
@@ -119,7 +122,44 @@ internal static unsafe class Int4Int8Gemv
         // Lanes 4c..4c+3 hold column c's partial sums; this index spreads a block's four per-column values over them.
         var spread = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
         var acc = Vector512<float>.Zero;
-        for (int b = 0; b < blocks; b++)
+        int b = 0;
+        if (half == 16)
+        {
+            // Blocks of 32, four at a time: the four blocks' lane sums are reduced together, so that one conversion and
+            // one multiply-add scale 16 (column, block) sums instead of four per block (about a quarter fewer instructions).
+            var transpose = Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+            for (; b + 4 <= blocks; b += 4, d += 256)
+            {
+                sbyte* xb = x.Values + b * 32;
+                // The stream is sequential, but the hardware prefetcher alone leaves it short of memory's rate (median
+                // 14.0 -> 16 GB/s from memory with these four, docs/performance.md).
+                for (int line = 0; line < 256; line += 64) Sse.Prefetch0(d + PrefetchDistance + line);
+                var v0 = Dot512(d, xb, mask, ones);
+                var v1 = Dot512(d + 64, xb + 32, mask, ones);
+                var v2 = Dot512(d + 128, xb + 64, mask, ones);
+                var v3 = Dot512(d + 192, xb + 96, mask, ones);
+                // Per 128-bit lane (one column): [v0 v1 v2 v3 partial pairs], then the four totals in block order.
+                var p01 = Avx512F.UnpackLow(v0, v1) + Avx512F.UnpackHigh(v0, v1);
+                var p23 = Avx512F.UnpackLow(v2, v3) + Avx512F.UnpackHigh(v2, v3);
+                // (Added as int32: a 64-bit add would carry between the lanes.)
+                var q = Avx512F.UnpackLow(p01.AsInt64(), p23.AsInt64()).AsInt32() + Avx512F.UnpackHigh(p01.AsInt64(), p23.AsInt64()).AsInt32();
+                // Lane 4c + j now holds column c's sum over block b + j; the parameters, stored [block][column], are transposed to match.
+                var blockSums = Avx512F.BroadcastVector128ToVector512(x.Sums + b);
+                Vector512<float> f;
+                if (typeof(TZero) == typeof(Symmetric))
+                {
+                    f = Avx512F.ConvertToVector512Single(q - Avx512F.ShiftLeftLogical(blockSums, 3));
+                }
+                else
+                {
+                    var zeros = Avx512F.PermuteVar16x32(Vector512.Load(z + 4 * b), transpose);
+                    f = Avx512F.FusedMultiplyAddNegated(zeros, Avx512F.ConvertToVector512Single(blockSums), Avx512F.ConvertToVector512Single(q));
+                }
+                var scale = Avx512F.PermuteVar16x32(Vector512.Load(s + 4 * b), transpose) * Avx512F.BroadcastVector128ToVector512(x.Scales + b);
+                acc = Avx512F.FusedMultiplyAdd(f, scale, acc);
+            }
+        }
+        for (; b < blocks; b++)
         {
             sbyte* xb = x.Values + b * 2 * half;
             var dot = Vector512<int>.Zero;
@@ -156,6 +196,19 @@ internal static unsafe class Int4Int8Gemv
         sums[1] = Vector128.Sum(lower.GetUpper());
         sums[2] = Vector128.Sum(upper.GetLower());
         sums[3] = Vector128.Sum(upper.GetUpper());
+    }
+
+    /// <summary>One block of 32 of four columns (64 bytes at <paramref name="d"/>) times 32 activation codes: four int32
+    /// partial sums per column.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Dot512(byte* d, sbyte* x, Vector512<byte> mask, Vector512<short> ones)
+    {
+        var v = Vector512.Load(d);
+        var low = v & mask;
+        var high = Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+        var xl = Avx512F.BroadcastVector128ToVector512((int*)x).AsSByte();
+        var xh = Avx512F.BroadcastVector128ToVector512((int*)(x + 16)).AsSByte();
+        return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(low, xl) + Avx512BW.MultiplyAddAdjacent(high, xh), ones);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
