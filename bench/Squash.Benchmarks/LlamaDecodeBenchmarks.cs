@@ -28,10 +28,11 @@ public class LlamaDecodeBenchmarks
     {
         public Config()
         {
-            // A step takes 20-300 ms: one invocation per iteration, few iterations; the setup loads up to 1.7 GB. The
-            // process runs as an app built with Squash.Build does (methods with loops compiled optimized at their first
-            // call, docs/msbuild.md "JIT"): with two warm-up steps the int4 steps otherwise ranged 25-95 ms.
-            AddJob(Job.Default.WithWarmupCount(5).WithIterationCount(15).WithInvocationCount(1).WithUnrollFactor(1).WithLaunchCount(1)
+            // A step takes 15-300 ms: one invocation per iteration; the setup loads up to 1.7 GB. The process runs as
+            // an app built with Squash.Build does (methods with loops compiled optimized at their first call,
+            // docs/msbuild.md "JIT"). Twenty warm-up steps: with five, the int4 variants still spent their first 8-9
+            // measured steps 1.5-4x slower than the rest (63 ms, then 16 ms) while the runtime finished tiering up.
+            AddJob(Job.Default.WithWarmupCount(20).WithIterationCount(20).WithInvocationCount(1).WithUnrollFactor(1).WithLaunchCount(1)
                 .WithEnvironmentVariables(new EnvironmentVariable("DOTNET_TC_QuickJitForLoops", "0")));
             AddColumn(BenchmarkDotNet.Columns.StatisticColumn.Median, BenchmarkDotNet.Columns.StatisticColumn.Min, BenchmarkDotNet.Columns.StatisticColumn.Max);
             WithOption(ConfigOptions.JoinSummary, true);

@@ -15,10 +15,11 @@ namespace Squash.Runtime.Gpu.Tests;
 public class Int4KernelTests
 {
     [Theory]
-    [InlineData(true, true, 32)]
-    [InlineData(false, false, 32)]
-    [InlineData(false, true, 64)]
-    public void MatMulNBitsMatchesTheCpuOperator(bool symmetric, bool bias, int blockSize)
+    [InlineData(true, true, 32, 0)]
+    [InlineData(false, false, 32, 0)]
+    [InlineData(false, true, 64, 0)]
+    [InlineData(true, false, 32, 4)] // accuracy_level 4: the device computes in fp32, which the attribute (a minimum) allows
+    public void MatMulNBitsMatchesTheCpuOperator(bool symmetric, bool bias, int blockSize, int accuracyLevel)
     {
         // K = 80: the last block is partial; N = 10: the last column group is padded; A has two batch dimensions.
         const int K = 80, N = 10;
@@ -36,6 +37,7 @@ public class Int4KernelTests
         node.Attributes["N"] = AttributeValue.Int(N);
         node.Attributes["bits"] = AttributeValue.Int(4);
         node.Attributes["block_size"] = AttributeValue.Int(blockSize);
+        if (accuracyLevel != 0) node.Attributes["accuracy_level"] = AttributeValue.Int(accuracyLevel);
         node.AddInput(x).AddInput(Constant(graph, "data", packed.Data)).AddInput(Constant(graph, "scales", packed.Scales))
             .AddInput(packed.ZeroPoints is null ? null : Constant(graph, "zero_points", packed.ZeroPoints))
             .AddInput(bias ? Constant(graph, "bias", DeviceCase.Random(9, 1f, N)) : null);
