@@ -22,7 +22,7 @@ public sealed class Int8ConvTests
 
     /// <summary>Depthwise shapes: 3x3 stride 1 (the register-blocked case, with 3, 2 and 1 rows left after groups of
     /// four), stride 2 and 3, a dilated 5x5 with asymmetric padding, a channel multiplier of 2 (which runs as a grouped
-    /// GEMM), rows shorter and longer than a vector.</summary>
+    /// GEMM), rows shorter and longer than a vector, padding taller than the kernel.</summary>
     public static TheoryData<int[]> DepthwiseShapes() => new()
     {
         new[] { 1, 13, 19, 37, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
@@ -36,6 +36,7 @@ public sealed class Int8ConvTests
         new[] { 1, 5, 2, 96, 5, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1 },
         new[] { 1, 3, 6, 45, 3, 3, 5, 5, 2, 2, 2, 2, 2, 2, 1, 1 },
         new[] { 1, 2, 7, 30, 2, 2, 5, 3, 1, 3, 2, 1, 2, 1, 2, 1 },
+        new[] { 1, 4, 1, 20, 4, 4, 3, 3, 1, 1, 8, 1, 1, 1, 1, 1 },  // padding taller than the kernel: a block of four output rows reads none of the image
     };
 
     [Theory]
