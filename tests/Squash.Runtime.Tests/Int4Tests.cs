@@ -190,12 +190,16 @@ public sealed class Int4Tests
     }
 
     [Fact]
-    public void Multiply_Int8Activations_NaNPoisonsEveryColumn_AndPromptsStayFp32()
+    public void Multiply_Int8Activations_NaNOrInfinityPoisonsEveryColumn_AndPromptsStayFp32()
     {
         var w = new RandomWeight(96, 8, 32, true, 3);
         var a = RandomArray(new Random(4), 96);
         a[40] = float.NaN;
         var c = new float[8];
+        Int4MatMul.Multiply(new KernelContext(1), 1, a, w.Weights, default, c, Int4ActivationPrecision.Int8);
+        Assert.All(c, v => Assert.True(float.IsNaN(v)));
+        a[40] = 0;
+        a[70] = float.PositiveInfinity; // in the last block, past the vector loop's whole chunks too
         Int4MatMul.Multiply(new KernelContext(1), 1, a, w.Weights, default, c, Int4ActivationPrecision.Int8);
         Assert.All(c, v => Assert.True(float.IsNaN(v)));
         // Two rows: fp32 compute (the attribute names a minimum accuracy), so equal to the fp32 path bit for bit.
