@@ -269,11 +269,47 @@ internal static unsafe class Int4Int8Gemv
         var spread23 = Vector256.Create(2, 2, 2, 2, 3, 3, 3, 3);
         var acc01 = Vector256<float>.Zero;
         var acc23 = Vector256<float>.Zero;
-        for (int b = 0; b < blocks; b++)
+        int b = 0;
+        if (half == 16)
+        {
+            // Blocks of 32 four at a time, as Group512: columns 0-1 and 2-3 each reduced to lanes 4c + j (block b + j).
+            // The parameters, stored [block][column], are gathered to match: lanes of blocks 0-1 from the first eight
+            // floats, of blocks 2-3 from the next eight.
+            var gather01 = Vector256.Create(0, 4, 0, 4, 1, 5, 1, 5);
+            var gather23 = Vector256.Create(2, 6, 2, 6, 3, 7, 3, 7);
+            for (; b + 4 <= blocks; b += 4, d += 256)
+            {
+                for (int line = 0; line < 256; line += 64) Sse.Prefetch0(d + PrefetchDistance + line);
+                sbyte* xb = x.Values + b * 32;
+                var q01 = Reduce4(Dot32(d, xb, 0, mask, ones), Dot32(d + 64, xb + 32, 0, mask, ones),
+                    Dot32(d + 128, xb + 64, 0, mask, ones), Dot32(d + 192, xb + 96, 0, mask, ones));
+                var q23 = Reduce4(Dot32(d, xb, 32, mask, ones), Dot32(d + 64, xb + 32, 32, mask, ones),
+                    Dot32(d + 128, xb + 64, 32, mask, ones), Dot32(d + 192, xb + 96, 32, mask, ones));
+                var blockSums = Avx2.BroadcastVector128ToVector256(x.Sums + b);
+                Vector256<float> f01, f23;
+                if (typeof(TZero) == typeof(Symmetric))
+                {
+                    var correction = Avx2.ShiftLeftLogical(blockSums, 3);
+                    f01 = Avx.ConvertToVector256Single(q01 - correction);
+                    f23 = Avx.ConvertToVector256Single(q23 - correction);
+                }
+                else
+                {
+                    var sumsF = Avx.ConvertToVector256Single(blockSums);
+                    f01 = Fma.MultiplyAddNegated(Gather(z + 4 * b, gather01), sumsF, Avx.ConvertToVector256Single(q01));
+                    f23 = Fma.MultiplyAddNegated(Gather(z + 4 * b, gather23), sumsF, Avx.ConvertToVector256Single(q23));
+                }
+                var xs = Avx.BroadcastVector128ToVector256(x.Scales + b);
+                acc01 = Fma.MultiplyAdd(f01, Gather(s + 4 * b, gather01) * xs, acc01);
+                acc23 = Fma.MultiplyAdd(f23, Gather(s + 4 * b, gather23) * xs, acc23);
+            }
+        }
+        for (; b < blocks; b++)
         {
             sbyte* xb = x.Values + b * 2 * half;
             var dot01 = Vector256<int>.Zero;
             var dot23 = Vector256<int>.Zero;
+            for (int line = 0; line < 4 * half; line += 64) Sse.Prefetch0(d + PrefetchDistance + line);
             for (int j = 0; j < half; j += 16)
             {
                 var xl = Avx2.BroadcastVector128ToVector256(xb + j);
@@ -308,6 +344,27 @@ internal static unsafe class Int4Int8Gemv
         sums[2] = Vector128.Sum(acc23.GetLower());
         sums[3] = Vector128.Sum(acc23.GetUpper());
     }
+
+    /// <summary>One block of 32 of two columns (the 32 bytes at <paramref name="d"/> + <paramref name="column"/>) times 32
+    /// activation codes: four int32 partial sums per column.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Dot32(byte* d, sbyte* x, int column, Vector256<byte> mask, Vector256<short> ones) =>
+        Dot256(Vector256.Load(d + column), Avx2.BroadcastVector128ToVector256(x), Avx2.BroadcastVector128ToVector256(x + 16), mask, ones);
+
+    /// <summary>Four blocks' partial sums (four lanes per column) to one total per lane 4c + j (column c, block j).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Reduce4(Vector256<int> v0, Vector256<int> v1, Vector256<int> v2, Vector256<int> v3)
+    {
+        var p01 = Avx2.UnpackLow(v0, v1) + Avx2.UnpackHigh(v0, v1);
+        var p23 = Avx2.UnpackLow(v2, v3) + Avx2.UnpackHigh(v2, v3);
+        // Added as int32: a 64-bit add would carry between the lanes.
+        return Avx2.UnpackLow(p01.AsInt64(), p23.AsInt64()).AsInt32() + Avx2.UnpackHigh(p01.AsInt64(), p23.AsInt64()).AsInt32();
+    }
+
+    /// <summary>Lanes 4c + j of 16 parameters stored [block j][column]: blocks 0-1 from the first eight, 2-3 from the next.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Gather(float* p, Vector256<int> index) =>
+        Avx.Blend(Avx2.PermuteVar8x32(Vector256.Load(p), index), Avx2.PermuteVar8x32(Vector256.Load(p + 8), index), 0b1100_1100);
 
     /// <summary>Sums of code times activation for two columns' 16 bytes each (32 elements per column), four int32 lanes per column.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
