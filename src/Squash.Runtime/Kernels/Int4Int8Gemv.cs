@@ -118,13 +118,14 @@ internal readonly unsafe struct Int8ActivationRow(sbyte* values, float* scales, 
 /// Exactness: each (column, block) sum of codes times activation codes is exact in int32 (|sum| &lt;= 256 * 15 * 127);
 /// <c>vpmaddubsw</c> cannot saturate (two products of at most 15 * 127, and the low and high nibble sums together at
 /// most 7,620). The zero point enters as sum((q - z) x) = sum(q x) - z sum(x): for symmetric blocks (z = 8) the
-/// correction is subtracted in int32 as 2 sum(x) from each of a column's four lanes; asymmetric ones subtract
-/// z sum(x) / 4 per lane in fp32, exact because both are small integers over 4. Only the fp32 scaling and the order of
+/// correction is subtracted in int32 (8 sum(x) from a (column, block) total when blocks of 32 are reduced four at a
+/// time, 2 sum(x) from each of a column's four lanes otherwise); asymmetric ones subtract z sum(x) (or z sum(x) / 4 per
+/// lane) in fp32, exact because both are small integers (over 4). Only the fp32 scaling and the order of
 /// the final sums differ between instruction sets.
 /// </remarks>
 internal static unsafe class Int4Int8Gemv
 {
-    /// <summary>Bytes ahead of the current block that the AVX-512 loop prefetches (16 blocks of four columns).</summary>
+    /// <summary>Bytes ahead of the current block that the AVX-512 and AVX2 loops prefetch (16 blocks of 32 of four columns).</summary>
     private const int PrefetchDistance = 4096;
 
     /// <summary>y[n] = x W[:, n] + bias[n] for the columns of groups [g0, g1), x given quantized.</summary>
@@ -182,16 +183,9 @@ internal static unsafe class Int4Int8Gemv
                 // The stream is sequential, but the hardware prefetcher alone leaves it short of memory's rate (median
                 // 14.0 -> 16 GB/s from memory with these four, docs/performance.md).
                 for (int line = 0; line < 256; line += 64) Sse.Prefetch0(d + PrefetchDistance + line);
-                var v0 = Dot512(d, xb, mask, ones);
-                var v1 = Dot512(d + 64, xb + 32, mask, ones);
-                var v2 = Dot512(d + 128, xb + 64, mask, ones);
-                var v3 = Dot512(d + 192, xb + 96, mask, ones);
-                // Per 128-bit lane (one column): [v0 v1 v2 v3 partial pairs], then the four totals in block order.
-                var p01 = Avx512F.UnpackLow(v0, v1) + Avx512F.UnpackHigh(v0, v1);
-                var p23 = Avx512F.UnpackLow(v2, v3) + Avx512F.UnpackHigh(v2, v3);
-                // (Added as int32: a 64-bit add would carry between the lanes.)
-                var q = Avx512F.UnpackLow(p01.AsInt64(), p23.AsInt64()).AsInt32() + Avx512F.UnpackHigh(p01.AsInt64(), p23.AsInt64()).AsInt32();
-                // Lane 4c + j now holds column c's sum over block b + j; the parameters, stored [block][column], are transposed to match.
+                var q = Reduce4(Dot512(d, xb, mask, ones), Dot512(d + 64, xb + 32, mask, ones),
+                    Dot512(d + 128, xb + 64, mask, ones), Dot512(d + 192, xb + 96, mask, ones));
+                // Lane 4c + j holds column c's sum over block b + j; the parameters, stored [block][column], are transposed to match.
                 var blockSums = Avx512F.BroadcastVector128ToVector512(x.Sums + b);
                 Vector512<float> f;
                 if (typeof(TZero) == typeof(Symmetric))
@@ -343,6 +337,16 @@ internal static unsafe class Int4Int8Gemv
         sums[1] = Vector128.Sum(acc01.GetUpper());
         sums[2] = Vector128.Sum(acc23.GetLower());
         sums[3] = Vector128.Sum(acc23.GetUpper());
+    }
+
+    /// <summary>Four blocks' partial sums (four lanes per column) to one total per lane 4c + j (column c, block j).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Reduce4(Vector512<int> v0, Vector512<int> v1, Vector512<int> v2, Vector512<int> v3)
+    {
+        var p01 = Avx512F.UnpackLow(v0, v1) + Avx512F.UnpackHigh(v0, v1);
+        var p23 = Avx512F.UnpackLow(v2, v3) + Avx512F.UnpackHigh(v2, v3);
+        // Added as int32: a 64-bit add would carry between the lanes.
+        return Avx512F.UnpackLow(p01.AsInt64(), p23.AsInt64()).AsInt32() + Avx512F.UnpackHigh(p01.AsInt64(), p23.AsInt64()).AsInt32();
     }
 
     /// <summary>One block of 32 of two columns (the 32 bytes at <paramref name="d"/> + <paramref name="column"/>) times 32
