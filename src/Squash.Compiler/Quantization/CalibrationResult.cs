@@ -10,17 +10,25 @@ namespace Squash.Compiler.Quantization;
 public sealed class CalibrationResult
 {
     private const string Format = "squash-calibration";
-    private const int FormatVersion = 1;
+    private const int FormatVersion = 2;
 
     /// <summary>Creates a result.</summary>
+    /// <param name="settings">The settings calibration ran with.</param>
+    /// <param name="sampleCount">Samples observed.</param>
+    /// <param name="tensors">The ranges, by value name.</param>
+    /// <param name="inputMeans">The means of what each product reads, per weight position, by node name (for bias
+    /// correction; none when it is off).</param>
     public CalibrationResult(CalibrationSettings settings, int sampleCount,
-        IEnumerable<KeyValuePair<string, TensorCalibration>> tensors)
+        IEnumerable<KeyValuePair<string, TensorCalibration>> tensors, IEnumerable<KeyValuePair<string, float[]>>? inputMeans = null)
     {
         Settings = settings;
         SampleCount = sampleCount;
         var sorted = new SortedDictionary<string, TensorCalibration>(StringComparer.Ordinal);
         foreach (var (name, tensor) in tensors) sorted.Add(name, tensor);
         Tensors = sorted;
+        var means = new SortedDictionary<string, float[]>(StringComparer.Ordinal);
+        foreach (var (name, m) in inputMeans ?? []) means.Add(name, m);
+        InputMeans = means;
     }
 
     /// <summary>The settings calibration ran with.</summary>
@@ -32,6 +40,11 @@ public sealed class CalibrationResult
     /// <summary>What calibration found for each observed float value (graph inputs and node outputs), by value name,
     /// in ordinal order.</summary>
     public IReadOnlyDictionary<string, TensorCalibration> Tensors { get; }
+
+    /// <summary>For bias correction, the mean of what each quantizable Conv, MatMul and Gemm reads per weight position
+    /// (input channel and tap, or reduction index), by node name, in ordinal order; empty when
+    /// <see cref="CalibrationSettings.BiasCorrection"/> is off.</summary>
+    public IReadOnlyDictionary<string, float[]> InputMeans { get; }
 
     /// <summary>The result as indented UTF-8 JSON; <paramref name="cacheKey"/>, when given, is recorded with it.</summary>
     public byte[] ToJson(string? cacheKey = null)
@@ -50,6 +63,7 @@ public sealed class CalibrationResult
             json.WriteNumber("activationMin", Settings.ActivationRange.Min);
             json.WriteNumber("activationMax", Settings.ActivationRange.Max);
             json.WriteNumber("mseCandidates", Settings.MseCandidates);
+            json.WriteBoolean("biasCorrection", Settings.BiasCorrection);
             json.WriteEndObject();
             json.WriteNumber("samples", SampleCount);
             json.WriteStartObject("tensors");
@@ -64,6 +78,11 @@ public sealed class CalibrationResult
                 json.WriteNumber("nonFinite", t.NonFiniteCount);
                 json.WriteEndObject();
             }
+            json.WriteEndObject();
+            // float32 bytes (little-endian wherever Squash runs) in base64: exact, and a third of the text of decimals.
+            json.WriteStartObject("inputMeans");
+            foreach (var (name, means) in InputMeans)
+                json.WriteBase64String(name, System.Runtime.InteropServices.MemoryMarshal.AsBytes(means.AsSpan()));
             json.WriteEndObject();
             json.WriteEndObject();
         }
@@ -94,6 +113,7 @@ public sealed class CalibrationResult
                 ActivationRange = new QuantizationRange(
                     s.GetProperty("activationMin").GetInt32(), s.GetProperty("activationMax").GetInt32()),
                 MseCandidates = s.GetProperty("mseCandidates").GetInt32(),
+                BiasCorrection = s.GetProperty("biasCorrection").GetBoolean(),
             };
             var tensors = new List<KeyValuePair<string, TensorCalibration>>();
             foreach (var p in root.GetProperty("tensors").EnumerateObject())
@@ -104,7 +124,14 @@ public sealed class CalibrationResult
                     t.GetProperty("observedMin").GetSingle(), t.GetProperty("observedMax").GetSingle(),
                     t.GetProperty("count").GetInt64(), t.GetProperty("nonFinite").GetInt64())));
             }
-            return new CalibrationResult(settings, root.GetProperty("samples").GetInt32(), tensors);
+            var means = new List<KeyValuePair<string, float[]>>();
+            foreach (var p in root.GetProperty("inputMeans").EnumerateObject())
+            {
+                byte[] bytes = p.Value.GetBytesFromBase64();
+                if (bytes.Length % sizeof(float) != 0) throw new FormatException($"The input means of '{p.Name}' are not float32.");
+                means.Add(new(p.Name, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray()));
+            }
+            return new CalibrationResult(settings, root.GetProperty("samples").GetInt32(), tensors, means);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or ArgumentException)
         {

@@ -34,6 +34,10 @@ public sealed record CalibrationSettings
     /// <summary>Clipping thresholds the MSE method tries on its geometric grid (<see cref="MseObserver"/>).</summary>
     public int MseCandidates { get; init; } = 256;
 
+    /// <summary>Whether calibration also measures the mean input of each Conv, MatMul and Gemm so that the int8 rewrite
+    /// corrects the bias that rounding the weights adds (docs/quantization.md, "Bias correction"). On by default.</summary>
+    public bool BiasCorrection { get; init; } = true;
+
     /// <summary>Throws unless every parameter is usable.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A parameter is out of range.</exception>
     public void Validate()
@@ -53,5 +57,5 @@ public sealed record CalibrationSettings
     /// <summary>The settings as one invariant line, for cache keys and reports.</summary>
     public string ToCanonicalString() => string.Create(CultureInfo.InvariantCulture,
         $"method={Method};bins={HistogramBins};percentile={Percentile:R};"
-        + $"range={ActivationRange.Min},{ActivationRange.Max};mse-candidates={MseCandidates}");
+        + $"range={ActivationRange.Min},{ActivationRange.Max};mse-candidates={MseCandidates};bias-correction={BiasCorrection}");
 }

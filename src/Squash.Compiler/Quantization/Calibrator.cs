@@ -9,8 +9,9 @@ namespace Squash.Compiler.Quantization;
 /// every float node output (values inside control-flow subgraphs are not observed). It runs the
 /// <see cref="ExecutionPlan"/> that the generated code mirrors and watches its
 /// <see cref="ExecutionPlan.NodeCompleted"/> hook, so what is calibrated is what runs. One sample at a time: memory
-/// is the plan's arena, one sample's inputs, and one observer per tensor (<see cref="ActivationObserver.StateBytes"/>),
-/// whatever the number of samples.
+/// is the plan's arena, one sample's inputs, one observer per tensor (<see cref="ActivationObserver.StateBytes"/>)
+/// and, for bias correction, one sum per weight position of each product (<see cref="ProductInputMeans"/>), whatever
+/// the number of samples.
 /// </summary>
 public sealed class Calibrator
 {
@@ -71,14 +72,18 @@ public sealed class Calibrator
         var inputObservers = graph.Inputs.Select(v => Observer(v, observers)).ToArray();
         var nodeObservers = new Dictionary<Node, ActivationObserver?[]>();
         foreach (var node in graph.Nodes) nodeObservers[node] = [.. node.Outputs.Select(v => Observer(v, observers))];
+        var means = Settings.BiasCorrection ? new ProductInputMeans(graph) : null;
 
         var previous = plan.NodeCompleted;
         plan.NodeCompleted = (node, outputs) =>
         {
             if (!nodeObservers.TryGetValue(node, out var forNode)) return;
             for (int k = 0; k < forNode.Length && k < outputs.Length; k++)
+            {
                 if (forNode[k] is { } observer && outputs[k].DataType == DataType.Float)
                     observer.Observe(outputs[k].AsSpan<float>());
+                means?.Observe(node.Outputs[k].Name, outputs[k]);
+            }
         };
         int count = 0;
         try
@@ -97,6 +102,7 @@ public sealed class Calibrator
                             + $"prepared for input '{v.Name}' of {DataTypes.Name(v.Type)}{Shapes.Format(v.Shape ?? [])}; "
                             + "pin the input shapes to the calibration data's (InputShapes) or make every sample that shape.");
                     if (inputObservers[k] is { } observer) observer.Observe(t.AsSpan<float>());
+                    means?.Observe(v.Name, t);
                 }
                 plan.Run(inputs, context);
                 count++;
@@ -108,7 +114,7 @@ public sealed class Calibrator
         }
         if (count == 0)
             throw new SquashException(ErrorCodes.CalibrationData, "There are no calibration samples; give at least one.");
-        return new CalibrationResult(Settings, count, observers.Select(p => KeyValuePair.Create(p.Key, p.Value.Result())));
+        return new CalibrationResult(Settings, count, observers.Select(p => KeyValuePair.Create(p.Key, p.Value.Result())), means?.Result());
     }
 
     private ActivationObserver? Observer(Value value, Dictionary<string, ActivationObserver> observers)

@@ -107,6 +107,9 @@ public static class Int8Quantization
     /// <summary>The bias scale, as the int8 operators and the QDQ export compute it.</summary>
     internal static float QBiasScale(float xScale, float wScale) => (float)((double)xScale * wScale);
 
+    /// <summary>A convolution's explicit pads [begin..., end...] for its known input shape, as QConv gets them.</summary>
+    internal static long[] ConvPads(Node conv, int[] x, int[] w) => Rewrite.ResolvePads(conv, x, w);
+
     private sealed class Rewrite(Graph graph, CalibrationResult calibration, QuantizationPlan plan)
     {
         private readonly List<Int8Unit> _units = Int8Units.Find(graph);
@@ -220,9 +223,10 @@ public static class Int8Quantization
             node.AddInput(Constant(conv.Name + "_w_quantized", wq)).AddInput(Constant(conv.Name + "_w_scale", Tensor.From<float>(scales, scales.Length)));
             node.AddInput(null);
             AddOutputParameters(unit, node);
-            node.AddInput(conv.Input(2)?.Constant is { } b
-                ? Constant(conv.Name + "_b_quantized", QuantizeBias(b.AsSpan<float>(), px.Scale, scales, w.Shape[1] * taps))
-                : null);
+            float[]? bias = conv.Input(2)?.Constant?.AsSpan<float>().ToArray();
+            if (calibration.InputMeans.TryGetValue(conv.Name, out var means))
+                bias = BiasCorrection.Apply(bias, BiasCorrection.ForConv(w, wq, scales, (int)group, means));
+            node.AddInput(bias is null ? null : Constant(conv.Name + "_b_quantized", QuantizeBias(bias, px.Scale, scales, w.Shape[1] * taps)));
             foreach (var name in (string[])["dilations", "group", "kernel_shape", "strides"])
                 if (conv.Attributes.TryGetValue(name, out var a)) node.Attributes[name] = a;
             node.Attributes["pads"] = AttributeValue.IntList(ResolvePads(conv, x.Shape!, w.Shape));
@@ -241,6 +245,8 @@ public static class Int8Quantization
             if (anchor.OpType == "Gemm")
                 (weights, bias) = GemmOperands(anchor, b);
             var (wq, scales) = QuantizeWeights(weights, 1, Int8PackedWeights.MaxMagnitude);
+            if (calibration.InputMeans.TryGetValue(anchor.Name, out var means))
+                bias = BiasCorrection.Apply(bias, BiasCorrection.ForMatMul(weights, wq, scales, means));
             var node = new Node("QMatMul", anchor.Name, OperatorRegistry.SquashDomain, SquashOpset);
             node.AddInput(aq).AddInput(Scalar(anchor.Name + "_a_scale", pa.Scale)).AddInput(ZeroPoint(anchor.Name + "_a_zero_point", pa));
             node.AddInput(Constant(anchor.Name + "_b_quantized", wq)).AddInput(Constant(anchor.Name + "_b_scale", Tensor.From<float>(scales, scales.Length)));
@@ -464,7 +470,7 @@ public static class Int8Quantization
 
         /// <summary>Explicit pads [begin..., end...] for the convolution's known input shape (auto_pad resolved as the
         /// float Conv resolves it).</summary>
-        private static long[] ResolvePads(Node conv, int[] x, int[] w)
+        internal static long[] ResolvePads(Node conv, int[] x, int[] w)
         {
             int rank = x.Length - 2;
             string autoPad = conv.Attributes.TryGetValue("auto_pad", out var ap) ? ap.StringValue : "NOTSET";

@@ -208,7 +208,7 @@ internal static class Int8Units
 
     private static bool IsConstantFloat(Value? v) => v?.Constant is { DataType: DataType.Float };
 
-    private static bool IsQuantizableConv(Node node)
+    internal static bool IsQuantizableConv(Node node)
     {
         var x = node.Input(0);
         var w = node.Input(1);
@@ -223,7 +223,7 @@ internal static class Int8Units
         return depthwise || depth <= Int8Epilogue.MaxDepth;
     }
 
-    private static bool IsQuantizableMatMul(Node node)
+    internal static bool IsQuantizableMatMul(Node node)
     {
         var a = node.Input(0);
         var b = node.Input(1);
@@ -231,7 +231,7 @@ internal static class Int8Units
             && b.Shape[0] <= Int8Epilogue.MaxDepth && IsFloatActivation(node.Outputs[0]);
     }
 
-    private static bool IsQuantizableGemm(Node node)
+    internal static bool IsQuantizableGemm(Node node)
     {
         var a = node.Input(0);
         var b = node.Input(1);

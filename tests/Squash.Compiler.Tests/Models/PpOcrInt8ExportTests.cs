@@ -12,9 +12,12 @@ namespace Squash.Compiler.Tests.Models;
 /// between QuantizeLinear and DequantizeLinear) and optimized (its own int8 kernels), against Squash's int8 graph on
 /// the first four eval samples. Both compute from the same integers and parameters, but ONNX Runtime's float sums and
 /// requantization round differently from Squash's exact int32 sums, so a few uint8 values differ by one step and the
-/// differences grow through the layers. Measured (either session): cls max |difference| 5.2e-8 (tolerance 1e-6); rec
-/// the same text on every sample, cosine of the probabilities at least 0.9747 (tolerance 0.97: one time step's near
-/// tie flips on one sample); det mask IoU at least 0.9915 (tolerance 0.99) and cosine at least 0.9986 (0.998).
+/// differences grow through the layers; where a value lies near a rounding midpoint is chance (the biases moved with
+/// bias correction, and with them the figures). Measured (either session): cls max |difference| of the probabilities
+/// 2.6e-5 (5.2e-8 before bias correction; tolerance 1e-4) and the same label; rec the same text on every sample, cosine
+/// of the probabilities at least 0.9375 (0.9747 before; tolerance 0.9: a time step's near tie between two classes flips
+/// on one sample, the decoded text does not move); det mask IoU at least 0.9927 (tolerance 0.99) and cosine at least
+/// 0.9991 (0.998).
 /// </summary>
 public sealed class PpOcrInt8ExportTests(ITestOutputHelper output)
 {
@@ -53,11 +56,12 @@ public sealed class PpOcrInt8ExportTests(ITestOutputHelper output)
                 switch (task)
                 {
                     case "cls":
-                        Assert.True(error <= 1e-6, $"{where}: max difference {error:E3}");
+                        Assert.True(error <= 1e-4, $"{where}: max difference {error:E3}");
+                        Assert.Equal(squash[i].AsSpan<float>()[0] > squash[i].AsSpan<float>()[1], got.AsSpan<float>()[0] > got.AsSpan<float>()[1]);
                         break;
                     case "rec":
                         Assert.Equal(PpOcr.DecodeCtc(squash[i]), PpOcr.DecodeCtc(got));
-                        Assert.True(cosine >= 0.97, $"{where}: cosine {cosine:F6}");
+                        Assert.True(cosine >= 0.9, $"{where}: cosine {cosine:F6}");
                         break;
                     default:
                         Assert.True(PpOcrInt8Tests.MaskIoU(squash[i], got, 0.3f) >= 0.99, $"{where}: {agreement}");

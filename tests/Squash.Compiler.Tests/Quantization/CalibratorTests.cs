@@ -135,14 +135,16 @@ public sealed class CalibratorTests : IDisposable
     {
         float[] tricky = [0.1f, 1f / 3, float.Epsilon, float.MaxValue, -float.MaxValue, 1e-30f, 16777217f, -0f];
         var tensors = tricky.Select((v, i) => KeyValuePair.Create($"t{i}", new TensorCalibration(v, v, -v, v, i, 1)));
-        var settings = new CalibrationSettings { Method = CalibrationMethod.Percentile, Percentile = 99.999 };
-        var result = new CalibrationResult(settings, 3, tensors);
+        var settings = new CalibrationSettings { Method = CalibrationMethod.Percentile, Percentile = 99.999, BiasCorrection = false };
+        var result = new CalibrationResult(settings, 3, tensors, [KeyValuePair.Create("conv", tricky), KeyValuePair.Create("empty", Array.Empty<float>())]);
         var json = result.ToJson("abc");
         var back = CalibrationResult.FromJson(json, out string? key);
         Assert.Equal("abc", key);
         Assert.Equal(settings, back.Settings);
         Assert.Equal(3, back.SampleCount);
         Assert.Equal(result.Tensors, back.Tensors);
+        Assert.Equal(["conv", "empty"], back.InputMeans.Keys);
+        Assert.Equal(tricky.Select(BitConverter.SingleToInt32Bits), back.InputMeans["conv"].Select(BitConverter.SingleToInt32Bits));
         Assert.Equal(json, back.ToJson("abc"));
         Assert.True(float.IsNegative(back.Tensors["t7"].Min));
         Assert.Throws<FormatException>(() => CalibrationResult.FromJson("{\"format\": \"other\"}"u8, out _));
