@@ -8,6 +8,7 @@ using Squash.Benchmarks;
 //   ... -- interleaved det|rec|cls THREADS RUNS [int8]  (Squash [and Squash int8] against ONNX Runtime, interleaved)
 //   ... -- dispatch THREADS BLOCKS CALLS WORK     (cost of one parallel call; WORK steps per item, 0 for none)
 //   ... -- gemm RUNS                              (1-thread fp32 GEMM GFLOP/s: 512^3 and PP-OCR's largest conv GEMMs)
+//   ... -- depthwise RUNS                         (1-thread int8 depthwise convolution on PP-OCR's shapes)
 //   ... -- int4 RUNS                              (1-thread int4 GEMV GB/s, fp32 and int8 activations, L3 and memory)
 static int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
 if (args is ["interleaved", var model, var threads, var runs])
@@ -16,6 +17,8 @@ else if (args is ["interleaved", var model8, var threads8, var runs8, "int8"])
     Interleaved.Run(model8, Int(threads8), Int(runs8), int8: true);
 else if (args is ["gemm", var gemmRuns])
     GemmRate.Run(Int(gemmRuns));
+else if (args is ["depthwise", var dwRuns])
+    DepthwiseRate.Run(Int(dwRuns));
 else if (args is ["int4", var int4Runs])
     Int4Rate.Run(Int(int4Runs));
 else if (args is ["dispatch", var threads2, var blocks, var calls, var work])

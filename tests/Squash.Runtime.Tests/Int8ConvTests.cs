@@ -37,6 +37,8 @@ public sealed class Int8ConvTests
         new[] { 1, 3, 6, 45, 3, 3, 5, 5, 2, 2, 2, 2, 2, 2, 1, 1 },
         new[] { 1, 2, 7, 30, 2, 2, 5, 3, 1, 3, 2, 1, 2, 1, 2, 1 },
         new[] { 1, 4, 1, 20, 4, 4, 3, 3, 1, 1, 8, 1, 1, 1, 1, 1 },  // padding taller than the kernel: a block of four output rows reads none of the image
+        new[] { 1, 3, 4, 16, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },  // rows of exactly one and two copy vectors
+        new[] { 1, 3, 4, 32, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
     };
 
     [Theory]
