@@ -39,6 +39,7 @@ internal static class Metadata
     public const string Calibration = nameof(Calibration);
     public const string Device = nameof(Device);
     public const string CalibrationMethod = nameof(CalibrationMethod);
+    public const string BiasCorrection = nameof(BiasCorrection);
     public const string CalibrationHoldOutEvery = nameof(CalibrationHoldOutEvery);
     public const string AccuracyTarget = nameof(AccuracyTarget);
     public const string AccuracyTargetAction = nameof(AccuracyTargetAction);
@@ -60,7 +61,7 @@ internal static class Metadata
 
     /// <summary>The metadata the user sets, in the order the options file lists them.</summary>
     public static readonly string[] User = [ClassName, Namespace, Visibility, WeightsStorage, Precision, InputShapes, ConstantInputs, Int4Exclude, Int4Activations, Device, Calibration,
-        CalibrationMethod, CalibrationHoldOutEvery, AccuracyTarget, AccuracyTargetAction, SensitivityProfile, QuantizationExclusions, Int8Fallback];
+        CalibrationMethod, BiasCorrection, CalibrationHoldOutEvery, AccuracyTarget, AccuracyTargetAction, SensitivityProfile, QuantizationExclusions, Int8Fallback];
 }
 
 /// <summary>

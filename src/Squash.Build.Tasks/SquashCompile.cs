@@ -188,6 +188,7 @@ public class SquashCompile : ToolTask
     private static readonly (string Metadata, string Option)[] s_int8Options =
     [
         (Metadata.CalibrationMethod, "calibration-method"),
+        (Metadata.BiasCorrection, "bias-correction"),
         (Metadata.CalibrationHoldOutEvery, "hold-out-every"),
         (Metadata.AccuracyTarget, "accuracy-target"),
         (Metadata.AccuracyTargetAction, "accuracy-target-action"),

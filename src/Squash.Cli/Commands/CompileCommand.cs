@@ -63,6 +63,7 @@ internal static class CompileCommand
             CalibrationCache = precision.CalibrationCache,
             Int8Exclusions = precision.Int8Exclusions,
             CalibrationMethod = precision.CalibrationMethod,
+            BiasCorrection = precision.BiasCorrection,
             CalibrationHoldOutEvery = precision.HoldOutEvery,
             AccuracyTarget = precision.AccuracyTarget,
             AccuracyTargetAction = precision.AccuracyTargetAction,

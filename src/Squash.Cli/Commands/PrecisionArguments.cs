@@ -26,6 +26,9 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
     /// <summary>minmax, percentile, entropy or mse; null for minmax.</summary>
     public string? CalibrationMethod { get; init; }
 
+    /// <summary>on or off; null for on.</summary>
+    public string? BiasCorrection { get; init; }
+
     /// <summary>Every K-th calibration sample held out; null for 5.</summary>
     public int? HoldOutEvery { get; init; }
 
@@ -57,6 +60,7 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
         "  --calibration DIR                int4 by GPTQ from these samples' activations (default round-to-nearest);\n" +
         "                                   int8/auto (required): one .npy per sample, or one folder per sample of <input>.npy\n" +
         "  --calibration-method M           int8: minmax (default), percentile, entropy or mse\n" +
+        "  --bias-correction on|off         int8: correct the shift weight rounding gives each channel's mean (default on)\n" +
         "  --hold-out-every K               int8: hold out every K-th sample to measure accuracy on (default 5; 0: none)\n" +
         "  --accuracy-target T              int8: sqnr:DB or cos:VALUE on the held-out samples (auto's default: sqnr:30)\n" +
         "  --accuracy-target-action A       int8: error (default) or warn, when the target is missed\n" +
@@ -86,6 +90,7 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
             Int8Fallback = args.Optional("int8-fallback"),
             CalibrationCache = args.Optional("calibration-cache"),
             CalibrationMethod = args.Optional("calibration-method"),
+            BiasCorrection = args.Optional("bias-correction"),
             HoldOutEvery = holdOut is null ? null : args.Int("hold-out-every", 5, min: 0),
             AccuracyTarget = args.Optional("accuracy-target"),
             AccuracyTargetAction = args.Optional("accuracy-target-action"),
@@ -97,7 +102,7 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
         bool int8OptionGiven = parsed with { Precision = "fp32", Int4 = options, CalibrationFolder = null } != new PrecisionArguments("fp32", options, null);
         if (!parsed.IsInt8 && int8OptionGiven)
             throw new SquashException(ErrorCodes.InvalidOption,
-                "The int8 options (--int8-exclude, --int8-fallback, --calibration-cache, --calibration-method, --hold-out-every, --accuracy-target, "
+                "The int8 options (--int8-exclude, --int8-fallback, --calibration-cache, --calibration-method, --bias-correction, --hold-out-every, --accuracy-target, "
                 + "--accuracy-target-action, --sensitivity-profile) need --precision int8 or auto.");
         if (precision is "fp32" or "fp16" && parsed.CalibrationFolder is not null)
             throw new SquashException(ErrorCodes.InvalidOption, "--calibration needs --precision int4, int8 or auto.");
@@ -115,5 +120,5 @@ internal sealed record PrecisionArguments(string Precision, Int4QuantizationOpti
     /// <summary>The int8 options (checked), or null for fp32, fp16 and int4.</summary>
     public QuantizationOptions? Int8(int threads = 1) => !IsInt8 ? null
         : QuantizationOptions.FromText(Precision, CalibrationFolder, CalibrationMethod, HoldOutEvery, AccuracyTarget, AccuracyTargetAction,
-            Int8Exclusions, SensitivityProfile, CalibrationCache, Int8Fallback) with { Threads = threads };
+            Int8Exclusions, SensitivityProfile, CalibrationCache, Int8Fallback, BiasCorrection) with { Threads = threads };
 }

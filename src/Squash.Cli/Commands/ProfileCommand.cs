@@ -22,7 +22,7 @@ internal static class ProfileCommand
         int threads = args.Int("threads", 1, min: 0);
         string? holdOut = args.Optional("hold-out-every");
         var options = QuantizationOptions.FromText("int8", args.Optional("calibration"), args.Optional("calibration-method"),
-            holdOut is null ? null : args.Int("hold-out-every", 5, min: 0)) with { Threads = threads };
+            holdOut is null ? null : args.Int("hold-out-every", 5, min: 0), biasCorrection: args.Optional("bias-correction")) with { Threads = threads };
         var shapes = args.All("input-shape");
         // With --msbuild (the build's Squash_Profile target), errors come out as canonical lines on the model.
         bool msbuild = args.Flag("msbuild");

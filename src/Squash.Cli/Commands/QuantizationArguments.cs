@@ -14,6 +14,7 @@ internal static class QuantizationArguments
     public const string ProfileUsage =
         "  --calibration DIR              calibration samples: one .npy per sample, or one folder per sample of <input>.npy\n" +
         "  --calibration-method M         minmax (default), percentile, entropy or mse\n" +
+        "  --bias-correction on|off       correct the shift weight rounding gives each channel's mean (default on)\n" +
         "  --hold-out-every K             hold out every K-th sample to measure accuracy on (default 5; 0: none, measure on all)\n" +
         "  --input-shape NAME=D0,D1,...   pin an input's shape (default: the first calibration sample's)\n" +
         "  --threads N                    kernel threads (results do not depend on them)";

@@ -45,6 +45,9 @@ public sealed record CompileRequest
     /// <summary>Int8/auto: the calibration method (minmax, percentile, entropy, mse); null for minmax.</summary>
     public string? CalibrationMethod { get; init; }
 
+    /// <summary>on (default) or off: bias correction of the int8 products.</summary>
+    public string? BiasCorrection { get; init; }
+
     /// <summary>Int8/auto: every K-th calibration sample is held out to measure accuracy on; null for 5.</summary>
     public int? CalibrationHoldOutEvery { get; init; }
 
@@ -94,7 +97,7 @@ public static class ModelCompiler
         Quantization.QuantizationOutcome? quantized = null;
         var int8Options = int8 && !request.Class.ApiOnly ? Quantization.QuantizationOptions.FromText(precision, request.CalibrationFolder, request.CalibrationMethod,
             request.CalibrationHoldOutEvery, request.AccuracyTarget, request.AccuracyTargetAction, request.Int8Exclusions,
-            request.SensitivityProfile, request.CalibrationCache, request.Int8Fallback) with
+            request.SensitivityProfile, request.CalibrationCache, request.Int8Fallback, request.BiasCorrection) with
         {
             CacheContext = Quantization.Int8Preparation.CacheContext(request.InputShapes, request.ConstantInputs),
         } : null;

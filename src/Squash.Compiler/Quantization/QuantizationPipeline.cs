@@ -83,10 +83,11 @@ public sealed record QuantizationOptions
     /// <param name="calibrationCache">The calibration cache file (<c>DIR/NAME.calibration.json</c>): its folder and name
     /// place the caches; null for none.</param>
     /// <param name="fallback">fp32 (default) or fp16: the precision of the units that do not run in int8.</param>
+    /// <param name="biasCorrection">on (default) or off: bias correction of the int8 products.</param>
     /// <exception cref="SquashException">A value is invalid (SQ1012), or no calibration folder (SQ1020).</exception>
     public static QuantizationOptions FromText(string precision, string? calibrationFolder, string? method = null, int? holdOutEvery = null,
         string? target = null, string? targetAction = null, string? exclusions = null, string? sensitivityProfile = null, string? calibrationCache = null,
-        string? fallback = null)
+        string? fallback = null, string? biasCorrection = null)
     {
         var folder = Int8Preparation.RequireCalibration(calibrationFolder);
         var mode = precision.Trim().ToLowerInvariant() switch
@@ -109,7 +110,7 @@ public sealed record QuantizationOptions
         {
             Precision = mode,
             CalibrationFolder = folder,
-            Calibration = new CalibrationSettings { Method = parsedMethod },
+            Calibration = new CalibrationSettings { Method = parsedMethod, BiasCorrection = ParseBiasCorrection(biasCorrection) },
             Split = new CalibrationSplit(holdOutEvery ?? 5),
             Target = string.IsNullOrWhiteSpace(target) ? null : AccuracyTarget.Parse(target),
             TargetMissIsWarning = targetAction.Equals("warn", StringComparison.OrdinalIgnoreCase),
@@ -124,6 +125,14 @@ public sealed record QuantizationOptions
                 : Path.GetFileName(cacheFile) is var f && f.EndsWith(CacheSuffix, StringComparison.OrdinalIgnoreCase) ? f[..^CacheSuffix.Length] : Path.GetFileNameWithoutExtension(f),
         };
     }
+
+    /// <summary>on (default) or off; true and false are accepted too.</summary>
+    private static bool ParseBiasCorrection(string? value) => value?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "on" or "true" => true,
+        "off" or "false" => false,
+        _ => throw new SquashException(ErrorCodes.InvalidOption, $"BiasCorrection '{value}' is not supported; use on or off."),
+    };
 }
 
 /// <summary>What quantizing a model did; <see cref="QuantizationReportWriter"/> turns it into the report.</summary>

@@ -131,7 +131,7 @@ public sealed class SquashCompileTests : IDisposable
     public void Int8FallbackAndPerEntryPrecisionsGoToTheCompilerAsGiven()
     {
         var model = Model("models/rec.onnx", ("Precision", "auto"), ("Calibration", Path.Combine(_dir, "calib")),
-            ("Int8Fallback", "fp16"), ("QuantizationExclusions", "p2o.Conv.0=fp32;op:MatMul"));
+            ("Int8Fallback", "fp16"), ("QuantizationExclusions", "p2o.Conv.0=fp32;op:MatMul"), ("BiasCorrection", "off"));
         var task = Task(model);
 
         Assert.True(task.Execute(), _engine.ErrorText);
@@ -139,6 +139,7 @@ public sealed class SquashCompileTests : IDisposable
         var lines = Assert.Single(task.Runs).ResponseFile.Split('\n');
         Assert.Contains("--int8-fallback=fp16", lines);
         Assert.Contains("--int8-exclude=p2o.Conv.0=fp32;op:MatMul", lines);
+        Assert.Contains("--bias-correction=off", lines);
     }
 
     [Fact]

@@ -77,6 +77,8 @@ public sealed class QuantizationCliTests(Xunit.Abstractions.ITestOutputHelper lo
 
     [Theory]
     [InlineData(1, "SQ1012", "--precision", "int8", "--calibration-method", "kl")]
+    [InlineData(1, "SQ1012", "--precision", "int8", "--bias-correction", "maybe")]
+    [InlineData(1, "SQ1012", "--bias-correction", "off")]
     [InlineData(1, "SQ1012", "--precision", "auto", "--accuracy-target-action", "ignore")]
     [InlineData(2, "", "--report-dir", "r")]
     [InlineData(1, "SQ1012", "--precision", "fp8")]

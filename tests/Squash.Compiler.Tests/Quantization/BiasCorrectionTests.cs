@@ -115,6 +115,19 @@ public sealed class BiasCorrectionTests
         }
     }
 
+    [Theory]
+    [InlineData(null, true)]
+    [InlineData("on", true)]
+    [InlineData(" OFF ", false)]
+    [InlineData("false", false)]
+    public void TheOptionTurnsItOnOrOff(string? text, bool on)
+    {
+        string folder = TestPaths.Asset("data", "ppocr", "calib", "cls");
+        Assert.Equal(on, QuantizationOptions.FromText("int8", folder, biasCorrection: text).Calibration.BiasCorrection);
+        var e = Assert.Throws<SquashException>(() => QuantizationOptions.FromText("int8", folder, biasCorrection: "maybe"));
+        Assert.Equal(ErrorCodes.InvalidOption, e.Code);
+    }
+
     private static void AssertShiftRestoresMeans(double[] fp32, double[] quantized, double[] shift)
     {
         double largest = fp32.Max(Math.Abs);
