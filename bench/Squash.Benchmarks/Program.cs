@@ -9,6 +9,7 @@ using Squash.Benchmarks;
 //   ... -- dispatch THREADS BLOCKS CALLS WORK     (cost of one parallel call; WORK steps per item, 0 for none)
 //   ... -- gemm RUNS                              (1-thread fp32 GEMM GFLOP/s: 512^3 and PP-OCR's largest conv GEMMs)
 //   ... -- depthwise RUNS                         (1-thread int8 depthwise convolution on PP-OCR's shapes)
+//   ... -- convtranspose RUNS                     (1-thread fp32 2x2 stride-2 transposed convolution on det's shapes)
 //   ... -- int4 RUNS                              (1-thread int4 GEMV GB/s, fp32 and int8 activations, L3 and memory)
 static int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
 if (args is ["interleaved", var model, var threads, var runs])
@@ -19,6 +20,8 @@ else if (args is ["gemm", var gemmRuns])
     GemmRate.Run(Int(gemmRuns));
 else if (args is ["depthwise", var dwRuns])
     DepthwiseRate.Run(Int(dwRuns));
+else if (args is ["convtranspose", var ctRuns])
+    TransposedRate.Run(Int(ctRuns));
 else if (args is ["int4", var int4Runs])
     Int4Rate.Run(Int(int4Runs));
 else if (args is ["dispatch", var threads2, var blocks, var calls, var work])

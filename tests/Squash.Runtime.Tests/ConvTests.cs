@@ -109,13 +109,57 @@ public sealed class ConvTests
     }
 
     /// <summary>Transposed convolutions whose kernel tiles the output (kernel = stride, the usual 2x upsampling),
-    /// whose col2im is an interleave; widths cover the 16-wide vector loop and its tail.</summary>
+    /// whose col2im is an interleave; widths cover the 16-wide vector loop and its tail; 40 x 300 (12 GEMM rows of 300)
+    /// takes two blocks of X's rows (36 and 4), with and without a bias (the epilogue woven in, or none), packed or not,
+    /// on one and three threads.</summary>
     [Theory]
     [InlineData(new[] { 5, 37 }, new[] { 2, 2 }, 1)]
     [InlineData(new[] { 4, 16 }, new[] { 2, 2 }, 2)]
     [InlineData(new[] { 3, 5 }, new[] { 3, 2 }, 1)]
     [InlineData(new[] { 21 }, new[] { 2 }, 1)]
+    [InlineData(new[] { 40, 300 }, new[] { 2, 2 }, 1)]
     public void TransposedTilingMatchesDirectReference(int[] input, int[] kernel, int groups)
+    {
+        foreach (bool withBias in new[] { true, false })
+            foreach (bool pack in new[] { false, true })
+                TransposedTiling(input, kernel, groups, withBias, pack, pack ? 3 : 1);
+    }
+
+    /// <summary>A fused epilogue after the tiling path's weave (each activation, with a per-channel affine map after it)
+    /// against the reference with the same steps in double: the activations are 1-Lipschitz, so the error bound is the
+    /// product's times |scale|, plus one rounding of the result.</summary>
+    [Fact]
+    public void TransposedTilingAppliesEachActivationAndAffineMap()
+    {
+        GemmActivation[] activations = [GemmActivation.None, GemmActivation.Relu, GemmActivation.Clip(-0.2f, 0.3f), GemmActivation.LeakyRelu(0.1f),
+            GemmActivation.HardSigmoid(0.2f, 0.5f), GemmActivation.HardSwish, GemmActivation.Sigmoid];
+        int[] input = [6, 37], kernel = [2, 2];
+        var rng = new Random(77);
+        var g = new ConvGeometry(1, 3, 4, 1, [12, 74], kernel, input, kernel, [1, 1], [0, 0]);
+        var x = RandomArray(rng, g.OutChannels * g.OutputSize);
+        var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
+        var bias = RandomArray(rng, g.InChannels);
+        var scale = RandomArray(rng, g.InChannels);
+        var shift = RandomArray(rng, g.InChannels);
+        var (expected, bound) = DirectTransposedConvolution(g, x, w, bias);
+        foreach (var activation in activations)
+            foreach (bool affine in new[] { false, true })
+            {
+                var y = new float[expected.Length];
+                var epilogue = new GemmEpilogue { RowBias = bias, Activation = activation, RowScale = affine ? scale : [], RowShift = affine ? shift : [] };
+                TransposedConvolution.Run(new KernelContext(1), g, x, w, null, y, epilogue);
+                int plane = g.InputSize;
+                for (int i = 0; i < y.Length; i++)
+                {
+                    int c = i / plane;
+                    double s = affine ? scale[c] : 1, want = activation.Apply((float)expected[i]) * s + (affine ? shift[c] : 0);
+                    double tolerance = bound[i] * Math.Abs(s) + 1e-6 * (Math.Abs(want) + 1);
+                    Assert.True(Math.Abs(y[i] - want) <= tolerance, $"{activation.Kind} affine {affine}: y[{i}] = {y[i]}, expected {want}");
+                }
+            }
+    }
+
+    private static void TransposedTiling(int[] input, int[] kernel, int groups, bool withBias, bool pack, int threads)
     {
         var rng = new Random(input.Sum() + kernel.Sum());
         int rank = input.Length;
@@ -124,12 +168,12 @@ public sealed class ConvTests
         var g = new ConvGeometry(2, 3 * groups, 4 * groups, groups, output, kernel, input, kernel, Enumerable.Repeat(1, rank).ToArray(), new int[rank]);
         var x = RandomArray(rng, g.Batch * g.OutChannels * g.OutputSize);
         var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
-        var bias = RandomArray(rng, g.InChannels);
+        var bias = withBias ? RandomArray(rng, g.InChannels) : [];
         var (expected, bound) = DirectTransposedConvolution(g, x, w, bias);
         var y = new float[expected.Length];
         y.AsSpan().Fill(float.NaN);
-        TransposedConvolution.Run(new KernelContext(1), g, x, w, null, bias, y);
-        AssertClose(expected, bound, y, Describe(g));
+        TransposedConvolution.Run(new KernelContext(threads), g, x, w, pack ? Packed(w) : null, bias, y);
+        AssertClose(expected, bound, y, $"{Describe(g)} bias {withBias} packed {pack}");
     }
 
     /// <summary>3x3 stride-1 convolutions by Winograd F(4x4, 3x3): partial tiles at both edges, tile blocks, pads,

@@ -243,10 +243,42 @@ internal readonly unsafe struct TileEpilogue
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ApplyRow<TV>(float* src, float* dst, int count, int row, int col) where TV : struct, IFloatVector<TV>
     {
+        if (Alpha == 1 && Beta == 0 && ColumnBias == null && !HasResidual && ColumnScale == null && ColumnShift == null)
+        {
+            ApplyRowConstants<TV>(src, dst, count, row);
+            return;
+        }
         int j = 0;
         for (; j <= count - TV.Count; j += TV.Count)
             Apply(TV.Load(ref src[j], 0), dst + j, row, col + j).Store(ref dst[j], 0);
         for (; j < count; j++) dst[j] = Apply(src[j], dst + j, row, col + j);
+    }
+
+    /// <summary>
+    /// <see cref="ApplyRow{TV}"/> when every step is the same along the row (a bias, an activation and an affine map per
+    /// row, the usual fused convolution): the row's constants are read once and the activation's kind is chosen once,
+    /// not per vector (the general path took 12 cycles a vector for a bias and a ReLU).
+    /// </summary>
+    private void ApplyRowConstants<TV>(float* src, float* dst, int count, int row) where TV : struct, IFloatVector<TV>
+    {
+        float bias = RowBias != null ? RowBias[row] : 0, scale = RowScale != null ? RowScale[row] : 1, shift = RowShift != null ? RowShift[row] : 0;
+        var b = TV.Create(bias);
+        int j = 0;
+        switch (Activation.Kind)
+        {
+            case GemmActivationKind.None when scale == 1 && shift == 0:
+                for (; j <= count - TV.Count; j += TV.Count) (TV.Load(ref src[j], 0) + b).Store(ref dst[j], 0);
+                break;
+            case GemmActivationKind.Relu when scale == 1 && shift == 0:
+                for (; j <= count - TV.Count; j += TV.Count) new ReluFunction().Invoke(TV.Load(ref src[j], 0) + b).Store(ref dst[j], 0);
+                break;
+            default:
+                var s = TV.Create(scale);
+                var t = TV.Create(shift);
+                for (; j <= count - TV.Count; j += TV.Count) (Activation.Apply(TV.Load(ref src[j], 0) + b) * s + t).Store(ref dst[j], 0);
+                break;
+        }
+        for (; j < count; j++) dst[j] = Apply(src[j], dst + j, row, 0);
     }
 
     /// <summary>Stores 32 sums of row <paramref name="row"/> at columns [col, col + 32).</summary>
