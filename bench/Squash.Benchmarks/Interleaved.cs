@@ -11,7 +11,8 @@ namespace Squash.Benchmarks;
 /// Squash's planned execution against ONNX Runtime in one process, runs interleaved (ABAB, then BABA) so that both
 /// see the same load on a shared machine; prints min and median milliseconds and their ratios.
 /// <c>dotnet run -c Release --project bench/Squash.Benchmarks -- interleaved det|rec|cls THREADS RUNS [int8]</c>; with
-/// int8, Squash int8 (<see cref="Int8Models"/>) runs too, in the same rotation.
+/// int8, Squash int8 (<see cref="Int8Models"/>) runs too, in the same rotation; with auto, the mixed-precision plan of
+/// Precision="auto" (MSE calibration, sqnr:28) in its place (the QDQ export is still of the all-int8 plan).
 /// </summary>
 internal static class Interleaved
 {
@@ -25,7 +26,7 @@ internal static class Interleaved
     /// <summary>How long every engine runs before the measured runs.</summary>
     private static readonly TimeSpan WarmUpTime = TimeSpan.FromSeconds(5);
 
-    public static void Run(string name, int threads, int runs, bool int8 = false)
+    public static void Run(string name, int threads, int runs, bool int8 = false, bool auto = false)
     {
         var (file, task, shape) = s_models[name];
         string path = Assets.Model(file);
@@ -34,7 +35,8 @@ internal static class Interleaved
         ModelPreparation.PinInputShapes(model, new Dictionary<string, int[]> { [inputName] = shape });
         ModelPreparation.OptimizeForCpu(model);
         var plan = ExecutionPlan.Create(model.Graph);
-        var quantized = int8 ? Int8Models.Plan(file, task, shape) : null;
+        var quantized = auto ? Int8Models.AutoPlan(file, task, shape, "mse", "sqnr:28") : int8 ? Int8Models.Plan(file, task, shape) : null;
+        int8 |= auto;
         using var ortQdq = int8 ? new InferenceSession(Int8Models.Qdq(file, task, shape), new SessionOptions
         {
             IntraOpNumThreads = threads,

@@ -87,12 +87,50 @@ public sealed class PpOcrInt8Tests(ITestOutputHelper output)
     {
         var (fp32, int8, report) = Prepare(PpOcr.Rec, "rec", [1, 3, 48, 320]);
         output.WriteLine($"{report.Int8Count} of {report.Units.Count} units int8; {report.Quantizes} Q, {report.Dequantizes} DQ");
+        var (same, lines, fp32Cer, int8Cer) = ReadRec(fp32, int8);
+        Assert.True(same >= MinRecAgreement * lines, $"int8 reads fp32's text on {same} of {lines} lines");
+        Assert.True(int8Cer <= fp32Cer + 0.5, $"int8 CER {int8Cer:F2} % vs fp32 {fp32Cer:F2} %");
+    }
+
+    /// <summary>
+    /// The accuracy-first configuration of rec (issue 4's 98 % of lines): <c>Precision="auto"</c> with MSE calibration
+    /// and <c>AccuracyTarget="sqnr:28"</c> falls back the most sensitive layers until the 6 held-out calibration lines
+    /// meet 28 dB; on the 64 eval lines it reads fp32's text on 63 (measured; the bar is 63, 98 %) and its CER is within
+    /// 0.5 points of fp32's. It keeps 13 of 123 units in int8 (the search stops at 43.5 dB held out: one step before
+    /// it, the noise model predicted too little), so it runs at about fp32's speed; docs/quantization.md.
+    /// </summary>
+    [Fact]
+    public void RecAutoMeetsTheLineAgreementBar()
+    {
+        Model Load()
+        {
+            var m = Squash.Compiler.Onnx.OnnxLoader.Load(PpOcr.ModelPath(PpOcr.Rec));
+            ModelPreparation.PinInputShapes(m, new Dictionary<string, int[]> { [m.Graph.Inputs[0].Name] = [1, 3, 48, 320] });
+            ModelPreparation.Optimize(m);
+            return m;
+        }
+        var fp32 = Load();
+        var auto = Load();
+        string folder = TestPaths.Asset("data", "ppocr", "calib", "rec");
+        var options = QuantizationOptions.FromText("auto", folder, "mse", target: "sqnr:28");
+        var outcome = ModelPreparation.ApplyPrecision(auto, "auto", calibrationFolder: folder, int8: options, modelPath: PpOcr.ModelPath(PpOcr.Rec))!;
+        output.WriteLine($"auto: {outcome.Rewrite.Int8Count} of {outcome.Rewrite.Units.Count} units int8; held-out {outcome.Evaluation.Output.SqnrDb:F1} dB");
+        var (same, lines, fp32Cer, autoCer) = ReadRec(fp32, auto);
+        Assert.True(outcome.TargetMet);
+        Assert.True(same >= 0.98 * lines, $"auto reads fp32's text on {same} of {lines} lines");
+        Assert.True(autoCer <= fp32Cer + 0.5, $"auto CER {autoCer:F2} % vs fp32 {fp32Cer:F2} %");
+    }
+
+    /// <summary>Both models on the 64 eval lines: lines read as fp32 reads them, and each one's character error rate
+    /// against the ground truth (percent); differences are written out.</summary>
+    private (int Same, int Lines, double Fp32Cer, double OtherCer) ReadRec(Model fp32, Model other)
+    {
         var reference = ExecutionPlan.Create(fp32.Graph);
-        var quantized = ExecutionPlan.Create(int8.Graph);
+        var quantized = ExecutionPlan.Create(other.Graph);
         string input = fp32.Graph.Inputs[0].Name, outputName = fp32.Graph.Outputs[0].Name;
         var labels = PpOcr.Labels("eval", "rec");
         int lines = 0, same = 0;
-        long truthChars = 0, fp32Edits = 0, int8Edits = 0;
+        long truthChars = 0, fp32Edits = 0, otherEdits = 0;
         var differences = new List<string>();
         foreach (var sample in PpOcr.Samples("eval", "rec"))
         {
@@ -102,16 +140,15 @@ public sealed class PpOcrInt8Tests(ITestOutputHelper output)
             string truth = labels[Path.GetFileNameWithoutExtension(sample)];
             lines++;
             if (want == got) same++;
-            else differences.Add($"{Path.GetFileName(sample)}: int8 '{got}', fp32 '{want}'");
+            else differences.Add($"{Path.GetFileName(sample)}: quantized '{got}', fp32 '{want}'");
             truthChars += truth.Length;
             fp32Edits += EditDistance(want, truth);
-            int8Edits += EditDistance(got, truth);
+            otherEdits += EditDistance(got, truth);
         }
-        double fp32Cer = 100.0 * fp32Edits / truthChars, int8Cer = 100.0 * int8Edits / truthChars;
-        output.WriteLine($"same text {same}/{lines}; CER fp32 {fp32Cer:F2} %, int8 {int8Cer:F2} %");
+        double fp32Cer = 100.0 * fp32Edits / truthChars, otherCer = 100.0 * otherEdits / truthChars;
+        output.WriteLine($"same text {same}/{lines}; CER fp32 {fp32Cer:F2} %, quantized {otherCer:F2} %");
         foreach (var d in differences) output.WriteLine(d);
-        Assert.True(same >= MinRecAgreement * lines, $"int8 reads fp32's text on {same} of {lines} lines:\n{string.Join("\n", differences)}");
-        Assert.True(int8Cer <= fp32Cer + 0.5, $"int8 CER {int8Cer:F2} % vs fp32 {fp32Cer:F2} %");
+        return (same, lines, fp32Cer, otherCer);
     }
 
     [Fact]
