@@ -261,21 +261,45 @@ internal readonly unsafe struct TileEpilogue
     /// </summary>
     private void ApplyRowConstants<TV>(float* src, float* dst, int count, int row) where TV : struct, IFloatVector<TV>
     {
-        float bias = RowBias != null ? RowBias[row] : 0, scale = RowScale != null ? RowScale[row] : 1, shift = RowShift != null ? RowShift[row] : 0;
-        var b = TV.Create(bias);
+        // The same steps as Apply, each only when present (adding a zero bias would turn -0 into +0).
+        bool hasBias = RowBias != null, hasScale = RowScale != null, hasShift = RowShift != null;
+        var b = TV.Create(hasBias ? RowBias[row] : 0);
+        var s = TV.Create(hasScale ? RowScale[row] : 1);
+        var t = TV.Create(hasShift ? RowShift[row] : 0);
         int j = 0;
         switch (Activation.Kind)
         {
-            case GemmActivationKind.None when scale == 1 && shift == 0:
-                for (; j <= count - TV.Count; j += TV.Count) (TV.Load(ref src[j], 0) + b).Store(ref dst[j], 0);
+            case GemmActivationKind.None:
+                for (; j <= count - TV.Count; j += TV.Count)
+                {
+                    var v = TV.Load(ref src[j], 0);
+                    if (hasBias) v += b;
+                    if (hasScale) v *= s;
+                    if (hasShift) v += t;
+                    v.Store(ref dst[j], 0);
+                }
                 break;
-            case GemmActivationKind.Relu when scale == 1 && shift == 0:
-                for (; j <= count - TV.Count; j += TV.Count) new ReluFunction().Invoke(TV.Load(ref src[j], 0) + b).Store(ref dst[j], 0);
+            case GemmActivationKind.Relu:
+                for (; j <= count - TV.Count; j += TV.Count)
+                {
+                    var v = TV.Load(ref src[j], 0);
+                    if (hasBias) v += b;
+                    v = new ReluFunction().Invoke(v);
+                    if (hasScale) v *= s;
+                    if (hasShift) v += t;
+                    v.Store(ref dst[j], 0);
+                }
                 break;
             default:
-                var s = TV.Create(scale);
-                var t = TV.Create(shift);
-                for (; j <= count - TV.Count; j += TV.Count) (Activation.Apply(TV.Load(ref src[j], 0) + b) * s + t).Store(ref dst[j], 0);
+                for (; j <= count - TV.Count; j += TV.Count)
+                {
+                    var v = TV.Load(ref src[j], 0);
+                    if (hasBias) v += b;
+                    v = Activation.Apply(v);
+                    if (hasScale) v *= s;
+                    if (hasShift) v += t;
+                    v.Store(ref dst[j], 0);
+                }
                 break;
         }
         for (; j < count; j++) dst[j] = Apply(src[j], dst + j, row, 0);
