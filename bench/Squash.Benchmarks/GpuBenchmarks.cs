@@ -55,6 +55,8 @@ public class GpuBenchmarks
     private InferenceSession _ort = null!;
     private string[] _ortInputNames = null!, _ortOutputNames = null!;
     private OrtValue[] _ortInputs = null!;
+    /// <summary>The ONNX Runtime model's file when it is too large for a byte array (the 2048-wide decoder).</summary>
+    private string? _ortPath;
     // One RunOptions for every call: a RunOptions created per call has crashed ONNX Runtime (use after free).
     private readonly RunOptions _runOptions = new();
 
@@ -81,11 +83,12 @@ public class GpuBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        var (onnx, graph, inputs) = Model.StartsWith("decoder", StringComparison.Ordinal)
-            ? Decoder(int4: Model == "decoder-int4", fuseAttention: Model == "decoder-attention")
+        var (onnx, graph, inputs) = Model.StartsWith("llama2048", StringComparison.Ordinal) ? LargeDecoder(int4: Model == "llama2048-int4")
+            : Model.StartsWith("decoder", StringComparison.Ordinal) ? Decoder(int4: Model == "decoder-int4", fuseAttention: Model == "decoder-attention")
             : PpOcr();
         _inputs = inputs;
-        _gpu = GpuModel.Create(graph, GpuDevice.Gpu);
+        // SQUASH_BENCH_EMULATOR=1 runs the device code on ILGPU's CPU emulator (a dry run of the harness, not a figure).
+        _gpu = GpuModel.Create(graph, Environment.GetEnvironmentVariable("SQUASH_BENCH_EMULATOR") == "1" ? GpuDevice.Cpu : GpuDevice.Gpu);
         foreach (var (node, reason) in _gpu.HostNodes) Console.WriteLine($"// {Model}: {node.Describe()} on the host: {reason}");
         _plan = ExecutionPlan.Create(graph);
         _context = new KernelContext(Environment.ProcessorCount);
@@ -96,7 +99,7 @@ public class GpuBenchmarks
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
         };
-        _ort = new InferenceSession(onnx, options);
+        _ort = onnx.Length == 0 ? new InferenceSession(_ortPath!, options) : new InferenceSession(onnx, options);
         _ortInputNames = [.. inputs.Keys];
         _ortInputs = [.. inputs.Values.Select(ToOrt)];
         _ortOutputNames = [.. _ort.OutputNames];
@@ -154,6 +157,29 @@ public class GpuBenchmarks
         return (bytes, model.Graph, inputs);
     }
 
+    /// <summary>The synthetic decoder of <see cref="LlamaDecodeBenchmarks"/> (dim 2048, 8 layers, vocab 32000: 1.7 GB
+    /// fp32, 0.24 GB int4), one decode step of one token after 128 cached positions, attention fused; ONNX Runtime runs
+    /// the fp32 model or the MatMulNBits export (accuracy_level 0) from its file. Only with <c>gpu</c> (RunQuick): the
+    /// models are built on first use (about a minute).</summary>
+    private (byte[] Onnx, Runtime.Ir.Graph Graph, Dictionary<string, Tensor> Inputs) LargeDecoder(bool int4)
+    {
+        var model = OnnxLoader.Load(int4 ? LlamaModels.SquashInt4() : LlamaModels.Fp32());
+        _ortPath = int4 ? LlamaModels.OrtInt4(0) : LlamaModels.Fp32();
+        var shapes = new Dictionary<string, int[]>();
+        var inputs = new Dictionary<string, Tensor>();
+        foreach (var v in model.Graph.Inputs)
+        {
+            int[] shape = v.Type == DataType.Int64 ? [1, 1] : [1, v.Shape![1], 128, v.Shape[3]];
+            shapes[v.Name] = shape;
+            inputs[v.Name] = new Tensor(v.Type, shape);
+        }
+        inputs["input_ids"].AsSpan<long>()[0] = 5;
+        ModelPreparation.PinInputShapes(model, shapes);
+        ModelPreparation.Optimize(model);
+        new AttentionFusion().Run(model.Graph, new PassContext());
+        return ([], model.Graph, inputs);
+    }
+
     private static OrtValue ToOrt(Tensor t)
     {
         long[] shape = [.. t.Shape.Select(d => (long)d)];
@@ -182,4 +208,66 @@ public class GpuBenchmarks
 
     [Benchmark]
     public void SquashCuda() => _gpu.Run(_inputs);
+
+    /// <summary>
+    /// The same three engines without BenchmarkDotNet, for a GPU machine lent for minutes: per model, setup, warm-up
+    /// (three calls each, then until two seconds have passed), <paramref name="runs"/> rounds that call the engines in
+    /// turn (order alternating), medians and minimums in milliseconds, and the largest difference between the CUDA
+    /// and CPU outputs as a check. <c>dotnet Squash.Benchmarks.dll gpu RUNS [MODEL ...]</c>.
+    /// </summary>
+    public static void RunQuick(int runs, IReadOnlyList<string> models)
+    {
+        Console.WriteLine($"gpu: {Environment.ProcessorCount} cores, {runs} runs per engine");
+        foreach (string name in models)
+        {
+            var bench = new GpuBenchmarks { Model = name };
+            try
+            {
+                var setup = System.Diagnostics.Stopwatch.StartNew();
+                bench.Setup();
+                Console.WriteLine($"{name}: setup {setup.Elapsed.TotalSeconds:F1} s on {bench._gpu.DeviceName} ({bench._gpu.Backend}), {bench._gpu.HostNodes.Count} host nodes, arena {bench._gpu.ArenaBytes / 1e6:F1} MB");
+                var first = System.Diagnostics.Stopwatch.StartNew();
+                var gpuOut = bench._gpu.Run(bench._inputs);
+                Console.WriteLine($"{name}: first CUDA run {first.Elapsed.TotalMilliseconds:F0} ms (kernel compilation)");
+                var cpuOut = bench._plan.Run(bench._inputs, bench._context);
+                var worst = cpuOut.Where(p => p.Value.DataType == DataType.Float)
+                    .Select(p => (p.Key, Difference: Metrics(p.Value, gpuOut[p.Key]), Scale: p.Value.AsSpan<float>().ToArray().Max(Math.Abs)))
+                    .OrderByDescending(d => d.Difference).First();
+                Console.WriteLine($"{name}: largest |CUDA - CPU| {worst.Difference:E2} in {worst.Key} (its largest |value| {worst.Scale:E2})");
+                Action[] engines = [bench.OnnxRuntimeCpu, bench.SquashCpu, bench.SquashCuda];
+                var warm = System.Diagnostics.Stopwatch.StartNew();
+                for (int i = 0; i < 3 || warm.Elapsed.TotalSeconds < 2; i++) foreach (var e in engines) e();
+                var times = engines.Select(_ => new List<double>()).ToArray();
+                for (int r = 0; r < runs; r++)
+                    for (int k = 0; k < engines.Length; k++)
+                    {
+                        int e = r % 2 == 0 ? k : engines.Length - 1 - k;
+                        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                        engines[e]();
+                        times[e].Add(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                    }
+                double ort = Interleaved.Median(times[0]), cpu = Interleaved.Median(times[1]), cuda = Interleaved.Median(times[2]);
+                Console.WriteLine($"{name}: median (min) ms: ONNX Runtime CPU {ort:F3} ({times[0].Min():F3}), Squash CPU {cpu:F3} ({times[1].Min():F3}), "
+                    + $"Squash CUDA {cuda:F3} ({times[2].Min():F3}); CUDA/ORT {cuda / ort:F3}, CUDA/Squash CPU {cuda / cpu:F3}");
+            }
+            catch (Exception e)
+            {
+                Console.WriteLine($"{name}: FAILED {e.GetType().Name}: {e.Message}");
+                Console.WriteLine(e.StackTrace);
+            }
+            finally
+            {
+                try { bench.Cleanup(); } catch (Exception) { }
+            }
+        }
+    }
+
+    private static double Metrics(Tensor expected, Tensor actual)
+    {
+        var a = expected.AsSpan<float>();
+        var b = actual.AsSpan<float>();
+        double max = 0;
+        for (int i = 0; i < a.Length; i++) max = Math.Max(max, Math.Abs(a[i] - b[i]));
+        return max;
+    }
 }

@@ -10,6 +10,7 @@ using Squash.Benchmarks;
 //   ... -- gemm RUNS                              (1-thread fp32 GEMM GFLOP/s: 512^3 and PP-OCR's largest conv GEMMs)
 //   ... -- depthwise RUNS                         (1-thread int8 depthwise convolution on PP-OCR's shapes)
 //   ... -- convtranspose RUNS                     (1-thread fp32 2x2 stride-2 transposed convolution on det's shapes)
+//   ... -- gpu RUNS [MODEL ...]                   (CUDA against Squash CPU and ONNX Runtime CPU, without BenchmarkDotNet)
 //   ... -- int4 RUNS                              (1-thread int4 GEMV GB/s, fp32 and int8 activations, L3 and memory)
 static int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
 if (args is ["interleaved", var model, var threads, var runs])
@@ -24,6 +25,8 @@ else if (args is ["depthwise", var dwRuns])
     DepthwiseRate.Run(Int(dwRuns));
 else if (args is ["convtranspose", var ctRuns])
     TransposedRate.Run(Int(ctRuns));
+else if (args is ["gpu", var gpuRuns, .. var gpuModels])
+    GpuBenchmarks.RunQuick(Int(gpuRuns), gpuModels.Length > 0 ? gpuModels : ["cls", "rec", "det", "cls-int8", "rec-int8", "det-int8", "decoder", "decoder-int4", "decoder-attention", "llama2048-int4", "llama2048"]);
 else if (args is ["int4", var int4Runs])
     Int4Rate.Run(Int(int4Runs));
 else if (args is ["dispatch", var threads2, var blocks, var calls, var work])
