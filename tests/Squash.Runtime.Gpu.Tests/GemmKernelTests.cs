@@ -4,8 +4,9 @@ namespace Squash.Runtime.Gpu.Tests;
 
 /// <summary>
 /// MatMul, Gemm and Conv on the device against the CPU operators. Tolerance: rtol 1e-4, atol 1e-5. Both sides
-/// accumulate in fp32 but in different orders (the device's tiles against the CPU's blocked GEMM); with K at most 33
-/// and inputs in [-1, 1], reordering error stays below K * 2^-24 * sum|a*b|, about 1e-6 absolute.
+/// accumulate in fp32 but in different orders (the device's tiles against the CPU's blocked GEMM); with K at most 40
+/// and inputs in [-1, 1], reordering error stays below K * 2^-24 * sum|a*b|, about 1e-6 absolute. Up to 16 rows of A
+/// the device runs its GEMV kernel (K split across thread rows), beyond it the tiled GEMM: 16 and 17 rows are both here.
 /// </summary>
 public class GemmKernelTests
 {
@@ -16,6 +17,8 @@ public class GemmKernelTests
     [InlineData(new[] { 3, 9, 17 }, new[] { 17, 5 })]
     [InlineData(new[] { 17 }, new[] { 2, 17, 4 })]
     [InlineData(new[] { 4, 17 }, new[] { 17 })]
+    [InlineData(new[] { 16, 40 }, new[] { 40, 9 })]
+    [InlineData(new[] { 17, 40 }, new[] { 40, 33 })]
     public void MatMul(int[] a, int[] b) =>
         Check("MatMul", [new("a", Random(1, 1, a)), new("b", Random(2, 1, b))], 1e-4f, 1e-5f);
 }

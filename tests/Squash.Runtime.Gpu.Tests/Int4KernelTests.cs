@@ -14,18 +14,22 @@ namespace Squash.Runtime.Gpu.Tests;
 /// </summary>
 public class Int4KernelTests
 {
+    /// <summary>Rows of A up to 16 run one group per four columns (a decode step), more one thread per output: 1, 6
+    /// and 20 rows cover both kernels.</summary>
     [Theory]
-    [InlineData(true, true, 32, 0)]
-    [InlineData(false, false, 32, 0)]
-    [InlineData(false, true, 64, 0)]
-    [InlineData(true, false, 32, 4)] // accuracy_level 4: the device computes in fp32, which the attribute (a minimum) allows
-    public void MatMulNBitsMatchesTheCpuOperator(bool symmetric, bool bias, int blockSize, int accuracyLevel)
+    [InlineData(true, true, 32, 0, 6)]
+    [InlineData(false, false, 32, 0, 6)]
+    [InlineData(false, true, 64, 0, 6)]
+    [InlineData(true, false, 32, 4, 6)] // accuracy_level 4: the device computes in fp32, which the attribute (a minimum) allows
+    [InlineData(true, true, 32, 0, 1)]
+    [InlineData(false, true, 32, 0, 20)]
+    public void MatMulNBitsMatchesTheCpuOperator(bool symmetric, bool bias, int blockSize, int accuracyLevel, int rows)
     {
         // K = 80: the last block is partial; N = 10: the last column group is padded; A has two batch dimensions.
         const int K = 80, N = 10;
         var weight = DeviceCase.Random(7, 0.5f, K, N);
         var packed = Int4WeightPacking.Quantize(weight.AsSpan<float>(), K, N, transposed: false, blockSize, symmetric);
-        var a = DeviceCase.Random(8, 1f, 2, 3, K);
+        var a = rows == 6 ? DeviceCase.Random(8, 1f, 2, 3, K) : DeviceCase.Random(8, 1f, rows, K);
 
         var graph = new Graph("int4");
         graph.OpsetImports[""] = 21;
@@ -41,7 +45,7 @@ public class Int4KernelTests
         node.AddInput(x).AddInput(Constant(graph, "data", packed.Data)).AddInput(Constant(graph, "scales", packed.Scales))
             .AddInput(packed.ZeroPoints is null ? null : Constant(graph, "zero_points", packed.ZeroPoints))
             .AddInput(bias ? Constant(graph, "bias", DeviceCase.Random(9, 1f, N)) : null);
-        var y = new Value("y", DataType.Float, [2, 3, N]);
+        var y = new Value("y", DataType.Float, [.. a.Shape[..^1], N]);
         node.AddOutput(y);
         graph.Nodes.Add(node);
         graph.Outputs.Add(y);

@@ -106,6 +106,10 @@ internal sealed class KernelCache(Accelerator accelerator)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct =>
         Grouped(k, () => accelerator.LoadKernel(k));
 
+    public Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4, T5, T6> Grouped<T1, T2, T3, T4, T5, T6>(Action<T1, T2, T3, T4, T5, T6> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct =>
+        Grouped(k, () => accelerator.LoadKernel(k));
+
     public Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4, T5, T6, T7> Grouped<T1, T2, T3, T4, T5, T6, T7>(Action<T1, T2, T3, T4, T5, T6, T7> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct =>
         Grouped(k, () => accelerator.LoadKernel(k));

@@ -198,6 +198,55 @@ internal static class GemmKernels
         Store(c, bias, p, b1, b2, r0 + t3, q0 + t2, c32); Store(c, bias, p, b1, b2, r0 + t3, q0 + t3, c33);
     }
 
+    /// <summary>
+    /// The product for a few rows of A (a decode step), where the tiled kernel's 64-row tiles would be all but empty
+    /// and its few groups would leave the GPU idle: one group per (batch entry, row of A, <see cref="GemmParams.Threads"/>
+    /// columns), its <see cref="GemmParams.Depth"/> rows of threads splitting K (thread row ty takes k = ty, ty + D, ...,
+    /// four loads in flight), so consecutive threads read consecutive columns of a row of B (coalesced) and many groups
+    /// keep enough loads in flight for the memory. The partial sums meet in shared memory (a tree over the thread
+    /// rows); then the same bias, alpha and beta as <see cref="Gemm{TA, TB, TC}"/>. B's columns must be adjacent.
+    /// </summary>
+    public static void Gemv<TA, TB, TC>(TC c, ArrayView<float> bias, TA a, TB b, GemmParams p)
+        where TA : struct, IMatrix
+        where TB : struct, IMatrix
+        where TC : struct, IGemmOutput
+    {
+        var shared = SharedMemory.GetDynamic<float>();
+        int columns = p.Threads, lanes = p.Depth;
+        int tx = Group.IdxX, ty = Group.IdxY;
+        for (int work = Grid.IdxX; work < p.Tiles; work += Grid.DimX)
+        {
+            int tileN = work % p.TilesN;
+            int t = work / p.TilesN;
+            int m = t % p.M;
+            int batch = t / p.M;
+            int b1 = batch / p.Batch2, b2 = batch - b1 * p.Batch2;
+            int n = tileN * columns + tx;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            if (n < p.N)
+            {
+                int k = ty;
+                for (; k + 3 * lanes < p.K; k += 4 * lanes)
+                {
+                    s0 += a.Load(b1, b2, m, k) * b.Load(b1, b2, k, n);
+                    s1 += a.Load(b1, b2, m, k + lanes) * b.Load(b1, b2, k + lanes, n);
+                    s2 += a.Load(b1, b2, m, k + 2 * lanes) * b.Load(b1, b2, k + 2 * lanes, n);
+                    s3 += a.Load(b1, b2, m, k + 3 * lanes) * b.Load(b1, b2, k + 3 * lanes, n);
+                }
+                for (; k < p.K; k += lanes) s0 += a.Load(b1, b2, m, k) * b.Load(b1, b2, k, n);
+            }
+            shared[ty * columns + tx] = (s0 + s1) + (s2 + s3);
+            Group.Barrier();
+            for (int step = lanes / 2; step > 0; step >>= 1)
+            {
+                if (ty < step) shared[ty * columns + tx] += shared[(ty + step) * columns + tx];
+                Group.Barrier();
+            }
+            if (ty == 0) Store(c, bias, p, b1, b2, m, n, shared[tx]);
+            Group.Barrier();
+        }
+    }
+
     private static void Store<TC>(TC c, ArrayView<float> bias, GemmParams p, int b1, int b2, int m, int n, float v)
         where TC : struct, IGemmOutput
     {

@@ -218,17 +218,36 @@ internal static class GemmLowerings
             var vbias = c.Upload(widened is null ? new float[1] : [.. Enumerable.Range(0, widened.ElementCount).Select(i => (float)widened.GetAsDouble(i))]);
             var ha = new HalfMatrix { Data = c.Bytes(a).Cast<ushort>(), Row = rowA, Col = colA };
             var hb = new HalfMatrix { Data = c.Bytes(b).Cast<ushort>(), Row = rowB, Col = colB };
-            return GemmStep(c, p, 1, new HalfOutput { Data = c.Bytes(y).Cast<ushort>() }, vbias, ha, hb);
+            return GemmStep(c, p, 1, new HalfOutput { Data = c.Bytes(y).Cast<ushort>() }, vbias, ha, hb, adjacentColumns: !transB);
         }
         var fa = new StridedMatrix { Data = c.View<float>(a), Row = rowA, Col = colA };
         var fb = new StridedMatrix { Data = c.View<float>(b), Row = rowB, Col = colB };
-        return GemmStep(c, p, 1, new FloatOutput { Data = c.View<float>(y) }, bias is null ? c.Upload(new float[1]) : c.View<float>(bias), fa, fb);
+        return GemmStep(c, p, 1, new FloatOutput { Data = c.View<float>(y) }, bias is null ? c.Upload(new float[1]) : c.View<float>(bias), fa, fb,
+            adjacentColumns: !transB);
     }
 
-    private static GpuStep GemmStep<TC, TM>(LoweringContext c, GemmParams p, int batches, TC y, ArrayView<float> bias, TM a, TM b)
+    /// <summary>Rows of A up to which a product with adjacent columns of B runs <see cref="GemmKernels.Gemv{TA, TB, TC}"/>.</summary>
+    private const int GemvMaxRows = 16;
+
+    private static GpuStep GemmStep<TC, TM>(LoweringContext c, GemmParams p, int batches, TC y, ArrayView<float> bias, TM a, TM b,
+        bool adjacentColumns = true)
         where TC : struct, IGemmOutput
         where TM : struct, IMatrix
     {
+        if (p.M <= GemvMaxRows && adjacentColumns)
+        {
+            // Columns per group and rows of threads along K: 32 x 32 on a GPU, 4 x 4 on the CPU accelerator.
+            int columns = c.Kernels.IsEmulator ? 4 : 32, lanes = c.Kernels.IsEmulator ? 4 : 32;
+            p.Threads = columns;
+            p.Depth = lanes;
+            p.TilesN = (p.N + columns - 1) / columns;
+            p.TilesM = p.M;
+            p.Tiles = checked(p.TilesN * p.M * batches);
+            var gemvConfig = new KernelConfig(new Index3D(Math.Min(p.Tiles, c.Kernels.MaxGroups), 1, 1), new Index3D(columns, lanes, 1),
+                SharedMemoryConfig.RequestDynamic<float>(columns * lanes));
+            var gemv = c.Kernels.Grouped<TC, ArrayView<float>, TM, TM, GemmParams>(GemmKernels.Gemv<TM, TM, TC>);
+            return new ActionStep(s => gemv(s, gemvConfig, y, bias, a, b, p));
+        }
         var config = Config(c, ref p, batches);
         var k = c.Kernels.Grouped<TC, ArrayView<float>, TM, TM, GemmParams>(GemmKernels.Gemm<TM, TM, TC>);
         return new ActionStep(s => k(s, config, y, bias, a, b, p));

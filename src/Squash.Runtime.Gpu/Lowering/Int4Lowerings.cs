@@ -10,6 +10,10 @@ namespace Squash.Runtime.Gpu.Lowering;
 /// and GatherNBits (embedding lookup), which dequantizes only the rows it reads.</summary>
 internal static class Int4Lowerings
 {
+    /// <summary>Rows of A up to which MatMulNBits runs one group per four columns (<see cref="Int4Kernels.MatMulNBitsRows"/>);
+    /// beyond, one thread per output has threads enough.</summary>
+    private const int RowKernelMaxRows = 16;
+
     public static void Register(Dictionary<string, Lowering> t)
     {
         t["MatMulNBits"] = MatMulNBits;
@@ -30,6 +34,18 @@ internal static class Int4Lowerings
         // A one-element stand-in keeps the kernel's arguments the same without a bias.
         var vbias = bias is null ? c.Upload(new float[1]) : c.View<float>(bias);
         var dims = new Int4Dims(layout.K, layout.N, layout.Blocks, layout.BlockBytes, bias is null ? 0 : 1);
+        int m = count / layout.N;
+        if (m <= RowKernelMaxRows)
+        {
+            // A decode step (or a few rows): one group per four columns, threads along K.
+            int threads = Math.Clamp((int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(4 * layout.Blocks)), 4,
+                c.Kernels.IsEmulator ? RowKernels.EmulatorThreads : 256);
+            var p = new Int4RowParams(dims, threads, m * ((layout.N + 3) / 4));
+            var config = new KernelConfig(new Index3D(Math.Min(p.Rows, c.Kernels.MaxGroups), 1, 1), new Index3D(threads, 1, 1),
+                SharedMemoryConfig.RequestDynamic<float>(threads));
+            var rows = c.Kernels.Grouped<ArrayView<float>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Int4RowParams>(Int4Kernels.MatMulNBitsRows);
+            return new ActionStep(s => rows(s, config, va, vdata, vtable, vbias, vy, p));
+        }
         var kernel = c.Kernels.Auto<ArrayView<float>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Int4Dims>(Int4Kernels.MatMulNBits);
         return new ActionStep(s => kernel(s, count, va, vdata, vtable, vbias, vy, dims));
     }
