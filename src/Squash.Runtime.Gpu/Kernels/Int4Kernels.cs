@@ -67,9 +67,10 @@ internal static class Int4Kernels
     /// thread keeps one column). The four columns' blocks are adjacent in the packed layout, so a warp reads eight
     /// blocks' bytes, 512 contiguous bytes, where the one-thread-per-output kernel had each thread walk its own column
     /// (5,632 threads for a decode step's 2048 x 5632: a GPU mostly idle, at 14 GB/s). The partial sums meet in shared
-    /// memory by a tree over T / 4 steps that keeps each column apart (pairs t, t + s with s a multiple of four).
+    /// memory by a tree over T / 4 steps that keeps each column apart (pairs t, t + s with s a multiple of four). The codes
+    /// are read four bytes at a time (a block's bytes are a multiple of four: block sizes of 8 and more), little-endian.
     /// </summary>
-    public static void MatMulNBitsRows(ArrayView<float> a, ArrayView<byte> data, ArrayView<float> scaleZero, ArrayView<float> bias,
+    public static void MatMulNBitsRows(ArrayView<float> a, ArrayView<uint> data, ArrayView<float> scaleZero, ArrayView<float> bias,
         ArrayView<float> y, Int4RowParams p)
     {
         var shared = SharedMemory.GetDynamic<float>();
@@ -87,14 +88,31 @@ internal static class Int4Kernels
                 int s = (g * d.Blocks + b) * 4 + c;
                 float zero = scaleZero[2 * s + 1];
                 int k0 = b * 2 * d.BlockBytes;
-                int offset = s * d.BlockBytes;
+                int words = s * (d.BlockBytes >> 2);
                 float sum = 0f;
-                for (int e = 0; e < d.BlockBytes; e++)
+                if (k0 + 2 * d.BlockBytes <= d.K)
                 {
-                    int q = data[offset + e];
-                    int lo = k0 + e, hi = lo + d.BlockBytes;
-                    if (lo < d.K) sum += a[arow + lo] * ((q & 15) - zero);
-                    if (hi < d.K) sum += a[arow + hi] * ((q >> 4) - zero);
+                    // A whole block: four codes per byte pair of halves, read a word (four bytes) at a time.
+                    for (int w = 0; w < d.BlockBytes >> 2; w++)
+                    {
+                        uint q = data[words + w];
+                        int lo = arow + k0 + 4 * w, hi = lo + d.BlockBytes;
+                        sum += a[lo] * ((int)(q & 15) - zero) + a[hi] * ((int)((q >> 4) & 15) - zero)
+                            + a[lo + 1] * ((int)((q >> 8) & 15) - zero) + a[hi + 1] * ((int)((q >> 12) & 15) - zero)
+                            + a[lo + 2] * ((int)((q >> 16) & 15) - zero) + a[hi + 2] * ((int)((q >> 20) & 15) - zero)
+                            + a[lo + 3] * ((int)((q >> 24) & 15) - zero) + a[hi + 3] * ((int)(q >> 28) - zero);
+                    }
+                }
+                else
+                {
+                    // The last, partial block: past K the codes equal the zero point, but A has no element there.
+                    for (int e = 0; e < d.BlockBytes; e++)
+                    {
+                        int q = (int)((data[words + (e >> 2)] >> (8 * (e & 3))) & 255);
+                        int lo = k0 + e, hi = lo + d.BlockBytes;
+                        if (lo < d.K) sum += a[arow + lo] * ((q & 15) - zero);
+                        if (hi < d.K) sum += a[arow + hi] * ((q >> 4) - zero);
+                    }
                 }
                 acc += sum * scaleZero[2 * s];
             }
