@@ -137,6 +137,7 @@ public sealed class Int8ConvWeights
         Groups = groups;
         Depthwise = depthwise;
         _sums = sums;
+        if (depthwise is not null && Int8Depthwise.UsesPairs(geometry)) DepthwisePairs = Int8DepthwisePairs.PairWeights(geometry, depthwise);
     }
 
     /// <summary>The geometry the weights were prepared for.</summary>
@@ -150,6 +151,9 @@ public sealed class Int8ConvWeights
 
     /// <summary>The taps [C, KH * KW] for the direct depthwise kernel, or null.</summary>
     internal sbyte[]? Depthwise { get; }
+
+    /// <summary>The taps paired for <see cref="Int8DepthwisePairs"/> ([C, products]) when that kernel runs them here, or null.</summary>
+    internal int[]? DepthwisePairs { get; }
 
     /// <summary>Prepares <paramref name="w"/> [M, C/G, KH, KW] for <paramref name="geometry"/>.</summary>
     public static Int8ConvWeights Pack(Int8ConvGeometry geometry, ReadOnlySpan<sbyte> w) => Pack(geometry, w, Int8Kernel.Best);
@@ -202,6 +206,11 @@ public static unsafe class Int8Conv
         fixed (byte* px = x)
         fixed (T* py = y)
         {
+            if (weights.DepthwisePairs is { } pairs)
+            {
+                fixed (int* pp = pairs) Int8DepthwisePairs.Run(context, g, px, pp, epilogue, py);
+                return;
+            }
             if (weights.Depthwise is not null)
             {
                 fixed (sbyte* pw = weights.Depthwise) Int8Depthwise.Run(context, g, px, pw, epilogue, py);

@@ -32,7 +32,7 @@ public static unsafe class Int8Depthwise
     internal static void Run(KernelContext context, Int8ConvGeometry g, byte* x, sbyte* w, Int8Epilogue epilogue, void* y)
     {
         if (!Applies(g)) throw new ArgumentException("The geometry is not a depthwise convolution the direct kernel runs.", nameof(g));
-        if (Int8DepthwisePairs.Applies(g) && !(Quantize512.IsAccelerated && IsDense3x3(g)))
+        if (UsesPairs(g))
         {
             // Integer pair products: twice the multiply-adds per instruction of the fp32 arithmetic below. A 3x3 kernel
             // with unit strides runs faster below on 16 lanes, its nine weights in registers and each plane row loaded
@@ -47,6 +47,9 @@ public static unsafe class Int8Depthwise
 
     /// <summary>A 3x3 kernel with unit strides and dilations, which <see cref="Body{TInt, TFloat, TLanes}.Dense3x3"/> runs
     /// on 16 lanes.</summary>
+    /// <summary>True when <see cref="Run"/> takes the pair-product kernel here (so the weights can be paired when packed).</summary>
+    internal static bool UsesPairs(Int8ConvGeometry g) => Int8DepthwisePairs.Applies(g) && !(Quantize512.IsAccelerated && IsDense3x3(g));
+
     private static bool IsDense3x3(Int8ConvGeometry g) =>
         g.KernelH == 3 && g.KernelW == 3 && g.StrideH == 1 && g.StrideW == 1 && g.DilationH == 1 && g.DilationW == 1;
 

@@ -26,11 +26,53 @@ internal static unsafe class Int8DepthwisePairs
     /// dilation 1, on a machine with the pair product.</summary>
     public static bool Applies(Int8ConvGeometry g) => IsSupported && Int8Depthwise.Applies(g) && g.DilationW == 1;
 
-    /// <summary>The convolution with the widest pair lanes (see <see cref="Int8Depthwise.Run(KernelContext, Int8ConvGeometry, byte*, sbyte*, Int8Epilogue, void*)"/>).</summary>
+    /// <summary>The convolution with the widest pair lanes (see <see cref="Int8Depthwise.Run(KernelContext, Int8ConvGeometry, byte*, sbyte*, Int8Epilogue, void*)"/>),
+    /// pairing the taps first (weights packed by <see cref="Int8ConvWeights"/> come paired).</summary>
     internal static void Run(KernelContext context, Int8ConvGeometry g, byte* x, sbyte* w, Int8Epilogue epilogue, void* y)
     {
-        if (Pairs512.IsAccelerated) Run<Vector512<int>, Pairs512>(context, g, x, w, epilogue, y);
-        else Run<Vector256<int>, Pairs256>(context, g, x, w, epilogue, y);
+        fixed (int* pairs = PairWeights(g, new ReadOnlySpan<sbyte>(w, g.InChannels * g.Taps))) Run(context, g, x, pairs, epilogue, y);
+    }
+
+    /// <summary>The convolution with the widest pair lanes, from paired taps (<see cref="PairWeights"/>).</summary>
+    internal static void Run(KernelContext context, Int8ConvGeometry g, byte* x, int* pairs, Int8Epilogue epilogue, void* y)
+    {
+        if (Pairs512.IsAccelerated) Run<Vector512<int>, Pairs512>(context, g, x, pairs, epilogue, y);
+        else Run<Vector256<int>, Pairs256>(context, g, x, pairs, epilogue, y);
+    }
+
+    /// <summary>Each channel's taps as the pair products take them, [C, products] in the kernel's product order: tap
+    /// pair (low, high) as the int16 halves of an int32, a zero high half where a phase's taps are odd in number.
+    /// Computed once when the weights are packed: gathered per channel per call, it was 8-12 % of a 5x5 layer on two-
+    /// and three-row maps (cls's 200x2x96: 38 -> 34 µs without it).</summary>
+    internal static int[] PairWeights(Int8ConvGeometry g, ReadOnlySpan<sbyte> w)
+    {
+        var (low, high) = Taps(g);
+        int products = low.Length;
+        var result = new int[g.InChannels * products];
+        for (int c = 0; c < g.InChannels; c++)
+        {
+            var cw = w.Slice(c * g.Taps, g.Taps);
+            for (int k = 0; k < products; k++)
+                result[c * products + k] = (ushort)(short)cw[low[k]] | (high[k] < 0 ? 0 : cw[high[k]] << 16);
+        }
+        return result;
+    }
+
+    /// <summary>Which two taps each product multiplies, in the kernel's order (kernel row, stride phase, pairs of taps of
+    /// the phase); the second -1 when the phase's taps are odd in number.</summary>
+    private static (int[] Low, int[] High) Taps(Int8ConvGeometry g)
+    {
+        var low = new List<int>();
+        var high = new List<int>();
+        for (int kh = 0; kh < g.KernelH; kh++)
+            for (int phase = 0; phase < g.StrideW; phase++)
+                for (int kw = phase; kw < g.KernelW; kw += 2 * g.StrideW)
+                {
+                    int second = kw + g.StrideW;
+                    low.Add(kh * g.KernelW + kw);
+                    high.Add(second < g.KernelW ? kh * g.KernelW + second : -1);
+                }
+        return ([.. low], [.. high]);
     }
 
     /// <summary>The convolution of prepared weights with lanes of one width (tests run each width the machine has).</summary>
@@ -43,11 +85,11 @@ internal static unsafe class Int8DepthwisePairs
         if (weights.Depthwise is null || !Applies(weights.Geometry) || !TPairs.IsAccelerated)
             throw new ArgumentException("The weights are not for a depthwise convolution these lanes run.", nameof(weights));
         fixed (byte* px = x)
-        fixed (sbyte* pw = weights.Depthwise)
+        fixed (int* pw = weights.DepthwisePairs ?? PairWeights(weights.Geometry, weights.Depthwise))
         fixed (T* py = y) Run<TVector, TPairs>(context, weights.Geometry, px, pw, epilogue, py);
     }
 
-    private static void Run<TVector, TPairs>(KernelContext context, Int8ConvGeometry g, byte* x, sbyte* w, Int8Epilogue epilogue, void* y)
+    private static void Run<TVector, TPairs>(KernelContext context, Int8ConvGeometry g, byte* x, int* w, Int8Epilogue epilogue, void* y)
         where TVector : struct
         where TPairs : struct, IPairLanes<TVector>
     {
@@ -64,7 +106,8 @@ internal static unsafe class Int8DepthwisePairs
     {
         private readonly Int8ConvGeometry _g;
         private readonly byte* _x;
-        private readonly sbyte* _w;
+        /// <summary>Paired taps, [C, products].</summary>
+        private readonly int* _w;
         private readonly Int8Epilogue _epilogue;
         private readonly void* _y;
         /// <summary>Rows of the plane: only those some output reads.</summary>
@@ -76,7 +119,7 @@ internal static unsafe class Int8DepthwisePairs
         /// <summary>Pair products per kernel row: ceil(taps of the phase / 2) summed over the phases.</summary>
         private readonly int _productsPerRow;
 
-        public Body(Int8ConvGeometry g, byte* x, sbyte* w, Int8Epilogue epilogue, void* y)
+        public Body(Int8ConvGeometry g, byte* x, int* w, Int8Epilogue epilogue, void* y)
         {
             _g = g;
             _x = x;
@@ -111,14 +154,10 @@ internal static unsafe class Int8DepthwisePairs
             byte* padded = (byte*)(plane + pairs);
             int* sums = (int*)(padded + paddedBytes);
             // Product k of kernel row kh reads the pair at offset[kh * P + k] of the output row's first plane row.
+            // The same for every channel, so computed once here (its divisions cost a fifth of a 5x5 depthwise
+            // convolution on a two-row map when repeated per channel); the taps come paired (PairWeights).
             int* offset = stackalloc int[products];
-            int* weightPairs = stackalloc int[products];
-            // Which taps each product pairs (the second -1 when the phase's taps are odd in number): the same for every
-            // channel, so computed once here; per channel only the weights are gathered (this loop's divisions cost a
-            // fifth of a 5x5 depthwise convolution on a two-row map when repeated per channel).
-            int* lowTap = stackalloc int[products];
-            int* highTap = stackalloc int[products];
-            Products(rowStride, offset, lowTap, highTap);
+            Offsets(rowStride, offset);
             int elementSize = _epilogue.Kind == Int8OutputKind.Requantize ? 1 : 4;
             nint rowStep = (nint)g.StrideH * rowStride;
             // Padding is the same for every channel: the rows above and below the image and the columns beside it are
@@ -130,9 +169,7 @@ internal static unsafe class Int8DepthwisePairs
             {
                 int image = index / g.InChannels, channel = index % g.InChannels;
                 Pad(_x + (nint)index * g.InputSize, plane, rowStride, padded);
-                sbyte* cw = _w + (nint)channel * g.Taps;
-                for (int k = 0; k < products; k++)
-                    weightPairs[k] = (ushort)(short)cw[lowTap[k]] | (highTap[k] < 0 ? 0 : cw[highTap[k]] << 16);
+                int* weightPairs = _w + (nint)channel * products;
                 var store = new Int8Store(_epilogue, (byte*)_y + (nint)image * g.InChannels * g.OutputSize * elementSize,
                     g.OutputSize, 0, channelsOnRows: true);
                 for (int oh = 0; oh < g.OutHeight; oh += 4)
@@ -151,9 +188,9 @@ internal static unsafe class Int8DepthwisePairs
             }
         }
 
-        /// <summary>The products every channel runs: where each reads (relative to an output row's first plane row) and
-        /// which two taps it multiplies (the second -1, a zero weight, when the phase's taps are odd in number).</summary>
-        private void Products(int rowStride, int* offset, int* lowTap, int* highTap)
+        /// <summary>Where each product reads, relative to an output row's first plane row, in the order of
+        /// <see cref="Taps"/>.</summary>
+        private void Offsets(int rowStride, int* offset)
         {
             var g = _g;
             int k = 0;
@@ -161,13 +198,7 @@ internal static unsafe class Int8DepthwisePairs
                 for (int phase = 0; phase < g.StrideW; phase++)
                     // Taps kw = phase + j * SW read element j (+ the output column) of the phase: adjacent j pair up.
                     for (int kw = phase; kw < g.KernelW; kw += 2 * g.StrideW)
-                    {
-                        int second = kw + g.StrideW;
-                        offset[k] = kh * g.DilationH * rowStride + phase * _phaseLength + kw / g.StrideW;
-                        lowTap[k] = kh * g.KernelW + kw;
-                        highTap[k] = second < g.KernelW ? kh * g.KernelW + second : -1;
-                        k++;
-                    }
+                        offset[k++] = kh * g.DilationH * rowStride + phase * _phaseLength + kw / g.StrideW;
         }
 
         /// <summary>Builds the rows of the plane of pairs that hold one input channel's image (the padding around them
