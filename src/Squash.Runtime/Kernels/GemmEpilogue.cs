@@ -261,48 +261,50 @@ internal readonly unsafe struct TileEpilogue
     /// </summary>
     private void ApplyRowConstants<TV>(float* src, float* dst, int count, int row) where TV : struct, IFloatVector<TV>
     {
+        switch (Activation.Kind)
+        {
+            case GemmActivationKind.None: ApplyRowConstants<TV, Identity>(src, dst, count, row, default); break;
+            case GemmActivationKind.Relu: ApplyRowConstants<TV, ReluFunction>(src, dst, count, row, default); break;
+            default: ApplyRowConstants<TV, ActivationOf>(src, dst, count, row, new ActivationOf(Activation)); break;
+        }
+    }
+
+    private void ApplyRowConstants<TV, TF>(float* src, float* dst, int count, int row, TF activation)
+        where TV : struct, IFloatVector<TV>
+        where TF : struct, IFloatFunction
+    {
         // The same steps as Apply, each only when present (adding a zero bias would turn -0 into +0).
         bool hasBias = RowBias != null, hasScale = RowScale != null, hasShift = RowShift != null;
         var b = TV.Create(hasBias ? RowBias[row] : 0);
         var s = TV.Create(hasScale ? RowScale[row] : 1);
         var t = TV.Create(hasShift ? RowShift[row] : 0);
         int j = 0;
-        switch (Activation.Kind)
+        for (; j <= count - TV.Count; j += TV.Count)
         {
-            case GemmActivationKind.None:
-                for (; j <= count - TV.Count; j += TV.Count)
-                {
-                    var v = TV.Load(ref src[j], 0);
-                    if (hasBias) v += b;
-                    if (hasScale) v *= s;
-                    if (hasShift) v += t;
-                    v.Store(ref dst[j], 0);
-                }
-                break;
-            case GemmActivationKind.Relu:
-                for (; j <= count - TV.Count; j += TV.Count)
-                {
-                    var v = TV.Load(ref src[j], 0);
-                    if (hasBias) v += b;
-                    v = new ReluFunction().Invoke(v);
-                    if (hasScale) v *= s;
-                    if (hasShift) v += t;
-                    v.Store(ref dst[j], 0);
-                }
-                break;
-            default:
-                for (; j <= count - TV.Count; j += TV.Count)
-                {
-                    var v = TV.Load(ref src[j], 0);
-                    if (hasBias) v += b;
-                    v = Activation.Apply(v);
-                    if (hasScale) v *= s;
-                    if (hasShift) v += t;
-                    v.Store(ref dst[j], 0);
-                }
-                break;
+            var v = TV.Load(ref src[j], 0);
+            if (hasBias) v += b;
+            v = activation.Invoke(v);
+            if (hasScale) v *= s;
+            if (hasShift) v += t;
+            v.Store(ref dst[j], 0);
         }
         for (; j < count; j++) dst[j] = Apply(src[j], dst + j, row, 0);
+    }
+
+    /// <summary>No activation, as a function the row loop inlines.</summary>
+    private readonly struct Identity : IFloatFunction
+    {
+        public TV Invoke<TV>(TV x) where TV : struct, IFloatVector<TV> => x;
+
+        public double Invoke(double x) => x;
+    }
+
+    /// <summary>Any other activation, through its own dispatch.</summary>
+    private readonly struct ActivationOf(GemmActivation activation) : IFloatFunction
+    {
+        public TV Invoke<TV>(TV x) where TV : struct, IFloatVector<TV> => activation.Apply(x);
+
+        public double Invoke(double x) => activation.Apply((float)x);
     }
 
     /// <summary>Stores 32 sums of row <paramref name="row"/> at columns [col, col + 32).</summary>
