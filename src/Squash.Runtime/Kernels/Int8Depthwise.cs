@@ -27,29 +27,25 @@ public static unsafe class Int8Depthwise
 
     /// <summary>
     /// <c>y = epilogue(depthwise conv(x, w))</c> for a geometry where <see cref="Applies"/>: x is uint8 [N, C, H, W], w is
-    /// int8 [C, 1, KH, KW] (the full int8 range), y is [N, C, OH, OW] of the epilogue's output type.
+    /// int8 [C, 1, KH, KW] (the full int8 range), y is [N, C, OH, OW] of the epilogue's output type. Where
+    /// <see cref="UsesPairs"/>, <see cref="Int8Conv"/> runs <see cref="Int8DepthwisePairs"/> on the packed pairs instead.
     /// </summary>
     internal static void Run(KernelContext context, Int8ConvGeometry g, byte* x, sbyte* w, Int8Epilogue epilogue, void* y)
     {
         if (!Applies(g)) throw new ArgumentException("The geometry is not a depthwise convolution the direct kernel runs.", nameof(g));
-        if (UsesPairs(g))
-        {
-            // Integer pair products: twice the multiply-adds per instruction of the fp32 arithmetic below. A 3x3 kernel
-            // with unit strides runs faster below on 16 lanes, its nine weights in registers and each plane row loaded
-            // once for four output rows (rec's 128x12x160: 0.094 ms against 0.105 ms with pairs).
-            Int8DepthwisePairs.Run(context, g, x, w, epilogue, y);
-            return;
-        }
         if (Quantize512.IsAccelerated) Run<Vector512<int>, Vector512<float>, Quantize512>(context, g, x, w, epilogue, y);
         else if (Quantize256.IsAccelerated) Run<Vector256<int>, Vector256<float>, Quantize256>(context, g, x, w, epilogue, y);
         else Run<Vector128<int>, Vector128<float>, Quantize128>(context, g, x, w, epilogue, y);
     }
 
-    /// <summary>A 3x3 kernel with unit strides and dilations, which <see cref="Body{TInt, TFloat, TLanes}.Dense3x3"/> runs
-    /// on 16 lanes.</summary>
-    /// <summary>True when <see cref="Run"/> takes the pair-product kernel here (so the weights can be paired when packed).</summary>
+    /// <summary>True when the pair-product kernel (<see cref="Int8DepthwisePairs"/>, twice the multiply-adds per instruction
+    /// of the fp32 arithmetic here) runs <paramref name="g"/> on this machine: then <see cref="Int8ConvWeights"/> pairs the
+    /// taps when packing them. A 3x3 kernel with unit strides runs faster here on 16 lanes, its nine weights in registers
+    /// and each plane row loaded once for four output rows (rec's 128x12x160: 0.094 ms against 0.105 ms with pairs).</summary>
     internal static bool UsesPairs(Int8ConvGeometry g) => Int8DepthwisePairs.Applies(g) && !(Quantize512.IsAccelerated && IsDense3x3(g));
 
+    /// <summary>A 3x3 kernel with unit strides and dilations, which <see cref="Body{TInt, TFloat, TLanes}.Dense3x3"/> runs
+    /// on 16 lanes.</summary>
     private static bool IsDense3x3(Int8ConvGeometry g) =>
         g.KernelH == 3 && g.KernelW == 3 && g.StrideH == 1 && g.StrideW == 1 && g.DilationH == 1 && g.DilationW == 1;
 

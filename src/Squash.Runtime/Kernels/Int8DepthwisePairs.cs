@@ -26,14 +26,8 @@ internal static unsafe class Int8DepthwisePairs
     /// dilation 1, on a machine with the pair product.</summary>
     public static bool Applies(Int8ConvGeometry g) => IsSupported && Int8Depthwise.Applies(g) && g.DilationW == 1;
 
-    /// <summary>The convolution with the widest pair lanes (see <see cref="Int8Depthwise.Run(KernelContext, Int8ConvGeometry, byte*, sbyte*, Int8Epilogue, void*)"/>),
-    /// pairing the taps first (weights packed by <see cref="Int8ConvWeights"/> come paired).</summary>
-    internal static void Run(KernelContext context, Int8ConvGeometry g, byte* x, sbyte* w, Int8Epilogue epilogue, void* y)
-    {
-        fixed (int* pairs = PairWeights(g, new ReadOnlySpan<sbyte>(w, g.InChannels * g.Taps))) Run(context, g, x, pairs, epilogue, y);
-    }
-
-    /// <summary>The convolution with the widest pair lanes, from paired taps (<see cref="PairWeights"/>).</summary>
+    /// <summary>The convolution with the widest pair lanes, from paired taps (<see cref="PairWeights"/>, as
+    /// <see cref="Int8ConvWeights.DepthwisePairs"/> holds them).</summary>
     internal static void Run(KernelContext context, Int8ConvGeometry g, byte* x, int* pairs, Int8Epilogue epilogue, void* y)
     {
         if (Pairs512.IsAccelerated) Run<Vector512<int>, Pairs512>(context, g, x, pairs, epilogue, y);
@@ -46,8 +40,10 @@ internal static unsafe class Int8DepthwisePairs
     /// and three-row maps (cls's 200x2x96: 38 -> 34 µs without it).</summary>
     internal static int[] PairWeights(Int8ConvGeometry g, ReadOnlySpan<sbyte> w)
     {
-        var (low, high) = Taps(g);
-        int products = low.Length;
+        int products = ProductsPerRow(g) * g.KernelH;
+        var low = new int[products];
+        var high = new int[products];
+        Taps(g, low, high);
         var result = new int[g.InChannels * products];
         for (int c = 0; c < g.InChannels; c++)
         {
@@ -58,21 +54,32 @@ internal static unsafe class Int8DepthwisePairs
         return result;
     }
 
-    /// <summary>Which two taps each product multiplies, in the kernel's order (kernel row, stride phase, pairs of taps of
-    /// the phase); the second -1 when the phase's taps are odd in number.</summary>
-    private static (int[] Low, int[] High) Taps(Int8ConvGeometry g)
+    /// <summary>Pair products per kernel row: ceil(taps of the phase / 2) summed over the stride phases.</summary>
+    private static int ProductsPerRow(Int8ConvGeometry g)
     {
-        var low = new List<int>();
-        var high = new List<int>();
+        int products = 0;
+        for (int phase = 0; phase < g.StrideW; phase++)
+        {
+            int taps = phase < g.KernelW ? (g.KernelW - 1 - phase) / g.StrideW + 1 : 0;
+            products += (taps + 1) / 2;
+        }
+        return products;
+    }
+
+    /// <summary>The one definition of the kernel's product order (kernel row, stride phase, pairs of taps of the phase:
+    /// taps kw = phase + j * SW read element j of the phase, adjacent j pair up): which two taps each product
+    /// multiplies, the second -1 when the phase's taps are odd in number (<paramref name="high"/> may be empty).</summary>
+    private static void Taps(Int8ConvGeometry g, Span<int> low, Span<int> high)
+    {
+        int k = 0;
         for (int kh = 0; kh < g.KernelH; kh++)
             for (int phase = 0; phase < g.StrideW; phase++)
-                for (int kw = phase; kw < g.KernelW; kw += 2 * g.StrideW)
+                for (int kw = phase; kw < g.KernelW; kw += 2 * g.StrideW, k++)
                 {
                     int second = kw + g.StrideW;
-                    low.Add(kh * g.KernelW + kw);
-                    high.Add(second < g.KernelW ? kh * g.KernelW + second : -1);
+                    low[k] = kh * g.KernelW + kw;
+                    if (!high.IsEmpty) high[k] = second < g.KernelW ? kh * g.KernelW + second : -1;
                 }
-        return ([.. low], [.. high]);
     }
 
     /// <summary>The convolution of prepared weights with lanes of one width (tests run each width the machine has).</summary>
@@ -130,13 +137,7 @@ internal static unsafe class Int8DepthwisePairs
             _paddedWidth = (g.OutWidth + TPairs.Count - 1) / TPairs.Count * TPairs.Count;
             // Whole 16-pair steps, so that building a row of pairs has no scalar tail (the extra pairs are never read).
             _phaseLength = (_paddedWidth + (g.KernelW - 1) / g.StrideW + 1 + 15) / 16 * 16;
-            int products = 0;
-            for (int phase = 0; phase < g.StrideW; phase++)
-            {
-                int taps = phase < g.KernelW ? (g.KernelW - 1 - phase) / g.StrideW + 1 : 0;
-                products += (taps + 1) / 2;
-            }
-            _productsPerRow = products;
+            _productsPerRow = ProductsPerRow(g);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -193,12 +194,15 @@ internal static unsafe class Int8DepthwisePairs
         private void Offsets(int rowStride, int* offset)
         {
             var g = _g;
-            int k = 0;
-            for (int kh = 0; kh < g.KernelH; kh++)
-                for (int phase = 0; phase < g.StrideW; phase++)
-                    // Taps kw = phase + j * SW read element j (+ the output column) of the phase: adjacent j pair up.
-                    for (int kw = phase; kw < g.KernelW; kw += 2 * g.StrideW)
-                        offset[k++] = kh * g.DilationH * rowStride + phase * _phaseLength + kw / g.StrideW;
+            int products = _productsPerRow * g.KernelH;
+            Span<int> low = stackalloc int[products];
+            Taps(g, low, []);
+            for (int k = 0; k < products; k++)
+            {
+                // Tap (kh, kw) reads element kw / SW of phase kw % SW (+ the output column) of plane row kh * DH.
+                int kh = low[k] / g.KernelW, kw = low[k] - kh * g.KernelW;
+                offset[k] = kh * g.DilationH * rowStride + kw % g.StrideW * _phaseLength + kw / g.StrideW;
+            }
         }
 
         /// <summary>Builds the rows of the plane of pairs that hold one input channel's image (the padding around them
