@@ -231,7 +231,7 @@ public class GpuBenchmarks
                 Console.WriteLine($"{name}: first CUDA run {first.Elapsed.TotalMilliseconds:F0} ms (kernel compilation)");
                 var cpuOut = bench._plan.Run(bench._inputs, bench._context);
                 var worst = cpuOut.Where(p => p.Value.DataType == DataType.Float)
-                    .Select(p => (p.Key, Difference: Metrics(p.Value, gpuOut[p.Key]), Scale: p.Value.AsSpan<float>().ToArray().Max(Math.Abs)))
+                    .Select(p => (p.Key, Difference: MaxAbsDifference(p.Value, gpuOut[p.Key]), Scale: p.Value.AsSpan<float>().ToArray().Max(Math.Abs)))
                     .OrderByDescending(d => d.Difference).First();
                 Console.WriteLine($"{name}: largest |CUDA - CPU| {worst.Difference:E2} in {worst.Key} (its largest |value| {worst.Scale:E2})");
                 Action[] engines = [bench.OnnxRuntimeCpu, bench.SquashCpu, bench.SquashCuda];
@@ -262,7 +262,7 @@ public class GpuBenchmarks
         }
     }
 
-    private static double Metrics(Tensor expected, Tensor actual)
+    private static double MaxAbsDifference(Tensor expected, Tensor actual)
     {
         var a = expected.AsSpan<float>();
         var b = actual.AsSpan<float>();

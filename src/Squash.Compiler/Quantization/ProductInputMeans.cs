@@ -73,6 +73,8 @@ internal sealed class ProductInputMeans
     private sealed class ConvAccumulator : Accumulator
     {
         private readonly int _channels, _height, _width, _kh, _kw, _sh, _sw, _dh, _dw, _ph, _pw, _oh, _ow;
+        /// <summary>Per input row, the sum over output columns for the current kernel column.</summary>
+        private readonly double[] _rowSums;
 
         public ConvAccumulator(Node node) : base(node, node.Inputs[0]!.Shape![1] * Shapes.Product(node.Input(1)!.Shape!, 2, node.Input(1)!.Shape!.Length))
         {
@@ -90,18 +92,18 @@ internal sealed class ProductInputMeans
             int phEnd = twoD ? (int)pads[2] : 0, pwEnd = twoD ? (int)pads[3] : (int)pads[1];
             _oh = (_height + _ph + phEnd - ((_kh - 1) * _dh + 1)) / _sh + 1;
             _ow = (_width + _pw + pwEnd - ((_kw - 1) * _dw + 1)) / _sw + 1;
+            _rowSums = new double[_height];
         }
 
         public override void Add(ReadOnlySpan<float> x)
         {
-            int plane = _height * _width, image = _channels * plane;
-            var rowSums = new double[_height];
-            for (int start = 0; start + image <= x.Length; start += image)
-                AddImage(x.Slice(start, image), rowSums);
+            int image = _channels * _height * _width;
+            for (int start = 0; start + image <= x.Length; start += image) AddImage(x.Slice(start, image));
         }
 
-        private void AddImage(ReadOnlySpan<float> x, double[] rowSums)
+        private void AddImage(ReadOnlySpan<float> x)
         {
+            var rowSums = _rowSums;
             int plane = _height * _width;
             for (int c = 0; c < _channels; c++)
             {

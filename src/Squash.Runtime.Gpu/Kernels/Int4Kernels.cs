@@ -26,13 +26,14 @@ internal static class Int4Kernels
     /// <param name="index">The thread.</param>
     /// <param name="r">Outputs (M x N) and the grid stride.</param>
     /// <param name="a">A, [M, K].</param>
-    /// <param name="data">Packed codes: [groups, blocks, 4, block_size / 2], element j low, j + block_size / 2 high.</param>
+    /// <param name="data">Packed codes: [groups, blocks, 4, block_size / 2], element j low, j + block_size / 2 high, read
+    /// as little-endian words (a block's 16 to 128 bytes are whole words).</param>
     /// <param name="scaleZero">Per (padded column, block), in the packed order: the scale, then the zero point, as
     /// floats (converted once on the host from float16 and nibbles).</param>
     /// <param name="bias">N values when <see cref="Int4Dims.HasBias"/> is 1.</param>
     /// <param name="y">Y, [M, N].</param>
     /// <param name="d">The geometry.</param>
-    public static void MatMulNBits(Index1D index, Range1D r, ArrayView<float> a, ArrayView<byte> data, ArrayView<float> scaleZero,
+    public static void MatMulNBits(Index1D index, Range1D r, ArrayView<float> a, ArrayView<uint> data, ArrayView<float> scaleZero,
         ArrayView<float> bias, ArrayView<float> y, Int4Dims d)
     {
         for (int i = index; i < r.Count; i += r.Stride)
@@ -43,19 +44,7 @@ internal static class Int4Kernels
             for (int b = 0; b < d.Blocks; b++)
             {
                 int s = ((n >> 2) * d.Blocks + b) * 4 + (n & 3);
-                float zero = scaleZero[2 * s + 1];
-                int k0 = b * 2 * d.BlockBytes;
-                int offset = s * d.BlockBytes;
-                float sum = 0f;
-                for (int e = 0; e < d.BlockBytes; e++)
-                {
-                    int q = data[offset + e];
-                    int lo = k0 + e, hi = lo + d.BlockBytes;
-                    // Past K (the last block's padding) the codes equal the zero point, but A has no element there.
-                    if (lo < d.K) sum += a[row + lo] * ((q & 15) - zero);
-                    if (hi < d.K) sum += a[row + hi] * ((q >> 4) - zero);
-                }
-                acc += sum * scaleZero[2 * s];
+                acc += BlockDot(a, row, data, s, b, d, scaleZero[2 * s + 1]) * scaleZero[2 * s];
             }
             y[i] = d.HasBias != 0 ? acc + bias[n] : acc;
         }
@@ -67,8 +56,7 @@ internal static class Int4Kernels
     /// thread keeps one column). The four columns' blocks are adjacent in the packed layout, so a warp reads eight
     /// blocks' bytes, 512 contiguous bytes, where the one-thread-per-output kernel had each thread walk its own column
     /// (5,632 threads for a decode step's 2048 x 5632: a GPU mostly idle, at 14 GB/s). The partial sums meet in shared
-    /// memory by a tree over T / 4 steps that keeps each column apart (pairs t, t + s with s a multiple of four). The codes
-    /// are read four bytes at a time (a block's bytes are a multiple of four: block sizes of 8 and more), little-endian.
+    /// memory by a tree over T / 4 steps that keeps each column apart (pairs t, t + s with s a multiple of four).
     /// </summary>
     public static void MatMulNBitsRows(ArrayView<float> a, ArrayView<uint> data, ArrayView<float> scaleZero, ArrayView<float> bias,
         ArrayView<float> y, Int4RowParams p)
@@ -86,35 +74,7 @@ internal static class Int4Kernels
             {
                 int b = j >> 2;
                 int s = (g * d.Blocks + b) * 4 + c;
-                float zero = scaleZero[2 * s + 1];
-                int k0 = b * 2 * d.BlockBytes;
-                int words = s * (d.BlockBytes >> 2);
-                float sum = 0f;
-                if (k0 + 2 * d.BlockBytes <= d.K)
-                {
-                    // A whole block: four codes per byte pair of halves, read a word (four bytes) at a time.
-                    for (int w = 0; w < d.BlockBytes >> 2; w++)
-                    {
-                        uint q = data[words + w];
-                        int lo = arow + k0 + 4 * w, hi = lo + d.BlockBytes;
-                        sum += a[lo] * ((int)(q & 15) - zero) + a[hi] * ((int)((q >> 4) & 15) - zero)
-                            + a[lo + 1] * ((int)((q >> 8) & 15) - zero) + a[hi + 1] * ((int)((q >> 12) & 15) - zero)
-                            + a[lo + 2] * ((int)((q >> 16) & 15) - zero) + a[hi + 2] * ((int)((q >> 20) & 15) - zero)
-                            + a[lo + 3] * ((int)((q >> 24) & 15) - zero) + a[hi + 3] * ((int)(q >> 28) - zero);
-                    }
-                }
-                else
-                {
-                    // The last, partial block: past K the codes equal the zero point, but A has no element there.
-                    for (int e = 0; e < d.BlockBytes; e++)
-                    {
-                        int q = (int)((data[words + (e >> 2)] >> (8 * (e & 3))) & 255);
-                        int lo = k0 + e, hi = lo + d.BlockBytes;
-                        if (lo < d.K) sum += a[arow + lo] * ((q & 15) - zero);
-                        if (hi < d.K) sum += a[arow + hi] * ((q >> 4) - zero);
-                    }
-                }
-                acc += sum * scaleZero[2 * s];
+                acc += BlockDot(a, arow, data, s, b, d, scaleZero[2 * s + 1]) * scaleZero[2 * s];
             }
             shared[t] = acc;
             Group.Barrier();
@@ -127,6 +87,38 @@ internal static class Int4Kernels
             if (t < 4 && n < d.N) y[m * d.N + n] = d.HasBias != 0 ? shared[t] + bias[n] : shared[t];
             Group.Barrier();
         }
+    }
+
+    /// <summary>Sum over block <paramref name="b"/> of A's row (from <paramref name="arow"/>) times (code - zero point) for
+    /// the packed (column, block) <paramref name="s"/>, unscaled. A whole block reads a word (four bytes: elements e..e+3
+    /// low, e+h..e+h+3 high) at a time; in the last, partial block the codes past K equal the zero point, but A has no
+    /// element there.</summary>
+    private static float BlockDot(ArrayView<float> a, int arow, ArrayView<uint> data, int s, int b, Int4Dims d, float zero)
+    {
+        int k0 = b * 2 * d.BlockBytes;
+        int words = s * (d.BlockBytes >> 2);
+        float sum = 0f;
+        if (k0 + 2 * d.BlockBytes <= d.K)
+        {
+            for (int w = 0; w < d.BlockBytes >> 2; w++)
+            {
+                uint q = data[words + w];
+                int lo = arow + k0 + 4 * w, hi = lo + d.BlockBytes;
+                sum += a[lo] * ((int)(q & 15) - zero) + a[hi] * ((int)((q >> 4) & 15) - zero)
+                    + a[lo + 1] * ((int)((q >> 8) & 15) - zero) + a[hi + 1] * ((int)((q >> 12) & 15) - zero)
+                    + a[lo + 2] * ((int)((q >> 16) & 15) - zero) + a[hi + 2] * ((int)((q >> 20) & 15) - zero)
+                    + a[lo + 3] * ((int)((q >> 24) & 15) - zero) + a[hi + 3] * ((int)(q >> 28) - zero);
+            }
+            return sum;
+        }
+        for (int e = 0; e < d.BlockBytes; e++)
+        {
+            int q = (int)((data[words + (e >> 2)] >> (8 * (e & 3))) & 255);
+            int lo = k0 + e, hi = lo + d.BlockBytes;
+            if (lo < d.K) sum += a[arow + lo] * ((q & 15) - zero);
+            if (hi < d.K) sum += a[arow + hi] * ((q >> 4) - zero);
+        }
+        return sum;
     }
 
     /// <summary>Embedding lookup in a packed table: Y[j, k] = W[k, indices[j]] = (q - zero point) * scale, one thread

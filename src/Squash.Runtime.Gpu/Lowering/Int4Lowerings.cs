@@ -35,7 +35,9 @@ internal static class Int4Lowerings
         var vbias = bias is null ? c.Upload(new float[1]) : c.View<float>(bias);
         var dims = new Int4Dims(layout.K, layout.N, layout.Blocks, layout.BlockBytes, bias is null ? 0 : 1);
         int m = count / layout.N;
-        if (m <= RowKernelMaxRows && layout.BlockBytes % 4 == 0)
+        // The codes as words: a block's 16 to 128 bytes (block sizes 32 to 256) are whole words.
+        var words = vdata.Cast<uint>();
+        if (m <= RowKernelMaxRows)
         {
             // A decode step (or a few rows): one group per four columns, threads along K.
             int threads = Math.Clamp((int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(4 * layout.Blocks)), 4,
@@ -44,11 +46,10 @@ internal static class Int4Lowerings
             var config = new KernelConfig(new Index3D(Math.Min(p.Rows, c.Kernels.MaxGroups), 1, 1), new Index3D(threads, 1, 1),
                 SharedMemoryConfig.RequestDynamic<float>(threads));
             var rows = c.Kernels.Grouped<ArrayView<float>, ArrayView<uint>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Int4RowParams>(Int4Kernels.MatMulNBitsRows);
-            var words = vdata.Cast<uint>();
             return new ActionStep(s => rows(s, config, va, words, vtable, vbias, vy, p));
         }
-        var kernel = c.Kernels.Auto<ArrayView<float>, ArrayView<byte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Int4Dims>(Int4Kernels.MatMulNBits);
-        return new ActionStep(s => kernel(s, count, va, vdata, vtable, vbias, vy, dims));
+        var kernel = c.Kernels.Auto<ArrayView<float>, ArrayView<uint>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Int4Dims>(Int4Kernels.MatMulNBits);
+        return new ActionStep(s => kernel(s, count, va, words, vtable, vbias, vy, dims));
     }
 
     private static GpuStep GatherNBits(LoweringContext c)
