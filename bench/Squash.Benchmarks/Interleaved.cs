@@ -16,7 +16,7 @@ namespace Squash.Benchmarks;
 /// </summary>
 internal static class Interleaved
 {
-    private static readonly Dictionary<string, (string File, string Task, int[] Shape)> s_models = new()
+    internal static readonly Dictionary<string, (string File, string Task, int[] Shape)> Models = new()
     {
         ["det"] = ("ch_PP-OCRv4_det_infer.onnx", "det", [1, 3, 640, 640]),
         ["rec"] = ("ch_PP-OCRv4_rec_infer.onnx", "rec", [1, 3, 48, 320]),
@@ -28,7 +28,7 @@ internal static class Interleaved
 
     public static void Run(string name, int threads, int runs, bool int8 = false, bool auto = false)
     {
-        var (file, task, shape) = s_models[name];
+        var (file, task, shape) = Models[name];
         string path = Assets.Model(file);
         var model = global::Squash.Compiler.Onnx.OnnxLoader.Load(path);
         string inputName = model.Graph.Inputs[0].Name;

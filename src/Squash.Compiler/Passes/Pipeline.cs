@@ -36,8 +36,9 @@ public static class Pipeline
 
     /// <summary>
     /// What the CPU's fp32 code runs after <see cref="Optimize"/>: fusion of what follows a convolution or matrix
-    /// product (MatMul's bias, a residual, the activation, a per-channel affine map) into its store, then of the
-    /// remaining chains of elementwise nodes into single passes over memory. Makes com.squash Fused* nodes, which only
+    /// product (MatMul's bias, a residual, the activation, a per-channel affine map) into its store, of pairs of
+    /// tiling transposed convolutions into one pass (<see cref="ConvTransposeChainFusion"/>), then of the remaining
+    /// chains of elementwise nodes into single passes over memory. Makes com.squash Fused* nodes, which only
     /// the CPU's fp32 kernels run, so the int8 pipeline and the GPU back end do not run it. Each fused node computes
     /// what the nodes it replaces did, in the same order, so outputs keep their bits (up to the vectorized sigmoid's
     /// and exp's own rounding, the same in both).
@@ -46,6 +47,7 @@ public static class Pipeline
     [
         new ActivationFusion(),
         new EpilogueFusion(),
+        new ConvTransposeChainFusion(),
         new ElementwiseFusion(),
     ]);
 

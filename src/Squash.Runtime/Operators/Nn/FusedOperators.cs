@@ -20,6 +20,7 @@ internal static class FusedOperators
         const string domain = OperatorRegistry.SquashDomain;
         registry.Add(domain, "FusedConv", n => new ConvOperator(n, fused: true), Opset, Opset);
         registry.Add(domain, "FusedConvTranspose", n => new ConvTransposeOperator(n, fused: true), Opset, Opset);
+        registry.Add(domain, "FusedConvTransposeChain", n => new ConvTransposeChainOperator(n), Opset, Opset);
         registry.Add(domain, "FusedGemm", n => new GemmOperator(n, fused: true), Opset, Opset);
         registry.Add(domain, "FusedMatMul", n => new MatMulOperator(n, fused: true), Opset, Opset);
         registry.Add(domain, "FusedElementwise", n => new FusedElementwiseOperator(n), Opset, Opset);
@@ -53,11 +54,18 @@ internal sealed class FusedOutput
     public FusedOutput(Node node, AttributeReader attributes)
     {
         _node = node;
-        string kind = attributes.String("activation", "");
-        var p = attributes.Floats("activation_params") ?? [];
-        float Parameter(int i, string name) => i < p.Length ? p[i]
-            : throw Invalid($"activation {kind} needs activation_params with its {name}.");
-        Activation = kind switch
+        Activation = ReadActivation(node, attributes, "activation");
+    }
+
+    /// <summary>The activation named by attribute <paramref name="name"/> (none when absent), with its parameters in
+    /// <c><paramref name="name"/>_params</c>.</summary>
+    public static GemmActivation ReadActivation(Node node, AttributeReader attributes, string name)
+    {
+        string kind = attributes.String(name, "");
+        var p = attributes.Floats(name + "_params") ?? [];
+        float Parameter(int i, string what) => i < p.Length ? p[i]
+            : throw new SquashException(ErrorCodes.InvalidModel, $"{node.Describe()}: {name} {kind} needs {name}_params with its {what}.", node.Name);
+        return kind switch
         {
             "" => GemmActivation.None,
             "Relu" => GemmActivation.Relu,
@@ -67,7 +75,7 @@ internal sealed class FusedOutput
             "HardSwish" => GemmActivation.HardSwish,
             "Sigmoid" => GemmActivation.Sigmoid,
             _ => throw new SquashException(ErrorCodes.UnsupportedAttribute,
-                $"{node.Describe()}: activation '{kind}' is not supported (Relu, Clip, LeakyRelu, HardSigmoid, HardSwish, Sigmoid are).", node.Name),
+                $"{node.Describe()}: {name} '{kind}' is not supported (Relu, Clip, LeakyRelu, HardSigmoid, HardSwish, Sigmoid are).", node.Name),
         };
     }
 
