@@ -12,6 +12,7 @@ namespace Squash.Compiler.Tests.Passes;
 /// activation become one FusedConvTransposeChain whose outputs equal the two nodes' bit for bit (tolerance 0: the same
 /// GEMMs over the same K in the same order, the same epilogue), with one and three threads, after the ONNX writer and
 /// loader too; shapes reach the 4-wide vector weave and its scalar tail (width 37), several row blocks (height 60),
+/// the four-row second step (one output channel of 2x2 taps) and the GEMM one,
 /// other kernels (3x3 then 2x1: the scalar weave), a batch of two. It must not fire when the pattern is broken.
 /// </summary>
 public sealed class ConvTransposeChainFusionTests
@@ -34,7 +35,7 @@ public sealed class ConvTransposeChainFusionTests
     /// <paramref name="alter"/> changing the second node's attributes, and the intermediate a graph output too when
     /// <paramref name="exposeInner"/>.</summary>
     private static (Graph Graph, Dictionary<string, Tensor> Inputs) Pair((int H, int W) k1, (int H, int W) k2, string? act1, string? act2,
-        int batch = 1, int h = 60, int w = 37, bool secondBias = true, bool exposeInner = false,
+        int batch = 1, int h = 60, int w = 37, int m2 = 3, bool secondBias = true, bool exposeInner = false,
         Action<Node>? alter = null)
     {
         var rng = new Random(21);
@@ -44,7 +45,7 @@ public sealed class ConvTransposeChainFusionTests
             [x, b.Constant(Random(rng, 5, 6, k1.H, k1.W)), b.Constant(Random(rng, 6))])[0];
         var inner = act1 is null ? first : b.Node(act1, first);
         var second = b.NodeWith("ConvTranspose", [("strides", AttributeValue.IntList(k2.H, k2.W))],
-            secondBias ? [inner, b.Constant(Random(rng, 6, 3, k2.H, k2.W)), b.Constant(Random(rng, 3))] : [inner, b.Constant(Random(rng, 6, 3, k2.H, k2.W))])[0];
+            secondBias ? [inner, b.Constant(Random(rng, 6, m2, k2.H, k2.W)), b.Constant(Random(rng, m2))] : [inner, b.Constant(Random(rng, 6, m2, k2.H, k2.W))])[0];
         alter?.Invoke(b.Graph.Nodes.Last(n => n.OpType == "ConvTranspose"));
         var y = act2 is null ? second : b.Node(act2, second);
         y.Name = "y";
@@ -69,12 +70,13 @@ public sealed class ConvTransposeChainFusionTests
     }
 
     [Theory]
-    [InlineData(2, 2, 2, 2, "Relu", "Sigmoid", 1)]   // DBNet's head
-    [InlineData(2, 2, 2, 2, null, null, 2)]          // no activations, a batch of two
-    [InlineData(3, 3, 2, 1, "HardSwish", "Relu", 1)] // other kernels: six values per pixel row, the scalar weave
-    public void FusesAPairAndKeepsTheBits(int k1h, int k1w, int k2h, int k2w, string? act1, string? act2, int batch)
+    [InlineData(2, 2, 2, 2, "Relu", "Sigmoid", 1, 1)]   // DBNet's head: one channel of 2x2 taps, the four-row kernel
+    [InlineData(2, 2, 2, 2, "Relu", "Sigmoid", 1, 3)]   // three channels: the second step through the GEMM
+    [InlineData(2, 2, 2, 2, null, null, 2, 1)]          // no activations, a batch of two
+    [InlineData(3, 3, 2, 1, "HardSwish", "Relu", 1, 3)] // other kernels: six values per pixel row, the scalar weave
+    public void FusesAPairAndKeepsTheBits(int k1h, int k1w, int k2h, int k2w, string? act1, string? act2, int batch, int m2)
     {
-        var (graph, inputs) = Pair((k1h, k1w), (k2h, k2w), act1, act2, batch);
+        var (graph, inputs) = Pair((k1h, k1w), (k2h, k2w), act1, act2, batch, m2: m2);
         var before = Copy(graph);
         Fuse(graph);
         Assert.Equal(["FusedConvTransposeChain"], graph.Nodes.Select(n => n.OpType));
