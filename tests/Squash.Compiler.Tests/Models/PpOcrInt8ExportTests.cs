@@ -16,8 +16,9 @@ namespace Squash.Compiler.Tests.Models;
 /// bias correction, and with them the figures). Measured (either session): cls max |difference| of the probabilities
 /// 2.6e-5 (5.2e-8 before bias correction; tolerance 1e-4) and the same label; rec the same text on every sample, cosine
 /// of the probabilities at least 0.9375 (0.9747 before; tolerance 0.9: a time step's near tie between two classes flips
-/// on one sample, the decoded text does not move); det mask IoU at least 0.9927 (tolerance 0.99) and cosine at least
-/// 0.9991 (0.998).
+/// on one sample, the decoded text does not move); det mask IoU at least 0.9900 and cosine at least 0.9979 (tolerances
+/// 0.98 and 0.995; 0.9927 and 0.9991 while det's whole first stage stayed fp32: a longer int8 region, and squeeze-and-
+/// excitation gates that amplify one-step differences, spread them further).
 /// </summary>
 public sealed class PpOcrInt8ExportTests(ITestOutputHelper output)
 {
@@ -64,8 +65,8 @@ public sealed class PpOcrInt8ExportTests(ITestOutputHelper output)
                         Assert.True(cosine >= 0.9, $"{where}: cosine {cosine:F6}");
                         break;
                     default:
-                        Assert.True(PpOcrInt8Tests.MaskIoU(squash[i], got, 0.3f) >= 0.99, $"{where}: {agreement}");
-                        Assert.True(cosine >= 0.998, $"{where}: cosine {cosine:F6}");
+                        Assert.True(PpOcrInt8Tests.MaskIoU(squash[i], got, 0.3f) >= 0.98, $"{where}: {agreement}");
+                        Assert.True(cosine >= 0.995, $"{where}: cosine {cosine:F6}");
                         break;
                 }
             }

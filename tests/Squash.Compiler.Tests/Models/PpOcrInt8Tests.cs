@@ -43,12 +43,15 @@ public sealed class PpOcrInt8Tests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Det keeps its first stage in fp32 (the ten convolutions after the stem, at 1/2 and 1/4 resolution): with every
-    /// unit in int8 the mask IoU against fp32 was 0.78-0.94 per image; the first stage in fp32 gives 0.970-0.983
-    /// (either half of it alone is not enough; the stem Conv.0, the FPN and head convolutions in fp32 change nothing;
-    /// Percentile or MSE calibration with every unit int8 gave 0.80-0.96).
+    /// Det keeps the first half of its first stage in fp32 (the five convolutions after the stem, at 1/2 resolution and
+    /// the first at 1/4): with every unit in int8 the mask IoU against fp32 was 0.78-0.94 per image (its squeeze-and-
+    /// excitation gates amplify the first stage's rounding: a gate flips between 0.48 and 1.0 on one eval image). Chosen on
+    /// the calibration images, with a margin: IoU >= 0.98 on all six (0.981-0.989; Conv.1-3 alone 0.954, every unit
+    /// 0.898); on eval 0.955-0.986. The whole first stage (Conv.1-10, used until 2026-11-26) gives 0.968-0.988 on eval but
+    /// costs det int8 5 % of its speed at 640x640 (0.505 -> 0.483 of ONNX Runtime fp32). Percentile or MSE calibration
+    /// with every unit int8 gave 0.80-0.96.
     /// </summary>
-    internal const string DetExclusions = "p2o.Conv.1;p2o.Conv.2;p2o.Conv.3;p2o.Conv.4;p2o.Conv.5;p2o.Conv.6;p2o.Conv.7;p2o.Conv.8;p2o.Conv.9;p2o.Conv.10";
+    internal const string DetExclusions = "p2o.Conv.1;p2o.Conv.2;p2o.Conv.3;p2o.Conv.4;p2o.Conv.5";
 
     /// <summary>
     /// Rec int8 (every unit) reads fp32's exact text on 51 of 64 eval lines with bias correction (49 without), short of
