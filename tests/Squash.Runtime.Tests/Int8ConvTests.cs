@@ -39,6 +39,9 @@ public sealed class Int8ConvTests
         new[] { 1, 4, 1, 20, 4, 4, 3, 3, 1, 1, 8, 1, 1, 1, 1, 1 },  // padding taller than the kernel: a block of four output rows reads none of the image
         new[] { 1, 3, 4, 16, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },  // rows of exactly one and two copy vectors
         new[] { 1, 3, 4, 32, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
+        new[] { 1, 4, 1, 40, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },  // one row: the kernel's first and last rows read only padding
+        new[] { 1, 3, 2, 50, 3, 3, 5, 5, 2, 1, 2, 2, 2, 2, 1, 1 },  // stride 2 on two rows: one output row, kernel rows 2 and 3 read the image
+        new[] { 1, 3, 2, 33, 3, 3, 3, 3, 1, 1, 3, 1, 1, 1, 2, 1 },  // dilated rows on two rows, padding above only
     };
 
     [Theory]
@@ -95,6 +98,26 @@ public sealed class Int8ConvTests
             (e, y) => Int8Depthwise.Run<Vector128<int>, Vector128<float>, Quantize128, int>(context, weights, x, e, y),
             (e, y) => Int8Depthwise.Run<Vector128<int>, Vector128<float>, Quantize128, byte>(context, weights, x, e, y),
             (e, y) => Int8Depthwise.Run<Vector128<int>, Vector128<float>, Quantize128, float>(context, weights, x, e, y), "128");
+    }
+
+    /// <summary>Kernel rows that read only padding for every output row are dropped when the weights are packed (their
+    /// products cancel against the zero-point correction); the geometry keeps its input and output. The outputs of these
+    /// shapes are checked against the full reference in <see cref="DepthwiseMatchesDirectReferenceAtEveryWidth"/>.</summary>
+    [Theory]
+    [InlineData(new[] { 1, 5, 2, 96, 5, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1 }, 3, 1)] // cls: 5x5 on two rows keeps rows 1-3
+    [InlineData(new[] { 1, 4, 1, 40, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 }, 1, 0)] // one row keeps the middle row
+    [InlineData(new[] { 1, 3, 2, 50, 3, 3, 5, 5, 2, 1, 2, 2, 2, 2, 1, 1 }, 2, 0)] // stride 2, one output row: rows 2-3
+    [InlineData(new[] { 1, 3, 2, 33, 3, 3, 3, 3, 1, 1, 3, 1, 1, 1, 2, 1 }, 2, 1)] // dilated: rows 1-2, padding 3 -> 1
+    [InlineData(new[] { 1, 13, 19, 37, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 }, 3, 1)] // every row reads the image: unchanged
+    public void DepthwiseDropsKernelRowsThatReadOnlyPadding(int[] shape, int kernelRows, int padTop)
+    {
+        var g = Geometry(shape);
+        var (_, w, _, _) = Operands(new Random(3), g, 128);
+        var weights = Int8ConvWeights.Pack(g, w);
+        Assert.Equal(kernelRows, weights.Geometry.KernelH);
+        Assert.Equal(padTop, weights.Geometry.PadTop);
+        Assert.Equal((g.Height, g.Width, g.OutHeight, g.OutWidth), (weights.Geometry.Height, weights.Geometry.Width, weights.Geometry.OutHeight, weights.Geometry.OutWidth));
+        Assert.Equal(g.OutChannels * kernelRows * g.KernelW, weights.Depthwise!.Length);
     }
 
     /// <summary>Extreme depthwise values: 255 with weights -128 over 25 taps stays exact (sums of -816000).</summary>
