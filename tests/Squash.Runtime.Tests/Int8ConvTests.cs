@@ -8,7 +8,8 @@ namespace Squash.Runtime.Tests;
 public sealed class Int8ConvTests
 {
     /// <summary>(batch, C, H, W, M, groups, KH, KW, SH, SW, PT, PL, PB, PR, DH, DW): pointwise, padded 3x3, asymmetric
-    /// stride-2 padding (rows long enough for the vector gather), dilation with groups, strided 1x1, 1-D.</summary>
+    /// stride-2 padding (rows long enough for the vector gather), dilation with groups, strided 1x1, 1-D, stride-2 rows
+    /// whose gather ends with an overlapping vector.</summary>
     public static TheoryData<int[]> GemmShapes() => new()
     {
         new[] { 1, 20, 7, 9, 24, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1 },
@@ -18,6 +19,8 @@ public sealed class Int8ConvTests
         new[] { 1, 7, 9, 9, 9, 1, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1 },
         new[] { 1, 3, 1, 50, 5, 1, 1, 7, 1, 3, 0, 3, 0, 3, 1, 2 },
         new[] { 1, 4, 6, 6, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },
+        new[] { 1, 3, 48, 192, 8, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1 }, // cls's stem: stride-2 rows of 96, the gather's last 16 overlapping
+        new[] { 1, 3, 9, 75, 4, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1 },   // an odd width: rows of 38
     };
 
     /// <summary>Depthwise shapes: 3x3 stride 1 (the register-blocked case, with 3, 2 and 1 rows left after groups of
