@@ -9,11 +9,11 @@ namespace Squash.Benchmarks;
 /// <summary>
 /// Where the benchmark's own plans spend their time, node by node: the plans <see cref="Interleaved"/> times (det at
 /// 640x640; int8 calibrated on the stored samples, then pinned), each node's fastest run over the runs, the slowest
-/// first. <c>dotnet run -c Release --project bench/Squash.Benchmarks -- nodes det|rec|cls RUNS [int8] [TOP]</c>.
+/// first. <c>dotnet run -c Release --project bench/Squash.Benchmarks -- nodes det|rec|cls RUNS [int8] [TOP] [THREADS]</c>.
 /// </summary>
 internal static class NodeProfile
 {
-    public static void Run(string name, int runs, bool int8, int top)
+    public static void Run(string name, int runs, bool int8, int top, int threads = 1)
     {
         var (file, task, shape) = Interleaved.Models[name];
         ExecutionPlan plan;
@@ -26,7 +26,7 @@ internal static class NodeProfile
             plan = ExecutionPlan.Create(model.Graph);
         }
         var inputs = new Dictionary<string, Tensor> { [plan.Graph.Inputs[0].Name] = Assets.Input(task, shape) };
-        using var context = new KernelContext(1);
+        using var context = new KernelContext(threads);
         var warmUp = Stopwatch.StartNew();
         while (warmUp.Elapsed < TimeSpan.FromSeconds(5)) plan.Run(inputs, context);
         int count = plan.Graph.Nodes.Count;
@@ -44,7 +44,7 @@ internal static class NodeProfile
         }
         double Ms(long t) => t * 1000.0 / Stopwatch.Frequency;
         var nodes = plan.Graph.Nodes;
-        Console.WriteLine($"{name}{(int8 ? " int8" : "")} 1 thread, {runs} runs: median {Interleaved.Median(totals):F2} ms; sum of fastest node runs {Ms(best.Sum()):F2} ms");
+        Console.WriteLine($"{name}{(int8 ? " int8" : "")} {threads} thread(s), {runs} runs: median {Interleaved.Median(totals):F2} ms; sum of fastest node runs {Ms(best.Sum()):F2} ms");
         foreach (var group in Enumerable.Range(0, count).GroupBy(i => nodes[i].OpType).OrderByDescending(g => g.Sum(i => best[i])))
             Console.WriteLine($"  {group.Key,-24} {group.Count(),4} nodes {Ms(group.Sum(i => best[i])),9:F3} ms");
         foreach (int i in Enumerable.Range(0, count).OrderByDescending(i => best[i]).Take(top))

@@ -6,7 +6,7 @@ using Squash.Benchmarks;
 
 // dotnet run -c Release --project bench/Squash.Benchmarks -- --filter '*'
 //   ... -- interleaved det|rec|cls THREADS RUNS [int8|auto]  (Squash [and Squash int8] against ONNX Runtime, interleaved)
-//   ... -- nodes det|rec|cls RUNS [int8] [TOP]  (1-thread time per node of the plans interleaved runs)
+//   ... -- nodes det|rec|cls RUNS [int8] [TOP] [THREADS]  (time per node of the plans interleaved runs)
 //   ... -- dispatch THREADS BLOCKS CALLS WORK     (cost of one parallel call; WORK steps per item, 0 for none)
 //   ... -- gemm RUNS                              (1-thread fp32 GEMM GFLOP/s: 512^3 and PP-OCR's largest conv GEMMs)
 //   ... -- depthwise RUNS                         (1-thread int8 depthwise convolution on PP-OCR's shapes)
@@ -21,7 +21,8 @@ else if (args is ["interleaved", var model8, var threads8, var runs8, "int8"])
 else if (args is ["interleaved", var modelA, var threadsA, var runsA, "auto"])
     Interleaved.Run(modelA, Int(threadsA), Int(runsA), auto: true);
 else if (args is ["nodes", var modelN, var runsN, .. var restN])
-    NodeProfile.Run(modelN, Int(runsN), restN.Contains("int8"), restN.Where(a => a != "int8").Select(Int).DefaultIfEmpty(30).First());
+    NodeProfile.Run(modelN, Int(runsN), restN.Contains("int8"), restN.Where(a => a != "int8").Select(Int).DefaultIfEmpty(30).First(),
+        restN.Where(a => a != "int8").Select(Int).Skip(1).DefaultIfEmpty(1).First());
 else if (args is ["gemm", var gemmRuns])
     GemmRate.Run(Int(gemmRuns));
 else if (args is ["depthwise", var dwRuns])

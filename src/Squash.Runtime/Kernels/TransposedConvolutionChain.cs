@@ -90,38 +90,57 @@ internal static unsafe class TransposedConvolutionChain
             throw new ArgumentException("X or Y does not have the chain's shape.");
         int rowsPerPixel = first.Rows + first.Taps * second.Rows;
         int blockRows = Math.Clamp(BlockFloats / Math.Max(1, rowsPerPixel * width), 1, height);
-        byte[] scratch = context.Scratch(checked(rowsPerPixel * blockRows * width * sizeof(float)));
+        int blocks = (height + blockRows - 1) / blockRows;
         fixed (float* px = x)
         fixed (float* py = y)
         fixed (float* bias1 = first.RowBias)
         fixed (float* bias2 = second.RowBias)
         fixed (float* w2 = second.Raw)
-        fixed (byte* scratchBytes = scratch)
         {
-            float* inner = (float*)scratchBytes;
+            // Blocks are independent: threads take whole blocks (each GEMM on one thread), so that the second step and
+            // the weave run in parallel too (with the GEMMs alone threaded, det's chain went from 2.0 to only 1.6 ms on
+            // two threads).
+            var body = new Blocks(first, second, px, py, bias1, bias2, w2, height, width, blockRows, blocks);
+            if (context.ThreadCount == 1) body.Invoke(0, batch * blocks);
+            else context.For(batch * blocks, body);
+        }
+    }
+
+    [ThreadStatic] private static float[]? t_scratch;
+
+    private static readonly KernelContext s_singleThread = new(1);
+
+    /// <summary>Block <c>task % blocks</c> of image <c>task / blocks</c> per task.</summary>
+    private readonly struct Blocks(Step first, Step second, float* x, float* y, float* bias1, float* bias2, float* w2,
+        int height, int width, int blockRows, int blocks) : IRangeBody
+    {
+        public void Invoke(int start, int end)
+        {
+            long plane = (long)height * width;
+            int outHeight = height * first.KernelH * second.KernelH, outWidth = width * first.KernelW * second.KernelW;
+            int rowsPerPixel = first.Rows + first.Taps * second.Rows;
+            float* inner = GemmScratch.Get(ref t_scratch, rowsPerPixel * blockRows * width);
             float* outer = inner + (nint)first.Rows * blockRows * width;
             var epilogue1 = new TileEpilogue(1, 0, bias1, null, first.Activation);
             var epilogue2 = new TileEpilogue(1, 0, bias2, null, second.Activation);
-            for (int image = 0; image < batch; image++)
+            for (int task = start; task < end; task++)
             {
-                float* xi = px + image * first.InChannels * plane;
-                float* yi = py + (nint)image * second.OutChannels * outHeight * outWidth;
-                for (int h = 0; h < height; h += blockRows)
-                {
-                    int count = Math.Min(blockRows, height - h), block = count * width;
-                    // Y1 of the block: rows (m1, tap1), block columns.
-                    Gemm.Run(context, first.Weights.Kernel, first.Rows, block, first.InChannels, first.Weights.Source,
-                        StridedPanels.Right(xi + (nint)h * width, (int)plane, false), inner, block, epilogue1);
-                    // Per tap1: its M1 rows are T1 rows apart; Y's values for that tap as rows (m2, tap2).
-                    for (int tap = 0; tap < first.Taps; tap++)
-                        if (second.Rows == FewRows && Avx512F.IsSupported && Vector512.IsHardwareAccelerated)
-                            FourRows(second, w2, inner + (nint)tap * block, first.Taps * block, block, outer + (nint)tap * second.Rows * block, epilogue2);
-                        else
-                            Gemm.Run(context, second.Weights.Kernel, second.Rows, block, second.InChannels, second.Weights.Source,
+                int image = task / blocks, h = task % blocks * blockRows;
+                float* xi = x + image * first.InChannels * plane;
+                float* yi = y + (nint)image * second.OutChannels * outHeight * outWidth;
+                int count = Math.Min(blockRows, height - h), block = count * width;
+                // Y1 of the block: rows (m1, tap1), block columns.
+                Gemm.Run(s_singleThread, first.Weights.Kernel, first.Rows, block, first.InChannels, first.Weights.Source,
+                    StridedPanels.Right(xi + (nint)h * width, (int)plane, false), inner, block, epilogue1);
+                // Per tap1: its M1 rows are T1 rows apart; Y's values for that tap as rows (m2, tap2).
+                for (int tap = 0; tap < first.Taps; tap++)
+                    if (second.Rows == FewRows && Avx512F.IsSupported && Vector512.IsHardwareAccelerated)
+                        FourRows(second, w2, inner + (nint)tap * block, first.Taps * block, block, outer + (nint)tap * second.Rows * block, epilogue2);
+                    else
+                        Gemm.Run(s_singleThread, second.Weights.Kernel, second.Rows, block, second.InChannels, second.Weights.Source,
                             StridedPanels.Right(inner + (nint)tap * block, first.Taps * block, false),
                             outer + (nint)tap * second.Rows * block, block, epilogue2);
-                    Interleave(first, second, outer, block, width, h, count, outWidth, yi, outHeight);
-                }
+                Interleave(first, second, outer, block, width, h, count, outWidth, yi, outHeight);
             }
         }
     }
