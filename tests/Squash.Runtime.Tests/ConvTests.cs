@@ -177,7 +177,7 @@ public sealed class ConvTests
     }
 
     /// <summary>3x3 stride-1 convolutions by Winograd F(4x4, 3x3): partial tiles at both edges, tile blocks, pads,
-    /// groups, threads. Tolerance ten times the direct one: the transforms scale values by up to 8 (and the
+    /// groups, threads, rows whose last segment is shared with the next row's. Tolerance ten times the direct one: the transforms scale values by up to 8 (and the
     /// weights by 1/24) before rounding.</summary>
     [Theory]
     [InlineData(16, 8, 9, 37, 1, 1, 1, 1)]
@@ -186,6 +186,8 @@ public sealed class ConvTests
     [InlineData(16, 16, 5, 130, 2, 0, 1, 2)]
     [InlineData(16, 16, 7, 40, 1, 1, 2, 1)]
     [InlineData(64, 24, 6, 130, 1, 1, 1, 1)]
+    [InlineData(24, 8, 10, 160, 1, 1, 1, 1)] // det's width: rows of 16 + 16 + 8 tiles, the 8s of two rows sharing a segment, one left alone
+    [InlineData(16, 8, 9, 30, 1, 1, 1, 3)]   // rows of 8 tiles: every segment shared by two rows but the last
     public void WinogradMatchesDirectReference(int inChannels, int outChannels, int height, int width, int padTop, int padLeft,
         int groups, int threads)
     {

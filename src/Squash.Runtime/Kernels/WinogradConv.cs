@@ -85,17 +85,53 @@ internal static unsafe class WinogradConv
         GemmActivation activation)
     {
         // Work comes in segments of up to 16 tiles along a tile row (one vector of tiles); a block multiplies two.
-        int tilesH = (g.Output[0] + 3) / 4, tilesW = (g.Output[1] + 3) / 4;
-        int segmentsPerRow = (tilesW + 15) / 16;
-        int segments = tilesH * segmentsPerRow;
-        var body = new Body(g, x, u, firstU, bias, y, activation, segmentsPerRow, segments);
+        var segmentation = new Segmentation((g.Output[0] + 3) / 4, (g.Output[1] + 3) / 4);
+        int segments = segmentation.Count;
+        var body = new Body(g, x, u, firstU, bias, y, activation, segmentation);
         int blocks = (segments + 1) / 2;
         if (context.ThreadCount == 1) body.Invoke(0, blocks);
         else context.For(blocks, body);
     }
 
+    /// <summary>
+    /// The segments of a group's tiles, in order: each tile row in segments of 16 tiles from its first; where a row's
+    /// last segment has 8 tiles or fewer, those of two consecutive rows share one segment (lanes 0-7 the first row's,
+    /// 8-15 the second's), so the GEMMs and the output transform do not run on a vector that is half padding (det's
+    /// 160-wide maps: 40 tiles a row, 16 + 16 + 8; six segments for two rows become five).
+    /// </summary>
+    private readonly struct Segmentation
+    {
+        private readonly int _tilesH, _perRow, _perPair;
+        private readonly bool _pairs;
+
+        public Segmentation(int tilesH, int tilesW)
+        {
+            _tilesH = tilesH;
+            _perRow = (tilesW + 15) / 16;
+            _pairs = tilesW - 16 * (_perRow - 1) <= 8;
+            _perPair = 2 * _perRow - 1;
+            Count = !_pairs ? tilesH * _perRow : tilesH / 2 * _perPair + tilesH % 2 * _perRow;
+        }
+
+        public int Count { get; }
+
+        /// <summary>Segment <paramref name="index"/>: its tile row, first tile and, for a shared segment, the second
+        /// row (-1 otherwise; then all 16 lanes are the first row's).</summary>
+        public (int Row, int Tile0, int SecondRow) this[int index]
+        {
+            get
+            {
+                if (!_pairs) return (index / _perRow, index % _perRow * 16, -1);
+                int pair = index / _perPair, j = index % _perPair, row = 2 * pair;
+                if (row + 1 >= _tilesH) return (row, j * 16, -1);
+                if (j < 2 * (_perRow - 1)) return (row + j / (_perRow - 1), j % (_perRow - 1) * 16, -1);
+                return (row, (_perRow - 1) * 16, row + 1);
+            }
+        }
+    }
+
     private readonly struct Body(ConvGeometry g, float* x, PackedMatrix[] u, int firstU, float* bias, float* y,
-        GemmActivation activation, int segmentsPerRow, int segments) : IRangeBody
+        GemmActivation activation, Segmentation segmentation) : IRangeBody
     {
         /// <summary>Floats per strip row: four input columns per tile, two more for the last tile's patch, and
         /// room for the whole-vector loads of the phase split (80 columns).</summary>
@@ -110,16 +146,21 @@ internal static unsafe class WinogradConv
             // The strip, then Z = B^T d for 16 tiles (6 rows x 80 columns).
             float* strip = GemmScratch.Get(ref t_strip, 6 * StripWidth + 6 * 80);
             float* z = strip + 6 * StripWidth;
+            int segments = segmentation.Count;
             for (int block = start; block < end; block++)
             {
                 int first = 2 * block, count = Math.Min(2, segments - first);
                 for (int half = 0; half < count; half++)
                 {
-                    int tileRow = (first + half) / segmentsPerRow, tile0 = (first + half) % segmentsPerRow * 16;
+                    var (tileRow, tile0, secondRow) = segmentation[first + half];
                     for (int c = 0; c < cg; c++)
                     {
+                        float* v = transformed + c * Block + 16 * half;
                         FillStrip(strip, x + (long)c * g.InputSize, tileRow, tile0);
-                        TransformInput(strip, z, transformed + c * Block + 16 * half, cg * Block);
+                        TransformInput(strip, z, v, cg * Block, secondRow < 0 ? 16 : 8);
+                        if (secondRow < 0) continue;
+                        FillStrip(strip, x + (long)c * g.InputSize, secondRow, tile0);
+                        TransformInput(strip, z, v + 8, cg * Block, 8);
                     }
                 }
                 for (int xi = 0; xi < 36; xi++)
@@ -131,10 +172,10 @@ internal static unsafe class WinogradConv
                 }
                 for (int half = 0; half < count; half++)
                 {
-                    int tileRow = (first + half) / segmentsPerRow, tile0 = (first + half) % segmentsPerRow * 16;
+                    var (tileRow, tile0, secondRow) = segmentation[first + half];
                     for (int m = 0; m < mg; m++)
                         TransformOutput(products + m * Block + 16 * half, mg * Block, bias == null ? 0 : bias[m],
-                            y + (long)m * g.OutputSize, tileRow, tile0);
+                            y + (long)m * g.OutputSize, tileRow, tile0, secondRow);
                 }
             }
         }
@@ -167,7 +208,7 @@ internal static unsafe class WinogradConv
         /// <c>v + xi * positionStride</c>, 16 tiles contiguous.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void TransformInput(float* strip, float* z, float* v, int positionStride)
+        private static void TransformInput(float* strip, float* z, float* v, int positionStride, int lanes)
         {
             for (int part = 0; part < 80; part += 16)
             {
@@ -202,12 +243,25 @@ internal static unsafe class WinogradConv
                 var p5 = Avx512F.PermuteVar16x32x2(p1, nextButOne, a4);
                 RowTransform(p0, p1, p2, p3, p4, p5, out var w0, out var w1, out var w2, out var w3, out var w4, out var w5);
                 float* dst = v + i * 6 * positionStride;
-                w0.Store(dst);
-                w1.Store(dst + positionStride);
-                w2.Store(dst + 2 * positionStride);
-                w3.Store(dst + 3 * positionStride);
-                w4.Store(dst + 4 * positionStride);
-                w5.Store(dst + 5 * positionStride);
+                if (lanes == 16)
+                {
+                    w0.Store(dst);
+                    w1.Store(dst + positionStride);
+                    w2.Store(dst + 2 * positionStride);
+                    w3.Store(dst + 3 * positionStride);
+                    w4.Store(dst + 4 * positionStride);
+                    w5.Store(dst + 5 * positionStride);
+                }
+                else
+                {
+                    // Half a segment: its first eight tiles, into the lanes the caller chose.
+                    w0.GetLower().Store(dst);
+                    w1.GetLower().Store(dst + positionStride);
+                    w2.GetLower().Store(dst + 2 * positionStride);
+                    w3.GetLower().Store(dst + 3 * positionStride);
+                    w4.GetLower().Store(dst + 4 * positionStride);
+                    w5.GetLower().Store(dst + 5 * positionStride);
+                }
             }
         }
 
@@ -250,7 +304,7 @@ internal static unsafe class WinogradConv
         /// activation, written to output rows 4 x tileRow .. + 3 and columns 4 x tile0 ..., clipped to the image.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void TransformOutput(float* m, int positionStride, float bias, float* plane, int tileRow, int tile0)
+        private void TransformOutput(float* m, int positionStride, float bias, float* plane, int tileRow, int tile0, int secondRow)
         {
             int outHeight = g.Output[0], outWidth = g.Output[1];
             int column0 = 4 * tile0;
@@ -269,7 +323,7 @@ internal static unsafe class WinogradConv
             }
             var biasVector = Vector512.Create(bias);
             float* row = stackalloc float[64];
-            int valid = Math.Min(64, outWidth - column0);
+            int valid = Math.Min(secondRow < 0 ? 64 : 32, outWidth - column0);
             for (int a = 0; a < 4 && 4 * tileRow + a < outHeight; a++)
             {
                 float* ta = t + a * 6 * 16;
@@ -282,6 +336,9 @@ internal static unsafe class WinogradConv
                 float* dst = plane + (long)(4 * tileRow + a) * outWidth + column0;
                 Interleave(y0, y1, y2, y3, valid == 64 ? dst : row);
                 if (valid < 64) new Span<float>(row, valid).CopyTo(new Span<float>(dst, valid));
+                // A shared segment: tiles 8-15 (the 32 floats after the first row's) are the second row's.
+                if (secondRow >= 0 && 4 * secondRow + a < outHeight)
+                    new Span<float>(row + 32, valid).CopyTo(new Span<float>(plane + (long)(4 * secondRow + a) * outWidth + column0, valid));
             }
         }
 
