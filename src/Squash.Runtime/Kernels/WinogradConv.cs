@@ -205,11 +205,17 @@ internal static unsafe class WinogradConv
         /// <c>V = B^T d B</c> for 16 tiles whose patches start every 4 columns of <paramref name="strip"/>: the rows are
         /// combined along the strip (Z = B^T d, into <paramref name="z"/>), then each Z row is split into its stride-4
         /// phases so that column l of every tile's patch is one vector, and combined again. V position xi goes to
-        /// <c>v + xi * positionStride</c>, 16 tiles contiguous.
+        /// <c>v + xi * positionStride</c>, 16 tiles contiguous (<paramref name="lanes"/> 16), or only the first eight
+        /// (<paramref name="lanes"/> 8: half of a shared segment, <see cref="TransformHalf"/>).
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void TransformInput(float* strip, float* z, float* v, int positionStride, int lanes)
         {
+            if (lanes == 8)
+            {
+                TransformHalf(strip, z, v, positionStride);
+                return;
+            }
             for (int part = 0; part < 80; part += 16)
             {
                 float* s = strip + part;
@@ -243,25 +249,60 @@ internal static unsafe class WinogradConv
                 var p5 = Avx512F.PermuteVar16x32x2(p1, nextButOne, a4);
                 RowTransform(p0, p1, p2, p3, p4, p5, out var w0, out var w1, out var w2, out var w3, out var w4, out var w5);
                 float* dst = v + i * 6 * positionStride;
-                if (lanes == 16)
-                {
-                    w0.Store(dst);
-                    w1.Store(dst + positionStride);
-                    w2.Store(dst + 2 * positionStride);
-                    w3.Store(dst + 3 * positionStride);
-                    w4.Store(dst + 4 * positionStride);
-                    w5.Store(dst + 5 * positionStride);
-                }
-                else
-                {
-                    // Half a segment: its first eight tiles, into the lanes the caller chose.
-                    w0.GetLower().Store(dst);
-                    w1.GetLower().Store(dst + positionStride);
-                    w2.GetLower().Store(dst + 2 * positionStride);
-                    w3.GetLower().Store(dst + 3 * positionStride);
-                    w4.GetLower().Store(dst + 4 * positionStride);
-                    w5.GetLower().Store(dst + 5 * positionStride);
-                }
+                w0.Store(dst);
+                w1.Store(dst + positionStride);
+                w2.Store(dst + 2 * positionStride);
+                w3.Store(dst + 3 * positionStride);
+                w4.Store(dst + 4 * positionStride);
+                w5.Store(dst + 5 * positionStride);
+            }
+        }
+
+        /// <summary>
+        /// <see cref="TransformInput"/> for the first eight tiles only, stored as eight lanes: their patches span 34 strip
+        /// columns, so three column vectors are combined instead of five and each column phase is one permute of the
+        /// first 32 values (a shared segment's two halves cost one segment's transform, not two).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void TransformHalf(float* strip, float* z, float* v, int positionStride)
+        {
+            for (int part = 0; part < 48; part += 16)
+            {
+                float* s = strip + part;
+                RowTransform(Vector512.Load(s), Vector512.Load(s + StripWidth), Vector512.Load(s + 2 * StripWidth),
+                    Vector512.Load(s + 3 * StripWidth), Vector512.Load(s + 4 * StripWidth), Vector512.Load(s + 5 * StripWidth),
+                    out var z0, out var z1, out var z2, out var z3, out var z4, out var z5);
+                z0.Store(z + part);
+                z1.Store(z + 80 + part);
+                z2.Store(z + 160 + part);
+                z3.Store(z + 240 + part);
+                z4.Store(z + 320 + part);
+                z5.Store(z + 400 + part);
+            }
+            var phase = Vector512.Create(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+            var one = Vector512.Create(1);
+            // Lanes 0-6 from the tile after, lane 7 (columns 32 and 33) from the third vector.
+            var next = Vector512.Create(1, 2, 3, 4, 5, 6, 7, 16, 0, 0, 0, 0, 0, 0, 0, 0);
+            var nextButOne = Vector512.Create(1, 2, 3, 4, 5, 6, 7, 17, 0, 0, 0, 0, 0, 0, 0, 0);
+            for (int i = 0; i < 6; i++, z += 80)
+            {
+                var a0 = Vector512.Load(z);
+                var a1 = Vector512.Load(z + 16);
+                var a2 = Vector512.Load(z + 32);
+                var p0 = Avx512F.PermuteVar16x32x2(a0, phase, a1);
+                var p1 = Avx512F.PermuteVar16x32x2(a0, phase + one, a1);
+                var p2 = Avx512F.PermuteVar16x32x2(a0, phase + one + one, a1);
+                var p3 = Avx512F.PermuteVar16x32x2(a0, phase + one + one + one, a1);
+                var p4 = Avx512F.PermuteVar16x32x2(p0, next, a2);
+                var p5 = Avx512F.PermuteVar16x32x2(p1, nextButOne, a2);
+                RowTransform(p0, p1, p2, p3, p4, p5, out var w0, out var w1, out var w2, out var w3, out var w4, out var w5);
+                float* dst = v + i * 6 * positionStride;
+                w0.GetLower().Store(dst);
+                w1.GetLower().Store(dst + positionStride);
+                w2.GetLower().Store(dst + 2 * positionStride);
+                w3.GetLower().Store(dst + 3 * positionStride);
+                w4.GetLower().Store(dst + 4 * positionStride);
+                w5.GetLower().Store(dst + 5 * positionStride);
             }
         }
 
