@@ -1,6 +1,3 @@
-using Squash.Runtime.Ir;
-using Squash.Runtime.Operators;
-
 namespace Squash.Runtime.Tests;
 
 /// <summary>
@@ -23,14 +20,14 @@ public sealed class LinearQuantizationOperatorTests
         for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() * 60 - 20);
         const float scale = 0.125f;
         const byte zero = 37;
-        var q = Run("QuantizeLinear", threads, x, Tensor.Scalar(scale), Scalar(zero));
+        var q = NodeRunner.Run("QuantizeLinear", 21, null, threads, 1, x, Tensor.Scalar(scale), Scalar(zero))[0];
         var codes = q.AsSpan<byte>();
         for (int i = 0; i < values.Length; i++)
         {
             double expected = Math.Clamp(Math.Round((double)(values[i] / scale), MidpointRounding.ToEven) + zero, 0, 255);
             Assert.True(codes[i] == (byte)expected, $"q[{i}] = {codes[i]}, expected {expected} for {values[i]}");
         }
-        var back = Run("DequantizeLinear", threads, q, Tensor.Scalar(scale), Scalar(zero)).AsSpan<float>();
+        var back = NodeRunner.Run("DequantizeLinear", 21, null, threads, 1, q, Tensor.Scalar(scale), Scalar(zero))[0].AsSpan<float>();
         for (int i = 0; i < codes.Length; i++)
             Assert.Equal((codes[i] - zero) * scale, back[i]);
     }
@@ -40,19 +37,5 @@ public sealed class LinearQuantizationOperatorTests
         var t = new Tensor(DataType.UInt8);
         t.AsSpan<byte>()[0] = value;
         return t;
-    }
-
-    private static Tensor Run(string opType, int threads, params Tensor[] inputs)
-    {
-        var node = new Node(opType, "test", "", 21);
-        for (int i = 0; i < inputs.Length; i++) node.AddInput(new Value($"input{i}", inputs[i].DataType, inputs[i].Shape));
-        node.AddOutput(new Value("output"));
-        var op = OperatorRegistry.Create(node);
-        var inference = new InferenceContext(node, inputs.Length, 1);
-        for (int i = 0; i < inputs.Length; i++) inference.SetInput(i, inputs[i].DataType, inputs[i].Shape, inputs[i]);
-        op.InferOutputs(inference);
-        var output = new Tensor(inference.OutputTypes[0], inference.OutputShapes[0]!);
-        op.Run(new KernelContext(threads), inputs, [output]);
-        return output;
     }
 }

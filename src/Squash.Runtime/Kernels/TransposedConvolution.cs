@@ -1,6 +1,3 @@
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
-
 namespace Squash.Runtime.Kernels;
 
 /// <summary>
@@ -171,8 +168,7 @@ internal static unsafe class TransposedConvolution
     {
         int width = g.Output[1], kernelH = g.Kernel[0], kernelW = g.Kernel[1];
         int outWidth = g.Input[1];
-        var low = Vector512.Create(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        var high = Vector512.Create(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        float** sources = stackalloc float*[kernelW];
         for (int c = 0; c < channels; c++)
             for (int kh = 0; kh < kernelH; kh++)
             {
@@ -181,22 +177,8 @@ internal static unsafe class TransposedConvolution
                 {
                     int outRow = (firstRow + r) * kernelH + kh;
                     float* dst = y + (nint)c * g.InputSize + (nint)outRow * outWidth;
-                    float* src = rows + (nint)r * width;
-                    int iw = 0;
-                    if (kernelW == 2 && Avx512F.IsSupported && Vector512.IsHardwareAccelerated)
-                    {
-                        // Two rows woven together: a0 b0 a1 b1 ... sixteen pairs per two stores.
-                        for (; iw + 16 <= width; iw += 16)
-                        {
-                            var a = Vector512.Load(src + iw);
-                            var b = Vector512.Load(src + ld + iw);
-                            Avx512F.PermuteVar16x32x2(a, low, b).Store(dst + 2 * iw);
-                            Avx512F.PermuteVar16x32x2(a, high, b).Store(dst + 2 * iw + 16);
-                        }
-                    }
-                    for (; iw < width; iw++)
-                        for (int kw = 0; kw < kernelW; kw++)
-                            dst[iw * kernelW + kw] = src[kw * ld + iw];
+                    for (int kw = 0; kw < kernelW; kw++) sources[kw] = rows + (nint)kw * ld + (nint)r * width;
+                    RowInterleave.Rows(sources, kernelW, width, dst);
                     if (finish) epilogue.ApplyRow(dst, dst, outWidth, firstChannel + c, outRow * outWidth);
                 }
             }

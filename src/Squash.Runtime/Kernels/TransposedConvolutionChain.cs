@@ -208,38 +208,7 @@ internal static unsafe class TransposedConvolutionChain
                                 int tap1 = th1 * k1w + tw1, row2 = m * second.Taps + th2 * k2w + tw2;
                                 sources[tw1 * k2w + tw2] = outer + ((nint)tap1 * second.Rows + row2) * block + (nint)r * width;
                             }
-                        Weave(sources, across, width, dst);
+                        RowInterleave.Rows(sources, across, width, dst);
                     }
-    }
-
-    /// <summary><c>dst[c * across + j] = sources[j][c]</c> for c below <paramref name="width"/>.</summary>
-    private static void Weave(float** sources, int across, int width, float* dst)
-    {
-        int c = 0;
-        if (across == 4 && Avx512F.IsSupported && Vector512.IsHardwareAccelerated)
-        {
-            // Pairs (a, b) and (c, d) woven as floats, then the pairs woven as 64-bit lanes: a0 b0 c0 d0 a1 b1 ...
-            var low = Vector512.Create(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-            var high = Vector512.Create(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-            var low2 = Vector512.Create(0L, 8, 1, 9, 2, 10, 3, 11);
-            var high2 = Vector512.Create(4L, 12, 5, 13, 6, 14, 7, 15);
-            float* a = sources[0], b = sources[1], s2 = sources[2], d = sources[3];
-            for (; c + 16 <= width; c += 16)
-            {
-                Vector512<float> va = Vector512.Load(a + c), vb = Vector512.Load(b + c), vc = Vector512.Load(s2 + c), vd = Vector512.Load(d + c);
-                var ab0 = Avx512F.PermuteVar16x32x2(va, low, vb).AsDouble();
-                var ab1 = Avx512F.PermuteVar16x32x2(va, high, vb).AsDouble();
-                var cd0 = Avx512F.PermuteVar16x32x2(vc, low, vd).AsDouble();
-                var cd1 = Avx512F.PermuteVar16x32x2(vc, high, vd).AsDouble();
-                float* o = dst + 4 * c;
-                Avx512F.PermuteVar8x64x2(ab0, low2, cd0).AsSingle().Store(o);
-                Avx512F.PermuteVar8x64x2(ab0, high2, cd0).AsSingle().Store(o + 16);
-                Avx512F.PermuteVar8x64x2(ab1, low2, cd1).AsSingle().Store(o + 32);
-                Avx512F.PermuteVar8x64x2(ab1, high2, cd1).AsSingle().Store(o + 48);
-            }
-        }
-        for (; c < width; c++)
-            for (int j = 0; j < across; j++)
-                dst[c * across + j] = sources[j][c];
     }
 }

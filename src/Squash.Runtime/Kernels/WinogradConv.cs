@@ -216,19 +216,7 @@ internal static unsafe class WinogradConv
                 TransformHalf(strip, z, v, positionStride);
                 return;
             }
-            for (int part = 0; part < 80; part += 16)
-            {
-                float* s = strip + part;
-                RowTransform(Vector512.Load(s), Vector512.Load(s + StripWidth), Vector512.Load(s + 2 * StripWidth),
-                    Vector512.Load(s + 3 * StripWidth), Vector512.Load(s + 4 * StripWidth), Vector512.Load(s + 5 * StripWidth),
-                    out var z0, out var z1, out var z2, out var z3, out var z4, out var z5);
-                z0.Store(z + part);
-                z1.Store(z + 80 + part);
-                z2.Store(z + 160 + part);
-                z3.Store(z + 240 + part);
-                z4.Store(z + 320 + part);
-                z5.Store(z + 400 + part);
-            }
+            CombineRows(strip, z, 80);
             var phase = Vector512.Create(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
             var one = Vector512.Create(1);
             var next = Vector512.Create(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
@@ -266,19 +254,7 @@ internal static unsafe class WinogradConv
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void TransformHalf(float* strip, float* z, float* v, int positionStride)
         {
-            for (int part = 0; part < 48; part += 16)
-            {
-                float* s = strip + part;
-                RowTransform(Vector512.Load(s), Vector512.Load(s + StripWidth), Vector512.Load(s + 2 * StripWidth),
-                    Vector512.Load(s + 3 * StripWidth), Vector512.Load(s + 4 * StripWidth), Vector512.Load(s + 5 * StripWidth),
-                    out var z0, out var z1, out var z2, out var z3, out var z4, out var z5);
-                z0.Store(z + part);
-                z1.Store(z + 80 + part);
-                z2.Store(z + 160 + part);
-                z3.Store(z + 240 + part);
-                z4.Store(z + 320 + part);
-                z5.Store(z + 400 + part);
-            }
+            CombineRows(strip, z, 48);
             var phase = Vector512.Create(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
             var one = Vector512.Create(1);
             // Lanes 0-6 from the tile after, lane 7 (columns 32 and 33) from the third vector.
@@ -303,6 +279,26 @@ internal static unsafe class WinogradConv
                 w3.GetLower().Store(dst + 3 * positionStride);
                 w4.GetLower().Store(dst + 4 * positionStride);
                 w5.GetLower().Store(dst + 5 * positionStride);
+            }
+        }
+
+        /// <summary>Z = B^T d over the first <paramref name="columns"/> columns of the strip's six rows (a multiple of
+        /// 16), into the six rows of <paramref name="z"/> (80 floats apart).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void CombineRows(float* strip, float* z, int columns)
+        {
+            for (int part = 0; part < columns; part += 16)
+            {
+                float* s = strip + part;
+                RowTransform(Vector512.Load(s), Vector512.Load(s + StripWidth), Vector512.Load(s + 2 * StripWidth),
+                    Vector512.Load(s + 3 * StripWidth), Vector512.Load(s + 4 * StripWidth), Vector512.Load(s + 5 * StripWidth),
+                    out var z0, out var z1, out var z2, out var z3, out var z4, out var z5);
+                z0.Store(z + part);
+                z1.Store(z + 80 + part);
+                z2.Store(z + 160 + part);
+                z3.Store(z + 240 + part);
+                z4.Store(z + 320 + part);
+                z5.Store(z + 400 + part);
             }
         }
 
@@ -375,7 +371,7 @@ internal static unsafe class WinogradConv
                 y2 = activation.ApplyInRegisters(y2 + biasVector);
                 y3 = activation.ApplyInRegisters(y3 + biasVector);
                 float* dst = plane + (long)(4 * tileRow + a) * outWidth + column0;
-                Interleave(y0, y1, y2, y3, valid == 64 ? dst : row);
+                RowInterleave.Four(y0, y1, y2, y3, valid == 64 ? dst : row);
                 if (valid < 64) new Span<float>(row, valid).CopyTo(new Span<float>(dst, valid));
                 // A shared segment: tiles 8-15 (the 32 floats after the first row's) are the second row's.
                 if (secondRow >= 0 && 4 * secondRow + a < outHeight)
@@ -397,25 +393,6 @@ internal static unsafe class WinogradConv
             r1 = Vector512.FusedMultiplyAdd(Vector512.Create(2f), diff34, diff12);
             r2 = Vector512.FusedMultiplyAdd(Vector512.Create(4f), sum34, sum12);
             r3 = Vector512.FusedMultiplyAdd(Vector512.Create(8f), diff34, diff12) + m5;
-        }
-
-        /// <summary>Writes 64 floats: tile t's four columns y0[t], y1[t], y2[t], y3[t] at 4t.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Interleave(Vector512<float> y0, Vector512<float> y1, Vector512<float> y2, Vector512<float> y3, float* dst)
-        {
-            // Pairs (y0, y1) and (y2, y3) first, then pairs of pairs as 64-bit elements.
-            var pairLow = Vector512.Create(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-            var pairHigh = Vector512.Create(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-            var a = Avx512F.PermuteVar16x32x2(y0, pairLow, y1).AsDouble();
-            var b = Avx512F.PermuteVar16x32x2(y0, pairHigh, y1).AsDouble();
-            var c = Avx512F.PermuteVar16x32x2(y2, pairLow, y3).AsDouble();
-            var d = Avx512F.PermuteVar16x32x2(y2, pairHigh, y3).AsDouble();
-            var quadLow = Vector512.Create(0L, 8, 1, 9, 2, 10, 3, 11);
-            var quadHigh = Vector512.Create(4L, 12, 5, 13, 6, 14, 7, 15);
-            Avx512F.PermuteVar8x64x2(a, quadLow, c).AsSingle().Store(dst);
-            Avx512F.PermuteVar8x64x2(a, quadHigh, c).AsSingle().Store(dst + 16);
-            Avx512F.PermuteVar8x64x2(b, quadLow, d).AsSingle().Store(dst + 32);
-            Avx512F.PermuteVar8x64x2(b, quadHigh, d).AsSingle().Store(dst + 48);
         }
     }
 }

@@ -1,8 +1,6 @@
-using Squash.Compiler.Onnx;
 using Squash.Compiler.Passes;
 using Squash.Compiler.Tests.Support;
 using Squash.Runtime;
-using Squash.Runtime.Execution;
 using Squash.Runtime.Ir;
 
 namespace Squash.Compiler.Tests.Passes;
@@ -24,8 +22,6 @@ public sealed class ConvTransposeChainFusionTests
         for (int i = 0; i < s.Length; i++) s[i] = (float)(rng.NextDouble() * 4 - 2);
         return t;
     }
-
-    private static Graph Copy(Graph g) => OnnxLoader.Load(OnnxWriter.ToBytes(new Model(g)), null).Graph;
 
     private static void Fuse(Graph g) =>
         new PassManager([new ShapeInference(), new ActivationFusion(), new EpilogueFusion(), new ConvTransposeChainFusion(), new DeadNodeElimination()])
@@ -54,21 +50,6 @@ public sealed class ConvTransposeChainFusionTests
         return (b.Graph, new Dictionary<string, Tensor> { ["x"] = Random(rng, batch, 5, h, w) });
     }
 
-    private static void AssertIdentical(Graph before, Graph after, Dictionary<string, Tensor> inputs)
-    {
-        foreach (int threads in new[] { 1, 3 })
-        {
-            var expected = new GraphExecutor(before).Run(inputs, new KernelContext(threads));
-            foreach (var graph in new[] { after, Copy(after) })
-            {
-                var actual = new GraphExecutor(graph).Run(inputs, new KernelContext(threads));
-                foreach (var (name, e) in expected)
-                    Assert.True(e.Bytes.SequenceEqual(actual[name].Bytes),
-                        $"{name} ({threads} threads): max error {Metrics.MaxAbsError(e, actual[name])}");
-            }
-        }
-    }
-
     [Theory]
     [InlineData(2, 2, 2, 2, "Relu", "Sigmoid", 1, 1)]   // DBNet's head: one channel of 2x2 taps, the four-row kernel
     [InlineData(2, 2, 2, 2, "Relu", "Sigmoid", 1, 3)]   // three channels: the second step through the GEMM
@@ -77,25 +58,25 @@ public sealed class ConvTransposeChainFusionTests
     public void FusesAPairAndKeepsTheBits(int k1h, int k1w, int k2h, int k2w, string? act1, string? act2, int batch, int m2)
     {
         var (graph, inputs) = Pair((k1h, k1w), (k2h, k2w), act1, act2, batch, m2: m2);
-        var before = Copy(graph);
+        var before = FusionAssert.Copy(graph);
         Fuse(graph);
         Assert.Equal(["FusedConvTransposeChain"], graph.Nodes.Select(n => n.OpType));
         var chain = graph.Nodes[0];
         Assert.Equal(5, chain.Inputs.Count);
         Assert.Equal(act1, chain.Attributes.TryGetValue("inner_activation", out var a1) ? a1.StringValue : null);
         Assert.Equal(act2, chain.Attributes.TryGetValue("activation", out var a2) ? a2.StringValue : null);
-        AssertIdentical(before, graph, inputs);
+        FusionAssert.Identical(before, graph, inputs);
     }
 
     [Fact]
     public void FusesWithoutTheSecondBias()
     {
         var (graph, inputs) = Pair((2, 2), (2, 2), "Relu", "Sigmoid", secondBias: false, h: 5, w: 16);
-        var before = Copy(graph);
+        var before = FusionAssert.Copy(graph);
         Fuse(graph);
         Assert.Equal(["FusedConvTransposeChain"], graph.Nodes.Select(n => n.OpType));
         Assert.Null(graph.Nodes[0].Input(4));
-        AssertIdentical(before, graph, inputs);
+        FusionAssert.Identical(before, graph, inputs);
     }
 
     public static TheoryData<string> Broken() =>

@@ -1,8 +1,6 @@
-using Squash.Compiler.Onnx;
 using Squash.Compiler.Passes;
 using Squash.Compiler.Tests.Support;
 using Squash.Runtime;
-using Squash.Runtime.Execution;
 using Squash.Runtime.Ir;
 
 namespace Squash.Compiler.Tests.Passes;
@@ -24,25 +22,8 @@ public sealed class ElementwiseFusionTests
         return t;
     }
 
-    private static Graph Copy(Graph g) => OnnxLoader.Load(OnnxWriter.ToBytes(new Model(g)), null).Graph;
-
     private static void Fuse(Graph g) =>
         new PassManager([new ShapeInference(), new ElementwiseFusion(), new DeadNodeElimination()]).Run(g, s_context);
-
-    private static void AssertIdentical(Graph before, Graph after, Dictionary<string, Tensor> inputs)
-    {
-        foreach (int threads in new[] { 1, 3 })
-        {
-            var expected = new GraphExecutor(before).Run(inputs, new KernelContext(threads));
-            foreach (var graph in new[] { after, Copy(after) })
-            {
-                var actual = new GraphExecutor(graph).Run(inputs, new KernelContext(threads));
-                foreach (var (name, e) in expected)
-                    Assert.True(e.Bytes.SequenceEqual(actual[name].Bytes),
-                        $"{name} ({threads} threads): max error {Metrics.MaxAbsError(e, actual[name])}");
-            }
-        }
-    }
 
     private static string[] Types(Graph g) => g.Nodes.Select(n => n.OpType).ToArray();
 
@@ -58,11 +39,11 @@ public sealed class ElementwiseFusionTests
         var y = b.Node("Add", x, b.Node("Mul", x, s));
         y.Name = "y";
         b.Output(y);
-        var before = Copy(b.Graph);
+        var before = FusionAssert.Copy(b.Graph);
         Fuse(b.Graph);
         Assert.Equal(["FusedElementwise"], Types(b.Graph));
         Assert.Equal(["x", "s"], b.Graph.Nodes[0].Inputs.Select(v => v!.Name));
-        AssertIdentical(before, b.Graph, new() { ["x"] = Random(rng, 2, 5, 40, 60), ["s"] = Random(rng, 1, 5, 1, 1) });
+        FusionAssert.Identical(before, b.Graph, new() { ["x"] = Random(rng, 2, 5, 40, 60), ["s"] = Random(rng, 1, 5, 1, 1) });
     }
 
     /// <summary>Swish as exporters write it: X * sigmoid(beta * X).</summary>
@@ -76,10 +57,10 @@ public sealed class ElementwiseFusionTests
         var y = b.Node("Mul", x, b.Node("Sigmoid", scaled));
         y.Name = "y";
         b.Output(y);
-        var before = Copy(b.Graph);
+        var before = FusionAssert.Copy(b.Graph);
         Fuse(b.Graph);
         Assert.Equal(["FusedElementwise"], Types(b.Graph));
-        AssertIdentical(before, b.Graph, new() { ["x"] = Random(rng, 1, 40, 240) });
+        FusionAssert.Identical(before, b.Graph, new() { ["x"] = Random(rng, 1, 40, 240) });
     }
 
     /// <summary>Every function and both operand orders, with per-column, scalar and full operands.</summary>
@@ -104,11 +85,11 @@ public sealed class ElementwiseFusionTests
         v = b.Node("HardSigmoid", b.Node("Relu", v));
         v.Name = "y";
         b.Output(v);
-        var before = Copy(b.Graph);
+        var before = FusionAssert.Copy(b.Graph);
         Fuse(b.Graph);
         Assert.Equal(["FusedElementwise", "FusedElementwise"], Types(b.Graph));
         Assert.Equal(8, b.Graph.Nodes[0].Attributes["ops"].Strings.Count);
-        AssertIdentical(before, b.Graph, new() { ["x"] = Random(rng, 3, 7, 1100), ["f"] = Random(rng, 3, 7, 1100) });
+        FusionAssert.Identical(before, b.Graph, new() { ["x"] = Random(rng, 3, 7, 1100), ["f"] = Random(rng, 3, 7, 1100) });
     }
 
     [Fact]
@@ -149,10 +130,10 @@ public sealed class ElementwiseFusionTests
         v = b.Node("Relu", v);
         v.Name = "y";
         b.Output(v);
-        var before = Copy(b.Graph);
+        var before = FusionAssert.Copy(b.Graph);
         Fuse(b.Graph);
         Assert.Equal(["FusedElementwise", "FusedElementwise"], Types(b.Graph));
-        AssertIdentical(before, b.Graph, new() { ["x"] = Random(rng, 1, 3, 4, 5) });
+        FusionAssert.Identical(before, b.Graph, new() { ["x"] = Random(rng, 1, 3, 4, 5) });
     }
 
     [Fact]

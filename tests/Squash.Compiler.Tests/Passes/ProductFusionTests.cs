@@ -1,8 +1,6 @@
-using Squash.Compiler.Onnx;
 using Squash.Compiler.Passes;
 using Squash.Compiler.Tests.Support;
 using Squash.Runtime;
-using Squash.Runtime.Execution;
 using Squash.Runtime.Ir;
 
 namespace Squash.Compiler.Tests.Passes;
@@ -27,27 +25,8 @@ public sealed class ProductFusionTests
         return t;
     }
 
-    private static Graph Copy(Graph g) => OnnxLoader.Load(OnnxWriter.ToBytes(new Model(g)), null).Graph;
-
     private static void Fuse(Graph g) =>
         new PassManager([new ShapeInference(), new ActivationFusion(), new EpilogueFusion(), new DeadNodeElimination()]).Run(g, s_context);
-
-    /// <summary>The outputs of both graphs are identical, with one and with three threads, and after the fused graph
-    /// goes through the ONNX writer and loader.</summary>
-    private static void AssertIdentical(Graph before, Graph after, Dictionary<string, Tensor> inputs)
-    {
-        foreach (int threads in new[] { 1, 3 })
-        {
-            var expected = new GraphExecutor(before).Run(inputs, new KernelContext(threads));
-            foreach (var graph in new[] { after, Copy(after) })
-            {
-                var actual = new GraphExecutor(graph).Run(inputs, new KernelContext(threads));
-                foreach (var (name, e) in expected)
-                    Assert.True(e.Bytes.SequenceEqual(actual[name].Bytes),
-                        $"{name} ({threads} threads): max error {Metrics.MaxAbsError(e, actual[name])}");
-            }
-        }
-    }
 
     private static string[] Types(Graph g) => g.Nodes.Select(n => n.OpType).ToArray();
 
@@ -99,11 +78,11 @@ public sealed class ProductFusionTests
     {
         var (graph, inputs) = ConvThen((b, conv, _) => Activation(b, activation, conv), kernel: kernel, stride: stride, group: group,
             outChannels: group == 1 ? 12 : 4);
-        var before = Copy(graph);
+        var before = FusionAssert.Copy(graph);
         Fuse(graph);
         Assert.Equal(["FusedConv"], Types(graph));
         Assert.Equal(activation.StartsWith("Clip", StringComparison.Ordinal) ? "Clip" : activation, graph.Nodes[0].Attributes["activation"].StringValue);
-        AssertIdentical(before, graph, inputs);
+        FusionAssert.Identical(before, graph, inputs);
     }
 
     [Theory]
@@ -112,10 +91,10 @@ public sealed class ProductFusionTests
     public void ActivationFusesIntoConvTranspose(string activation)
     {
         var (graph, inputs) = ConvThen((b, conv, _) => Activation(b, activation, conv), kernel: 2, stride: 2, transpose: true, outChannels: 6);
-        var before = Copy(graph);
+        var before = FusionAssert.Copy(graph);
         Fuse(graph);
         Assert.Equal(["FusedConvTranspose"], Types(graph));
-        AssertIdentical(before, graph, inputs);
+        FusionAssert.Identical(before, graph, inputs);
     }
 
     [Fact]
@@ -129,10 +108,10 @@ public sealed class ProductFusionTests
         var y = b.Node("Relu", gemm);
         y.Name = "y";
         b.Output(y);
-        var before = Copy(b.Graph);
+        var before = FusionAssert.Copy(b.Graph);
         Fuse(b.Graph);
         Assert.Equal(["FusedGemm"], Types(b.Graph));
-        AssertIdentical(before, b.Graph, new() { ["a"] = Random(rng, 7, 20) });
+        FusionAssert.Identical(before, b.Graph, new() { ["a"] = Random(rng, 7, 20) });
     }
 
     [Theory]
@@ -148,11 +127,11 @@ public sealed class ProductFusionTests
         var y = b.Node("HardSigmoid", biased);
         y.Name = "y";
         b.Output(y);
-        var before = Copy(b.Graph);
+        var before = FusionAssert.Copy(b.Graph);
         Fuse(b.Graph);
         Assert.Equal(["FusedMatMul"], Types(b.Graph));
         Assert.NotNull(b.Graph.Nodes[0].Input(2));
-        AssertIdentical(before, b.Graph, new() { ["a"] = Random(rng, aShape) });
+        FusionAssert.Identical(before, b.Graph, new() { ["a"] = Random(rng, aShape) });
     }
 
     [Fact]
@@ -165,10 +144,10 @@ public sealed class ProductFusionTests
         var y = b.Node("Add", product, b.Constant(Random(rng, 360)));
         y.Name = "y";
         b.Output(y);
-        var before = Copy(b.Graph);
+        var before = FusionAssert.Copy(b.Graph);
         Fuse(b.Graph);
         Assert.Equal(["FusedMatMul"], Types(b.Graph));
-        AssertIdentical(before, b.Graph, new() { ["a"] = Random(rng, 1, 40, 120) });
+        FusionAssert.Identical(before, b.Graph, new() { ["a"] = Random(rng, 1, 40, 120) });
     }
 
     public static TheoryData<int, int, int, int> AffineCases() => new()
@@ -190,12 +169,12 @@ public sealed class ProductFusionTests
             var scaled = b.Node("Mul", b.Constant(Tensor.From<float>([1.25f], 1)), h);
             return b.Node("Add", scaled, b.Constant(Tensor.From<float>([-0.375f], 1)));
         }, kernel: kernel, stride: stride, group: group, outChannels: outChannels);
-        var before = Copy(graph);
+        var before = FusionAssert.Copy(graph);
         Fuse(graph);
         Assert.Equal(["FusedConv"], Types(graph));
         Assert.NotNull(graph.Nodes[0].Input(4));
         Assert.NotNull(graph.Nodes[0].Input(5));
-        AssertIdentical(before, graph, inputs);
+        FusionAssert.Identical(before, graph, inputs);
     }
 
     [Fact]
@@ -208,10 +187,10 @@ public sealed class ProductFusionTests
             return b.Node("Add", scaled, b.Constant(Random(rng, 12, 1, 1)));
         });
         inputs["z"] = Random(new Random(2), 1, 12, 9, 37);
-        var before = Copy(graph);
+        var before = FusionAssert.Copy(graph);
         Fuse(graph);
         Assert.Equal(["FusedConv"], Types(graph));
-        AssertIdentical(before, graph, inputs);
+        FusionAssert.Identical(before, graph, inputs);
     }
 
     public static TheoryData<int, int, int, int, int> ResidualCases() => new()
@@ -234,12 +213,12 @@ public sealed class ProductFusionTests
             return b.Node("Relu", b.Node("Add", z, conv));
         }, channels: channels, kernel: kernel, stride: stride, group: group, outChannels: outChannels, h: h, w: w);
         inputs["z"] = Random(new Random(3), 1, outChannels, oh, ow);
-        var before = Copy(graph);
+        var before = FusionAssert.Copy(graph);
         Fuse(graph);
         Assert.Equal(["FusedConv"], Types(graph));
         Assert.Equal("z", graph.Nodes[0].Input(3)?.Name);
         Assert.Equal("Relu", graph.Nodes[0].Attributes["activation"].StringValue);
-        AssertIdentical(before, graph, inputs);
+        FusionAssert.Identical(before, graph, inputs);
     }
 
     /// <summary>A transformer block's projection: MatMul, bias, then the skip connection.</summary>
@@ -255,10 +234,10 @@ public sealed class ProductFusionTests
         var y = b.Node("Add", skip, biased);
         y.Name = "y";
         b.Output(y);
-        var before = Copy(b.Graph);
+        var before = FusionAssert.Copy(b.Graph);
         Fuse(b.Graph);
         Assert.Equal(["FusedMatMul"], Types(b.Graph));
-        AssertIdentical(before, b.Graph, new() { ["a"] = Random(rng, 1, 40, 120), ["skip"] = Random(rng, 1, 40, 120) });
+        FusionAssert.Identical(before, b.Graph, new() { ["a"] = Random(rng, 1, 40, 120), ["skip"] = Random(rng, 1, 40, 120) });
     }
 
     [Fact]
@@ -267,10 +246,10 @@ public sealed class ProductFusionTests
         var (graph, inputs) = ConvThen((b, conv, rng) =>
             b.Node("Sigmoid", b.Node("Add", conv, b.Input("z", DataType.Float, 1, 6, 18, 74))), kernel: 2, stride: 2, transpose: true, outChannels: 6);
         inputs["z"] = Random(new Random(4), 1, 6, 18, 74);
-        var before = Copy(graph);
+        var before = FusionAssert.Copy(graph);
         Fuse(graph);
         Assert.Equal(["FusedConvTranspose"], Types(graph));
-        AssertIdentical(before, graph, inputs);
+        FusionAssert.Identical(before, graph, inputs);
     }
 
     [Fact]
@@ -300,11 +279,11 @@ public sealed class ProductFusionTests
     {
         var (graph, inputs) = ConvThen((b, conv, _) => b.Node("Add", b.Node("Relu", conv), b.Input("z", DataType.Float, 1, 12, 9, 37)));
         inputs["z"] = Random(new Random(5), 1, 12, 9, 37);
-        var before = Copy(graph);
+        var before = FusionAssert.Copy(graph);
         Fuse(graph);
         Assert.Equal(["FusedConv", "Add"], Types(graph));
         Assert.Null(graph.Nodes[0].Input(3));
-        AssertIdentical(before, graph, inputs);
+        FusionAssert.Identical(before, graph, inputs);
     }
 
     [Fact]

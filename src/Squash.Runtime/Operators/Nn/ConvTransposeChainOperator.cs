@@ -42,7 +42,8 @@ internal sealed class ConvTransposeChainOperator : Operator
             context.SetOutput(0, DataType.Float, x is null ? null : [.. Enumerable.Repeat(-1, x.Length)]);
             return;
         }
-        context.SetOutput(0, DataType.Float, OutputShape(x, w1, w2));
+        Check(x, w1, w2);
+        context.SetOutput(0, DataType.Float, [x[0], w2[1], checked(x[2] * w1[2] * w2[2]), checked(x[3] * w1[3] * w2[3])]);
     }
 
     public override void Run(KernelContext context, ReadOnlySpan<Tensor?> inputs, ReadOnlySpan<Tensor> outputs)
@@ -50,7 +51,7 @@ internal sealed class ConvTransposeChainOperator : Operator
         var x = Required(inputs, 0);
         var w1 = Required(inputs, 1);
         var w2 = Required(inputs, 3);
-        OutputShape(x.Shape, w1.Shape, w2.Shape);
+        Check(x.Shape, w1.Shape, w2.Shape);
         var (first, second) = Steps(w1, Optional(inputs, 2), w2, Optional(inputs, 4));
         TransposedConvolutionChain.Run(context, first, second, x.Shape[0], x.Shape[2], x.Shape[3], x.AsSpan<float>(), outputs[0].AsSpan<float>());
     }
@@ -73,12 +74,12 @@ internal sealed class ConvTransposeChainOperator : Operator
 
     private bool IsConstant(int input, Tensor? value) => value is null || ReferenceEquals(Node.Input(input)?.Constant, value);
 
-    private int[] OutputShape(int[] x, int[] w1, int[] w2)
+    /// <summary>Throws unless X, W1 and W2 chain: 2-D images, W1 reading X's channels, W2 reading W1's.</summary>
+    private void Check(int[] x, int[] w1, int[] w2)
     {
         if (x.Length != 4 || w1.Length != 4 || w2.Length != 4)
             throw Unsupported($"X {Shapes.Format(x)}, W1 {Shapes.Format(w1)} and W2 {Shapes.Format(w2)} must all have rank 4 (2-D images).");
         if (w1[0] != x[1]) throw Invalid($"X has {x[1]} channels but W1 {Shapes.Format(w1)} expects {w1[0]}.");
         if (w2[0] != w1[1]) throw Invalid($"W1 {Shapes.Format(w1)} makes {w1[1]} channels but W2 {Shapes.Format(w2)} expects {w2[0]}.");
-        return [x[0], w2[1], checked(x[2] * w1[2] * w2[2]), checked(x[3] * w1[3] * w2[3])];
     }
 }
