@@ -24,7 +24,7 @@ public sealed class Int8ConvTests
     };
 
     /// <summary>Depthwise shapes: 3x3 stride 1 (the register-blocked case, with 3, 2 and 1 rows left after groups of
-    /// four), stride 2 and 3, a dilated 5x5 with asymmetric padding, a channel multiplier of 2 (which runs as a grouped
+    /// four), stride 2 and 3 (the pair kernel takes horizontal strides 1 and 2; 3 runs the direct kernel), a dilated 5x5 with asymmetric padding, a channel multiplier of 2 (which runs as a grouped
     /// GEMM), rows shorter and longer than a vector, padding taller than the kernel.</summary>
     public static TheoryData<int[]> DepthwiseShapes() => new()
     {
@@ -45,6 +45,8 @@ public sealed class Int8ConvTests
         new[] { 1, 4, 1, 40, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 },  // one row: the kernel's first and last rows read only padding
         new[] { 1, 3, 2, 50, 3, 3, 5, 5, 2, 1, 2, 2, 2, 2, 1, 1 },  // stride 2 on two rows: one output row, kernel rows 2 and 3 read the image
         new[] { 1, 3, 2, 33, 3, 3, 3, 3, 1, 1, 3, 1, 1, 1, 2, 1 },  // dilated rows on two rows, padding above only
+        new[] { 1, 3, 6, 40, 3, 3, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1 },  // det's 5x5 on rows of 40: a block of 32 columns, then 8 on half-width lanes
+        new[] { 1, 3, 7, 64, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1 },  // stride 2 to rows of exactly one block of 32
     };
 
     [Theory]

@@ -10,12 +10,16 @@ namespace Squash.Runtime.Kernels;
 /// (<see cref="Int8Depthwise"/>) does 16, and the sums are exact integers without conversions.
 /// </summary>
 /// <remarks>
-/// Each channel is first turned into a plane of pairs: element t of a (stride-phase-split, zero-point-padded) row holds
-/// the inputs of columns t and t + 1 as two int16 halves, so the taps (kw, kw + 1) of one kernel row read one int32
-/// per output column; a kernel row of KW taps takes ceil(KW / 2) products per phase (the odd one out pairs with a zero
-/// weight). Inputs are at most 255 and weights -128..127, so a pair sum is at most 65280 in magnitude and the int32
-/// sums are exact for any kernel <see cref="Int8Depthwise.MaxTaps"/> allows. Horizontal dilation must be 1 (pairs are
-/// adjacent columns of a phase); other depthwise convolutions run <see cref="Int8Depthwise"/>.
+/// <para>Each channel is first widened into a zero-point-padded plane of int16 values. An int32 lane loaded from int16
+/// element j holds columns j and j + 1, the inputs of two adjacent taps (kw, kw + 1), so a kernel row of KW taps takes
+/// ceil(KW / 2) products (the odd one out pairs with a zero weight) and no plane of pairs is built. With horizontal
+/// stride 2 the lanes of a load from element 2 ow + kw are exactly output columns ow, ow + 1, ...; with stride 1 a load
+/// covers every other output column, so a block of 2 x lanes columns is computed as its even and its odd columns
+/// (loads from ow + kw and ow + kw + 1) and interleaved once at the end. Building pairs per row instead cost as much as
+/// the products on det's maps (its byte row was re-read across the stores that had just written it).</para>
+/// <para>Inputs are at most 255 and weights -128..127, so a pair sum is at most 65280 in magnitude and the int32 sums
+/// are exact for any kernel <see cref="Int8Depthwise.MaxTaps"/> allows. Horizontal dilation must be 1 and the horizontal
+/// stride 1 or 2; other depthwise convolutions run <see cref="Int8Depthwise"/>.</para>
 /// </remarks>
 internal static unsafe class Int8DepthwisePairs
 {
@@ -23,64 +27,40 @@ internal static unsafe class Int8DepthwisePairs
     public static bool IsSupported => Pairs512.IsAccelerated || Pairs256.IsAccelerated;
 
     /// <summary>True when <paramref name="g"/> runs here: a depthwise geometry the direct kernel takes, with horizontal
-    /// dilation 1, on a machine with the pair product.</summary>
-    public static bool Applies(Int8ConvGeometry g) => IsSupported && Int8Depthwise.Applies(g) && g.DilationW == 1;
+    /// dilation 1 and stride 1 or 2, on a machine with the pair product.</summary>
+    public static bool Applies(Int8ConvGeometry g) => IsSupported && Int8Depthwise.Applies(g) && g.DilationW == 1 && g.StrideW <= 2;
 
     /// <summary>The convolution with the widest pair lanes, from paired taps (<see cref="PairWeights"/>, as
     /// <see cref="Int8ConvWeights.DepthwisePairs"/> holds them).</summary>
     internal static void Run(KernelContext context, Int8ConvGeometry g, byte* x, int* pairs, Int8Epilogue epilogue, void* y)
     {
-        if (Pairs512.IsAccelerated) Run<Vector512<int>, Pairs512>(context, g, x, pairs, epilogue, y);
-        else Run<Vector256<int>, Pairs256>(context, g, x, pairs, epilogue, y);
+        if (Pairs512.IsAccelerated) Run<Vector512<int>, Pairs512, Vector256<int>, Pairs256>(context, g, x, pairs, epilogue, y);
+        else Run<Vector256<int>, Pairs256, Vector128<int>, Pairs128>(context, g, x, pairs, epilogue, y);
     }
 
-    /// <summary>Each channel's taps as the pair products take them, [C, products] in the kernel's product order: tap
-    /// pair (low, high) as the int16 halves of an int32, a zero high half where a phase's taps are odd in number.
-    /// Computed once when the weights are packed: gathered per channel per call, it was 8-12 % of a 5x5 layer on two-
-    /// and three-row maps (cls's 200x2x96: 38 -> 34 µs without it).</summary>
+    /// <summary>Each channel's taps as the pair products take them, [C, KH x ceil(KW / 2)]: taps (kw, kw + 1) of each
+    /// kernel row for even kw, as the int16 halves of an int32, a zero high half for an odd last tap. Computed once when
+    /// the weights are packed: gathered per channel per call, it was 8-12 % of a 5x5 layer on two- and three-row maps
+    /// (cls's 200x2x96: 38 -> 34 µs without it).</summary>
     internal static int[] PairWeights(Int8ConvGeometry g, ReadOnlySpan<sbyte> w)
     {
-        int products = ProductsPerRow(g) * g.KernelH;
-        var low = new int[products];
-        var high = new int[products];
-        Taps(g, low, high);
+        int perRow = ProductsPerRow(g), products = perRow * g.KernelH;
         var result = new int[g.InChannels * products];
         for (int c = 0; c < g.InChannels; c++)
         {
             var cw = w.Slice(c * g.Taps, g.Taps);
-            for (int k = 0; k < products; k++)
-                result[c * products + k] = (ushort)(short)cw[low[k]] | (high[k] < 0 ? 0 : cw[high[k]] << 16);
+            for (int kh = 0; kh < g.KernelH; kh++)
+                for (int j = 0; j < perRow; j++)
+                {
+                    int kw = 2 * j, tap = kh * g.KernelW + kw;
+                    result[c * products + kh * perRow + j] = (ushort)(short)cw[tap] | (kw + 1 < g.KernelW ? cw[tap + 1] << 16 : 0);
+                }
         }
         return result;
     }
 
-    /// <summary>Pair products per kernel row: ceil(taps of the phase / 2) summed over the stride phases.</summary>
-    private static int ProductsPerRow(Int8ConvGeometry g)
-    {
-        int products = 0;
-        for (int phase = 0; phase < g.StrideW; phase++)
-        {
-            int taps = phase < g.KernelW ? (g.KernelW - 1 - phase) / g.StrideW + 1 : 0;
-            products += (taps + 1) / 2;
-        }
-        return products;
-    }
-
-    /// <summary>The one definition of the kernel's product order (kernel row, stride phase, pairs of taps of the phase:
-    /// taps kw = phase + j * SW read element j of the phase, adjacent j pair up): which two taps each product
-    /// multiplies, the second -1 when the phase's taps are odd in number (<paramref name="high"/> may be empty).</summary>
-    private static void Taps(Int8ConvGeometry g, Span<int> low, Span<int> high)
-    {
-        int k = 0;
-        for (int kh = 0; kh < g.KernelH; kh++)
-            for (int phase = 0; phase < g.StrideW; phase++)
-                for (int kw = phase; kw < g.KernelW; kw += 2 * g.StrideW, k++)
-                {
-                    int second = kw + g.StrideW;
-                    low[k] = kh * g.KernelW + kw;
-                    if (!high.IsEmpty) high[k] = second < g.KernelW ? kh * g.KernelW + second : -1;
-                }
-    }
+    /// <summary>Pair products per kernel row: ceil(KW / 2).</summary>
+    private static int ProductsPerRow(Int8ConvGeometry g) => (g.KernelW + 1) / 2;
 
     /// <summary>The convolution of prepared weights with lanes of one width (tests run each width the machine has).</summary>
     internal static void Run<TVector, TPairs, T>(KernelContext context, Int8ConvWeights weights, ReadOnlySpan<byte> x, Int8Epilogue epilogue, Span<T> y)
@@ -93,23 +73,36 @@ internal static unsafe class Int8DepthwisePairs
             throw new ArgumentException("The weights are not for a depthwise convolution these lanes run.", nameof(weights));
         fixed (byte* px = x)
         fixed (int* pw = weights.DepthwisePairs ?? PairWeights(weights.Geometry, weights.Depthwise))
-        fixed (T* py = y) Run<TVector, TPairs>(context, weights.Geometry, px, pw, epilogue, py);
+        fixed (T* py = y)
+        {
+            // Each width's tail runs on the lanes half as wide (the narrowest on two-vector lanes).
+            if (typeof(TPairs) == typeof(Pairs512)) Run<Vector512<int>, Pairs512, Vector256<int>, Pairs256>(context, weights.Geometry, px, pw, epilogue, py);
+            else Run<Vector256<int>, Pairs256, Vector128<int>, Pairs128>(context, weights.Geometry, px, pw, epilogue, py);
+        }
     }
 
-    private static void Run<TVector, TPairs>(KernelContext context, Int8ConvGeometry g, byte* x, int* w, Int8Epilogue epilogue, void* y)
+    private static void Run<TVector, TPairs, THalf, THalfPairs>(KernelContext context, Int8ConvGeometry g, byte* x, int* w,
+        Int8Epilogue epilogue, void* y)
         where TVector : struct
         where TPairs : struct, IPairLanes<TVector>
+        where THalf : struct
+        where THalfPairs : struct, IPairLanes<THalf>
     {
         if (!Applies(g)) throw new ArgumentException("The geometry is not a depthwise convolution the pair kernel runs.", nameof(g));
-        var body = new Body<TVector, TPairs>(g, x, w, epilogue, y);
+        var body = new Body<TVector, TPairs, THalf, THalfPairs>(g, x, w, epilogue, y);
         int planes = g.Batch * g.InChannels;
         if (context.ThreadCount == 1) body.Invoke(0, planes);
         else context.For(planes, body);
     }
 
-    private readonly struct Body<TVector, TPairs> : IRangeBody
+    /// <summary>The kernel on <typeparamref name="TPairs"/> lanes; with horizontal stride 1 the columns past the last
+    /// block of two vectors run as one block of <typeparamref name="THalfPairs"/> lanes (det's rows of 40: 32 + 8
+    /// columns computed as 32 + 16, not 32 + 32).</summary>
+    private readonly struct Body<TVector, TPairs, THalf, THalfPairs> : IRangeBody
         where TVector : struct
         where TPairs : struct, IPairLanes<TVector>
+        where THalf : struct
+        where THalfPairs : struct, IPairLanes<THalf>
     {
         private readonly Int8ConvGeometry _g;
         private readonly byte* _x;
@@ -119,12 +112,10 @@ internal static unsafe class Int8DepthwisePairs
         private readonly void* _y;
         /// <summary>Rows of the plane: only those some output reads.</summary>
         private readonly int _planeRows;
-        /// <summary>Output columns rounded up to whole vectors (the sums buffer's row stride).</summary>
+        /// <summary>Output columns rounded up to whole blocks (the sums buffer's row stride).</summary>
         private readonly int _paddedWidth;
-        /// <summary>Pairs per stride phase of a row: whole vectors past the last output for every tap.</summary>
-        private readonly int _phaseLength;
-        /// <summary>Pair products per kernel row: ceil(taps of the phase / 2) summed over the phases.</summary>
-        private readonly int _productsPerRow;
+        /// <summary>int16 values per plane row: every load of the last block stays inside the row.</summary>
+        private readonly int _rowLength;
 
         public Body(Int8ConvGeometry g, byte* x, int* w, Int8Epilogue epilogue, void* y)
         {
@@ -134,137 +125,122 @@ internal static unsafe class Int8DepthwisePairs
             _epilogue = epilogue;
             _y = y;
             _planeRows = (g.OutHeight - 1) * g.StrideH + (g.KernelH - 1) * g.DilationH + 1;
-            _paddedWidth = (g.OutWidth + TPairs.Count - 1) / TPairs.Count * TPairs.Count;
-            // Whole 16-pair steps, so that building a row of pairs has no scalar tail (the extra pairs are never read).
-            _phaseLength = (_paddedWidth + (g.KernelW - 1) / g.StrideW + 1 + 15) / 16 * 16;
-            _productsPerRow = ProductsPerRow(g);
+            int lanes = TPairs.Count, rest = g.OutWidth % (2 * lanes);
+            // Stride 1: blocks of two vectors, then a half-width block of one vector's columns; stride 2: whole vectors.
+            _paddedWidth = g.StrideW == 2
+                ? (g.OutWidth + lanes - 1) / lanes * lanes
+                : g.OutWidth - rest + (rest == 0 ? 0 : rest <= lanes ? lanes : 2 * lanes);
+            // A block's loads reach StrideW x (its last column + 1) + the tap offset (at most KW - 1); rows of 64 bytes.
+            _rowLength = (g.StrideW * _paddedWidth + g.KernelW + 31) / 32 * 32;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int start, int end)
         {
             var g = _g;
-            int rowStride = g.StrideW * _phaseLength;
-            int products = _productsPerRow * g.KernelH;
-            // The plane of pairs, one padded byte row (every phase's columns plus the last pair's partner), the sums.
-            long pairs = (long)_planeRows * rowStride;
-            int paddedBytes = (g.StrideW * (_phaseLength + 1) + 63) / 64 * 64;
-            long bytes = pairs * sizeof(int) + paddedBytes + 4L * _paddedWidth * sizeof(int);
+            int products = ProductsPerRow(g) * g.KernelH;
+            // Two planes, so that a channel is widened while the one before it is multiplied (its products would
+            // otherwise load the values the widening stores have just written), then the sums.
+            long planeLength = (long)_planeRows * _rowLength;
+            long bytes = 2 * planeLength * sizeof(short) + 4L * _paddedWidth * sizeof(int);
             if (bytes > int.MaxValue) throw new ArgumentException("The image is too large for the depthwise kernel.");
-            int* plane = (int*)Int8Scratch.Other((int)bytes);
-            byte* padded = (byte*)(plane + pairs);
-            int* sums = (int*)(padded + paddedBytes);
-            // Product k of kernel row kh reads the pair at offset[kh * P + k] of the output row's first plane row.
-            // The same for every channel, so computed once here (its divisions cost a fifth of a 5x5 depthwise
-            // convolution on a two-row map when repeated per channel); the taps come paired (PairWeights).
+            short* planes = (short*)Int8Scratch.Other((int)bytes);
+            int* sums = (int*)(planes + 2 * planeLength);
+            // Product k (kernel row kh, taps 2j and 2j + 1) reads element offset[k] past an output row's first plane row
+            // and first column (times the stride); the same for every channel.
             int* offset = stackalloc int[products];
-            Offsets(rowStride, offset);
+            for (int k = 0, perRow = ProductsPerRow(g); k < products; k++)
+                offset[k] = k / perRow * g.DilationH * _rowLength + 2 * (k % perRow);
             int elementSize = _epilogue.Kind == Int8OutputKind.Requantize ? 1 : 4;
-            nint rowStep = (nint)g.StrideH * rowStride;
+            nint rowStep = (nint)g.StrideH * _rowLength;
             // Padding is the same for every channel: the rows above and below the image and the columns beside it are
             // written once here, and each channel overwrites only its image's columns.
             byte zero = _epilogue.InputZeroPoint;
-            new Span<int>(plane, checked((int)pairs)).Fill(zero | zero << 16);
-            new Span<byte>(padded, paddedBytes).Fill(zero);
+            new Span<short>(planes, checked((int)(2 * planeLength))).Fill(zero);
+            if (start < end) Widen(_x + (nint)start * g.InputSize, planes);
             for (int index = start; index < end; index++)
             {
+                short* plane = planes + ((index - start) & 1) * planeLength;
+                if (index + 1 < end) Widen(_x + (nint)(index + 1) * g.InputSize, planes + ((index + 1 - start) & 1) * planeLength);
                 int image = index / g.InChannels, channel = index % g.InChannels;
-                Pad(_x + (nint)index * g.InputSize, plane, rowStride, padded);
                 int* weightPairs = _w + (nint)channel * products;
                 var store = new Int8Store(_epilogue, (byte*)_y + (nint)image * g.InChannels * g.OutputSize * elementSize,
                     g.OutputSize, 0, channelsOnRows: true);
                 for (int oh = 0; oh < g.OutHeight; oh += 4)
                 {
-                    int* rows = plane + oh * rowStep;
+                    short* rows = plane + oh * rowStep;
                     int count = Math.Min(4, g.OutHeight - oh);
-                    switch (count)
+                    if (g.StrideW == 1)
                     {
-                        case 4: Rows<Rows4>(rows, rowStep, offset, weightPairs, products, sums); break;
-                        case 3: Rows<Rows3>(rows, rowStep, offset, weightPairs, products, sums); break;
-                        case 2: Rows<Rows2>(rows, rowStep, offset, weightPairs, products, sums); break;
-                        default: Rows<Rows1>(rows, rowStep, offset, weightPairs, products, sums); break;
+                        switch (count)
+                        {
+                            case 4: Rows<Rows4, Unit>(rows, rowStep, offset, weightPairs, products, sums); break;
+                            case 3: Rows<Rows3, Unit>(rows, rowStep, offset, weightPairs, products, sums); break;
+                            case 2: Rows<Rows2, Unit>(rows, rowStep, offset, weightPairs, products, sums); break;
+                            default: Rows<Rows1, Unit>(rows, rowStep, offset, weightPairs, products, sums); break;
+                        }
+                    }
+                    else
+                    {
+                        switch (count)
+                        {
+                            case 4: Rows<Rows4, Two>(rows, rowStep, offset, weightPairs, products, sums); break;
+                            case 3: Rows<Rows3, Two>(rows, rowStep, offset, weightPairs, products, sums); break;
+                            case 2: Rows<Rows2, Two>(rows, rowStep, offset, weightPairs, products, sums); break;
+                            default: Rows<Rows1, Two>(rows, rowStep, offset, weightPairs, products, sums); break;
+                        }
                     }
                     for (int r = 0; r < count; r++) store.StoreRow(sums + r * _paddedWidth, g.OutWidth, channel, (oh + r) * g.OutWidth);
                 }
             }
         }
 
-        /// <summary>Where each product reads, relative to an output row's first plane row, in the order of
-        /// <see cref="Taps"/>.</summary>
-        private void Offsets(int rowStride, int* offset)
+        /// <summary>Widens one input channel's image into the rows and columns of <paramref name="plane"/> that hold it
+        /// (the padding around them is written once per call).</summary>
+        private void Widen(byte* input, short* plane)
         {
             var g = _g;
-            int products = _productsPerRow * g.KernelH;
-            Span<int> low = stackalloc int[products];
-            Taps(g, low, []);
-            for (int k = 0; k < products; k++)
-            {
-                // Tap (kh, kw) reads element kw / SW of phase kw % SW (+ the output column) of plane row kh * DH.
-                int kh = low[k] / g.KernelW, kw = low[k] - kh * g.KernelW;
-                offset[k] = kh * g.DilationH * rowStride + kw % g.StrideW * _phaseLength + kw / g.StrideW;
-            }
-        }
-
-        /// <summary>Builds the rows of the plane of pairs that hold one input channel's image (the padding around them
-        /// is written once per call): each row split into stride phases, element t holding columns t and t + 1 of its
-        /// phase.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Pad(byte* input, int* plane, int rowStride, byte* padded)
-        {
-            var g = _g;
-            int width = g.StrideW * (_phaseLength + 1);
-            int lo = Math.Min(width, g.PadLeft), hi = Math.Min(width, g.PadLeft + g.Width);
+            int lo = Math.Min(_rowLength, g.PadLeft), hi = Math.Min(_rowLength, g.PadLeft + g.Width);
             int first = Math.Max(0, g.PadTop), last = Math.Min(_planeRows, g.PadTop + g.Height);
             for (int r = first; r < last; r++)
-            {
-                int* row = plane + (nint)r * rowStride;
-                CopyRow(input + (nint)(r - g.PadTop) * g.Width, padded + lo, hi - lo);
-                if (g.StrideW == 1)
-                {
-                    TPairs.Pair(padded, row, _phaseLength);
-                    continue;
-                }
-                if (g.StrideW == 2)
-                {
-                    TPairs.PairTwo(padded, row, row + _phaseLength, _phaseLength);
-                    continue;
-                }
-                for (int phase = 0; phase < g.StrideW; phase++)
-                {
-                    int* dst = row + phase * _phaseLength;
-                    for (int t = 0; t < _phaseLength; t++)
-                        dst[t] = padded[phase + t * g.StrideW] | padded[phase + (t + 1) * g.StrideW] << 16;
-                }
-            }
+                WidenRow(input + (nint)(r - g.PadTop) * g.Width, plane + (nint)r * _rowLength + lo, hi - lo);
         }
 
-        /// <summary>Copies <paramref name="count"/> bytes in whole vectors, the last one overlapping the one before: a
-        /// feature-map row is 2 to 200 bytes, where a call to a general copy costs as much as the copy.</summary>
+        /// <summary>Zero-extends <paramref name="count"/> bytes to int16 in whole vectors, the last one overlapping the
+        /// one before: a feature-map row is 2 to 200 bytes, where a general loop's tail costs as much as its body.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void CopyRow(byte* source, byte* destination, int count)
+        private static void WidenRow(byte* source, short* destination, int count)
         {
-            if (count >= 32)
+            if (count >= 32 && Avx512BW.IsSupported)
             {
                 int i = 0;
-                for (; i + 32 < count; i += 32) Vector256.Load(source + i).Store(destination + i);
-                Vector256.Load(source + count - 32).Store(destination + count - 32);
+                for (; i + 32 < count; i += 32) Avx512BW.ConvertToVector512Int16(Vector256.Load(source + i)).Store(destination + i);
+                Avx512BW.ConvertToVector512Int16(Vector256.Load(source + count - 32)).Store(destination + count - 32);
             }
             else if (count >= 16)
             {
-                Vector128.Load(source).Store(destination);
-                Vector128.Load(source + count - 16).Store(destination + count - 16);
+                int i = 0;
+                for (; i + 16 < count; i += 16) Avx2.ConvertToVector256Int16(Vector128.Load(source + i)).Store(destination + i);
+                Avx2.ConvertToVector256Int16(Vector128.Load(source + count - 16)).Store(destination + count - 16);
             }
-            else Buffer.MemoryCopy(source, destination, count, count);
+            else
+            {
+                for (int i = 0; i < count; i++) destination[i] = source[i];
+            }
         }
 
         /// <summary>The sums of output rows [oh, oh + TRows) into <paramref name="sums"/> (row r at r * paddedWidth):
-        /// two vectors by up to four rows, eight independent chains.</summary>
+        /// blocks of two vectors by up to four rows, eight independent chains; with stride 1 a block's two vectors are
+        /// its even and odd columns, interleaved when stored.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Rows<TRows>(int* rows, nint rowStep, int* offset, int* weightPairs, int products, int* sums)
+        private void Rows<TRows, TStride>(short* rows, nint rowStep, int* offset, int* weightPairs, int products, int* sums)
             where TRows : struct, IRowCount
+            where TStride : struct, IRowCount
         {
-            int count = TRows.Value;
+            int count = TRows.Value, step = TStride.Value;
             int lanes = TPairs.Count, stride = _paddedWidth;
+            // Where a block's second vector loads, past its first: the odd columns (stride 1) or the next vector's.
+            nint second = step == 1 ? 1 : 2 * lanes;
             int ow = 0;
             for (; ow + 2 * lanes <= _paddedWidth; ow += 2 * lanes)
             {
@@ -273,63 +249,107 @@ internal static unsafe class Int8DepthwisePairs
                 for (int k = 0; k < products; k++)
                 {
                     TVector weight = TPairs.Splat(weightPairs[k]);
-                    int* p = rows + offset[k] + ow;
+                    short* p = rows + offset[k] + step * ow;
                     a00 = TPairs.MultiplyAdd(a00, TPairs.Load(p), weight);
-                    a01 = TPairs.MultiplyAdd(a01, TPairs.Load(p + lanes), weight);
+                    a01 = TPairs.MultiplyAdd(a01, TPairs.Load(p + second), weight);
                     if (count > 1)
                     {
                         a10 = TPairs.MultiplyAdd(a10, TPairs.Load(p + rowStep), weight);
-                        a11 = TPairs.MultiplyAdd(a11, TPairs.Load(p + rowStep + lanes), weight);
+                        a11 = TPairs.MultiplyAdd(a11, TPairs.Load(p + rowStep + second), weight);
                     }
                     if (count > 2)
                     {
                         a20 = TPairs.MultiplyAdd(a20, TPairs.Load(p + 2 * rowStep), weight);
-                        a21 = TPairs.MultiplyAdd(a21, TPairs.Load(p + 2 * rowStep + lanes), weight);
+                        a21 = TPairs.MultiplyAdd(a21, TPairs.Load(p + 2 * rowStep + second), weight);
                     }
                     if (count > 3)
                     {
                         a30 = TPairs.MultiplyAdd(a30, TPairs.Load(p + 3 * rowStep), weight);
-                        a31 = TPairs.MultiplyAdd(a31, TPairs.Load(p + 3 * rowStep + lanes), weight);
+                        a31 = TPairs.MultiplyAdd(a31, TPairs.Load(p + 3 * rowStep + second), weight);
                     }
                 }
-                TPairs.Store(a00, sums + ow);
-                TPairs.Store(a01, sums + ow + lanes);
+                Store<TPairs, TVector>(step, a00, a01, sums + ow);
+                if (count > 1) Store<TPairs, TVector>(step, a10, a11, sums + stride + ow);
+                if (count > 2) Store<TPairs, TVector>(step, a20, a21, sums + 2 * stride + ow);
+                if (count > 3) Store<TPairs, TVector>(step, a30, a31, sums + 3 * stride + ow);
+            }
+            if (ow == _paddedWidth) return;
+            if (step == 1)
+            {
+                Tail<TRows>(rows + ow, rowStep, offset, weightPairs, products, sums + ow);
+                return;
+            }
+            // Stride 2: one vector left, four chains over the rows.
+            TVector b0 = TPairs.Zero, b1 = TPairs.Zero, b2 = TPairs.Zero, b3 = TPairs.Zero;
+            for (int k = 0; k < products; k++)
+            {
+                TVector weight = TPairs.Splat(weightPairs[k]);
+                short* p = rows + offset[k] + 2 * ow;
+                b0 = TPairs.MultiplyAdd(b0, TPairs.Load(p), weight);
+                if (count > 1) b1 = TPairs.MultiplyAdd(b1, TPairs.Load(p + rowStep), weight);
+                if (count > 2) b2 = TPairs.MultiplyAdd(b2, TPairs.Load(p + 2 * rowStep), weight);
+                if (count > 3) b3 = TPairs.MultiplyAdd(b3, TPairs.Load(p + 3 * rowStep), weight);
+            }
+            TPairs.Store(b0, sums + ow);
+            if (count > 1) TPairs.Store(b1, sums + stride + ow);
+            if (count > 2) TPairs.Store(b2, sums + 2 * stride + ow);
+            if (count > 3) TPairs.Store(b3, sums + 3 * stride + ow);
+        }
+
+        /// <summary>Stride 1's last columns (one vector of <typeparamref name="TPairs"/>, from the plane's
+        /// <paramref name="rows"/> at the first of them) as even and odd columns on the half-width lanes.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Tail<TRows>(short* rows, nint rowStep, int* offset, int* weightPairs, int products, int* sums)
+            where TRows : struct, IRowCount
+        {
+            int count = TRows.Value, stride = _paddedWidth;
+            THalf e0 = THalfPairs.Zero, o0 = THalfPairs.Zero, e1 = THalfPairs.Zero, o1 = THalfPairs.Zero;
+            THalf e2 = THalfPairs.Zero, o2 = THalfPairs.Zero, e3 = THalfPairs.Zero, o3 = THalfPairs.Zero;
+            for (int k = 0; k < products; k++)
+            {
+                THalf weight = THalfPairs.Splat(weightPairs[k]);
+                short* p = rows + offset[k];
+                e0 = THalfPairs.MultiplyAdd(e0, THalfPairs.Load(p), weight);
+                o0 = THalfPairs.MultiplyAdd(o0, THalfPairs.Load(p + 1), weight);
                 if (count > 1)
                 {
-                    TPairs.Store(a10, sums + stride + ow);
-                    TPairs.Store(a11, sums + stride + ow + lanes);
+                    e1 = THalfPairs.MultiplyAdd(e1, THalfPairs.Load(p + rowStep), weight);
+                    o1 = THalfPairs.MultiplyAdd(o1, THalfPairs.Load(p + rowStep + 1), weight);
                 }
                 if (count > 2)
                 {
-                    TPairs.Store(a20, sums + 2 * stride + ow);
-                    TPairs.Store(a21, sums + 2 * stride + ow + lanes);
+                    e2 = THalfPairs.MultiplyAdd(e2, THalfPairs.Load(p + 2 * rowStep), weight);
+                    o2 = THalfPairs.MultiplyAdd(o2, THalfPairs.Load(p + 2 * rowStep + 1), weight);
                 }
                 if (count > 3)
                 {
-                    TPairs.Store(a30, sums + 3 * stride + ow);
-                    TPairs.Store(a31, sums + 3 * stride + ow + lanes);
+                    e3 = THalfPairs.MultiplyAdd(e3, THalfPairs.Load(p + 3 * rowStep), weight);
+                    o3 = THalfPairs.MultiplyAdd(o3, THalfPairs.Load(p + 3 * rowStep + 1), weight);
                 }
             }
-            if (ow < _paddedWidth)
-            {
-                // One vector left: four chains over the rows.
-                TVector a0 = TPairs.Zero, a1 = TPairs.Zero, a2 = TPairs.Zero, a3 = TPairs.Zero;
-                for (int k = 0; k < products; k++)
-                {
-                    TVector weight = TPairs.Splat(weightPairs[k]);
-                    int* p = rows + offset[k] + ow;
-                    a0 = TPairs.MultiplyAdd(a0, TPairs.Load(p), weight);
-                    if (count > 1) a1 = TPairs.MultiplyAdd(a1, TPairs.Load(p + rowStep), weight);
-                    if (count > 2) a2 = TPairs.MultiplyAdd(a2, TPairs.Load(p + 2 * rowStep), weight);
-                    if (count > 3) a3 = TPairs.MultiplyAdd(a3, TPairs.Load(p + 3 * rowStep), weight);
-                }
-                TPairs.Store(a0, sums + ow);
-                if (count > 1) TPairs.Store(a1, sums + stride + ow);
-                if (count > 2) TPairs.Store(a2, sums + 2 * stride + ow);
-                if (count > 3) TPairs.Store(a3, sums + 3 * stride + ow);
-            }
+            Store<THalfPairs, THalf>(1, e0, o0, sums);
+            if (count > 1) Store<THalfPairs, THalf>(1, e1, o1, sums + stride);
+            if (count > 2) Store<THalfPairs, THalf>(1, e2, o2, sums + 2 * stride);
+            if (count > 3) Store<THalfPairs, THalf>(1, e3, o3, sums + 3 * stride);
+        }
+
+        /// <summary>Stores a block's two vectors: with stride 1 (even and odd columns) interleaved, with stride 2 in order.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Store<TLanes, TV>(int step, TV first, TV second, int* destination)
+            where TV : struct
+            where TLanes : struct, IPairLanes<TV>
+        {
+            if (step == 1) TLanes.Interleave(first, second, out first, out second);
+            TLanes.Store(first, destination);
+            TLanes.Store(second, destination + TLanes.Count);
         }
     }
+
+    /// <summary>Horizontal stride 1 (<see cref="IRowCount"/> reused as a compile-time constant).</summary>
+    private struct Unit : IRowCount { public static int Value => 1; }
+
+    /// <summary>Horizontal stride 2.</summary>
+    private struct Two : IRowCount { public static int Value => 2; }
 }
 
 /// <summary>int32 lanes that each hold a pair of int16 values, and the pair product VPMADDWD.</summary>
@@ -338,7 +358,7 @@ internal unsafe interface IPairLanes<TVector> where TVector : struct
     /// <summary>True when the machine runs these lanes.</summary>
     static abstract bool IsAccelerated { get; }
 
-    /// <summary>Lanes (pairs, output columns) per vector.</summary>
+    /// <summary>Lanes (pairs) per vector.</summary>
     static abstract int Count { get; }
 
     /// <summary>All lanes zero.</summary>
@@ -347,8 +367,8 @@ internal unsafe interface IPairLanes<TVector> where TVector : struct
     /// <summary>Every lane <paramref name="pair"/>.</summary>
     static abstract TVector Splat(int pair);
 
-    /// <summary>Loads <see cref="Count"/> pairs.</summary>
-    static abstract TVector Load(int* source);
+    /// <summary>Loads <see cref="Count"/> pairs: lane i holds <c>source[2i]</c> and <c>source[2i + 1]</c>.</summary>
+    static abstract TVector Load(short* source);
 
     /// <summary>Stores <see cref="Count"/> int32 sums.</summary>
     static abstract void Store(TVector value, int* destination);
@@ -356,14 +376,9 @@ internal unsafe interface IPairLanes<TVector> where TVector : struct
     /// <summary><c>accumulator + low(a) * low(b) + high(a) * high(b)</c> per lane (int16 halves, exact in int32).</summary>
     static abstract TVector MultiplyAdd(TVector accumulator, TVector a, TVector b);
 
-    /// <summary><c>destination[t] = source[t] | source[t + 1] &lt;&lt; 16</c> for t &lt; <paramref name="count"/> (reads
-    /// count + 1 bytes, and up to a vector more).</summary>
-    static abstract void Pair(byte* source, int* destination, int count);
-
-    /// <summary>The pairs of the two stride-2 phases: <c>even[t] = source[2t] | source[2t + 2] &lt;&lt; 16</c>,
-    /// <c>odd[t] = source[2t + 1] | source[2t + 3] &lt;&lt; 16</c> for t &lt; <paramref name="count"/> (reads 2 count + 2
-    /// bytes, and up to a vector more).</summary>
-    static abstract void PairTwo(byte* source, int* even, int* odd, int count);
+    /// <summary>The columns in order from the sums of the even columns and of the odd ones: <paramref name="low"/> =
+    /// e0, o0, e1, o1, ... (the first half of each), <paramref name="high"/> the second halves.</summary>
+    static abstract void Interleave(TVector even, TVector odd, out TVector low, out TVector high);
 }
 
 /// <summary>AVX-512BW pair lanes: 16 output columns, 32 multiply-adds per instruction.</summary>
@@ -379,7 +394,7 @@ internal readonly unsafe struct Pairs512 : IPairLanes<Vector512<int>>
     public static Vector512<int> Splat(int pair) => Vector512.Create(pair);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<int> Load(int* source) => Vector512.Load(source);
+    public static Vector512<int> Load(short* source) => Vector512.Load((int*)source);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(Vector512<int> value, int* destination) => value.Store(destination);
@@ -389,36 +404,10 @@ internal readonly unsafe struct Pairs512 : IPairLanes<Vector512<int>>
         accumulator + Avx512BW.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16());
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Pair(byte* source, int* destination, int count)
+    public static void Interleave(Vector512<int> even, Vector512<int> odd, out Vector512<int> low, out Vector512<int> high)
     {
-        int t = 0;
-        for (; t + 16 <= count; t += 16)
-        {
-            var low = Avx512F.ConvertToVector512Int32(Vector128.Load(source + t));
-            var high = Avx512F.ConvertToVector512Int32(Vector128.Load(source + t + 1));
-            (low | (high << 16)).Store(destination + t);
-        }
-        for (; t < count; t++) destination[t] = source[t] | source[t + 1] << 16;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void PairTwo(byte* source, int* even, int* odd, int count)
-    {
-        int t = 0;
-        var low = Vector512.Create(0xFF);
-        for (; t + 16 <= count; t += 16)
-        {
-            // Sixteen 16-bit lanes from byte 2t hold (source[2t + 2i], source[2t + 2i + 1]); the next sixteen from 2t + 2.
-            var a = Avx512F.ConvertToVector512Int32(Vector256.Load((ushort*)(source + 2 * t)));
-            var b = Avx512F.ConvertToVector512Int32(Vector256.Load((ushort*)(source + 2 * t + 2)));
-            ((a & low) | ((b & low) << 16)).Store(even + t);
-            (Vector512.ShiftRightLogical(a, 8) | (Vector512.ShiftRightLogical(b, 8) << 16)).Store(odd + t);
-        }
-        for (; t < count; t++)
-        {
-            even[t] = source[2 * t] | source[2 * t + 2] << 16;
-            odd[t] = source[2 * t + 1] | source[2 * t + 3] << 16;
-        }
+        low = Avx512F.PermuteVar16x32x2(even, Vector512.Create(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), odd);
+        high = Avx512F.PermuteVar16x32x2(even, Vector512.Create(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), odd);
     }
 }
 
@@ -435,7 +424,7 @@ internal readonly unsafe struct Pairs256 : IPairLanes<Vector256<int>>
     public static Vector256<int> Splat(int pair) => Vector256.Create(pair);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> Load(int* source) => Vector256.Load(source);
+    public static Vector256<int> Load(short* source) => Vector256.Load((int*)source);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(Vector256<int> value, int* destination) => value.Store(destination);
@@ -445,34 +434,42 @@ internal readonly unsafe struct Pairs256 : IPairLanes<Vector256<int>>
         accumulator + Avx2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16());
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Pair(byte* source, int* destination, int count)
+    public static void Interleave(Vector256<int> even, Vector256<int> odd, out Vector256<int> low, out Vector256<int> high)
     {
-        int t = 0;
-        for (; t + 8 <= count; t += 8)
-        {
-            var low = Avx2.ConvertToVector256Int32(source + t);
-            var high = Avx2.ConvertToVector256Int32(source + t + 1);
-            (low | (high << 16)).Store(destination + t);
-        }
-        for (; t < count; t++) destination[t] = source[t] | source[t + 1] << 16;
+        // Unpacking works within 128-bit halves: e0 o0 e1 o1 | e4 o4 e5 o5 and e2 o2 e3 o3 | e6 o6 e7 o7.
+        var a = Avx2.UnpackLow(even, odd);
+        var b = Avx2.UnpackHigh(even, odd);
+        low = Avx2.Permute2x128(a, b, 0x20);
+        high = Avx2.Permute2x128(a, b, 0x31);
     }
+}
+
+/// <summary>SSE2 pair lanes: 4 output columns, the tail of <see cref="Pairs256"/>'s rows.</summary>
+internal readonly unsafe struct Pairs128 : IPairLanes<Vector128<int>>
+{
+    public static bool IsAccelerated => Sse2.IsSupported;
+
+    public static int Count => 4;
+
+    public static Vector128<int> Zero => Vector128<int>.Zero;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void PairTwo(byte* source, int* even, int* odd, int count)
+    public static Vector128<int> Splat(int pair) => Vector128.Create(pair);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> Load(short* source) => Vector128.Load((int*)source);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(Vector128<int> value, int* destination) => value.Store(destination);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> MultiplyAdd(Vector128<int> accumulator, Vector128<int> a, Vector128<int> b) =>
+        accumulator + Sse2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Interleave(Vector128<int> even, Vector128<int> odd, out Vector128<int> low, out Vector128<int> high)
     {
-        int t = 0;
-        var low = Vector256.Create(0xFF);
-        for (; t + 8 <= count; t += 8)
-        {
-            var a = Avx2.ConvertToVector256Int32((ushort*)(source + 2 * t));
-            var b = Avx2.ConvertToVector256Int32((ushort*)(source + 2 * t + 2));
-            ((a & low) | ((b & low) << 16)).Store(even + t);
-            (Vector256.ShiftRightLogical(a, 8) | (Vector256.ShiftRightLogical(b, 8) << 16)).Store(odd + t);
-        }
-        for (; t < count; t++)
-        {
-            even[t] = source[2 * t] | source[2 * t + 2] << 16;
-            odd[t] = source[2 * t + 1] | source[2 * t + 3] << 16;
-        }
+        low = Sse2.UnpackLow(even, odd);
+        high = Sse2.UnpackHigh(even, odd);
     }
 }
