@@ -9,7 +9,7 @@ internal static class DepthwiseRate
 {
     public static void Run(int runs)
     {
-        (int C, int H, int W, int K, int S)[] shapes = [(200, 2, 96, 5, 1), (88, 3, 96, 5, 1), (104, 3, 96, 3, 2), (192, 40, 40, 5, 1), (384, 20, 20, 5, 1), (48, 160, 160, 3, 2), (96, 60, 60, 5, 2)];
+        (int C, int H, int W, int K, int S)[] shapes = [(200, 2, 96, 5, 1), (88, 3, 96, 5, 1), (104, 3, 96, 3, 2), (192, 40, 40, 5, 1), (384, 20, 20, 5, 1), (48, 160, 160, 3, 2), (96, 60, 60, 5, 2), (128, 12, 160, 3, 1), (96, 80, 80, 3, 1), (192, 40, 40, 3, 1)];
         using var context = new KernelContext(1);
         var rng = new Random(1);
         foreach (var (c, h, w, k, s) in shapes)

@@ -40,14 +40,9 @@ public static unsafe class Int8Depthwise
 
     /// <summary>True when the pair-product kernel (<see cref="Int8DepthwisePairs"/>, twice the multiply-adds per instruction
     /// of the fp32 arithmetic here) runs <paramref name="g"/> on this machine: then <see cref="Int8ConvWeights"/> pairs the
-    /// taps when packing them. A 3x3 kernel with unit strides runs faster here on 16 lanes, its nine weights in registers
-    /// and each plane row loaded once for four output rows (rec's 128x12x160: 0.094 ms against 0.105 ms with pairs).</summary>
-    internal static bool UsesPairs(Int8ConvGeometry g) => Int8DepthwisePairs.Applies(g) && !(Quantize512.IsAccelerated && IsDense3x3(g));
-
-    /// <summary>A 3x3 kernel with unit strides and dilations, which <see cref="Body{TInt, TFloat, TLanes}.Dense3x3"/> runs
-    /// on 16 lanes.</summary>
-    private static bool IsDense3x3(Int8ConvGeometry g) =>
-        g.KernelH == 3 && g.KernelW == 3 && g.StrideH == 1 && g.StrideW == 1 && g.DilationH == 1 && g.DilationW == 1;
+    /// taps when packing them. Since it reads pairs straight from an int16 plane it beats this kernel's 3x3 path too
+    /// (rec's 128x12x160: 82 µs against 92; det's 96x80x80: 235 against 286; 192x40x40: 162 against 221).</summary>
+    internal static bool UsesPairs(Int8ConvGeometry g) => Int8DepthwisePairs.Applies(g);
 
     /// <summary>The depthwise convolution of prepared weights with lanes of one width (tests run every width); the
     /// operands are checked as <see cref="Int8Conv.Run"/> checks them.</summary>
@@ -92,8 +87,6 @@ public static unsafe class Int8Depthwise
         private readonly int _paddedWidth;
         /// <summary>Floats per stride phase of a padded row, enough for whole vectors past the last output.</summary>
         private readonly int _phaseLength;
-        /// <summary>A 3x3 kernel with unit strides and dilations on 16 lanes (enough registers): <see cref="Dense3x3"/>.</summary>
-        private readonly bool _dense3x3;
 
         public Body(Int8ConvGeometry g, byte* x, sbyte* w, Int8Epilogue epilogue, void* y)
         {
@@ -107,7 +100,6 @@ public static unsafe class Int8Depthwise
             // Whole vectors, so that splitting a row into phases has no tail.
             int phaseLength = _paddedWidth + (g.KernelW - 1) * g.DilationW / g.StrideW + 1;
             _phaseLength = (phaseLength + TLanes.Count - 1) / TLanes.Count * TLanes.Count;
-            _dense3x3 = TLanes.Count == 16 && IsDense3x3(g);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -259,7 +251,7 @@ public static unsafe class Int8Depthwise
             int count = TRows.Value;
             int lanes = TLanes.Count, stride = _paddedWidth;
             TFloat zero = TLanes.SplatFloat(0);
-            int ow = _dense3x3 ? Dense3x3<TRows>(rows, rowStep, weights, sums) : 0;
+            int ow = 0;
             for (; ow + 2 * lanes <= _paddedWidth; ow += 2 * lanes)
             {
                 TFloat a00 = zero, a01 = zero, a10 = zero, a11 = zero;
@@ -323,102 +315,6 @@ public static unsafe class Int8Depthwise
                 if (count > 2) TLanes.StoreInt(TLanes.RoundToInt(a2), sums + 2 * stride + ow);
                 if (count > 3) TLanes.StoreInt(TLanes.RoundToInt(a3), sums + 3 * stride + ow);
             }
-        }
-
-        /// <summary>
-        /// The two-vector chunks of <see cref="Rows{TRows}"/> for a 3x3 kernel with unit strides and dilations, the common
-        /// depthwise case: the nine weights stay in registers and each plane row is loaded once for all the output rows it
-        /// feeds (six plane rows for four output rows instead of twelve), which halves the loads, the limit of the general
-        /// loop (most of its loads straddle cache lines). Returns the first column it did not compute.
-        /// </summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private int Dense3x3<TRows>(float* rows, nint rowStep, float* weights, int* sums) where TRows : struct, IRowCount
-        {
-            int count = TRows.Value;
-            int lanes = TLanes.Count, stride = _paddedWidth;
-            TFloat w00 = TLanes.SplatFloat(weights[0]), w01 = TLanes.SplatFloat(weights[1]), w02 = TLanes.SplatFloat(weights[2]);
-            TFloat w10 = TLanes.SplatFloat(weights[3]), w11 = TLanes.SplatFloat(weights[4]), w12 = TLanes.SplatFloat(weights[5]);
-            TFloat w20 = TLanes.SplatFloat(weights[6]), w21 = TLanes.SplatFloat(weights[7]), w22 = TLanes.SplatFloat(weights[8]);
-            TFloat zero = TLanes.SplatFloat(0);
-            int ow = 0;
-            for (; ow + 2 * lanes <= _paddedWidth; ow += 2 * lanes)
-            {
-                TFloat a00 = zero, a01 = zero, a10 = zero, a11 = zero;
-                TFloat a20 = zero, a21 = zero, a30 = zero, a31 = zero;
-                // Plane row q feeds output row r through kernel row q - r.
-                float* p = rows + ow;
-                Load(p, out var x0, out var y0, out var x1, out var y1, out var x2, out var y2);
-                Taps(ref a00, ref a01, w00, w01, w02, x0, y0, x1, y1, x2, y2);
-                p += rowStep;
-                Load(p, out x0, out y0, out x1, out y1, out x2, out y2);
-                Taps(ref a00, ref a01, w10, w11, w12, x0, y0, x1, y1, x2, y2);
-                if (count > 1) Taps(ref a10, ref a11, w00, w01, w02, x0, y0, x1, y1, x2, y2);
-                p += rowStep;
-                Load(p, out x0, out y0, out x1, out y1, out x2, out y2);
-                Taps(ref a00, ref a01, w20, w21, w22, x0, y0, x1, y1, x2, y2);
-                if (count > 1) Taps(ref a10, ref a11, w10, w11, w12, x0, y0, x1, y1, x2, y2);
-                if (count > 2) Taps(ref a20, ref a21, w00, w01, w02, x0, y0, x1, y1, x2, y2);
-                if (count > 1)
-                {
-                    p += rowStep;
-                    Load(p, out x0, out y0, out x1, out y1, out x2, out y2);
-                    Taps(ref a10, ref a11, w20, w21, w22, x0, y0, x1, y1, x2, y2);
-                    if (count > 2) Taps(ref a20, ref a21, w10, w11, w12, x0, y0, x1, y1, x2, y2);
-                    if (count > 3) Taps(ref a30, ref a31, w00, w01, w02, x0, y0, x1, y1, x2, y2);
-                }
-                if (count > 2)
-                {
-                    p += rowStep;
-                    Load(p, out x0, out y0, out x1, out y1, out x2, out y2);
-                    Taps(ref a20, ref a21, w20, w21, w22, x0, y0, x1, y1, x2, y2);
-                    if (count > 3) Taps(ref a30, ref a31, w10, w11, w12, x0, y0, x1, y1, x2, y2);
-                }
-                if (count > 3)
-                {
-                    p += rowStep;
-                    Load(p, out x0, out y0, out x1, out y1, out x2, out y2);
-                    Taps(ref a30, ref a31, w20, w21, w22, x0, y0, x1, y1, x2, y2);
-                }
-                TLanes.StoreInt(TLanes.RoundToInt(a00), sums + ow);
-                TLanes.StoreInt(TLanes.RoundToInt(a01), sums + ow + lanes);
-                if (count > 1)
-                {
-                    TLanes.StoreInt(TLanes.RoundToInt(a10), sums + stride + ow);
-                    TLanes.StoreInt(TLanes.RoundToInt(a11), sums + stride + ow + lanes);
-                }
-                if (count > 2)
-                {
-                    TLanes.StoreInt(TLanes.RoundToInt(a20), sums + 2 * stride + ow);
-                    TLanes.StoreInt(TLanes.RoundToInt(a21), sums + 2 * stride + ow + lanes);
-                }
-                if (count > 3)
-                {
-                    TLanes.StoreInt(TLanes.RoundToInt(a30), sums + 3 * stride + ow);
-                    TLanes.StoreInt(TLanes.RoundToInt(a31), sums + 3 * stride + ow + lanes);
-                }
-            }
-            return ow;
-        }
-
-        /// <summary>The three shifted pairs of vectors of one plane row (kernel columns 0, 1, 2).</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Load(float* p, out TFloat x0, out TFloat y0, out TFloat x1, out TFloat y1, out TFloat x2, out TFloat y2)
-        {
-            x0 = TLanes.LoadFloat(p);
-            y0 = TLanes.LoadFloat(p + TLanes.Count);
-            x1 = TLanes.LoadFloat(p + 1);
-            y1 = TLanes.LoadFloat(p + 1 + TLanes.Count);
-            x2 = TLanes.LoadFloat(p + 2);
-            y2 = TLanes.LoadFloat(p + 2 + TLanes.Count);
-        }
-
-        /// <summary>One kernel row's three taps into an output row's two accumulators.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Taps(ref TFloat a, ref TFloat b, TFloat w0, TFloat w1, TFloat w2,
-            TFloat x0, TFloat y0, TFloat x1, TFloat y1, TFloat x2, TFloat y2)
-        {
-            a = TLanes.MultiplyAdd(x2, w2, TLanes.MultiplyAdd(x1, w1, TLanes.MultiplyAdd(x0, w0, a)));
-            b = TLanes.MultiplyAdd(y2, w2, TLanes.MultiplyAdd(y1, w1, TLanes.MultiplyAdd(y0, w0, b)));
         }
     }
 }
