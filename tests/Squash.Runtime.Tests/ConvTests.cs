@@ -191,11 +191,11 @@ public sealed class ConvTests
     public void WinogradMatchesDirectReference(int inChannels, int outChannels, int height, int width, int padTop, int padLeft,
         int groups, int threads)
     {
-        if (!WinogradConv.IsSupported) return; // no AVX-512: the shifted convolution runs instead, tested above
         var rng = new Random(inChannels * 100 + width);
         int outH = height + padTop + 1 - 2, outW = width + padLeft + 1 - 2;
         var g = new ConvGeometry(2, inChannels, outChannels, groups, [height, width], [3, 3], [outH, outW], [1, 1], [1, 1], [padTop, padLeft]);
-        Assert.True(WinogradConv.Applies(g));
+        // Without AVX-512 the convolution that runs instead meets the same (looser) bound on these shapes.
+        Assert.Equal(WinogradConv.IsSupported, WinogradConv.Applies(g));
         var x = RandomArray(rng, g.Batch * g.InChannels * g.InputSize);
         var w = RandomArray(rng, g.OutChannels * g.GroupInChannels * g.KernelSize);
         var bias = RandomArray(rng, g.OutChannels);
