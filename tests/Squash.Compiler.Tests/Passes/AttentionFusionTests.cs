@@ -13,13 +13,7 @@ namespace Squash.Compiler.Tests.Passes;
 /// </summary>
 public sealed class AttentionFusionTests
 {
-    private static Tensor Random(Random rng, params int[] shape)
-    {
-        var t = new Tensor(DataType.Float, shape);
-        var s = t.AsSpan<float>();
-        for (int i = 0; i < s.Length; i++) s[i] = (float)(rng.NextDouble() * 2 - 1);
-        return t;
-    }
+    private static Tensor Random(Random rng, params int[] shape) => TestTensors.Uniform(rng, 1, shape);
 
     public enum MaskForm { Where, Add, None }
 

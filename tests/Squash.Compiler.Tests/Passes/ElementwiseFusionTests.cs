@@ -14,13 +14,7 @@ public sealed class ElementwiseFusionTests
 {
     private static readonly PassContext s_context = new();
 
-    private static Tensor Random(Random rng, params int[] shape)
-    {
-        var t = new Tensor(DataType.Float, shape);
-        var s = t.AsSpan<float>();
-        for (int i = 0; i < s.Length; i++) s[i] = (float)(rng.NextDouble() * 6 - 3);
-        return t;
-    }
+    private static Tensor Random(Random rng, params int[] shape) => TestTensors.Uniform(rng, 3, shape);
 
     private static void Fuse(Graph g) =>
         new PassManager([new ShapeInference(), new ElementwiseFusion(), new DeadNodeElimination()]).Run(g, s_context);

@@ -15,13 +15,7 @@ public sealed class FusionPassTests
 {
     private static readonly PassContext s_context = new();
 
-    private static Tensor Random(Random rng, params int[] shape)
-    {
-        var t = new Tensor(DataType.Float, shape);
-        var s = t.AsSpan<float>();
-        for (int i = 0; i < s.Length; i++) s[i] = (float)(rng.NextDouble() * 2 - 1);
-        return t;
-    }
+    private static Tensor Random(Random rng, params int[] shape) => TestTensors.Uniform(rng, 1, shape);
 
     private static void AssertSameOutputs(Graph before, Graph after, Dictionary<string, Tensor> inputs)
     {

@@ -17,13 +17,7 @@ public sealed class LayerNormGammaMigrationTests
     private const int K = 16, N = 12;
     private static readonly PassContext s_context = new();
 
-    private static Tensor Random(Random rng, params int[] shape)
-    {
-        var t = new Tensor(DataType.Float, shape);
-        var s = t.AsSpan<float>();
-        for (int i = 0; i < s.Length; i++) s[i] = (float)(rng.NextDouble() * 2 - 1);
-        return t;
-    }
+    private static Tensor Random(Random rng, params int[] shape) => TestTensors.Uniform(rng, 1, shape);
 
     /// <summary>A gamma with two outlier channels, as trained transformers have.</summary>
     private static Tensor OutlierGamma(Random rng)

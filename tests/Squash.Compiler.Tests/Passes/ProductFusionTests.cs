@@ -17,13 +17,7 @@ public sealed class ProductFusionTests
 {
     private static readonly PassContext s_context = new();
 
-    private static Tensor Random(Random rng, params int[] shape)
-    {
-        var t = new Tensor(DataType.Float, shape);
-        var s = t.AsSpan<float>();
-        for (int i = 0; i < s.Length; i++) s[i] = (float)(rng.NextDouble() * 4 - 2);
-        return t;
-    }
+    private static Tensor Random(Random rng, params int[] shape) => TestTensors.Uniform(rng, 2, shape);
 
     private static void Fuse(Graph g) =>
         new PassManager([new ShapeInference(), new ActivationFusion(), new EpilogueFusion(), new DeadNodeElimination()]).Run(g, s_context);
