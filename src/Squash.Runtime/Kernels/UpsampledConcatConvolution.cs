@@ -34,6 +34,7 @@ internal static unsafe class UpsampledConcatConvolution
     internal sealed class Part
     {
         private Expansion? _expansion;
+        private ConvGeometry? _geometry;
 
         /// <summary>Prepares channels [<paramref name="first"/>, first + <paramref name="channels"/>) of the weights
         /// <paramref name="w"/> [M, C, 3, 3] for a part upsampled by <paramref name="scale"/> (1: full resolution).</summary>
@@ -80,6 +81,17 @@ internal static unsafe class UpsampledConcatConvolution
 
         /// <summary>An upsampled part's tap matrix [9 M, C].</summary>
         internal PackedMatrix? Taps { get; }
+
+        /// <summary>A full-resolution part's convolution of one image <paramref name="height"/> x <paramref name="width"/>
+        /// (cached per size).</summary>
+        internal ConvGeometry GeometryFor(int height, int width)
+        {
+            var g = Volatile.Read(ref _geometry);
+            if (g is not null && g.Input[0] == height && g.Input[1] == width) return g;
+            g = new ConvGeometry(1, Channels, OutChannels, 1, [height, width], [3, 3], [height, width], [1, 1], [1, 1], [1, 1]);
+            Volatile.Write(ref _geometry, g);
+            return g;
+        }
 
         /// <summary>Where each output vector of a row <paramref name="width"/> wide takes its values (cached per width).</summary>
         internal Expansion ExpansionFor(int width)
@@ -160,8 +172,7 @@ internal static unsafe class UpsampledConcatConvolution
                 {
                     var x = inputs[full];
                     var part = parts[full];
-                    var g = new ConvGeometry(1, part.Channels, m, 1, [height, width], [3, 3], [height, width], [1, 1], [1, 1], [1, 1]);
-                    Convolution.Run(context, g, x.AsSpan<float>().Slice(image * part.Channels * outputSize, part.Channels * outputSize),
+                    Convolution.Run(context, part.GeometryFor(height, width), x.AsSpan<float>().Slice(image * part.Channels * outputSize, part.Channels * outputSize),
                         part.Weights!.AsSpan<float>(), part.Packed, bias, yImage, GemmActivation.None);
                 }
                 long offset = 0;
@@ -206,7 +217,7 @@ internal static unsafe class UpsampledConcatConvolution
         public void Invoke(int start, int end)
         {
             int lowWidth = 0;
-            foreach (var x in inputs) lowWidth = Math.Max(lowWidth, x.Shape[3]);
+            for (int p = 0; p < inputs.Count; p++) lowWidth = Math.Max(lowWidth, inputs[p].Shape[3]);
             // Per thread: T_0 with a zero before it, S12 = T_1 + T_2, S01 = T_0 + T_1, T_2 with a zero after it, A, B, C,
             // each with a vector of slack, then one expanded row per part.
             int stride = (lowWidth + 2 * 16 + 15) / 16 * 16, rowStride = (width + 15) / 16 * 16;

@@ -209,4 +209,23 @@ public sealed class UpsampledConcatConvFusionTests
         Fuse(graph);
         Assert.DoesNotContain("FusedUpsampledConcatConv", graph.Nodes.Select(n => n.OpType));
     }
+
+    /// <summary>A hand-made node that does not fit together fails with the node and what is wrong, not a crash.</summary>
+    [Fact]
+    public void OperatorRejectsInputsThatDoNotFit()
+    {
+        var (graph, inputs, _, _) = Pyramid([new(3, 2), new(2, 1)], 8, 8);
+        Fuse(graph);
+        var node = graph.Nodes.Single();
+        node.Attributes["scales"] = AttributeValue.IntList(4, 1);
+        var e = Assert.Throws<SquashException>(() => new GraphExecutor(graph).Run(inputs));
+        Assert.Contains("FusedUpsampledConcatConv node", e.Message);
+        Assert.Contains("does not match the other inputs", e.Message);
+        node.Attributes["scales"] = AttributeValue.IntList(1, 1);
+        e = Assert.Throws<SquashException>(() => new GraphExecutor(graph));
+        Assert.Contains("at most one input", e.Message);
+        node.Attributes["scales"] = AttributeValue.IntList(2);
+        e = Assert.Throws<SquashException>(() => new GraphExecutor(graph));
+        Assert.Contains("'scales' has 1 values for 2 inputs", e.Message);
+    }
 }

@@ -53,8 +53,9 @@ internal sealed class UpsampledConcatConvOperator : Operator
         var w = Required(inputs, 0);
         var bias = Optional(inputs, 1);
         var parts = new Tensor[_scales.Length];
-        for (int p = 0; p < parts.Length; p++) parts[p] = Required(inputs, FirstPart + p);
-        OutputShape(w.Shape, parts.Select(t => t.Shape).ToArray());
+        var shapes = new int[_scales.Length][];
+        for (int p = 0; p < parts.Length; p++) shapes[p] = (parts[p] = Required(inputs, FirstPart + p)).Shape;
+        OutputShape(w.Shape, shapes);
         if (bias is not null && (bias.Rank != 1 || bias.ElementCount != w.Shape[0]))
             throw Invalid($"B has shape {Shapes.Format(bias.Shape)}; it must be [{w.Shape[0]}].");
         UpsampledConcatConvolution.Run(context, Parts(w, parts), parts, bias is null ? [] : bias.AsSpan<float>(), _activation, outputs[0]);
