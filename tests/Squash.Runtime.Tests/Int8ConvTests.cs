@@ -61,10 +61,53 @@ public sealed class Int8ConvTests
             var (x, w, bias, zx) = Operands(rng, g, 64);
             var weights = Int8ConvWeights.Pack(g, w, Int8Kernel.Create(kind));
             Assert.NotNull(weights.Groups);
-            CheckIntegerAndRequantized(g, weights, x, w, bias, zx, (e, y) => Int8Conv.Run(new KernelContext(1), weights, x, e, y),
-                (e, y) => Int8Conv.Run(new KernelContext(1), weights, x, e, y), (e, y) => Int8Conv.Run(new KernelContext(1), weights, x, e, y),
+            CheckIntegerAndRequantized(g, weights, x, w, bias, zx, (e, y) => Int8Conv.RunGemm(new KernelContext(1), weights, x, e, y),
+                (e, y) => Int8Conv.RunGemm(new KernelContext(1), weights, x, e, y), (e, y) => Int8Conv.RunGemm(new KernelContext(1), weights, x, e, y),
                 $"{kind}");
         }
+    }
+
+    /// <summary>Convolutions of few input and output channels (a small network's stem) on the pair products: cls's stem
+    /// (stride 2, rows of 96, whole blocks requantized from the registers), an odd stride-2 width, stride 1 with a
+    /// half-width tail (rows of 40), a 5x5 of four channels with rows of a few columns, a batch of two, and one, two and
+    /// three threads.</summary>
+    public static TheoryData<int[], int> FewChannelShapes() => new()
+    {
+        { new[] { 1, 3, 48, 192, 8, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1 }, 1 },
+        { new[] { 1, 3, 9, 75, 4, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1 }, 3 },
+        { new[] { 2, 2, 7, 40, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1 }, 2 },
+        { new[] { 1, 4, 6, 9, 3, 1, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1 }, 1 },
+        { new[] { 1, 3, 64, 64, 8, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1 }, 2 },
+    };
+
+    [Theory]
+    [MemberData(nameof(FewChannelShapes))]
+    public void FewChannelConvolutionMatchesDirectReferenceAtEveryWidth(int[] shape, int threads)
+    {
+        var g = Geometry(shape);
+        Assert.True(Int8DepthwisePairs.AppliesToFewChannels(g) || !Int8DepthwisePairs.IsSupported);
+        var rng = new Random(shape.Sum());
+        var (x, w, bias, zx) = Operands(rng, g, 64);
+        var weights = Int8ConvWeights.Pack(g, w);
+        var context = new KernelContext(threads);
+        CheckIntegerAndRequantized(g, weights, x, w, bias, zx, (e, y) => Int8Conv.Run(context, weights, x, e, y),
+            (e, y) => Int8Conv.Run(context, weights, x, e, y), (e, y) => Int8Conv.Run(context, weights, x, e, y), "best");
+        if (Int8DepthwisePairs.IsSupported) CheckPairsAtEveryWidth(g, weights, x, w, bias, zx, context);
+    }
+
+    /// <summary>The pair-product kernel ("best" on machines with AVX-512BW) at each width the machine has.</summary>
+    private static void CheckPairsAtEveryWidth(Int8ConvGeometry g, Int8ConvWeights weights, byte[] x, sbyte[] w, int[] bias, byte zx,
+        KernelContext context)
+    {
+        if (Pairs512.IsAccelerated)
+            CheckIntegerAndRequantized(g, weights, x, w, bias, zx,
+                (e, y) => Int8DepthwisePairs.Run<Vector512<int>, Pairs512, int>(context, weights, x, e, y),
+                (e, y) => Int8DepthwisePairs.Run<Vector512<int>, Pairs512, byte>(context, weights, x, e, y),
+                (e, y) => Int8DepthwisePairs.Run<Vector512<int>, Pairs512, float>(context, weights, x, e, y), "pairs 512");
+        CheckIntegerAndRequantized(g, weights, x, w, bias, zx,
+            (e, y) => Int8DepthwisePairs.Run<Vector256<int>, Pairs256, int>(context, weights, x, e, y),
+            (e, y) => Int8DepthwisePairs.Run<Vector256<int>, Pairs256, byte>(context, weights, x, e, y),
+            (e, y) => Int8DepthwisePairs.Run<Vector256<int>, Pairs256, float>(context, weights, x, e, y), "pairs 256");
     }
 
     [Theory]
@@ -82,19 +125,7 @@ public sealed class Int8ConvTests
         CheckIntegerAndRequantized(g, weights, x, w, bias, zx, (e, y) => Int8Conv.Run(context, weights, x, e, y),
             (e, y) => Int8Conv.Run(context, weights, x, e, y), (e, y) => Int8Conv.Run(context, weights, x, e, y), "best");
         if (!direct) return;
-        if (Int8DepthwisePairs.Applies(g))
-        {
-            // The pair-product kernel ("best" above on machines with AVX-512BW) at each width the machine has.
-            if (Pairs512.IsAccelerated)
-                CheckIntegerAndRequantized(g, weights, x, w, bias, zx,
-                    (e, y) => Int8DepthwisePairs.Run<Vector512<int>, Pairs512, int>(context, weights, x, e, y),
-                    (e, y) => Int8DepthwisePairs.Run<Vector512<int>, Pairs512, byte>(context, weights, x, e, y),
-                    (e, y) => Int8DepthwisePairs.Run<Vector512<int>, Pairs512, float>(context, weights, x, e, y), "pairs 512");
-            CheckIntegerAndRequantized(g, weights, x, w, bias, zx,
-                (e, y) => Int8DepthwisePairs.Run<Vector256<int>, Pairs256, int>(context, weights, x, e, y),
-                (e, y) => Int8DepthwisePairs.Run<Vector256<int>, Pairs256, byte>(context, weights, x, e, y),
-                (e, y) => Int8DepthwisePairs.Run<Vector256<int>, Pairs256, float>(context, weights, x, e, y), "pairs 256");
-        }
+        if (Int8DepthwisePairs.Applies(g)) CheckPairsAtEveryWidth(g, weights, x, w, bias, zx, context);
         CheckIntegerAndRequantized(g, weights, x, w, bias, zx,
             (e, y) => Int8Depthwise.Run<Vector256<int>, Vector256<float>, Quantize256, int>(context, weights, x, e, y),
             (e, y) => Int8Depthwise.Run<Vector256<int>, Vector256<float>, Quantize256, byte>(context, weights, x, e, y),

@@ -131,13 +131,13 @@ public sealed class Int8ConvWeights
 {
     private readonly int[] _sums;
 
-    private Int8ConvWeights(Int8ConvGeometry geometry, Int8PackedWeights[]? groups, sbyte[]? depthwise, int[] sums)
+    private Int8ConvWeights(Int8ConvGeometry geometry, Int8PackedWeights[]? groups, sbyte[]? depthwise, int[] sums, int[]? pairs)
     {
         Geometry = geometry;
         Groups = groups;
         Depthwise = depthwise;
         _sums = sums;
-        if (depthwise is not null && Int8Depthwise.UsesPairs(geometry)) DepthwisePairs = Int8DepthwisePairs.PairWeights(geometry, depthwise);
+        Pairs = pairs;
     }
 
     /// <summary>The geometry the weights were prepared for.</summary>
@@ -152,8 +152,9 @@ public sealed class Int8ConvWeights
     /// <summary>The taps [C, KH * KW] for the direct depthwise kernel, or null.</summary>
     internal sbyte[]? Depthwise { get; }
 
-    /// <summary>The taps paired for <see cref="Int8DepthwisePairs"/> ([C, products]) when that kernel runs them here, or null.</summary>
-    internal int[]? DepthwisePairs { get; }
+    /// <summary>The taps paired for <see cref="Int8DepthwisePairs"/> ([M, products]) when that kernel runs them here
+    /// (depthwise, or few input channels), or null.</summary>
+    internal int[]? Pairs { get; }
 
     /// <summary>Prepares <paramref name="w"/> [M, C/G, KH, KW] for <paramref name="geometry"/>.</summary>
     public static Int8ConvWeights Pack(Int8ConvGeometry geometry, ReadOnlySpan<sbyte> w) => Pack(geometry, w, Int8Kernel.Best);
@@ -204,7 +205,7 @@ public sealed class Int8ConvWeights
             var sums = new int[m];
             for (int c = 0; c < m; c++)
                 for (int t = 0; t < kept; t++) sums[c] += taps[c * kept + t];
-            return new Int8ConvWeights(g, null, taps, sums);
+            return new Int8ConvWeights(g, null, taps, sums, Int8Depthwise.UsesPairs(g) ? Int8DepthwisePairs.PairWeights(g, taps) : null);
         }
         var groups = new Int8PackedWeights[geometry.Groups];
         var all = new int[m];
@@ -213,7 +214,10 @@ public sealed class Int8ConvWeights
             groups[g] = Int8PackedWeights.PackLeft(w.Slice(g * mg * kg, mg * kg), kg, mg, kg, kernel);
             groups[g].WeightSums.CopyTo(all.AsSpan(g * mg));
         }
-        return new Int8ConvWeights(geometry, groups, null, all);
+        // A stem's few input channels run the pair products directly; the GEMM panels stay for machines without them
+        // and for the tests of every GEMM kernel (Int8Conv.RunGemm).
+        return new Int8ConvWeights(geometry, groups, null, all,
+            Int8DepthwisePairs.AppliesToFewChannels(geometry) ? Int8DepthwisePairs.PairWeights(geometry, w) : null);
     }
 }
 
@@ -241,7 +245,7 @@ public static unsafe class Int8Conv
         fixed (byte* px = x)
         fixed (T* py = y)
         {
-            if (weights.DepthwisePairs is { } pairs)
+            if (weights.Pairs is { } pairs)
             {
                 fixed (int* pp = pairs) Int8DepthwisePairs.Run(context, g, px, pp, epilogue, py);
                 return;
@@ -251,22 +255,40 @@ public static unsafe class Int8Conv
                 fixed (sbyte* pw = weights.Depthwise) Int8Depthwise.Run(context, g, px, pw, epilogue, py);
                 return;
             }
-            int mg = g.GroupOutChannels, cg = g.GroupInChannels;
-            for (int image = 0; image < g.Batch; image++)
-                for (int group = 0; group < g.Groups; group++)
-                {
-                    byte* xg = px + ((nint)image * g.InChannels + group * cg) * g.InputSize;
-                    void* yg = (byte*)py + ((nint)image * g.OutChannels + group * mg) * g.OutputSize * sizeof(T);
-                    var packed = weights.Groups![group];
-                    var store = new Int8Store(epilogue, yg, g.OutputSize, group * mg, channelsOnRows: true);
-                    if (g.IsPointwise)
-                        Int8Gemm.Run<WeightsLeft, PrepackedInt8Panels, Int8RightRows>(context, packed.Kernel, mg, g.OutputSize, g.GemmDepth,
-                            packed.Source, new Int8RightRows(xg, g.InputSize, g.GemmDepth), store);
-                    else
-                        Int8Gemm.Run<WeightsLeft, PrepackedInt8Panels, Int8Im2ColPanels>(context, packed.Kernel, mg, g.OutputSize, g.GemmDepth,
-                            packed.Source, new Int8Im2ColPanels(xg, g, epilogue.InputZeroPoint), store);
-                }
+            RunGemm(context, weights, px, epilogue, py);
         }
+    }
+
+    /// <summary><see cref="Run"/> through the GEMM panels, whatever other kernel the weights have (tests of every GEMM
+    /// kernel).</summary>
+    internal static void RunGemm<T>(KernelContext context, Int8ConvWeights weights, ReadOnlySpan<byte> x, Int8Epilogue epilogue, Span<T> y)
+        where T : unmanaged
+    {
+        Check<T>(weights, x.Length, epilogue, y.Length);
+        if (weights.Groups is null) throw new ArgumentException("The weights have no GEMM panels.", nameof(weights));
+        fixed (byte* px = x)
+        fixed (T* py = y) RunGemm(context, weights, px, epilogue, py);
+    }
+
+    private static void RunGemm<T>(KernelContext context, Int8ConvWeights weights, byte* px, Int8Epilogue epilogue, T* py)
+        where T : unmanaged
+    {
+        var g = weights.Geometry;
+        int mg = g.GroupOutChannels, cg = g.GroupInChannels;
+        for (int image = 0; image < g.Batch; image++)
+            for (int group = 0; group < g.Groups; group++)
+            {
+                byte* xg = px + ((nint)image * g.InChannels + group * cg) * g.InputSize;
+                void* yg = (byte*)py + ((nint)image * g.OutChannels + group * mg) * g.OutputSize * sizeof(T);
+                var packed = weights.Groups![group];
+                var store = new Int8Store(epilogue, yg, g.OutputSize, group * mg, channelsOnRows: true);
+                if (g.IsPointwise)
+                    Int8Gemm.Run<WeightsLeft, PrepackedInt8Panels, Int8RightRows>(context, packed.Kernel, mg, g.OutputSize, g.GemmDepth,
+                        packed.Source, new Int8RightRows(xg, g.InputSize, g.GemmDepth), store);
+                else
+                    Int8Gemm.Run<WeightsLeft, PrepackedInt8Panels, Int8Im2ColPanels>(context, packed.Kernel, mg, g.OutputSize, g.GemmDepth,
+                        packed.Source, new Int8Im2ColPanels(xg, g, epilogue.InputZeroPoint), store);
+            }
     }
 
     /// <summary>Throws unless the operands fit the weights' geometry and the epilogue writes <typeparamref name="T"/>.</summary>

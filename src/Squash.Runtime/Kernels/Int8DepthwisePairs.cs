@@ -31,30 +31,53 @@ internal static unsafe class Int8DepthwisePairs
     public static bool Applies(Int8ConvGeometry g) => IsSupported && Int8Depthwise.Applies(g) && g.DilationW == 1 && g.StrideW <= 2;
 
     /// <summary>The convolution with the widest pair lanes, from paired taps (<see cref="PairWeights"/>, as
-    /// <see cref="Int8ConvWeights.DepthwisePairs"/> holds them).</summary>
+    /// <see cref="Int8ConvWeights.Pairs"/> holds them).</summary>
     internal static void Run(KernelContext context, Int8ConvGeometry g, byte* x, int* pairs, Int8Epilogue epilogue, void* y)
     {
         if (Pairs512.IsAccelerated) Run<Vector512<int>, Pairs512, Vector256<int>, Pairs256>(context, g, x, pairs, epilogue, y);
         else Run<Vector256<int>, Pairs256, Vector128<int>, Pairs128>(context, g, x, pairs, epilogue, y);
     }
 
-    /// <summary>Each channel's taps as the pair products take them, [C, KH x ceil(KW / 2)]: taps (kw, kw + 1) of each
-    /// kernel row for even kw, as the int16 halves of an int32, a zero high half for an odd last tap. Computed once when
-    /// the weights are packed: gathered per channel per call, it was 8-12 % of a 5x5 layer on two- and three-row maps
-    /// (cls's 200x2x96: 38 -> 34 µs without it).</summary>
+    /// <summary>True when the kernel runs <paramref name="g"/>: depthwise (<see cref="Applies"/>) or of few channels
+    /// (<see cref="AppliesToFewChannels"/>).</summary>
+    internal static bool Runs(Int8ConvGeometry g) => Applies(g) || AppliesToFewChannels(g);
+
+    /// <summary>True when <paramref name="g"/> is a convolution of a few input channels (one group) into few output
+    /// channels that the pair products run directly: a small network's stem (3 channels, 3x3, stride 2), where the GEMM
+    /// spends its time building im2col panels for a depth of 27. The pair products cost M times the input's taps per
+    /// output vector and the GEMM's im2col does not grow with M, so only few outputs pay: 8 (cls's stem: 16.7 µs against
+    /// 28.8), not 16 (rec's: 40.9 against 41.7 µs; det's at 640x640: 1.21-1.59 against 1.11-1.17 ms).</summary>
+    public static bool AppliesToFewChannels(Int8ConvGeometry g) =>
+        IsSupported && g.Groups == 1 && g.InChannels <= MaxFewChannels && g.OutChannels <= MaxFewOutputs && !g.IsPointwise
+        && g.DilationW == 1 && g.StrideW <= 2 && g.InChannels * g.Taps <= Int8Depthwise.MaxTaps;
+
+    /// <summary>The most output channels <see cref="AppliesToFewChannels"/> takes.</summary>
+    private const int MaxFewOutputs = 8;
+
+    /// <summary>The most input channels <see cref="AppliesToFewChannels"/> takes: each output channel multiplies every
+    /// input plane, so their rows for a block of output rows must stay in L1 across the output channels.</summary>
+    private const int MaxFewChannels = 4;
+
+    /// <summary>Each output channel's taps as the pair products take them, [outputs, inputs x KH x ceil(KW / 2)] (inputs
+    /// 1 for a depthwise convolution, C otherwise): taps (kw, kw + 1) of each kernel row for even kw, as the int16
+    /// halves of an int32, a zero high half for an odd last tap. Computed once when the weights are packed: gathered
+    /// per channel per call, it was 8-12 % of a 5x5 layer on two- and three-row maps (cls's 200x2x96: 38 -> 34 µs
+    /// without it).</summary>
     internal static int[] PairWeights(Int8ConvGeometry g, ReadOnlySpan<sbyte> w)
     {
-        int perRow = ProductsPerRow(g), products = perRow * g.KernelH;
-        var result = new int[g.InChannels * products];
-        for (int c = 0; c < g.InChannels; c++)
+        int perRow = ProductsPerRow(g), inputs = g.IsDepthwise ? 1 : g.InChannels, outputs = g.OutChannels;
+        int products = inputs * g.KernelH * perRow;
+        var result = new int[outputs * products];
+        for (int o = 0; o < outputs; o++)
         {
-            var cw = w.Slice(c * g.Taps, g.Taps);
-            for (int kh = 0; kh < g.KernelH; kh++)
-                for (int j = 0; j < perRow; j++)
-                {
-                    int kw = 2 * j, tap = kh * g.KernelW + kw;
-                    result[c * products + kh * perRow + j] = (ushort)(short)cw[tap] | (kw + 1 < g.KernelW ? cw[tap + 1] << 16 : 0);
-                }
+            var ow = w.Slice(o * inputs * g.Taps, inputs * g.Taps);
+            for (int c = 0; c < inputs; c++)
+                for (int kh = 0; kh < g.KernelH; kh++)
+                    for (int j = 0; j < perRow; j++)
+                    {
+                        int kw = 2 * j, tap = (c * g.KernelH + kh) * g.KernelW + kw;
+                        result[o * products + (c * g.KernelH + kh) * perRow + j] = (ushort)(short)ow[tap] | (kw + 1 < g.KernelW ? ow[tap + 1] << 16 : 0);
+                    }
         }
         return result;
     }
@@ -69,10 +92,10 @@ internal static unsafe class Int8DepthwisePairs
         where T : unmanaged
     {
         Int8Conv.Check<T>(weights, x.Length, epilogue, y.Length);
-        if (weights.Depthwise is null || !Applies(weights.Geometry) || !TPairs.IsAccelerated)
-            throw new ArgumentException("The weights are not for a depthwise convolution these lanes run.", nameof(weights));
+        if (weights.Pairs is null || !TPairs.IsAccelerated)
+            throw new ArgumentException("The weights are not for a convolution these lanes run.", nameof(weights));
         fixed (byte* px = x)
-        fixed (int* pw = weights.DepthwisePairs ?? PairWeights(weights.Geometry, weights.Depthwise))
+        fixed (int* pw = weights.Pairs)
         fixed (T* py = y)
         {
             // Each width's tail runs on the lanes half as wide (the narrowest on two-vector lanes).
@@ -88,11 +111,53 @@ internal static unsafe class Int8DepthwisePairs
         where THalf : struct
         where THalfPairs : struct, IPairLanes<THalf>
     {
-        if (!Applies(g)) throw new ArgumentException("The geometry is not a depthwise convolution the pair kernel runs.", nameof(g));
+        if (!Runs(g)) throw new ArgumentException("The geometry is not a convolution the pair kernel runs.", nameof(g));
         var body = new Body<TVector, TPairs, THalf, THalfPairs>(g, x, w, epilogue, y);
+        if (!g.IsDepthwise)
+        {
+            RunFewChannels(context, g, body);
+            return;
+        }
         int planes = g.Batch * g.InChannels;
         if (context.ThreadCount == 1) body.Invoke(0, planes);
         else context.For(planes, body);
+    }
+
+    /// <summary>A convolution of few input channels: each image's channels widened once into planes side by side, then
+    /// blocks of four output rows in parallel, each running every output channel over the same plane rows (which stay in
+    /// L1 across them).</summary>
+    private static void RunFewChannels<TVector, TPairs, THalf, THalfPairs>(KernelContext context, Int8ConvGeometry g,
+        Body<TVector, TPairs, THalf, THalfPairs> body)
+        where TVector : struct
+        where TPairs : struct, IPairLanes<TVector>
+        where THalf : struct
+        where THalfPairs : struct, IPairLanes<THalf>
+    {
+        long bytes = (long)g.InChannels * body.PlaneLength * sizeof(short);
+        if (bytes > int.MaxValue) throw new ArgumentException("The image is too large for the pair kernel.", nameof(g));
+        // The planes are shared by the threads: the calling thread's left-panel scratch, which no thread uses inside.
+        short* planes = (short*)Int8Scratch.Left((int)bytes);
+        new Span<short>(planes, (int)(bytes / sizeof(short))).Fill(body.InputZeroPoint);
+        int blocks = (g.OutHeight + 3) / 4;
+        for (int image = 0; image < g.Batch; image++)
+        {
+            for (int c = 0; c < g.InChannels; c++)
+                body.Widen(body.Input + ((nint)image * g.InChannels + c) * g.InputSize, planes + c * body.PlaneLength);
+            var blocksBody = new FewChannelsBody<TVector, TPairs, THalf, THalfPairs>(body, planes, image);
+            if (context.ThreadCount == 1) blocksBody.Invoke(0, blocks);
+            else context.For(blocks, blocksBody);
+        }
+    }
+
+    /// <summary>Blocks [start, end) of four output rows of one image, every output channel.</summary>
+    private readonly struct FewChannelsBody<TVector, TPairs, THalf, THalfPairs>(Body<TVector, TPairs, THalf, THalfPairs> body,
+        short* planes, int image) : IRangeBody
+        where TVector : struct
+        where TPairs : struct, IPairLanes<TVector>
+        where THalf : struct
+        where THalfPairs : struct, IPairLanes<THalf>
+    {
+        public void Invoke(int start, int end) => body.Blocks(planes, image, start, end);
     }
 
     /// <summary>The kernel on <typeparamref name="TPairs"/> lanes; with horizontal stride 1 the columns past the last
@@ -116,6 +181,8 @@ internal static unsafe class Int8DepthwisePairs
         private readonly int _paddedWidth;
         /// <summary>int16 values per plane row: every load of the last block stays inside the row.</summary>
         private readonly int _rowLength;
+        /// <summary>Pair products per output value: input planes x kernel rows x ceil(KW / 2).</summary>
+        private readonly int _products;
 
         public Body(Int8ConvGeometry g, byte* x, int* w, Int8Epilogue epilogue, void* y)
         {
@@ -132,79 +199,131 @@ internal static unsafe class Int8DepthwisePairs
                 : g.OutWidth - rest + (rest == 0 ? 0 : rest <= lanes ? lanes : 2 * lanes);
             // A block's loads reach StrideW x (its last column + 1) + the tap offset (at most KW - 1); rows of 64 bytes.
             _rowLength = (g.StrideW * _paddedWidth + g.KernelW + 31) / 32 * 32;
+            _products = (g.IsDepthwise ? 1 : g.InChannels) * g.KernelH * ProductsPerRow(g);
         }
 
+        /// <summary>int16 values of one input plane.</summary>
+        public long PlaneLength => (long)_planeRows * _rowLength;
+
+        /// <summary>The input image.</summary>
+        public byte* Input => _x;
+
+        /// <summary>The input zero point, which the padding holds.</summary>
+        public short InputZeroPoint => _epilogue.InputZeroPoint;
+
+        /// <summary>Depthwise: input channels [start, end) over all images.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int start, int end)
         {
             var g = _g;
-            int products = ProductsPerRow(g) * g.KernelH;
+            int products = _products;
             // Two planes, so that a channel is widened while the one before it is multiplied (its products would
             // otherwise load the values the widening stores have just written), then the sums.
-            long planeLength = (long)_planeRows * _rowLength;
+            long planeLength = PlaneLength;
             long bytes = 2 * planeLength * sizeof(short) + 4L * _paddedWidth * sizeof(int);
             if (bytes > int.MaxValue) throw new ArgumentException("The image is too large for the depthwise kernel.");
             short* planes = (short*)Int8Scratch.Other((int)bytes);
             int* sums = (int*)(planes + 2 * planeLength);
-            // Product k (kernel row kh, taps 2j and 2j + 1) reads element offset[k] past an output row's first plane row
-            // and first column (times the stride); the same for every channel.
             int* offset = stackalloc int[products];
-            for (int k = 0, perRow = ProductsPerRow(g); k < products; k++)
-                offset[k] = k / perRow * g.DilationH * _rowLength + 2 * (k % perRow);
-            int elementSize = _epilogue.Kind == Int8OutputKind.Requantize ? 1 : 4;
-            // A requantized output whose rows are whole blocks of two vectors takes them from the registers; others go
-            // through the sums buffer (rows with a tail still pay the buffered store per row, and then the direct blocks
-            // only add to it: det's 192x40x40 5x5 270 -> 286 µs when its first 32 columns went direct).
-            int block = 2 * TPairs.Count;
-            int directEnd = _epilogue.Kind == Int8OutputKind.Requantize && g.OutWidth % block == 0 ? g.OutWidth : 0;
+            Offsets(offset);
+            int elementSize = ElementSize, directEnd = DirectEnd;
             nint rowStep = (nint)g.StrideH * _rowLength;
             // Padding is the same for every channel: the rows above and below the image and the columns beside it are
             // written once here, and each channel overwrites only its image's columns.
-            byte zero = _epilogue.InputZeroPoint;
-            new Span<short>(planes, checked((int)(2 * planeLength))).Fill(zero);
+            new Span<short>(planes, checked((int)(2 * planeLength))).Fill(InputZeroPoint);
             if (start < end) Widen(_x + (nint)start * g.InputSize, planes);
             for (int index = start; index < end; index++)
             {
                 short* plane = planes + ((index - start) & 1) * planeLength;
                 if (index + 1 < end) Widen(_x + (nint)(index + 1) * g.InputSize, planes + ((index + 1 - start) & 1) * planeLength);
                 int image = index / g.InChannels, channel = index % g.InChannels;
-                int* weightPairs = _w + (nint)channel * products;
-                var store = new Int8Store(_epilogue, (byte*)_y + (nint)image * g.InChannels * g.OutputSize * elementSize,
+                var store = new Int8Store(_epilogue, (byte*)_y + (nint)image * g.OutChannels * g.OutputSize * elementSize,
                     g.OutputSize, 0, channelsOnRows: true);
                 for (int oh = 0; oh < g.OutHeight; oh += 4)
+                    Block(plane + oh * rowStep, rowStep, offset, _w + (nint)channel * products, products, sums, store, channel, oh, directEnd);
+            }
+        }
+
+        /// <summary>Few channels: blocks [start, end) of four output rows of <paramref name="image"/>, widened into
+        /// <paramref name="planes"/>, for every output channel.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Blocks(short* planes, int image, int start, int end)
+        {
+            var g = _g;
+            int products = _products;
+            int* sums = (int*)Int8Scratch.Other(4 * _paddedWidth * sizeof(int));
+            int* offset = stackalloc int[products];
+            Offsets(offset);
+            int elementSize = ElementSize, directEnd = DirectEnd;
+            nint rowStep = (nint)g.StrideH * _rowLength;
+            var store = new Int8Store(_epilogue, (byte*)_y + (nint)image * g.OutChannels * g.OutputSize * elementSize,
+                g.OutputSize, 0, channelsOnRows: true);
+            for (int block = start; block < end; block++)
+            {
+                int oh = 4 * block;
+                for (int m = 0; m < g.OutChannels; m++)
+                    Block(planes + oh * rowStep, rowStep, offset, _w + (nint)m * products, products, sums, store, m, oh, directEnd);
+            }
+        }
+
+        /// <summary>Bytes or floats per output element.</summary>
+        private int ElementSize => _epilogue.Kind == Int8OutputKind.Requantize ? 1 : 4;
+
+        /// <summary>
+        /// A requantized output whose rows are whole blocks of two vectors takes them from the registers; others go
+        /// through the sums buffer (rows with a tail still pay the buffered store per row, and then the direct blocks
+        /// only add to it: det's 192x40x40 5x5 270 -> 286 µs when its first 32 columns went direct).
+        /// </summary>
+        private int DirectEnd => _epilogue.Kind == Int8OutputKind.Requantize && _g.OutWidth % (2 * TPairs.Count) == 0 ? _g.OutWidth : 0;
+
+        /// <summary>Product k (input plane c, kernel row kh, taps 2j and 2j + 1) reads element offset[k] past an output
+        /// row's first plane row and first column (times the stride); the same for every channel.</summary>
+        private void Offsets(int* offset)
+        {
+            int perRow = ProductsPerRow(_g), rows = _g.KernelH * perRow;
+            long planeLength = PlaneLength;
+            for (int k = 0; k < _products; k++)
+            {
+                int c = k / rows, kh = k % rows / perRow, j = k % perRow;
+                offset[k] = checked((int)(c * planeLength)) + kh * _g.DilationH * _rowLength + 2 * j;
+            }
+        }
+
+        /// <summary>Output rows [oh, oh + 4) (fewer at the bottom) of one output channel, through the store.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Block(short* rows, nint rowStep, int* offset, int* weightPairs, int products, int* sums, in Int8Store store,
+            int channel, int oh, int directEnd)
+        {
+            var g = _g;
+            int count = Math.Min(4, g.OutHeight - oh);
+            if (g.StrideW == 1)
+            {
+                switch (count)
                 {
-                    short* rows = plane + oh * rowStep;
-                    int count = Math.Min(4, g.OutHeight - oh);
-                    if (g.StrideW == 1)
-                    {
-                        switch (count)
-                        {
-                            case 4: Rows<Rows4, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                            case 3: Rows<Rows3, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                            case 2: Rows<Rows2, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                            default: Rows<Rows1, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                        }
-                    }
-                    else
-                    {
-                        switch (count)
-                        {
-                            case 4: Rows<Rows4, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                            case 3: Rows<Rows3, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                            case 2: Rows<Rows2, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                            default: Rows<Rows1, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                        }
-                    }
-                    if (directEnd < g.OutWidth)
-                        for (int r = 0; r < count; r++)
-                            store.StoreRow(sums + r * _paddedWidth + directEnd, g.OutWidth - directEnd, channel, (oh + r) * g.OutWidth + directEnd);
+                    case 4: Rows<Rows4, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
+                    case 3: Rows<Rows3, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
+                    case 2: Rows<Rows2, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
+                    default: Rows<Rows1, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
                 }
             }
+            else
+            {
+                switch (count)
+                {
+                    case 4: Rows<Rows4, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
+                    case 3: Rows<Rows3, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
+                    case 2: Rows<Rows2, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
+                    default: Rows<Rows1, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
+                }
+            }
+            if (directEnd < g.OutWidth)
+                for (int r = 0; r < count; r++)
+                    store.StoreRow(sums + r * _paddedWidth + directEnd, g.OutWidth - directEnd, channel, (oh + r) * g.OutWidth + directEnd);
         }
 
         /// <summary>Widens one input channel's image into the rows and columns of <paramref name="plane"/> that hold it
         /// (the padding around them is written once per call).</summary>
-        private void Widen(byte* input, short* plane)
+        public void Widen(byte* input, short* plane)
         {
             var g = _g;
             int lo = Math.Min(_rowLength, g.PadLeft), hi = Math.Min(_rowLength, g.PadLeft + g.Width);
