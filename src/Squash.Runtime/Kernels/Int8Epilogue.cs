@@ -172,6 +172,9 @@ internal readonly unsafe struct Int8Store
     private readonly float* _bias;
     private readonly byte _zeroPoint, _min, _max;
     private readonly float _floatMin, _floatMax;
+    // The requantization's clamp bounds relative to the zero point, computed once: per tile row they were two int
+    // subtractions and conversions the JIT cannot hoist out of a caller's loop through the store's reference.
+    private readonly float _low, _high;
 
     /// <param name="epilogue">The arithmetic (its arrays are pinned).</param>
     /// <param name="output">byte*, float* or int* by <see cref="Int8Epilogue.Kind"/>.</param>
@@ -192,6 +195,8 @@ internal readonly unsafe struct Int8Store
         _max = epilogue.Max;
         _floatMin = epilogue.FloatMin;
         _floatMax = epilogue.FloatMax;
+        _low = _min - _zeroPoint;
+        _high = _max - _zeroPoint;
     }
 
     /// <summary>What the epilogue writes.</summary>
@@ -272,7 +277,7 @@ internal readonly unsafe struct Int8Store
             multiplier0 = TLanes.LoadFloat(_scales + col);
             multiplier1 = TLanes.LoadFloat(_scales + col + TLanes.Count);
         }
-        TFloat low = TLanes.SplatFloat(_min - _zeroPoint), high = TLanes.SplatFloat(_max - _zeroPoint);
+        TFloat low = TLanes.SplatFloat(_low), high = TLanes.SplatFloat(_high);
         TInt zero = TLanes.SplatInt(_zeroPoint);
         byte* output = (byte*)_output + row * _ld + col;
         TFloat scaled0 = TLanes.Multiply(TLanes.ToFloat(TLanes.Add(sums0, offset0)), multiplier0);
