@@ -49,8 +49,9 @@ public sealed class UpsampledConcatConvFusion : IGraphPass
             foreach (var input in concat.Inputs)
             {
                 if (input is null) break;
+                // A Resize whose output the Concat reads twice has two consumers: it stays a full-resolution part.
                 if (input.Producer is { } resize && rewrite.IsLive(resize) && rewrite.SoleConsumer(input) == concat
-                    && parts.All(p => p.Input != input) && Upsampling(resize) is { } scale)
+                    && Upsampling(resize) is { } scale)
                     parts.Add((resize.Inputs[0]!, scale, resize));
                 else parts.Add((input, 1, null));
             }

@@ -170,7 +170,7 @@ public sealed class UpsampledConcatConvFusionTests
     public static TheoryData<string> Broken() =>
     [
         "resize read elsewhere", "concat read elsewhere", "strided", "unpadded", "5x5", "grouped", "linear",
-        "asymmetric rounding to nearest", "two at full resolution", "none upsampled",
+        "asymmetric rounding to nearest", "two at full resolution", "none upsampled", "one resize read twice",
     ];
 
     [Theory]
@@ -190,6 +190,22 @@ public sealed class UpsampledConcatConvFusionTests
             "concat read elsewhere" => (b, values) => b.Output(values[^1]),
             _ => null,
         };
+        if (how == "one resize read twice")
+        {
+            // Concat(up(x), up(x), y): the Resize has two consumers, so it would be a second full-resolution part.
+            var (twice, _, _, _) = Pyramid([new(2, 2), new(3, 1)], 8, 8);
+            var concatNode = twice.Nodes.First(n => n.OpType == "Concat");
+            var resized = concatNode.Inputs[0]!;
+            var inputsList = concatNode.Inputs.ToList();
+            concatNode.TruncateInputs(0);
+            concatNode.AddInput(resized).AddInput(resized).AddInput(inputsList[1]);
+            var w2 = new Value("w_twice", Random(new Random(2), 6, 7, 3, 3));
+            twice.Initializers.Add(w2);
+            twice.Nodes.First(n => n.OpType == "Conv").SetInput(1, w2);
+            Fuse(twice);
+            Assert.DoesNotContain("FusedUpsampledConcatConv", twice.Nodes.Select(n => n.OpType));
+            return;
+        }
         var (graph, _, _, _) = Pyramid(parts, 8, 8, rounding: how == "asymmetric rounding to nearest" ? "round_prefer_floor" : "floor",
             extra: extra, kernel: how == "5x5" ? 5 : 3);
         var conv = graph.Nodes.First(n => n.OpType == "Conv");
