@@ -48,11 +48,7 @@ public sealed class UpsampledConcatConvFusionTests
                 concatInputs.Add(x);
                 continue;
             }
-            var scales = new Tensor(DataType.Float, 4);
-            float[] values = [1, 1, s, s];
-            values.CopyTo(scales.AsSpan<float>());
-            var r = b.NodeWith("Resize", [("mode", AttributeValue.String("nearest")), ("coordinate_transformation_mode", AttributeValue.String("asymmetric")),
-                ("nearest_mode", AttributeValue.String(rounding))], [x, b.Constant(new Tensor(DataType.Float, 0)), b.Constant(scales)])[0];
+            var r = b.Resize(x, s, rounding: rounding);
             concatInputs.Add(r);
             resized.Add(r);
         }

@@ -41,5 +41,16 @@ internal sealed class GraphBuilder
 
     public void Output(Value v) => Graph.Outputs.Add(v);
 
+    /// <summary>A Resize of a 4-D image by <paramref name="factor"/> along both spatial axes, with constant scales
+    /// [1, 1, factor, factor] (opset 13 inputs: X, an empty roi, scales).</summary>
+    public Value Resize(Value x, int factor, string mode = "nearest", string transform = "asymmetric", string rounding = "floor")
+    {
+        var scales = new Tensor(DataType.Float, 4);
+        float[] values = [1, 1, factor, factor];
+        values.CopyTo(scales.AsSpan<float>());
+        return NodeWith("Resize", [("mode", AttributeValue.String(mode)), ("coordinate_transformation_mode", AttributeValue.String(transform)),
+            ("nearest_mode", AttributeValue.String(rounding))], [x, Constant(new Tensor(DataType.Float, 0)), Constant(scales)])[0];
+    }
+
     public Model Build() => new(Graph);
 }
