@@ -205,7 +205,7 @@ public sealed class Int8ConvWeights
             var sums = new int[m];
             for (int c = 0; c < m; c++)
                 for (int t = 0; t < kept; t++) sums[c] += taps[c * kept + t];
-            return new Int8ConvWeights(g, null, taps, sums, Int8Depthwise.UsesPairs(g) ? Int8DepthwisePairs.PairWeights(g, taps) : null);
+            return new Int8ConvWeights(g, null, taps, sums, Int8DepthwisePairs.Applies(g) ? Int8DepthwisePairs.PairWeights(g, taps) : null);
         }
         var groups = new Int8PackedWeights[geometry.Groups];
         var all = new int[m];

@@ -28,7 +28,8 @@ public static unsafe class Int8Depthwise
     /// <summary>
     /// <c>y = epilogue(depthwise conv(x, w))</c> for a geometry where <see cref="Applies"/>: x is uint8 [N, C, H, W], w is
     /// int8 [C, 1, KH, KW] (the full int8 range), y is [N, C, OH, OW] of the epilogue's output type. Where
-    /// <see cref="UsesPairs"/>, <see cref="Int8Conv"/> runs <see cref="Int8DepthwisePairs"/> on the packed pairs instead.
+    /// <see cref="Int8DepthwisePairs.Applies"/>, <see cref="Int8Conv"/> runs <see cref="Int8DepthwisePairs"/> on the packed
+    /// pairs instead.
     /// </summary>
     internal static void Run(KernelContext context, Int8ConvGeometry g, byte* x, sbyte* w, Int8Epilogue epilogue, void* y)
     {
@@ -37,12 +38,6 @@ public static unsafe class Int8Depthwise
         else if (Quantize256.IsAccelerated) Run<Vector256<int>, Vector256<float>, Quantize256>(context, g, x, w, epilogue, y);
         else Run<Vector128<int>, Vector128<float>, Quantize128>(context, g, x, w, epilogue, y);
     }
-
-    /// <summary>True when the pair-product kernel (<see cref="Int8DepthwisePairs"/>, twice the multiply-adds per instruction
-    /// of the fp32 arithmetic here) runs <paramref name="g"/> on this machine: then <see cref="Int8ConvWeights"/> pairs the
-    /// taps when packing them. Since it reads pairs straight from an int16 plane it beats this kernel's 3x3 path too
-    /// (rec's 128x12x160: 82 µs against 92; det's 96x80x80: 235 against 286; 192x40x40: 162 against 221).</summary>
-    internal static bool UsesPairs(Int8ConvGeometry g) => Int8DepthwisePairs.Applies(g);
 
     /// <summary>The depthwise convolution of prepared weights with lanes of one width (tests run every width); the
     /// operands are checked as <see cref="Int8Conv.Run"/> checks them.</summary>

@@ -1,5 +1,4 @@
 using System.Numerics;
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -244,13 +243,13 @@ internal static unsafe class UpsampledConcatConvolution
                     var e = new Span<float>(expanded + p * rowStride, width);
                     if (held[p] != key)
                     {
-                        SumKernelRows(taps + offset, m, h, w, channel, row, scale, t0, s12, s01, t2);
+                        SumKernelRows(taps + offset, m, h, w, channel, i, phase, scale, t0, s12, s01, t2);
                         Combine(w, t0, s12, s01, t2, a, b, c);
                         if (vector && Avx512F.IsSupported && width >= 16) Expand(parts[p].ExpansionFor(width), a, b, c, expanded + p * rowStride);
                         else ExpandScalar(width, scale, a, b, c, e);
                         held[p] = key;
                     }
-                    AddInPlace(target, e);
+                    System.Numerics.Tensors.TensorPrimitives.Add(target, e, target);
                     offset += 9L * m * h * w;
                 }
                 activation.Apply(target);
@@ -258,11 +257,11 @@ internal static unsafe class UpsampledConcatConvolution
         }
 
         /// <summary>T_dx = sum over dy of the tap (dy, dx) channel sums of the low row that kernel row reads for output
-        /// row <paramref name="row"/>, as t0 (T_0), s12 (T_1 + T_2), s01 (T_0 + T_1) and t2 (T_2); t0[-1] and t2[w] are 0.</summary>
-        private static void SumKernelRows(float* q, int m, int h, int w, int channel, int row, int scale,
+        /// row s i + <paramref name="phase"/>, as t0 (T_0), s12 (T_1 + T_2), s01 (T_0 + T_1) and t2 (T_2); t0[-1] and t2[w]
+        /// are 0.</summary>
+        private static void SumKernelRows(float* q, int m, int h, int w, int channel, int i, int phase, int scale,
             float* t0, float* s12, float* s01, float* t2)
         {
-            int i = row / scale, phase = row % scale;
             // The low rows kernel rows 0, 1 and 2 read; -1 where the tap reads the padding above or below the image.
             int r0 = phase == 0 ? i - 1 : i, r2 = phase == scale - 1 ? i + 1 : i;
             if (r2 >= h) r2 = -1;
@@ -374,9 +373,5 @@ internal static unsafe class UpsampledConcatConvolution
                 expanded[x] = phase == 0 ? b[j] : phase == scale - 1 ? c[j] : a[j];
             }
         }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void AddInPlace(Span<float> target, ReadOnlySpan<float> values) =>
-            System.Numerics.Tensors.TensorPrimitives.Add(target, values, target);
     }
 }
