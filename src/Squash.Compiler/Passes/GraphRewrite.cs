@@ -17,6 +17,7 @@ internal sealed class GraphRewrite
     private readonly HashSet<Value> _outputs;
     private readonly HashSet<Node> _removed = [];
     private readonly Dictionary<Node, Node> _placedAt = [];
+    private readonly Dictionary<Node, List<Node>> _insertedAt = [];
     private HashSet<string>? _names;
 
     /// <summary>Starts a walk over <paramref name="graph"/>.</summary>
@@ -68,14 +69,29 @@ internal sealed class GraphRewrite
         Changed = true;
     }
 
-    /// <summary>Adds a constant with a name no value of the graph has (<paramref name="name"/>, or it with a suffix).</summary>
-    public Value AddConstant(string name, Tensor tensor)
+    /// <summary>Puts the new node <paramref name="node"/> into the graph before <paramref name="anchor"/> (a live node or
+    /// one this walk replaces); the sort that follows orders it.</summary>
+    public void Insert(Node node, Node anchor)
+    {
+        if (!_insertedAt.TryGetValue(anchor, out var list)) _insertedAt[anchor] = list = [];
+        list.Add(node);
+        Changed = true;
+    }
+
+    /// <summary><paramref name="name"/>, or it with a suffix: a name no value of the graph has.</summary>
+    public string UniqueName(string name)
     {
         _names ??= new HashSet<string>(_graph.AllValues().Select(v => v.Name), StringComparer.Ordinal);
         string unique = name;
         for (int i = 1; _names.Contains(unique); i++) unique = $"{name}_{i}";
         _names.Add(unique);
-        var value = new Value(unique, tensor);
+        return unique;
+    }
+
+    /// <summary>Adds a constant with a name no value of the graph has (<paramref name="name"/>, or it with a suffix).</summary>
+    public Value AddConstant(string name, Tensor tensor)
+    {
+        var value = new Value(UniqueName(name), tensor);
         _graph.Initializers.Add(value);
         Changed = true;
         return value;
@@ -84,16 +100,17 @@ internal sealed class GraphRewrite
     /// <summary>Applies the rewrites to the node list (one pass, then one sort); returns <see cref="Changed"/>.</summary>
     public bool Apply()
     {
-        if (_removed.Count == 0 && _placedAt.Count == 0) return Changed;
+        if (_removed.Count == 0 && _placedAt.Count == 0 && _insertedAt.Count == 0) return Changed;
         var nodes = new List<Node>(_graph.Nodes.Count);
         foreach (var node in _graph.Nodes)
         {
+            if (_insertedAt.TryGetValue(node, out var inserted)) nodes.AddRange(inserted);
             if (_placedAt.TryGetValue(node, out var replacement)) nodes.Add(replacement);
             else if (!_removed.Contains(node)) nodes.Add(node);
         }
         _graph.Nodes.Clear();
         _graph.Nodes.AddRange(nodes);
-        if (_placedAt.Count > 0) _graph.SortTopologically();
+        if (_placedAt.Count > 0 || _insertedAt.Count > 0) _graph.SortTopologically();
         return Changed;
     }
 }

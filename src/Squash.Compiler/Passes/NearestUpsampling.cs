@@ -4,7 +4,7 @@ using Squash.Runtime.Ir;
 namespace Squash.Compiler.Passes;
 
 /// <summary>Recognizes a Resize that repeats each pixel of an image an integer number of times, for fusions that read
-/// the low-resolution tensor instead (<see cref="UpsampledConcatConvFusion"/>).</summary>
+/// the low-resolution tensor instead (<see cref="PyramidConvFusion"/>).</summary>
 internal static class NearestUpsampling
 {
     /// <summary>The integer factor by which <paramref name="resize"/> repeats each pixel of a 4-D image along both

@@ -38,19 +38,22 @@ public static class Pipeline
     /// What the CPU's fp32 code runs after <see cref="Optimize"/>: fusion of what follows a convolution or matrix
     /// product (MatMul's bias, a residual, the activation, a per-channel affine map) into its store, of pairs of
     /// tiling transposed convolutions into one pass (<see cref="ConvTransposeChainFusion"/>), of a 3x3 convolution over
-    /// a concatenation of upsampled maps into one that works at their own resolutions
-    /// (<see cref="UpsampledConcatConvFusion"/>), then of the remaining chains of elementwise nodes into single passes
+    /// a feature pyramid's upsampled, projected and gated maps into one that works at their own resolutions and channels
+    /// (<see cref="GlobalPoolBeforePointwiseConv"/>, <see cref="PyramidConvFusion"/>), then of the remaining chains of elementwise nodes into single passes
     /// over memory. Makes com.squash Fused* nodes, which only the CPU's fp32 kernels run, so the int8 pipeline and the
     /// GPU back end do not run it. Each fused node computes what the nodes it replaces did, in the same order, so
     /// outputs keep their bits (up to the vectorized sigmoid's and exp's own rounding, the same in both), except
-    /// <see cref="UpsampledConcatConvFusion"/>'s, which sums the same products in another order.
+    /// <see cref="GlobalPoolBeforePointwiseConv"/>'s and <see cref="PyramidConvFusion"/>'s, which sum the same products
+    /// in another order.
     /// </summary>
     public static PassManager Fuse() => new(
     [
         new ActivationFusion(),
         new EpilogueFusion(),
         new ConvTransposeChainFusion(),
-        new UpsampledConcatConvFusion(),
+        new GlobalPoolBeforePointwiseConv(),
+        new PyramidConvFusion(),
+        new DeadNodeElimination(),
         new ElementwiseFusion(),
     ]);
 

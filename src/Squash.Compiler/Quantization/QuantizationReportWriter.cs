@@ -55,14 +55,16 @@ public static class QuantizationReportWriter
         // A product planned fp16 runs with float16 weights unless its weight had to stay fp32 (range, loss).
         var fp16 = outcome.Rewrite.Fp16Weights.Where(w => w.Fp16).Select(w => w.Node).ToHashSet(StringComparer.Ordinal);
         var rows = new List<Row>();
-        foreach (var unit in Int8Units.Find(outcome.Fp32Graph))
+        var units = Int8Units.Find(outcome.Fp32Graph);
+        var composed = QuantizationPlan.ComposedIntoFloatConvolutions(units, outcome.Plan.Precisions);
+        foreach (var unit in units)
         {
             string node = unit.Anchor.Name;
             bool int8 = runs.TryGetValue(node, out var r) && r.Int8;
             string reason = int8 ? "int8"
                 : fallbacks.Contains(node) ? "fallback"
                 : exclusions.PrecisionOf(node, unit.Nodes.Select(n => n.OpType), NodePrecision.Fp32) is not null ? "excluded"
-                : outcome.Plan[node] != NodePrecision.Int8 ? (QuantizationPlan.IsFasterInFp32(unit) ? "faster in fp32" : "small")
+                : outcome.Plan[node] != NodePrecision.Int8 ? (QuantizationPlan.IsFasterInFp32(unit) ? "faster in fp32" : composed.Contains(node) ? "composed into fp32" : "small")
                 : "no int8 neighbour";
             string precision = int8 ? "int8" : fp16.Contains(node) ? "fp16" : "fp32";
             rows.Add(new Row(node, unit.Kind, string.Join("+", unit.Nodes.Select(n => n.OpType)), precision, reason,

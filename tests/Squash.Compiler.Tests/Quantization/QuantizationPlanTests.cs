@@ -39,4 +39,29 @@ public sealed class QuantizationPlanTests
         Assert.Equal(width, conv.Outputs[0].Shape![3]);
         Assert.Equal(Enum.Parse<NodePrecision>(expected), QuantizationPlan.Create(model.Graph)[conv.Name]);
     }
+
+    /// <summary>A bias-free widening 1x1 convolution whose output a Winograd (fp32) convolution reads through a gate
+    /// (y + y g) stays fp32, so that <see cref="PyramidConvFusion"/> composes it into that convolution; with a bias, or
+    /// before an int8 convolution, it stays int8.</summary>
+    [Theory]
+    [InlineData(false, 32, "Fp32")]
+    [InlineData(true, 32, "Int8")]   // a bias: not a projection
+    [InlineData(false, 16, "Int8")]  // 16 wide: the 3x3 convolution is int8, nothing to compose into
+    public void ProjectionsIntoFp32ConvolutionsStayFp32(bool bias, int width, string expected)
+    {
+        var b = new GraphBuilder();
+        var random = new Random(1);
+        Tensor Draw(params int[] shape) => Tensor.From<float>([.. Enumerable.Range(0, shape.Aggregate(1, (p, d) => p * d)).Select(_ => (float)random.NextDouble() - 0.5f)], shape);
+        var x = b.Input("x", DataType.Float, 1, 8, width, width);
+        var gate = b.Input("g", DataType.Float, 1, 32, 1, 1);
+        var projection = b.NodeWith("Conv", [], [x, b.Constant(Draw(32, 8, 1, 1)), bias ? b.Constant(Draw(32)) : null])[0];
+        var gated = b.Node("Add", projection, b.Node("Mul", projection, gate));
+        var y = b.NodeWith("Conv", [("kernel_shape", AttributeValue.IntList(3, 3)), ("pads", AttributeValue.IntList(1, 1, 1, 1))],
+            [gated, b.Constant(Draw(16, 32, 3, 3)), b.Constant(Draw(16))])[0];
+        b.Output(b.Node("Relu", y));
+        var model = b.Build();
+        Pipeline.Simplify().Run(model.Graph, new PassContext());
+        var first = model.Graph.Nodes.First(n => n.OpType == "Conv");
+        Assert.Equal(Enum.Parse<NodePrecision>(expected), QuantizationPlan.Create(model.Graph)[first.Name]);
+    }
 }

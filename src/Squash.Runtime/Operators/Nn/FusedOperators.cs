@@ -21,7 +21,7 @@ internal static class FusedOperators
         registry.Add(domain, "FusedConv", n => new ConvOperator(n, fused: true), Opset, Opset);
         registry.Add(domain, "FusedConvTranspose", n => new ConvTransposeOperator(n, fused: true), Opset, Opset);
         registry.Add(domain, "FusedConvTransposeChain", n => new ConvTransposeChainOperator(n), Opset, Opset);
-        registry.Add(domain, "FusedUpsampledConcatConv", n => new UpsampledConcatConvOperator(n), Opset, Opset);
+        registry.Add(domain, "FusedPyramidConv", n => new PyramidConvOperator(n), Opset, Opset);
         registry.Add(domain, "FusedGemm", n => new GemmOperator(n, fused: true), Opset, Opset);
         registry.Add(domain, "FusedMatMul", n => new MatMulOperator(n, fused: true), Opset, Opset);
         registry.Add(domain, "FusedElementwise", n => new FusedElementwiseOperator(n), Opset, Opset);

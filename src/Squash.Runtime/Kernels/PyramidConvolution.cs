@@ -5,66 +5,102 @@ using System.Runtime.Intrinsics.X86;
 namespace Squash.Runtime.Kernels;
 
 /// <summary>
-/// A 3x3 convolution (stride 1, padding 1, one group) of the channel concatenation of parts, each either at the
-/// output's resolution or nearest-upsampled from a lower one by an integer factor s, computed without upsampling or
-/// concatenating (a feature pyramid's fusion: DBNet's head convolves four 24-channel maps, three of them upsampled 8x,
-/// 4x and 2x).
+/// A 3x3 convolution (stride 1, padding 1, one group) of a feature pyramid's sum or concatenation of parts, each at the
+/// output's resolution or nearest-upsampled from a lower one by an integer factor s, optionally a pointwise projection of
+/// its input and scaled per channel at run time, computed without upsampling, projecting, scaling, adding or
+/// concatenating (DBNet's head convolves four 24-channel maps, three of them upsampled 8x, 4x and 2x; its RSE-FPN
+/// convolves at each level the sum of a gated 1x1 projection and the level above, upsampled 2x).
 /// </summary>
 /// <remarks>
 /// <para>The convolution is linear in its input channels, so it is the sum of each part's convolution with its slice
-/// of the weights. A full-resolution part runs <see cref="Convolution"/> (Winograd where it applies), which also adds
-/// the bias. For an upsampled part, the nine taps' channel sums <c>Q_t = W_t x</c> are computed at the low resolution
-/// as one GEMM ([9 M, C] x [C, h w]: s^2 times fewer multiply-adds than at full resolution), and each output value
-/// gathers its nine taps' Q from the low-resolution pixels they read. With output row Y = s i + a, tap row dy reads
-/// low row i except dy = 0 at a = 0 (row i - 1) and dy = 2 at a = s - 1 (row i + 1); likewise along the row, so once
-/// the three kernel rows are summed into T_dx (one low-resolution row per kernel column), the output column
-/// X = s j + b takes <c>B[j] = T_0[j - 1] + T_1[j] + T_2[j]</c> at b = 0, <c>C[j] = T_0[j] + T_1[j] + T_2[j + 1]</c>
-/// at b = s - 1 and <c>A[j] = T_0[j] + T_1[j] + T_2[j]</c> between (padding reads zero). The activation is applied
-/// after all parts are summed.</para>
+/// of the weights (a sum of parts reads the same slice, a concatenation consecutive ones). A part
+/// <c>g ⊙ (P x)</c> (P a pointwise projection [C, C_x], g per-channel scales) convolves x with the composed weights
+/// <c>W diag(g) P</c>: C_x channels instead of C, the weights recomputed per image when g is known only at run time. A
+/// full-resolution part runs <see cref="Convolution"/> (Winograd where it applies), which also adds the bias. For an
+/// upsampled part, the nine taps' channel sums <c>Q_t = W_t x</c> are computed at the low resolution as one GEMM
+/// ([9 M, C] x [C, h w]: s^2 times fewer multiply-adds than at full resolution), and each output value gathers its nine
+/// taps' Q from the low-resolution pixels they read. With output row Y = s i + a, tap row dy reads low row i except
+/// dy = 0 at a = 0 (row i - 1) and dy = 2 at a = s - 1 (row i + 1); likewise along the row, so once the three kernel
+/// rows are summed into T_dx (one low-resolution row per kernel column), the output column X = s j + b takes
+/// <c>B[j] = T_0[j - 1] + T_1[j] + T_2[j]</c> at b = 0, <c>C[j] = T_0[j] + T_1[j] + T_2[j + 1]</c> at b = s - 1 and
+/// <c>A[j] = T_0[j] + T_1[j] + T_2[j]</c> between (padding reads zero). The activation is applied after all parts are
+/// summed.</para>
 /// <para>Accuracy: the sums are the same products in another order, not the unfused nodes' bits: measured within 1e-6
-/// of the sum of |w x| per output, as the unfused graph's Winograd is (UpsampledConcatConvFusionTests).</para>
+/// of the sum of |w x| per output, as the unfused graph's Winograd is (PyramidConvFusionTests).</para>
 /// </remarks>
-internal static unsafe class UpsampledConcatConvolution
+internal static unsafe class PyramidConvolution
 {
     [ThreadStatic] private static float[]? t_taps;
     [ThreadStatic] private static float[]? t_rows;
+    [ThreadStatic] private static float[]? t_weights;
 
-    /// <summary>One part of the concatenation with its slice of the weights, prepared once.</summary>
+    /// <summary>One part with its slice of the weights, prepared once.</summary>
     internal sealed class Part
     {
         private Expansion? _expansion;
         private ConvGeometry? _geometry;
+        private readonly float[]? _tapSlice;
+        private readonly PackedMatrix? _packedSlice;
+        private readonly float[]? _projection;
 
         /// <summary>Prepares channels [<paramref name="first"/>, first + <paramref name="channels"/>) of the weights
-        /// <paramref name="w"/> [M, C, 3, 3] for a part upsampled by <paramref name="scale"/> (1: full resolution).</summary>
-        public Part(ReadOnlySpan<float> w, int outChannels, int inChannels, int first, int channels, int scale)
+        /// <paramref name="w"/> [M, C, 3, 3] for a part upsampled by <paramref name="scale"/> (1: full resolution). With
+        /// <paramref name="projection"/> [channels, <paramref name="inputChannels"/>] (a pointwise convolution's
+        /// weights), the part's input is the projection's; <paramref name="gated"/> parts are scaled per channel at run
+        /// time (<see cref="Run"/>'s gates), after the projection.</summary>
+        public Part(ReadOnlySpan<float> w, int outChannels, int inChannels, int first, int channels, int scale,
+            ReadOnlySpan<float> projection = default, int inputChannels = 0, bool gated = false)
         {
             if (scale < 1) throw new ArgumentOutOfRangeException(nameof(scale), "The scale must be at least 1.");
             if (first < 0 || channels < 1 || first + channels > inChannels || w.Length != outChannels * inChannels * 9)
                 throw new ArgumentException("The part's channels are not inside the weights.", nameof(channels));
+            bool projected = !projection.IsEmpty;
+            if (projected && (inputChannels < 1 || projection.Length != channels * inputChannels))
+                throw new ArgumentException($"The projection has {projection.Length} values; it needs {channels} x {inputChannels}.", nameof(projection));
             Channels = channels;
+            InputChannels = projected ? inputChannels : channels;
             Scale = scale;
             OutChannels = outChannels;
-            if (scale == 1)
-            {
-                Weights = new Tensor(DataType.Float, outChannels, channels, 3, 3);
-                var slice = Weights.AsSpan<float>();
-                for (int m = 0; m < outChannels; m++)
-                    w.Slice((m * inChannels + first) * 9, channels * 9).CopyTo(slice.Slice(m * channels * 9));
-                Packed = new PackedConvWeights(Weights);
-                return;
-            }
+            Gated = gated;
             // Row t M + m of the tap matrix is tap t = 3 dy + dx of output channel m.
-            var taps = new float[9 * outChannels * channels];
+            int rows = 9 * outChannels;
+            var taps = new float[rows * channels];
             for (int t = 0; t < 9; t++)
                 for (int m = 0; m < outChannels; m++)
                     for (int c = 0; c < channels; c++)
                         taps[(t * outChannels + m) * channels + c] = w[((m * inChannels + first + c) * 3 + t / 3) * 3 + t % 3];
-            Taps = PackedMatrix.PackLeft(taps, channels, false, 9 * outChannels, channels);
+            if (gated)
+            {
+                _tapSlice = taps;
+                if (projected)
+                {
+                    _projection = projection.ToArray();
+                    _packedSlice = PackedMatrix.PackLeft(taps, channels, false, rows, channels);
+                }
+                return;
+            }
+            var effective = taps;
+            if (projected)
+            {
+                effective = new float[rows * inputChannels];
+                using var serial = new KernelContext(1);
+                Gemm.Multiply(serial, false, false, rows, inputChannels, channels, taps, channels, projection, inputChannels,
+                    effective, inputChannels, new GemmEpilogue());
+            }
+            if (scale == 1)
+            {
+                Weights = new Tensor(DataType.Float, outChannels, InputChannels, 3, 3);
+                ToConvolutionWeights(effective, outChannels, InputChannels, Weights.AsSpan<float>());
+                Packed = new PackedConvWeights(Weights);
+            }
+            else Taps = PackedMatrix.PackLeft(effective, InputChannels, false, rows, InputChannels);
         }
 
-        /// <summary>Input channels of the part.</summary>
+        /// <summary>Channels of the part at the convolution's input (its slice of the weights).</summary>
         public int Channels { get; }
+
+        /// <summary>Channels of the part's input tensor: the projection's input channels, else <see cref="Channels"/>.</summary>
+        public int InputChannels { get; }
 
         /// <summary>The upsampling factor (1: full resolution).</summary>
         public int Scale { get; }
@@ -72,14 +108,34 @@ internal static unsafe class UpsampledConcatConvolution
         /// <summary>Output channels M.</summary>
         public int OutChannels { get; }
 
-        /// <summary>A full-resolution part's weights [M, C, 3, 3] and their packing.</summary>
+        /// <summary>Whether the part is scaled per channel at run time (its weights are composed per image).</summary>
+        public bool Gated { get; }
+
+        /// <summary>A full-resolution part's constant weights [M, C_x, 3, 3].</summary>
         internal Tensor? Weights { get; }
 
         /// <summary>The packing of <see cref="Weights"/>.</summary>
         internal PackedConvWeights? Packed { get; }
 
-        /// <summary>An upsampled part's tap matrix [9 M, C].</summary>
+        /// <summary>An upsampled part's constant tap matrix [9 M, C_x].</summary>
         internal PackedMatrix? Taps { get; }
+
+        /// <summary>A gated part's tap matrix <c>W diag(g) P</c> [9 M, C_x] for the scales <paramref name="gate"/> [C],
+        /// into <paramref name="effective"/>; <paramref name="scratch"/> holds C C_x floats.</summary>
+        internal void Compose(KernelContext context, ReadOnlySpan<float> gate, Span<float> effective, Span<float> scratch)
+        {
+            int rows = 9 * OutChannels;
+            if (_projection is null)
+            {
+                for (int r = 0; r < rows; r++)
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(_tapSlice.AsSpan(r * Channels, Channels), gate, effective.Slice(r * Channels, Channels));
+                return;
+            }
+            var scaled = scratch[..(Channels * InputChannels)];
+            for (int c = 0; c < Channels; c++)
+                System.Numerics.Tensors.TensorPrimitives.Multiply(_projection.AsSpan(c * InputChannels, InputChannels), gate[c], scaled.Slice(c * InputChannels, InputChannels));
+            Gemm.Multiply(context, _packedSlice!, false, InputChannels, scaled, InputChannels, effective, InputChannels, new GemmEpilogue());
+        }
 
         /// <summary>A full-resolution part's convolution of one image <paramref name="height"/> x <paramref name="width"/>
         /// (cached per size).</summary>
@@ -87,7 +143,7 @@ internal static unsafe class UpsampledConcatConvolution
         {
             var g = Volatile.Read(ref _geometry);
             if (g is not null && g.Input[0] == height && g.Input[1] == width) return g;
-            g = new ConvGeometry(1, Channels, OutChannels, 1, [height, width], [3, 3], [height, width], [1, 1], [1, 1], [1, 1]);
+            g = new ConvGeometry(1, InputChannels, OutChannels, 1, [height, width], [3, 3], [height, width], [1, 1], [1, 1], [1, 1]);
             Volatile.Write(ref _geometry, g);
             return g;
         }
@@ -101,6 +157,15 @@ internal static unsafe class UpsampledConcatConvolution
             Volatile.Write(ref _expansion, e);
             return e;
         }
+    }
+
+    /// <summary>Tap-major [9 M, C] to a convolution's [M, C, 3, 3].</summary>
+    private static void ToConvolutionWeights(ReadOnlySpan<float> taps, int m, int c, Span<float> w)
+    {
+        for (int t = 0; t < 9; t++)
+            for (int o = 0; o < m; o++)
+                for (int i = 0; i < c; i++)
+                    w[(o * c + i) * 9 + t] = taps[(t * m + o) * c + i];
     }
 
     /// <summary>
@@ -140,25 +205,28 @@ internal static unsafe class UpsampledConcatConvolution
     }
 
     /// <summary>
-    /// <c>y = activation(conv3x3(concat(up(x_0), up(x_1), ...)) + bias)</c> for <paramref name="inputs"/> [N, C_i, H/s_i,
-    /// W/s_i] in the order of <paramref name="parts"/> (at most one at full resolution) and y [N, M, H, W];
+    /// <c>y = activation(conv3x3(sum or concatenation of up(g_p ⊙ P_p x_p)) + bias)</c> for <paramref name="inputs"/> x_p
+    /// [N, C_x, H/s_p, W/s_p] in the order of <paramref name="parts"/> (at most one at full resolution),
+    /// <paramref name="gates"/> g_p [N or 1, C_p, 1, 1] for the gated parts (null for the others) and y [N, M, H, W];
     /// <paramref name="bias"/> is [M] or empty. <paramref name="vector"/> false runs the portable expansion (tests).
     /// </summary>
-    public static void Run(KernelContext context, IReadOnlyList<Part> parts, IReadOnlyList<Tensor> inputs, ReadOnlySpan<float> bias,
-        GemmActivation activation, Tensor output, bool vector = true)
+    public static void Run(KernelContext context, IReadOnlyList<Part> parts, IReadOnlyList<Tensor> inputs, IReadOnlyList<Tensor?> gates,
+        ReadOnlySpan<float> bias, GemmActivation activation, Tensor output, bool vector = true)
     {
         int n = output.Shape[0], m = output.Shape[1], height = output.Shape[2], width = output.Shape[3];
-        Check(parts, inputs, bias.Length, n, m, height, width);
+        Check(parts, inputs, gates, bias.Length, n, m, height, width);
         int full = -1;
-        long tapFloats = 0;
+        long tapFloats = 0, composed = 0;
         for (int p = 0; p < parts.Count; p++)
         {
             if (parts[p].Scale == 1) full = p;
             else tapFloats += 9L * m * inputs[p].Shape[2] * inputs[p].Shape[3];
+            if (parts[p].Gated) composed = Math.Max(composed, 9L * m * parts[p].InputChannels * 2 + (long)parts[p].Channels * parts[p].InputChannels);
         }
         // One vector of slack past the last row: the gather's vectors read up to 15 values past a row's end.
-        if (tapFloats + 16 > int.MaxValue) throw new ArgumentException("The upsampled parts are too large.", nameof(inputs));
+        if (tapFloats + 16 > int.MaxValue || composed > int.MaxValue) throw new ArgumentException("The upsampled parts are too large.", nameof(inputs));
         float* taps = GemmScratch.Get(ref t_taps, (int)tapFloats + 16);
+        float* weights = GemmScratch.Get(ref t_weights, (int)composed);
         var y = output.AsSpan<float>();
         int outputSize = height * width;
         fixed (float* pb = bias)
@@ -171,17 +239,29 @@ internal static unsafe class UpsampledConcatConvolution
                 {
                     var x = inputs[full];
                     var part = parts[full];
-                    Convolution.Run(context, part.GeometryFor(height, width), x.AsSpan<float>().Slice(image * part.Channels * outputSize, part.Channels * outputSize),
-                        part.Weights!.AsSpan<float>(), part.Packed, bias, yImage, GemmActivation.None);
+                    var xImage = x.AsSpan<float>().Slice(image * part.InputChannels * outputSize, part.InputChannels * outputSize);
+                    var geometry = part.GeometryFor(height, width);
+                    if (part.Gated)
+                    {
+                        var w = Composed(context, part, gates[full]!, image, weights);
+                        var convolutionWeights = new Span<float>(weights + w.Length, w.Length);
+                        ToConvolutionWeights(w, m, part.InputChannels, convolutionWeights);
+                        Convolution.Run(context, geometry, xImage, convolutionWeights, null, bias, yImage, GemmActivation.None);
+                    }
+                    else Convolution.Run(context, geometry, xImage, part.Weights!.AsSpan<float>(), part.Packed, bias, yImage, GemmActivation.None);
                 }
                 long offset = 0;
                 for (int p = 0; p < parts.Count; p++)
                 {
                     if (p == full) continue;
                     var x = inputs[p];
-                    int size = x.Shape[2] * x.Shape[3], c = parts[p].Channels;
-                    Gemm.Multiply(context, parts[p].Taps!, false, size, x.AsSpan<float>().Slice(image * c * size, c * size), size,
-                        new Span<float>(taps + offset, 9 * m * size), size, new GemmEpilogue());
+                    var part = parts[p];
+                    int size = x.Shape[2] * x.Shape[3], c = part.InputChannels;
+                    var xImage = x.AsSpan<float>().Slice(image * c * size, c * size);
+                    var q = new Span<float>(taps + offset, 9 * m * size);
+                    if (part.Gated)
+                        Gemm.Multiply(context, false, false, 9 * m, size, c, Composed(context, part, gates[p]!, image, weights), c, xImage, size, q, size, new GemmEpilogue());
+                    else Gemm.Multiply(context, part.Taps!, false, size, xImage, size, q, size, new GemmEpilogue());
                     offset += 9L * m * size;
                 }
                 var body = new GatherBody(parts, inputs, taps, full >= 0, pb, activation, py + (nint)image * m * outputSize,
@@ -191,18 +271,36 @@ internal static unsafe class UpsampledConcatConvolution
         }
     }
 
-    private static void Check(IReadOnlyList<Part> parts, IReadOnlyList<Tensor> inputs, int biasLength, int n, int m, int height, int width)
+    /// <summary>A gated part's tap matrix for image <paramref name="image"/>'s scales, at the start of
+    /// <paramref name="scratch"/> (which also holds, past twice its length, the scaled projection).</summary>
+    private static ReadOnlySpan<float> Composed(KernelContext context, Part part, Tensor gate, int image, float* scratch)
     {
-        if (parts.Count != inputs.Count || parts.Count == 0) throw new ArgumentException("Give one input per part.", nameof(inputs));
+        int length = 9 * part.OutChannels * part.InputChannels;
+        var scales = gate.AsSpan<float>();
+        if (gate.Shape[0] > 1) scales = scales.Slice(image * part.Channels, part.Channels);
+        var effective = new Span<float>(scratch, length);
+        part.Compose(context, scales, effective, new Span<float>(scratch + 2 * length, part.Channels * part.InputChannels));
+        return effective;
+    }
+
+    private static void Check(IReadOnlyList<Part> parts, IReadOnlyList<Tensor> inputs, IReadOnlyList<Tensor?> gates, int biasLength,
+        int n, int m, int height, int width)
+    {
+        if (parts.Count != inputs.Count || parts.Count != gates.Count || parts.Count == 0)
+            throw new ArgumentException("Give one input and one gate (or null) per part.", nameof(inputs));
         if (biasLength != 0 && biasLength != m) throw new ArgumentException($"The bias has {biasLength} values; it needs {m}.", nameof(biasLength));
         int fullParts = 0;
         for (int p = 0; p < parts.Count; p++)
         {
             var s = inputs[p].Shape;
             int scale = parts[p].Scale;
-            if (parts[p].OutChannels != m || s.Length != 4 || s[0] != n || s[1] != parts[p].Channels
+            if (parts[p].OutChannels != m || s.Length != 4 || s[0] != n || s[1] != parts[p].InputChannels
                 || (long)s[2] * scale != height || (long)s[3] * scale != width)
-                throw new ArgumentException($"Input {p} {Shapes.Format(s)} upsampled {scale}x does not make the output's [{n}, {parts[p].Channels}, {height}, {width}].", nameof(inputs));
+                throw new ArgumentException($"Input {p} {Shapes.Format(s)} upsampled {scale}x does not make the output's [{n}, {parts[p].InputChannels}, {height}, {width}].", nameof(inputs));
+            if (parts[p].Gated != gates[p] is not null)
+                throw new ArgumentException($"Part {p} {(parts[p].Gated ? "needs" : "takes no")} gate.", nameof(gates));
+            if (gates[p] is { } g && (g.Shape is not [var gn, var gc, 1, 1] || gc != parts[p].Channels || gn != 1 && gn != n))
+                throw new ArgumentException($"Gate {p} {Shapes.Format(g.Shape)} must be [{n} or 1, {parts[p].Channels}, 1, 1].", nameof(gates));
             if (scale == 1) fullParts++;
         }
         if (fullParts > 1) throw new ArgumentException("At most one part may be at full resolution.", nameof(parts));
@@ -220,7 +318,7 @@ internal static unsafe class UpsampledConcatConvolution
             // Per thread: T_0 with a zero before it, S12 = T_1 + T_2, S01 = T_0 + T_1, T_2 with a zero after it, A, B, C,
             // each with a vector of slack, then one expanded row per part.
             int stride = (lowWidth + 2 * 16 + 15) / 16 * 16, rowStride = (width + 15) / 16 * 16;
-            float* scratch = GemmScratch.Get(ref t_rows, 7 * stride + parts.Count * rowStride);
+            float* scratch = GemmScratch.Get(ref t_rows, 16 + 7 * stride + parts.Count * rowStride);
             float* t0 = scratch + 16, s12 = t0 + stride, s01 = s12 + stride, t2 = s01 + stride;
             float* a = t2 + stride, b = a + stride, c = b + stride, expanded = c + stride;
             // Which (channel, low row, kind of row) each part's expanded row holds: rows between the first and the last of
