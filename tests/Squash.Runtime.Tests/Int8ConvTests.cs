@@ -47,6 +47,9 @@ public sealed class Int8ConvTests
         new[] { 1, 3, 2, 33, 3, 3, 3, 3, 1, 1, 3, 1, 1, 1, 2, 1 },  // dilated rows on two rows, padding above only
         new[] { 1, 3, 6, 40, 3, 3, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1 },  // det's 5x5 on rows of 40: a block of 32 columns, then 8 on half-width lanes
         new[] { 1, 3, 7, 64, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1 },  // stride 2 to rows of exactly one block of 32
+        new[] { 1, 3, 3, 96, 3, 3, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1 },  // cls's 5x5 on three rows: each output row alone, two kernel rows of padding skipped
+        new[] { 1, 3, 3, 44, 3, 3, 5, 5, 2, 1, 2, 2, 2, 2, 1, 1 },  // vertical stride 2 to two rows, each with its own kernel rows; a tail
+        new[] { 2, 3, 4, 37, 3, 3, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1 },  // four rows alone, horizontal stride 2, two images
     };
 
     [Theory]

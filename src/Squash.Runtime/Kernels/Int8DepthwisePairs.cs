@@ -185,6 +185,9 @@ internal static unsafe class Int8DepthwisePairs
         private readonly int _rowLength;
         /// <summary>Pair products per output value: input planes x kernel rows x ceil(KW / 2).</summary>
         private readonly int _products;
+        /// <summary>For a depthwise map of at most four output rows some of which read padding rows: per output row the
+        /// first and the end of the products it computes (those of the kernel rows that read the image), else null.</summary>
+        private readonly int[]? _rowProducts;
 
         public Body(Int8ConvGeometry g, byte* x, int* w, Int8Epilogue epilogue, void* y)
         {
@@ -202,6 +205,41 @@ internal static unsafe class Int8DepthwisePairs
             // A block's loads reach StrideW x (its last column + 1) + the tap offset (at most KW - 1); rows of 64 bytes.
             _rowLength = (g.StrideW * _paddedWidth + g.KernelW + 31) / 32 * 32;
             _products = (g.IsDepthwise ? 1 : g.InChannels) * g.KernelH * ProductsPerRow(g);
+            _rowProducts = g.IsDepthwise && g.OutHeight <= 4 ? RowProducts(g) : null;
+        }
+
+        /// <summary>
+        /// Per output row [first, end) of the products of the kernel rows that read the image, when some row has kernel
+        /// rows that read only padding (a 5x5 kernel on a three-row map: every output row has two). Each output row then
+        /// runs alone over its own products, and the skipped ones, which multiply only the input zero point, are added as
+        /// a constant (<see cref="PaddingSum"/>): cls's 5x5 layers on two- and three-row maps do a third to two fifths
+        /// fewer pair products. Maps of more rows keep four-row blocks, where few rows are at the border.
+        /// </summary>
+        private static int[]? RowProducts(Int8ConvGeometry g)
+        {
+            int perRow = ProductsPerRow(g);
+            var ranges = new int[2 * g.OutHeight];
+            bool partial = false;
+            for (int oh = 0; oh < g.OutHeight; oh++)
+            {
+                int first = 0, end = g.KernelH;
+                while (first < end && (uint)(oh * g.StrideH - g.PadTop + first * g.DilationH) >= (uint)g.Height) first++;
+                while (end > first && (uint)(oh * g.StrideH - g.PadTop + (end - 1) * g.DilationH) >= (uint)g.Height) end--;
+                partial |= first > 0 || end < g.KernelH;
+                ranges[2 * oh] = first * perRow;
+                ranges[2 * oh + 1] = end * perRow;
+            }
+            return partial ? ranges : null;
+        }
+
+        /// <summary>The input zero point times the weights of the products outside [first, end): what those products
+        /// would have added from the padding.</summary>
+        private int PaddingSum(int* weightPairs, int first, int end)
+        {
+            int sum = 0;
+            for (int k = 0; k < first; k++) sum += (short)weightPairs[k] + (weightPairs[k] >> 16);
+            for (int k = end; k < _products; k++) sum += (short)weightPairs[k] + (weightPairs[k] >> 16);
+            return sum * _epilogue.InputZeroPoint;
         }
 
         /// <summary>int16 values of one input plane.</summary>
@@ -234,12 +272,15 @@ internal static unsafe class Int8DepthwisePairs
             // written once here, and each channel overwrites only its image's columns.
             new Span<short>(planes, checked((int)(2 * planeLength))).Fill(InputZeroPoint);
             if (start < end) Widen(_x + (nint)start * g.InputSize, planes);
+            int storeImage = start / g.InChannels;
+            var store = ImageStore(storeImage);
             for (int index = start; index < end; index++)
             {
                 short* plane = planes + ((index - start) & 1) * planeLength;
                 if (index + 1 < end) Widen(_x + (nint)(index + 1) * g.InputSize, planes + ((index + 1 - start) & 1) * planeLength);
                 int image = index / g.InChannels, channel = index % g.InChannels;
-                var store = ImageStore(image);
+                // One store per image (building it per channel was 2 % of cls's depthwise layers).
+                if (image != storeImage) store = ImageStore(storeImage = image);
                 for (int oh = 0; oh < g.OutHeight; oh += 4)
                     Block(plane + oh * rowStep, rowStep, offset, _w + (nint)channel * products, products, sums, store, channel, oh, directEnd);
             }
@@ -301,29 +342,122 @@ internal static unsafe class Int8DepthwisePairs
         {
             var g = _g;
             int count = Math.Min(4, g.OutHeight - oh);
-            if (g.StrideW == 1)
+            if (_rowProducts is { } ranges)
+            {
+                for (int r = 0; r < count; r++)
+                {
+                    int first = ranges[2 * (oh + r)], end = ranges[2 * (oh + r) + 1], initial = PaddingSum(weightPairs, first, end);
+                    if (g.StrideW == 1)
+                        RowAlone<Unit>(rows + r * rowStep, offset + first, weightPairs + first, end - first, sums + r * _paddedWidth, store, channel, oh + r, directEnd, initial);
+                    else
+                        RowAlone<Two>(rows + r * rowStep, offset + first, weightPairs + first, end - first, sums + r * _paddedWidth, store, channel, oh + r, directEnd, initial);
+                }
+            }
+            else if (g.StrideW == 1)
             {
                 switch (count)
                 {
-                    case 4: Rows<Rows4, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                    case 3: Rows<Rows3, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                    case 2: Rows<Rows2, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                    default: Rows<Rows1, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
+                    case 4: Rows<Rows4, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd, 0); break;
+                    case 3: Rows<Rows3, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd, 0); break;
+                    case 2: Rows<Rows2, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd, 0); break;
+                    default: Rows<Rows1, Unit>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd, 0); break;
                 }
             }
             else
             {
                 switch (count)
                 {
-                    case 4: Rows<Rows4, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                    case 3: Rows<Rows3, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                    case 2: Rows<Rows2, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
-                    default: Rows<Rows1, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd); break;
+                    case 4: Rows<Rows4, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd, 0); break;
+                    case 3: Rows<Rows3, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd, 0); break;
+                    case 2: Rows<Rows2, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd, 0); break;
+                    default: Rows<Rows1, Two>(rows, rowStep, offset, weightPairs, products, sums, store, channel, oh, directEnd, 0); break;
                 }
             }
             if (directEnd < g.OutWidth)
                 for (int r = 0; r < count; r++)
                     store.StoreRow(sums + r * _paddedWidth + directEnd, g.OutWidth - directEnd, channel, (oh + r) * g.OutWidth + directEnd);
+        }
+
+        /// <summary>One output row over its own <paramref name="products"/> (starting at <paramref name="initial"/>):
+        /// whole blocks four at a time, then the rest, then the last columns.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void RowAlone<TStride>(short* row, int* offset, int* weightPairs, int products, int* sums, in Int8Store store,
+            int channel, int oh, int directEnd, int initial)
+            where TStride : struct, IRowCount
+        {
+            int block = 2 * TPairs.Count, ow = 0;
+            for (; ow + 4 * block <= _paddedWidth; ow += 4 * block)
+                RowBlocks<Rows4, TStride>(row, offset, weightPairs, products, sums, store, channel, oh, ow, directEnd, initial);
+            switch ((_paddedWidth - ow) / block)
+            {
+                case 3: RowBlocks<Rows3, TStride>(row, offset, weightPairs, products, sums, store, channel, oh, ow, directEnd, initial); break;
+                case 2: RowBlocks<Rows2, TStride>(row, offset, weightPairs, products, sums, store, channel, oh, ow, directEnd, initial); break;
+                case 1: RowBlocks<Rows1, TStride>(row, offset, weightPairs, products, sums, store, channel, oh, ow, directEnd, initial); break;
+            }
+            ow += (_paddedWidth - ow) / block * block;
+            if (ow == _paddedWidth) return;
+            if (TStride.Value == 1)
+            {
+                Tail<Rows1>(row + ow, 0, offset, weightPairs, products, sums + ow, initial);
+                return;
+            }
+            // Stride 2: one vector left.
+            TVector sum = TPairs.Splat(initial);
+            for (int k = 0; k < products; k++)
+                sum = TPairs.MultiplyAdd(sum, TPairs.Load(row + offset[k] + 2 * ow), TPairs.Splat(weightPairs[k]));
+            TPairs.Store(sum, sums + ow);
+        }
+
+        /// <summary><typeparamref name="TBlocks"/> blocks of two vectors of one output row from column
+        /// <paramref name="ow"/>, sharing each weight: on two- and three-row maps a row alone has few products, and one
+        /// block per pass spent as many instructions on the loop as on the products.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void RowBlocks<TBlocks, TStride>(short* row, int* offset, int* weightPairs, int products, int* sums, in Int8Store store,
+            int channel, int oh, int ow, int directEnd, int initial)
+            where TBlocks : struct, IRowCount
+            where TStride : struct, IRowCount
+        {
+            int blocks = TBlocks.Value, step = TStride.Value, lanes = TPairs.Count;
+            // Where a block's second vector loads, past its first, and where the next block loads.
+            nint second = step == 1 ? 1 : 2 * lanes, next = step * 2 * lanes;
+            TVector a0 = TPairs.Splat(initial), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+            for (int k = 0; k < products; k++)
+            {
+                TVector weight = TPairs.Splat(weightPairs[k]);
+                short* p = row + offset[k] + step * ow;
+                a0 = TPairs.MultiplyAdd(a0, TPairs.Load(p), weight);
+                a1 = TPairs.MultiplyAdd(a1, TPairs.Load(p + second), weight);
+                if (blocks > 1)
+                {
+                    b0 = TPairs.MultiplyAdd(b0, TPairs.Load(p + next), weight);
+                    b1 = TPairs.MultiplyAdd(b1, TPairs.Load(p + next + second), weight);
+                }
+                if (blocks > 2)
+                {
+                    c0 = TPairs.MultiplyAdd(c0, TPairs.Load(p + 2 * next), weight);
+                    c1 = TPairs.MultiplyAdd(c1, TPairs.Load(p + 2 * next + second), weight);
+                }
+                if (blocks > 3)
+                {
+                    d0 = TPairs.MultiplyAdd(d0, TPairs.Load(p + 3 * next), weight);
+                    d1 = TPairs.MultiplyAdd(d1, TPairs.Load(p + 3 * next + second), weight);
+                }
+            }
+            int position = oh * _g.OutWidth;
+            Finish(step, a0, a1, sums, store, channel, position, ow, directEnd);
+            if (blocks > 1) Finish(step, b0, b1, sums, store, channel, position, ow + 2 * lanes, directEnd);
+            if (blocks > 2) Finish(step, c0, c1, sums, store, channel, position, ow + 4 * lanes, directEnd);
+            if (blocks > 3) Finish(step, d0, d1, sums, store, channel, position, ow + 6 * lanes, directEnd);
+        }
+
+        /// <summary>A block's two vectors at column <paramref name="col"/> of a row: requantized from the registers
+        /// before <paramref name="directEnd"/>, else into the row's sums.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Finish(int step, TVector first, TVector second, int* sums, in Int8Store store, int channel, int position,
+            int col, int directEnd)
+        {
+            if (col < directEnd) Requantize(step, first, second, store, channel, position + col);
+            else Store<TPairs, TVector>(step, first, second, sums + col);
         }
 
         /// <summary>Widens one input channel's image into the rows and columns of <paramref name="plane"/> that hold it
@@ -365,7 +499,7 @@ internal static unsafe class Int8DepthwisePairs
         /// its even and odd columns, interleaved when stored.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Rows<TRows, TStride>(short* rows, nint rowStep, int* offset, int* weightPairs, int products, int* sums,
-            in Int8Store store, int channel, int oh, int directEnd)
+            in Int8Store store, int channel, int oh, int directEnd, int initial)
             where TRows : struct, IRowCount
             where TStride : struct, IRowCount
         {
@@ -376,8 +510,8 @@ internal static unsafe class Int8DepthwisePairs
             int ow = 0;
             for (; ow + 2 * lanes <= _paddedWidth; ow += 2 * lanes)
             {
-                TVector a00 = TPairs.Zero, a01 = TPairs.Zero, a10 = TPairs.Zero, a11 = TPairs.Zero;
-                TVector a20 = TPairs.Zero, a21 = TPairs.Zero, a30 = TPairs.Zero, a31 = TPairs.Zero;
+                // Each sum starts at what the products left out would add (0 unless a row runs alone).
+                TVector a00 = TPairs.Splat(initial), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
                 for (int k = 0; k < products; k++)
                 {
                     TVector weight = TPairs.Splat(weightPairs[k]);
@@ -418,11 +552,11 @@ internal static unsafe class Int8DepthwisePairs
             if (ow == _paddedWidth) return;
             if (step == 1)
             {
-                Tail<TRows>(rows + ow, rowStep, offset, weightPairs, products, sums + ow);
+                Tail<TRows>(rows + ow, rowStep, offset, weightPairs, products, sums + ow, initial);
                 return;
             }
             // Stride 2: one vector left, four chains over the rows.
-            TVector b0 = TPairs.Zero, b1 = TPairs.Zero, b2 = TPairs.Zero, b3 = TPairs.Zero;
+            TVector b0 = TPairs.Splat(initial), b1 = b0, b2 = b0, b3 = b0;
             for (int k = 0; k < products; k++)
             {
                 TVector weight = TPairs.Splat(weightPairs[k]);
@@ -441,12 +575,11 @@ internal static unsafe class Int8DepthwisePairs
         /// <summary>Stride 1's last columns (one vector of <typeparamref name="TPairs"/>, from the plane's
         /// <paramref name="rows"/> at the first of them) as even and odd columns on the half-width lanes.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void Tail<TRows>(short* rows, nint rowStep, int* offset, int* weightPairs, int products, int* sums)
+        private void Tail<TRows>(short* rows, nint rowStep, int* offset, int* weightPairs, int products, int* sums, int initial)
             where TRows : struct, IRowCount
         {
             int count = TRows.Value, stride = _paddedWidth;
-            THalf e0 = THalfPairs.Zero, o0 = THalfPairs.Zero, e1 = THalfPairs.Zero, o1 = THalfPairs.Zero;
-            THalf e2 = THalfPairs.Zero, o2 = THalfPairs.Zero, e3 = THalfPairs.Zero, o3 = THalfPairs.Zero;
+            THalf e0 = THalfPairs.Splat(initial), o0 = e0, e1 = e0, o1 = e0, e2 = e0, o2 = e0, e3 = e0, o3 = e0;
             for (int k = 0; k < products; k++)
             {
                 THalf weight = THalfPairs.Splat(weightPairs[k]);
@@ -511,9 +644,6 @@ internal unsafe interface IPairLanes<TVector> where TVector : struct
     /// <summary>Lanes (pairs) per vector.</summary>
     static abstract int Count { get; }
 
-    /// <summary>All lanes zero.</summary>
-    static abstract TVector Zero { get; }
-
     /// <summary>Every lane <paramref name="pair"/>.</summary>
     static abstract TVector Splat(int pair);
 
@@ -541,8 +671,6 @@ internal readonly unsafe struct Pairs512 : IPairLanes<Vector512<int>>
     public static bool IsAccelerated => Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
 
     public static int Count => 16;
-
-    public static Vector512<int> Zero => Vector512<int>.Zero;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<int> Splat(int pair) => Vector512.Create(pair);
@@ -575,8 +703,6 @@ internal readonly unsafe struct Pairs256 : IPairLanes<Vector256<int>>
     public static bool IsAccelerated => Avx2.IsSupported;
 
     public static int Count => 8;
-
-    public static Vector256<int> Zero => Vector256<int>.Zero;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> Splat(int pair) => Vector256.Create(pair);
@@ -612,8 +738,6 @@ internal readonly unsafe struct Pairs128 : IPairLanes<Vector128<int>>
     public static bool IsAccelerated => Sse2.IsSupported;
 
     public static int Count => 4;
-
-    public static Vector128<int> Zero => Vector128<int>.Zero;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<int> Splat(int pair) => Vector128.Create(pair);
