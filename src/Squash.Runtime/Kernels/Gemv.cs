@@ -33,6 +33,7 @@ internal static unsafe class Gemv
         {
             int kc = Math.Min(blockDepth, k - p0);
             var block = epilogue.ForBlock(p0, kc, k);
+            bool acrossRows = ldy == 1 && Vector256.IsHardwareAccelerated && block.AppliesAcrossRows;
             for (int i0 = 0; i0 < m; i0 += mc)
             {
                 int rows = Math.Min(mc, m - i0);
@@ -42,8 +43,10 @@ internal static unsafe class Gemv
                 {
                     int count = Math.Min(Chains, panelCount - q);
                     Accumulate(panels + (nint)q * mr * kc, kc, mr, count, x + p0, sums);
-                    int first = q * mr, last = Math.Min(rows, (q + count) * mr);
-                    for (int r = first; r < last; r++)
+                    int first = q * mr, last = Math.Min(rows, (q + count) * mr), r = first;
+                    if (acrossRows)
+                        for (; r + 8 <= last; r += 8) block.ApplyAcrossRows(sums + (r - first), y + i0 + r, i0 + r);
+                    for (; r < last; r++)
                     {
                         int row = i0 + r;
                         float* c = y + row * ldy;
