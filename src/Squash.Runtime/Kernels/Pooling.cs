@@ -277,7 +277,51 @@ internal static class Pooling
     {
         int rows = geometry.Planes * geometry.D.Output * geometry.H.Output;
         long work = (long)geometry.D.Kernel * geometry.H.Kernel * geometry.W.Input + (long)geometry.W.Output * geometry.W.Kernel;
+        if (typeof(T) == typeof(byte) && typeof(TCombine) == typeof(MaxCombine<T>) && IsByteMaxPool2x2(geometry))
+        {
+            context.For(rows, new ByteMaxPool2x2(geometry, x, y), Grain(work));
+            return;
+        }
         context.For(rows, new RowBody<T, TCombine>(geometry, x, y, divide), Grain(work));
+    }
+
+    /// <summary>A 2-D 2x2 window, stride 2, no padding or dilation, over rows of even width that it covers exactly:
+    /// int8 models' max pool (cls: [200, 2, 96] to [200, 1, 48]).</summary>
+    private static bool IsByteMaxPool2x2(PoolGeometry g) =>
+        g.D.Kernel == 1 && g.D.Stride == 1 && g.D.Input == g.D.Output
+        && IsPairAxis(g.H) && IsPairAxis(g.W) && g.W.Input >= 32 && Vector128.IsHardwareAccelerated;
+
+    private static bool IsPairAxis(PoolAxis a) =>
+        a.Kernel == 2 && a.Stride == 2 && a.Dilation == 1 && a.PadBegin == 0 && a.Input == 2 * a.Output;
+
+    /// <summary>Output rows [start, end) of <see cref="IsByteMaxPool2x2"/>: the two input rows' maximum, then that of
+    /// each even and odd byte, sixteen outputs a step (the last step overlapping the one before). The general row
+    /// loop, which combines rows into scratch and then slides, spent 30 ns a row on cls's 48-output rows.</summary>
+    private readonly struct ByteMaxPool2x2(PoolGeometry g, Tensor x, Tensor y) : IRangeBody
+    {
+        public void Invoke(int start, int end)
+        {
+            int width = g.W.Input, outWidth = g.W.Output;
+            ref byte xs = ref MemoryMarshal.GetReference(x.AsSpan<byte>());
+            ref byte ys = ref MemoryMarshal.GetReference(y.AsSpan<byte>());
+            for (int r = start; r < end; r++)
+            {
+                // Output row r reads input rows 2r and 2r + 1 of the same plane (the planes' rows are consecutive).
+                nuint top = (nuint)(2 * r) * (nuint)width, bottom = top + (nuint)width, o0 = (nuint)r * (nuint)outWidth;
+                for (int o = 0; o < outWidth; o += 16)
+                {
+                    int at = Math.Min(o, outWidth - 16);
+                    nuint offset = (nuint)(2 * at);
+                    var a = Vector128.Max(Vector128.LoadUnsafe(ref xs, top + offset), Vector128.LoadUnsafe(ref xs, bottom + offset));
+                    var b = Vector128.Max(Vector128.LoadUnsafe(ref xs, top + offset + 16), Vector128.LoadUnsafe(ref xs, bottom + offset + 16));
+                    // Each 16-bit lane holds an even byte (low) and an odd one (high).
+                    var mask = Vector128.Create((ushort)0xFF);
+                    var even = Vector128.Narrow(a.AsUInt16() & mask, b.AsUInt16() & mask);
+                    var odd = Vector128.Narrow(Vector128.ShiftRightLogical(a.AsUInt16(), 8), Vector128.ShiftRightLogical(b.AsUInt16(), 8));
+                    Vector128.Max(even, odd).StoreUnsafe(ref ys, o0 + (nuint)at);
+                }
+            }
+        }
     }
 
     /// <summary>
