@@ -45,6 +45,12 @@ internal unsafe interface IQuantizeLanes<TInt, TFloat>
     static abstract TFloat MultiplyAdd(TFloat a, TFloat b, TFloat c);
     /// <summary>Clamps to [<paramref name="low"/>, <paramref name="high"/>]; NaN becomes <paramref name="low"/>.</summary>
     static abstract TFloat Clamp(TFloat value, TFloat low, TFloat high);
+    /// <summary>The smaller of a finite <paramref name="value"/> and <paramref name="high"/>.</summary>
+    static abstract TFloat Min(TFloat value, TFloat high);
+    /// <summary>True when <see cref="StoreBytes(TInt, TInt, byte*)"/> saturates (a negative lane stores 0) and
+    /// <see cref="RoundToInt"/> gives int.MinValue beyond the int32 range, so that a requantization whose low bound
+    /// is 0 may leave the lower half of its clamp to the store.</summary>
+    static abstract bool PackSaturates { get; }
     /// <summary>Rounds to the nearest integer, ties to even; the value is finite and within int32.</summary>
     static abstract TInt RoundToInt(TFloat value);
 }
@@ -93,6 +99,8 @@ internal unsafe struct Quantize512 : IQuantizeLanes<Vector512<int>, Vector512<fl
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Avx512F.FusedMultiplyAdd(a, b, c);
     // VMAXPS returns its second operand when either is NaN: NaN becomes the low bound.
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Clamp(Vector512<float> value, Vector512<float> low, Vector512<float> high) => Avx512F.Min(Avx512F.Max(value, low), high);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Min(Vector512<float> value, Vector512<float> high) => Avx512F.Min(value, high);
+    public static bool PackSaturates => true;
     // VCVTPS2DQ rounds by MXCSR, which .NET leaves at round-to-nearest-even.
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<int> RoundToInt(Vector512<float> value) => Avx512F.ConvertToVector512Int32(value);
 }
@@ -135,6 +143,8 @@ internal unsafe struct Quantize256 : IQuantizeLanes<Vector256<int>, Vector256<fl
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Divide(Vector256<float> left, Vector256<float> right) => left / right;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Fma.MultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Clamp(Vector256<float> value, Vector256<float> low, Vector256<float> high) => Avx.Min(Avx.Max(value, low), high);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Min(Vector256<float> value, Vector256<float> high) => Avx.Min(value, high);
+    public static bool PackSaturates => true;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<int> RoundToInt(Vector256<float> value) => Avx.ConvertToVector256Int32(value);
 }
 
@@ -186,6 +196,12 @@ internal unsafe struct Quantize128 : IQuantizeLanes<Vector128<int>, Vector128<fl
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Multiply(Vector128<float> left, Vector128<float> right) => left * right;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Divide(Vector128<float> left, Vector128<float> right) => left / right;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Min(Vector128<float> value, Vector128<float> high) => Vector128.ConditionalSelect(Vector128.LessThan(value, high), value, high);
+
+    // The two-vector store narrows without saturating.
+    public static bool PackSaturates => false;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Clamp(Vector128<float> value, Vector128<float> low, Vector128<float> high)
