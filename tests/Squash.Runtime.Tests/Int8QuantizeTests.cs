@@ -88,7 +88,8 @@ public sealed class Int8QuantizeTests
         Assert.Equal(yu, viaPublic);
     }
 
-    /// <summary>Requantization with ties (multiplier 0.5 on odd differences) and saturation, at every width.</summary>
+    /// <summary>Requantization with ties (multiplier 0.5 on odd differences) and saturation, at every width; a range
+    /// from 0 leaves the lower clamp to the saturating store (a multiplier of 1e9 puts sums beyond int32).</summary>
     [Theory]
     [MemberData(nameof(Widths))]
     public void RequantizeMatchesReference(int width)
@@ -96,21 +97,22 @@ public sealed class Int8QuantizeTests
         const int count = 256 + 13;
         var x = new byte[count];
         for (int i = 0; i < count; i++) x[i] = (byte)(i * 7);
-        foreach (float multiplier in new[] { 0.5f, 1.7f, 0.0123f })
-        {
-            var y = new byte[count];
-            switch (width)
+        foreach (var (min, max) in new (byte, byte)[] { (5, 250), (0, 255), (0, 200) })
+            foreach (float multiplier in new[] { 0.5f, 1.7f, 0.0123f, 1e9f })
             {
-                case 512: Int8Requantize.Requantize<Vector512<int>, Vector512<float>, Quantize512>(x, 101, multiplier, 90, 5, 250, y); break;
-                case 256: Int8Requantize.Requantize<Vector256<int>, Vector256<float>, Quantize256>(x, 101, multiplier, 90, 5, 250, y); break;
-                default: Int8Requantize.Requantize<Vector128<int>, Vector128<float>, Quantize128>(x, 101, multiplier, 90, 5, 250, y); break;
+                var y = new byte[count];
+                switch (width)
+                {
+                    case 512: Int8Requantize.Requantize<Vector512<int>, Vector512<float>, Quantize512>(x, 101, multiplier, 90, min, max, y); break;
+                    case 256: Int8Requantize.Requantize<Vector256<int>, Vector256<float>, Quantize256>(x, 101, multiplier, 90, min, max, y); break;
+                    default: Int8Requantize.Requantize<Vector128<int>, Vector128<float>, Quantize128>(x, 101, multiplier, 90, min, max, y); break;
+                }
+                for (int i = 0; i < count; i++)
+                {
+                    double rounded = Math.Round((double)((float)(x[i] - 101) * multiplier), MidpointRounding.ToEven);
+                    Assert.True((byte)Math.Clamp(rounded + 90, min, max) == y[i], $"x = {x[i]}, multiplier {multiplier}, [{min}, {max}]: {y[i]}");
+                }
             }
-            for (int i = 0; i < count; i++)
-            {
-                double rounded = Math.Round((double)((float)(x[i] - 101) * multiplier), MidpointRounding.ToEven);
-                Assert.True((byte)Math.Clamp(rounded + 90, 5, 250) == y[i], $"x = {x[i]}, multiplier {multiplier}: {y[i]}");
-            }
-        }
         // Odd differences times 0.5 are ties: (102 - 101) * 0.5 = 0.5 -> 0, (104 - 101) * 0.5 = 1.5 -> 2.
         var ties = new byte[2];
         Int8Requantize.Requantize([102, 104], 101, 0.5f, 90, ties);

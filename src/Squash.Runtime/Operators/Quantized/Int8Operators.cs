@@ -669,11 +669,16 @@ internal sealed class QMulOperator : Int8OperatorBase
     {
         public void Invoke(int start, int end)
         {
+            // The spans once per range, not per channel: cls's gates multiply 200 channels of 192 values, where checks
+            // and span arithmetic per channel were a fifth of the time.
             var gates = b.AsSpan<float>();
+            var x = a.AsSpan<byte>().Slice(start * inner, (end - start) * inner);
+            var output = y.AsSpan<byte>().Slice(start * inner, (end - start) * inner);
             for (int r = start; r < end; r++)
             {
                 float multiplier = (float)((double)op._aScale * gates[r % channels] / op._yScale);
-                Int8Requantize.Requantize(a.AsSpan<byte>().Slice(r * inner, inner), op._aZero, multiplier, op._yZero, y.AsSpan<byte>().Slice(r * inner, inner));
+                int at = (r - start) * inner;
+                Int8Requantize.RequantizeUnchecked(x.Slice(at, inner), op._aZero, multiplier, op._yZero, output.Slice(at, inner));
             }
         }
     }
