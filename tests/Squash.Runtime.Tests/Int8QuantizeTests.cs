@@ -119,7 +119,8 @@ public sealed class Int8QuantizeTests
         Assert.Equal(new byte[] { 90, 92 }, ties);
     }
 
-    /// <summary>The quantized sum against <c>roundHalfEven(fma(b', mb, a' * ma))</c>, with a fused ReLU.</summary>
+    /// <summary>The quantized sum against <c>roundHalfEven(fma(b', mb, a' * ma))</c>, with a fused ReLU, and over the
+    /// full range (from 0: the lower clamp left to the saturating store).</summary>
     [Theory]
     [MemberData(nameof(Widths))]
     public void AddMatchesReference(int width)
@@ -130,18 +131,21 @@ public sealed class Int8QuantizeTests
         var b = new byte[count];
         rng.NextBytes(a);
         rng.NextBytes(b);
-        var p = new Int8Requantize.AddParameters(120, 0.8f, 60, 1.3f, 128, 128, 255);
-        var y = new byte[count];
-        switch (width)
+        foreach (byte min in new byte[] { 128, 0 })
         {
-            case 512: Int8Requantize.Add<Vector512<int>, Vector512<float>, Quantize512>(a, b, p, y); break;
-            case 256: Int8Requantize.Add<Vector256<int>, Vector256<float>, Quantize256>(a, b, p, y); break;
-            default: Int8Requantize.Add<Vector128<int>, Vector128<float>, Quantize128>(a, b, p, y); break;
-        }
-        for (int i = 0; i < count; i++)
-        {
-            float sum = MathF.FusedMultiplyAdd(b[i] - 60, 1.3f, (a[i] - 120) * 0.8f);
-            Assert.Equal((byte)Math.Clamp(Math.Round((double)sum, MidpointRounding.ToEven) + 128, 128, 255), y[i]);
+            var p = new Int8Requantize.AddParameters(120, 0.8f, 60, 1.3f, 128, min, 255);
+            var y = new byte[count];
+            switch (width)
+            {
+                case 512: Int8Requantize.Add<Vector512<int>, Vector512<float>, Quantize512>(a, b, p, y); break;
+                case 256: Int8Requantize.Add<Vector256<int>, Vector256<float>, Quantize256>(a, b, p, y); break;
+                default: Int8Requantize.Add<Vector128<int>, Vector128<float>, Quantize128>(a, b, p, y); break;
+            }
+            for (int i = 0; i < count; i++)
+            {
+                float sum = MathF.FusedMultiplyAdd(b[i] - 60, 1.3f, (a[i] - 120) * 0.8f);
+                Assert.Equal((byte)Math.Clamp(Math.Round((double)sum, MidpointRounding.ToEven) + 128, min, 255), y[i]);
+            }
         }
         // A tie: (121 - 120) * 0.5 + (60 - 60) * 1 = 0.5 -> 0; (123 - 120) * 0.5 = 1.5 -> 2.
         var ties = new byte[2];

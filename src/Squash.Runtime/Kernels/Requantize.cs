@@ -137,6 +137,19 @@ public static unsafe class Int8Requantize
             TFloat ma = TLanes.SplatFloat(p.AMultiplier), mb = TLanes.SplatFloat(p.BMultiplier);
             TFloat lowV = TLanes.SplatFloat(low), highV = TLanes.SplatFloat(high);
             TInt za = TLanes.SplatInt(p.AZeroPoint), zb = TLanes.SplatInt(p.BZeroPoint), zy = TLanes.SplatInt(p.OutputZeroPoint);
+            if (TLanes.PackSaturates && p.Min == 0)
+            {
+                // Two vectors a step through the saturating pack, which also clamps below 0 (as in Requantize).
+                for (; i + 2 * TLanes.Count <= length; i += 2 * TLanes.Count)
+                {
+                    TFloat first = TLanes.MultiplyAdd(TLanes.ToFloat(TLanes.Subtract(TLanes.LoadBytes(b + i), zb)), mb,
+                        TLanes.Multiply(TLanes.ToFloat(TLanes.Subtract(TLanes.LoadBytes(a + i), za)), ma));
+                    TFloat second = TLanes.MultiplyAdd(TLanes.ToFloat(TLanes.Subtract(TLanes.LoadBytes(b + i + TLanes.Count), zb)), mb,
+                        TLanes.Multiply(TLanes.ToFloat(TLanes.Subtract(TLanes.LoadBytes(a + i + TLanes.Count), za)), ma));
+                    TLanes.StoreBytes(TLanes.Add(TLanes.RoundToInt(TLanes.Min(first, highV)), zy),
+                        TLanes.Add(TLanes.RoundToInt(TLanes.Min(second, highV)), zy), y + i);
+                }
+            }
             for (; i + TLanes.Count <= length; i += TLanes.Count)
             {
                 TFloat fa = TLanes.Multiply(TLanes.ToFloat(TLanes.Subtract(TLanes.LoadBytes(a + i), za)), ma);
