@@ -153,4 +153,21 @@ public sealed class Int8QuantizeTests
         Assert.Equal(new byte[] { 10, 12 }, ties);
         Assert.Throws<ArgumentException>(() => Int8Requantize.Add(new byte[2], 0, 1, new byte[3], 0, 1, 0, new byte[3]));
     }
+
+    /// <summary>The exact byte sum that QGlobalAveragePool divides, against a scalar loop, at every length from 0 to 100
+    /// (32-byte steps, then 16 and 8, then single bytes), on bytes up to 255.</summary>
+    [Fact]
+    public void ByteSumIsExactAtEveryLength()
+    {
+        var rng = new Random(3);
+        var x = new byte[100];
+        rng.NextBytes(x);
+        x[0] = x[47] = x[99] = 255;
+        for (int length = 0; length <= x.Length; length++)
+        {
+            long expected = 0;
+            for (int i = 0; i < length; i++) expected += x[i];
+            Assert.Equal(expected, Int8Lookup.Sum(x.AsSpan(0, length)));
+        }
+    }
 }

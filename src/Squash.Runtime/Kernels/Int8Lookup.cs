@@ -80,6 +80,17 @@ public static unsafe class Int8Lookup
             for (; i + 32 <= length; i += 32)
                 total += Avx2.SumAbsoluteDifferences(Vector256.Load(x + i), Vector256<byte>.Zero).AsUInt64();
             sum = (long)Vector256.Sum(total);
+            // Rows of 48 (cls's last squeeze-and-excitation) left 16 bytes to the scalar loop: 16 and 8 at a time.
+            if (i + 16 <= length)
+            {
+                sum += (long)Vector128.Sum(Sse2.SumAbsoluteDifferences(Vector128.Load(x + i), Vector128<byte>.Zero).AsUInt64());
+                i += 16;
+            }
+            if (i + 8 <= length)
+            {
+                sum += (long)Sse2.SumAbsoluteDifferences(Vector128.CreateScalar(*(ulong*)(x + i)).AsByte(), Vector128<byte>.Zero).AsUInt64().ToScalar();
+                i += 8;
+            }
         }
         for (; i < length; i++) sum += x[i];
         return sum;
