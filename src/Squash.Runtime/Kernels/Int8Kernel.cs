@@ -209,14 +209,17 @@ internal static unsafe class Int8MicroKernel<TVector, TFloat, TLanes, TQuantize,
             left += leftStep;
             right += rightStep;
         }
-        Emit<TOutput>(c00, c01, 0, tile, store, row, col);
-        if (rows > 1) Emit<TOutput>(c10, c11, 1, tile, store, row, col);
-        if (rows > 2) Emit<TOutput>(c20, c21, 2, tile, store, row, col);
-        if (rows > 3) Emit<TOutput>(c30, c31, 3, tile, store, row, col);
-        if (rows > 4) Emit<TOutput>(c40, c41, 4, tile, store, row, col);
-        if (rows > 5) Emit<TOutput>(c50, c51, 5, tile, store, row, col);
-        if (rows > 6) Emit<TOutput>(c60, c61, 6, tile, store, row, col);
-        if (rows > 7) Emit<TOutput>(c70, c71, 7, tile, store, row, col);
+        // A local copy: through the reference the JIT reloads the store's fields after every byte store (they might
+        // alias), per row of the tile.
+        var local = store;
+        Emit<TOutput>(c00, c01, 0, tile, local, row, col);
+        if (rows > 1) Emit<TOutput>(c10, c11, 1, tile, local, row, col);
+        if (rows > 2) Emit<TOutput>(c20, c21, 2, tile, local, row, col);
+        if (rows > 3) Emit<TOutput>(c30, c31, 3, tile, local, row, col);
+        if (rows > 4) Emit<TOutput>(c40, c41, 4, tile, local, row, col);
+        if (rows > 5) Emit<TOutput>(c50, c51, 5, tile, local, row, col);
+        if (rows > 6) Emit<TOutput>(c60, c61, 6, tile, local, row, col);
+        if (rows > 7) Emit<TOutput>(c70, c71, 7, tile, local, row, col);
     }
 
     /// <summary>A tile height known to the JIT.</summary>
