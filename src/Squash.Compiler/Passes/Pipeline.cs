@@ -35,11 +35,12 @@ public static class Pipeline
     ]);
 
     /// <summary>
-    /// What the CPU's fp32 code runs after <see cref="Optimize"/>: fusion of what follows a convolution or matrix
-    /// product (MatMul's bias, a residual, the activation, a per-channel affine map) into its store, of pairs of
-    /// tiling transposed convolutions into one pass (<see cref="ConvTransposeChainFusion"/>), of a 3x3 convolution over
-    /// a feature pyramid's upsampled, projected and gated maps into one that works at their own resolutions and channels
-    /// (<see cref="GlobalPoolBeforePointwiseConv"/>, <see cref="PyramidConvFusion"/>), then of the remaining chains of elementwise nodes into single passes
+    /// What the CPU's fp32 code runs after <see cref="Optimize"/>: fusion of activations into the products before them,
+    /// of a 3x3 convolution over a feature pyramid's upsampled, projected and gated maps into one that works at their
+    /// own resolutions and channels (<see cref="GlobalPoolBeforePointwiseConv"/>, <see cref="PyramidConvFusion"/>;
+    /// before the epilogue fusion, which would take a projection's Add as its residual), of what follows a convolution or
+    /// matrix product (MatMul's bias, a residual, a per-channel affine map) into its store, of pairs of tiling transposed
+    /// convolutions into one pass (<see cref="ConvTransposeChainFusion"/>), then of the remaining chains of elementwise nodes into single passes
     /// over memory. Makes com.squash Fused* nodes, which only the CPU's fp32 kernels run, so the int8 pipeline and the
     /// GPU back end do not run it. Each fused node computes what the nodes it replaces did, in the same order, so
     /// outputs keep their bits (up to the vectorized sigmoid's and exp's own rounding, the same in both), except
@@ -49,11 +50,11 @@ public static class Pipeline
     public static PassManager Fuse() => new(
     [
         new ActivationFusion(),
-        new EpilogueFusion(),
-        new ConvTransposeChainFusion(),
         new GlobalPoolBeforePointwiseConv(),
         new PyramidConvFusion(),
         new DeadNodeElimination(),
+        new EpilogueFusion(),
+        new ConvTransposeChainFusion(),
         new ElementwiseFusion(),
     ]);
 

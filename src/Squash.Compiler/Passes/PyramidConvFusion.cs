@@ -26,9 +26,10 @@ namespace Squash.Compiler.Passes;
 ///   Resize(X_1, nearest, s) ───────────────┘
 ///   becomes   Add(G, 1) ─ G1;  FusedPyramidConv(W, B, X_0, P, G1, X_1, -, -; scales = [1, s], offsets = [0, 0]) ─ Y
 /// </code>
-/// Runs after <see cref="EpilogueFusion"/>, so the convolution brings its bias and activation, and after
+/// Runs after <see cref="ActivationFusion"/>, so the convolution brings its activation, and after
 /// <see cref="GlobalPoolBeforePointwiseConv"/>, so that a squeeze-and-excitation's pooling no longer reads the
-/// projection; <see cref="DeadNodeElimination"/> then removes what nothing reads any more (nodes read elsewhere stay).
+/// projection, but before <see cref="EpilogueFusion"/>, which would fuse a projection's Add into it as a residual;
+/// <see cref="DeadNodeElimination"/> then removes what nothing reads any more (nodes read elsewhere stay).
 /// Outputs change by rounding only (the same products summed in another order). Does not handle: a residual or affine
 /// map fused into the convolution, weights computed at run time, other kernels, strides, dilations, groups or padding,
 /// a Resize whose nearest pixel is not floor(x / s), more than one term at full resolution, or none upsampled or

@@ -23,7 +23,7 @@ public sealed class PyramidConvFusionTests
     private static Tensor Random(Random rng, params int[] shape) => TestTensors.Uniform(rng, 1, shape);
 
     private static void Fuse(Graph g) =>
-        new PassManager([new ShapeInference(), new ActivationFusion(), new EpilogueFusion(), new GlobalPoolBeforePointwiseConv(), new PyramidConvFusion(), new DeadNodeElimination()])
+        new PassManager([new ShapeInference(), new ActivationFusion(), new GlobalPoolBeforePointwiseConv(), new PyramidConvFusion(), new DeadNodeElimination(), new EpilogueFusion()])
             .Run(g, new PassContext());
 
     /// <summary>One part of the concatenation: channels, upsampling factor (1: full resolution).</summary>
@@ -341,5 +341,69 @@ public sealed class PyramidConvFusionTests
             above = p;
         }
         return (b.Graph, inputs);
+    }
+
+    /// <summary>
+    /// The other term forms: a projection without a gate (weights composed once, when the node is prepared) at full
+    /// resolution and upsampled, a plain per-channel Mul as a gate, and a gated map without a projection, upsampled.
+    /// Each fuses into one node and matches the unfused graph within 1e-5 of sum |terms|, as above.
+    /// </summary>
+    [Theory]
+    [InlineData("projected")]
+    [InlineData("multiplied")]
+    [InlineData("projected upsampled")]
+    public void FusesEveryTermForm(string form)
+    {
+        (Graph Graph, Dictionary<string, Tensor> Inputs) Build(bool absolute)
+        {
+            var rng = new Random(19);
+            Tensor Draw(params int[] shape)
+            {
+                var t = Random(rng, shape);
+                if (absolute) foreach (ref float v in t.AsSpan<float>()) v = Math.Abs(v);
+                return t;
+            }
+            var b = new GraphBuilder(13);
+            var inputs = new Dictionary<string, Tensor>();
+            Value Input(string name, params int[] shape)
+            {
+                inputs[name] = Draw(shape);
+                return b.Input(name, DataType.Float, shape);
+            }
+            Value Project(Value x, int from) => b.NodeWith("Conv", [], [x, b.Constant(Draw(8, from, 1, 1))])[0];
+            Value full, low;
+            switch (form)
+            {
+                case "projected":
+                    full = Project(Input("x0", 1, 3, 16, 20), 3);
+                    low = Input("x1", 1, 8, 8, 10);
+                    break;
+                case "multiplied":
+                    full = b.Node("Mul", Project(Input("x0", 1, 3, 16, 20), 3), Input("g0", 1, 8, 1, 1));
+                    low = b.Node("Mul", Input("g1", 1, 8, 1, 1), Input("x1", 1, 8, 8, 10));
+                    break;
+                default:
+                    full = Input("x0", 1, 8, 16, 20);
+                    low = Project(Input("x1", 1, 5, 8, 10), 5);
+                    break;
+            }
+            var sum = b.Node("Add", full, b.Resize(low, 2));
+            var y = b.NodeWith("Conv", [("pads", AttributeValue.IntList(1, 1, 1, 1))], [sum, b.Constant(Draw(6, 8, 3, 3)), b.Constant(Draw(6))])[0];
+            y.Name = "y";
+            b.Output(y);
+            return (b.Graph, inputs);
+        }
+        var (graph, inputs) = Build(absolute: false);
+        var (absGraph, absInputs) = Build(absolute: true);
+        var magnitude = new GraphExecutor(absGraph).Run(absInputs)["y"].AsSpan<float>();
+        var expected = new GraphExecutor(FusionAssert.Copy(graph)).Run(inputs)["y"].AsSpan<float>().ToArray();
+        Fuse(graph);
+        Assert.Equal(["FusedPyramidConv"], graph.Nodes.Select(n => n.OpType));
+        foreach (var g in new[] { graph, FusionAssert.Copy(graph) })
+        {
+            var actual = new GraphExecutor(g).Run(inputs)["y"].AsSpan<float>();
+            for (int i = 0; i < expected.Length; i++)
+                Assert.True(Math.Abs(actual[i] - expected[i]) <= Tolerance * magnitude[i], $"{form}: element {i} is {actual[i]}, expected {expected[i]} within {Tolerance * magnitude[i]:G3}");
+        }
     }
 }
