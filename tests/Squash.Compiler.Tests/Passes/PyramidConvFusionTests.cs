@@ -293,13 +293,7 @@ public sealed class PyramidConvFusionTests
             {
                 var actual = new GraphExecutor(g).Run(inputs, new KernelContext(threads));
                 foreach (var (name, e) in expected)
-                {
-                    var a = actual[name].AsSpan<float>();
-                    var ev = e.AsSpan<float>();
-                    var m = magnitude[name].AsSpan<float>();
-                    for (int i = 0; i < ev.Length; i++)
-                        Assert.True(Math.Abs(a[i] - ev[i]) <= Tolerance * m[i], $"{name} ({threads} threads) element {i}: {a[i]}, expected {ev[i]} within {Tolerance * m[i]:G3}");
-                }
+                    AssertWithinMagnitude(e.AsSpan<float>(), actual[name].AsSpan<float>(), magnitude[name].AsSpan<float>(), $"{name} ({threads} threads)");
             }
         }
     }
@@ -309,20 +303,10 @@ public sealed class PyramidConvFusionTests
     private static (Graph Graph, Dictionary<string, Tensor> Inputs) RsePyramid(int height, int width, int batch, bool absolute)
     {
         const int channels = 8, m = 6;
-        var rng = new Random(11);
-        Tensor Draw(params int[] shape)
-        {
-            var t = Random(rng, shape);
-            if (absolute) foreach (ref float v in t.AsSpan<float>()) v = Math.Abs(v);
-            return t;
-        }
-        var b = new GraphBuilder(13);
-        var inputs = new Dictionary<string, Tensor>();
-        Value Input(string name, params int[] shape)
-        {
-            inputs[name] = Draw(shape);
-            return b.Input(name, DataType.Float, shape);
-        }
+        var twin = new TwinBuilder(11, absolute);
+        var b = twin.Builder;
+        Tensor Draw(params int[] shape) => twin.Draw(shape);
+        Value Input(string name, params int[] shape) => twin.Input(name, shape);
         Value Gated(Value y, string gate) => b.Node("Add", y, b.Node("Mul", y, Input(gate, batch, channels, 1, 1)));
         int[] inChannels = [3, 5];
         var above = Gated(Input("t", batch, channels, height / 4, width / 4), "g2");
@@ -340,7 +324,7 @@ public sealed class PyramidConvFusionTests
             b.Output(conv);
             above = p;
         }
-        return (b.Graph, inputs);
+        return (b.Graph, twin.Inputs);
     }
 
     /// <summary>
@@ -356,20 +340,10 @@ public sealed class PyramidConvFusionTests
     {
         (Graph Graph, Dictionary<string, Tensor> Inputs) Build(bool absolute)
         {
-            var rng = new Random(19);
-            Tensor Draw(params int[] shape)
-            {
-                var t = Random(rng, shape);
-                if (absolute) foreach (ref float v in t.AsSpan<float>()) v = Math.Abs(v);
-                return t;
-            }
-            var b = new GraphBuilder(13);
-            var inputs = new Dictionary<string, Tensor>();
-            Value Input(string name, params int[] shape)
-            {
-                inputs[name] = Draw(shape);
-                return b.Input(name, DataType.Float, shape);
-            }
+            var twin = new TwinBuilder(19, absolute);
+            var b = twin.Builder;
+            Tensor Draw(params int[] shape) => twin.Draw(shape);
+            Value Input(string name, params int[] shape) => twin.Input(name, shape);
             Value Project(Value x, int from) => b.NodeWith("Conv", [], [x, b.Constant(Draw(8, from, 1, 1))])[0];
             Value full, low;
             switch (form)
@@ -391,7 +365,7 @@ public sealed class PyramidConvFusionTests
             var y = b.NodeWith("Conv", [("pads", AttributeValue.IntList(1, 1, 1, 1))], [sum, b.Constant(Draw(6, 8, 3, 3)), b.Constant(Draw(6))])[0];
             y.Name = "y";
             b.Output(y);
-            return (b.Graph, inputs);
+            return (b.Graph, twin.Inputs);
         }
         var (graph, inputs) = Build(absolute: false);
         var (absGraph, absInputs) = Build(absolute: true);
@@ -400,10 +374,39 @@ public sealed class PyramidConvFusionTests
         Fuse(graph);
         Assert.Equal(["FusedPyramidConv"], graph.Nodes.Select(n => n.OpType));
         foreach (var g in new[] { graph, FusionAssert.Copy(graph) })
+            AssertWithinMagnitude(expected, new GraphExecutor(g).Run(inputs)["y"].AsSpan<float>(), magnitude, form);
+    }
+
+    /// <summary>Each element within <see cref="Tolerance"/> of its sum of |terms| (<paramref name="magnitude"/>).</summary>
+    private static void AssertWithinMagnitude(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, ReadOnlySpan<float> magnitude, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(actual[i] - expected[i]) <= Tolerance * magnitude[i],
+                $"{what}: element {i} is {actual[i]}, expected {expected[i]} within {Tolerance * magnitude[i]:G3}");
+    }
+
+    /// <summary>A graph whose random constants and inputs are drawn in a fixed order, or their absolute values: run on
+    /// those, the same graph gives each output's sum of |terms|, the scale of its rounding error.</summary>
+    private sealed class TwinBuilder(int seed, bool absolute)
+    {
+        private readonly Random _rng = new(seed);
+
+        public GraphBuilder Builder { get; } = new(13);
+
+        public Dictionary<string, Tensor> Inputs { get; } = [];
+
+        public Tensor Draw(params int[] shape)
         {
-            var actual = new GraphExecutor(g).Run(inputs)["y"].AsSpan<float>();
-            for (int i = 0; i < expected.Length; i++)
-                Assert.True(Math.Abs(actual[i] - expected[i]) <= Tolerance * magnitude[i], $"{form}: element {i} is {actual[i]}, expected {expected[i]} within {Tolerance * magnitude[i]:G3}");
+            var t = Random(_rng, shape);
+            if (absolute) foreach (ref float v in t.AsSpan<float>()) v = Math.Abs(v);
+            return t;
+        }
+
+        public Value Input(string name, params int[] shape)
+        {
+            Inputs[name] = Draw(shape);
+            return Builder.Input(name, DataType.Float, shape);
         }
     }
 }
