@@ -53,6 +53,10 @@ internal static unsafe class Int8DepthwisePairs
         IsSupported && g.Groups == 1 && g.InChannels <= MaxFewChannels && g.OutChannels <= MaxFewOutputs && !g.IsPointwise
         && g.DilationW == 1 && g.StrideW <= 2 && g.InChannels * g.Taps <= Int8Depthwise.MaxTaps;
 
+    /// <summary>The most output rows of a depthwise map whose rows run alone (<c>Body.RowProducts</c>): beyond, few rows
+    /// are at the border and four-row blocks share each weight across rows.</summary>
+    private const int MaxRowsAlone = 4;
+
     /// <summary>The most output channels <see cref="AppliesToFewChannels"/> takes.</summary>
     private const int MaxFewOutputs = 8;
 
@@ -114,7 +118,10 @@ internal static unsafe class Int8DepthwisePairs
         where THalfPairs : struct, IPairLanes<THalf>
     {
         if (!Runs(g)) throw new ArgumentException("The geometry is not a convolution the pair kernel runs.", nameof(g));
-        var body = new Body<TVector, TPairs, THalf, THalfPairs>(g, x, w, epilogue, y);
+        // The rows' product ranges live on this frame, which outlasts every use of the body.
+        int* rowProducts = stackalloc int[2 * MaxRowsAlone];
+        bool rowsAlone = Body<TVector, TPairs, THalf, THalfPairs>.RowProducts(g, rowProducts);
+        var body = new Body<TVector, TPairs, THalf, THalfPairs>(g, x, w, epilogue, y, rowsAlone ? rowProducts : null);
         if (!g.IsDepthwise)
         {
             RunFewChannels(context, g, body);
@@ -187,9 +194,9 @@ internal static unsafe class Int8DepthwisePairs
         private readonly int _products;
         /// <summary>For a depthwise map of at most four output rows some of which read padding rows: per output row the
         /// first and the end of the products it computes (those of the kernel rows that read the image), else null.</summary>
-        private readonly int[]? _rowProducts;
+        private readonly int* _rowProducts;
 
-        public Body(Int8ConvGeometry g, byte* x, int* w, Int8Epilogue epilogue, void* y)
+        public Body(Int8ConvGeometry g, byte* x, int* w, Int8Epilogue epilogue, void* y, int* rowProducts)
         {
             _g = g;
             _x = x;
@@ -205,20 +212,21 @@ internal static unsafe class Int8DepthwisePairs
             // A block's loads reach StrideW x (its last column + 1) + the tap offset (at most KW - 1); rows of 64 bytes.
             _rowLength = (g.StrideW * _paddedWidth + g.KernelW + 31) / 32 * 32;
             _products = (g.IsDepthwise ? 1 : g.InChannels) * g.KernelH * ProductsPerRow(g);
-            _rowProducts = g.IsDepthwise && g.OutHeight <= 4 ? RowProducts(g) : null;
+            _rowProducts = rowProducts;
         }
 
         /// <summary>
-        /// Per output row [first, end) of the products of the kernel rows that read the image, when some row has kernel
+        /// Writes into <paramref name="ranges"/> per output row [first, end) of the products of the kernel rows that read
+        /// the image, and returns true, for a depthwise map of at most <see cref="MaxRowsAlone"/> rows when some row has kernel
         /// rows that read only padding (a 5x5 kernel on a three-row map: every output row has two). Each output row then
         /// runs alone over its own products, and the skipped ones, which multiply only the input zero point, are added as
         /// a constant (<see cref="PaddingSum"/>): cls's 5x5 layers on two- and three-row maps do a third to two fifths
         /// fewer pair products. Maps of more rows keep four-row blocks, where few rows are at the border.
         /// </summary>
-        private static int[]? RowProducts(Int8ConvGeometry g)
+        internal static bool RowProducts(Int8ConvGeometry g, int* ranges)
         {
+            if (!g.IsDepthwise || g.OutHeight > MaxRowsAlone) return false;
             int perRow = ProductsPerRow(g);
-            var ranges = new int[2 * g.OutHeight];
             bool partial = false;
             for (int oh = 0; oh < g.OutHeight; oh++)
             {
@@ -229,7 +237,7 @@ internal static unsafe class Int8DepthwisePairs
                 ranges[2 * oh] = first * perRow;
                 ranges[2 * oh + 1] = end * perRow;
             }
-            return partial ? ranges : null;
+            return partial;
         }
 
         /// <summary>The input zero point times the weights of the products outside [first, end): what those products
@@ -342,8 +350,9 @@ internal static unsafe class Int8DepthwisePairs
         {
             var g = _g;
             int count = Math.Min(4, g.OutHeight - oh);
-            if (_rowProducts is { } ranges)
+            if (_rowProducts != null)
             {
+                int* ranges = _rowProducts;
                 for (int r = 0; r < count; r++)
                 {
                     int first = ranges[2 * (oh + r)], end = ranges[2 * (oh + r) + 1], initial = PaddingSum(weightPairs, first, end);

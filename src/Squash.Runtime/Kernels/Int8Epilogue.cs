@@ -282,19 +282,8 @@ internal readonly unsafe struct Int8Store
         byte* output = (byte*)_output + row * _ld + col;
         TFloat scaled0 = TLanes.Multiply(TLanes.ToFloat(TLanes.Add(sums0, offset0)), multiplier0);
         TFloat scaled1 = TLanes.Multiply(TLanes.ToFloat(TLanes.Add(sums1, offset1)), multiplier1);
-        if (TLanes.PackSaturates && _min == 0)
-        {
-            // The saturating store clamps below 0 (a sum scaled beyond int32 rounds to int.MinValue, which stays
-            // below): only the upper bound is applied here, one instruction of ten fewer per vector (GEMM tiles and
-            // depthwise blocks 2-4 % faster).
-            scaled0 = TLanes.Min(scaled0, high);
-            scaled1 = TLanes.Min(scaled1, high);
-        }
-        else
-        {
-            scaled0 = TLanes.Clamp(scaled0, low, high);
-            scaled1 = TLanes.Clamp(scaled1, low, high);
-        }
+        scaled0 = StoreBounds.Apply<TInt, TFloat, TLanes>(scaled0, low, high, _min == 0);
+        scaled1 = StoreBounds.Apply<TInt, TFloat, TLanes>(scaled1, low, high, _min == 0);
         TLanes.StoreBytes(TLanes.Add(TLanes.RoundToInt(scaled0), zero), TLanes.Add(TLanes.RoundToInt(scaled1), zero), output);
     }
 

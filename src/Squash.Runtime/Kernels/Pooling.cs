@@ -312,13 +312,9 @@ internal static class Pooling
                 {
                     int at = Math.Min(o, outWidth - 16);
                     nuint offset = (nuint)(2 * at);
-                    var a = Vector128.Max(Vector128.LoadUnsafe(ref xs, top + offset), Vector128.LoadUnsafe(ref xs, bottom + offset));
-                    var b = Vector128.Max(Vector128.LoadUnsafe(ref xs, top + offset + 16), Vector128.LoadUnsafe(ref xs, bottom + offset + 16));
-                    // Each 16-bit lane holds an even byte (low) and an odd one (high).
-                    var mask = Vector128.Create((ushort)0xFF);
-                    var even = Vector128.Narrow(a.AsUInt16() & mask, b.AsUInt16() & mask);
-                    var odd = Vector128.Narrow(Vector128.ShiftRightLogical(a.AsUInt16(), 8), Vector128.ShiftRightLogical(b.AsUInt16(), 8));
-                    Vector128.Max(even, odd).StoreUnsafe(ref ys, o0 + (nuint)at);
+                    var a = Vector128.Max(Vector128.LoadUnsafe(ref xs, top + offset), Vector128.LoadUnsafe(ref xs, bottom + offset)).AsUInt16();
+                    var b = Vector128.Max(Vector128.LoadUnsafe(ref xs, top + offset + 16), Vector128.LoadUnsafe(ref xs, bottom + offset + 16)).AsUInt16();
+                    Vector128.Max(Evens(a, b), Odds(a, b)).StoreUnsafe(ref ys, o0 + (nuint)at);
                 }
             }
         }
@@ -522,9 +518,7 @@ internal static class Pooling
     private static Vector128<T> OddBytes<T>(ref T source, nuint offset)
     {
         ref ushort pairs = ref Unsafe.As<T, ushort>(ref Unsafe.Add(ref source, offset));
-        // Each 16-bit lane holds an even byte (low) and an odd one (high): shift the high ones down and narrow.
-        return Vector128.Narrow(Vector128.ShiftRightLogical(Vector128.LoadUnsafe(ref pairs), 8),
-            Vector128.ShiftRightLogical(Vector128.LoadUnsafe(ref pairs, 8), 8)).As<byte, T>();
+        return Odds(Vector128.LoadUnsafe(ref pairs), Vector128.LoadUnsafe(ref pairs, 8)).As<byte, T>();
     }
 
     /// <summary>Bytes 0, 2, .., 30 from <paramref name="offset"/> (T is one byte wide).</summary>
@@ -532,9 +526,21 @@ internal static class Pooling
     private static Vector128<T> EvenBytes<T>(ref T source, nuint offset)
     {
         ref ushort pairs = ref Unsafe.As<T, ushort>(ref Unsafe.Add(ref source, offset));
+        return Evens(Vector128.LoadUnsafe(ref pairs), Vector128.LoadUnsafe(ref pairs, 8)).As<byte, T>();
+    }
+
+    /// <summary>The odd bytes of 32 held as 16-bit lanes (an even byte low, an odd one high): the high ones shifted
+    /// down and narrowed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<byte> Odds(Vector128<ushort> first, Vector128<ushort> second) =>
+        Vector128.Narrow(Vector128.ShiftRightLogical(first, 8), Vector128.ShiftRightLogical(second, 8));
+
+    /// <summary>The even bytes of 32 held as 16-bit lanes: the low ones kept and narrowed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<byte> Evens(Vector128<ushort> first, Vector128<ushort> second)
+    {
         var mask = Vector128.Create((ushort)0xFF);
-        // Each 16-bit lane holds an even byte (low) and an odd one (high): keep the low ones and narrow.
-        return Vector128.Narrow(Vector128.LoadUnsafe(ref pairs) & mask, Vector128.LoadUnsafe(ref pairs, 8) & mask).As<byte, T>();
+        return Vector128.Narrow(first & mask, second & mask);
     }
 
     private static void SlideScalar<T, TCombine>(ReadOnlySpan<T> src, Span<T> dst, PoolAxis aw, int from, int to, bool divide, int rowDivisor)
