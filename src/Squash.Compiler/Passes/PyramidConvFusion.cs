@@ -67,7 +67,7 @@ public sealed class PyramidConvFusion : IGraphPass
                 {
                     one ??= rewrite.AddConstant("pyramid_one", Tensor.Scalar(1f));
                     var sum = new Value(rewrite.UniqueName(term.Gate!.Name + "_plus_one"), DataType.Float, term.Gate.Shape);
-                    var add = new Node("Add", rewrite.UniqueName(term.Gate.Name + "_plus_one"));
+                    var add = new Node("Add", sum.Name);
                     add.AddInput(term.Gate).AddInput(one).AddOutput(sum);
                     rewrite.Insert(add, conv);
                     plusOne[term.Gate] = gate = sum;
