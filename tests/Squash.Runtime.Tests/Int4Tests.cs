@@ -74,6 +74,8 @@ public sealed class Int4Tests
         { 512, 6, 256, false },
         { 512, 300, 32, true },  // more than one parallel chunk of columns
         { 232, 9, 32, false },   // blocks of 32 four at a time, then a remainder of three (the int8 GEMV's two paths)
+        { 384, 23, 32, false },  // whole fours of blocks: the int8 GEMV's two-group path, the last pair's columns padded
+        { 128, 12, 32, true },   // three groups: a pair, then one group alone
     };
 
     [Theory]

@@ -70,6 +70,10 @@ internal static unsafe class Int4Gemv
         /// <summary><paramref name="d"/>: the group's packed bytes; <paramref name="s"/>, <paramref name="z"/>: its widened
         /// scales and zero points (z null when symmetric), index b * 4 + c.</summary>
         void Group(byte* d, float* s, float* z, float* sums);
+
+        /// <summary>Two consecutive groups at once (the second's bytes and parameters follow the first's), eight sums;
+        /// false (nothing done) where the kernel has no two-group form for this layout.</summary>
+        bool TwoGroups(byte* d, float* s, float* z, float* sums);
     }
 
     /// <summary>The loop both GEMVs share: widens the scales of a chunk of groups at a time (float16 to float, kept in
@@ -85,7 +89,7 @@ internal static unsafe class Int4Gemv
         float[]? rented = size > ParameterFloats ? System.Buffers.ArrayPool<float>.Shared.Rent(2 * size) : null;
         Span<float> scales = rented is null ? stackalloc float[size] : rented.AsSpan(0, size);
         Span<float> zeroPoints = w.ZeroPoints is null ? default : rented is null ? stackalloc float[size] : rented.AsSpan(size, size);
-        Span<float> sums = stackalloc float[Int4Layout.ColumnGroup];
+        Span<float> sums = stackalloc float[2 * Int4Layout.ColumnGroup];
         for (int c0 = g0; c0 < g1; c0 += chunk)
         {
             int count = Math.Min(chunk, g1 - c0);
@@ -94,12 +98,18 @@ internal static unsafe class Int4Gemv
             fixed (float* z = zeroPoints)
             fixed (float* sum = sums)
             {
-                for (int g = 0; g < count; g++)
+                for (int g = 0; g < count;)
                 {
-                    kernel.Group(w.Data + (long)(c0 + g) * per * layout.BlockBytes, s + g * per, z is null ? null : z + g * per, sum);
+                    byte* d = w.Data + (long)(c0 + g) * per * layout.BlockBytes;
+                    float* zg = z is null ? null : z + g * per;
+                    // Two groups at a time where the kernel can: two sequential streams keep more of memory's
+                    // bandwidth busy than one (docs/performance.md, "Decode with int4 weights").
+                    int done = g + 1 < count && kernel.TwoGroups(d, s + g * per, zg, sum) ? 2 : 1;
+                    if (done == 1) kernel.Group(d, s + g * per, zg, sum);
                     int n0 = (c0 + g) * Int4Layout.ColumnGroup;
-                    int real = Math.Min(Int4Layout.ColumnGroup, layout.N - n0);
+                    int real = Math.Min(done * Int4Layout.ColumnGroup, layout.N - n0);
                     for (int c = 0; c < real; c++) y[n0 + c] = sum[c] + (bias is null ? 0f : bias[n0 + c]);
+                    g += done;
                 }
             }
         }
@@ -121,6 +131,9 @@ internal static unsafe class Int4Gemv
                 default: GroupScalar(d, s, z, x, layout.Blocks, layout.BlockSize, sums); break;
             }
         }
+
+        // The fp32 GEMV is bound by its table lookups, not by memory: one stream is enough.
+        public bool TwoGroups(byte* d, float* s, float* z, float* sums) => false;
     }
 
     /// <summary>The best instruction set this machine runs.</summary>
