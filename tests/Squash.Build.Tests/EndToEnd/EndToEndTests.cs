@@ -158,6 +158,42 @@ public sealed class EndToEndTests(PackedFeed feed)
         }
     }
 
+    /// <summary>
+    /// NativeAOT compiles for a fixed instruction set (x86-64-v2 by default on x64, where the kernels lose AVX2 and run
+    /// 8x slower): an x64 NativeAOT app gets x86-64-v3 unless the project chooses; other architectures, JIT apps and
+    /// projects that set <c>IlcInstructionSet</c> are left alone. Read with <c>dotnet msbuild -getProperty</c> on the
+    /// restored app, as the ILCompiler targets read it when they write ilc's response file.
+    /// </summary>
+    [Fact]
+    public void NativeAotOnX64TargetsAvx2UnlessTheProjectChooses()
+    {
+        var app = new ConsumerProject(feed, "AotConsumer");
+        try
+        {
+            TestModels.ScaleShift(app.PathOf(ModelA));
+            app.WriteProject(ItemA);
+            app.WriteProgram(Program);
+            var restore = app.Dotnet("restore");
+            Assert.True(restore.ExitCode == 0, app.Describe("restore failed", restore));
+            string InstructionSet(params string[] properties)
+            {
+                var query = app.Dotnet("msbuild", ["-getProperty:IlcInstructionSet", .. properties]);
+                Assert.True(query.ExitCode == 0, app.Describe("the property query failed", query));
+                return query.Lines.LastOrDefault(l => l.Length > 0) ?? "";
+            }
+            Assert.Equal("x86-64-v3", InstructionSet("-p:PublishAot=true", "-p:RuntimeIdentifier=linux-x64"));
+            Assert.Equal("x86-64-v3", InstructionSet("-p:PublishAot=true", "-p:RuntimeIdentifier=win-x64"));
+            Assert.Equal("x86-64-v4", InstructionSet("-p:PublishAot=true", "-p:RuntimeIdentifier=linux-x64", "-p:IlcInstructionSet=x86-64-v4"));
+            Assert.Equal("", InstructionSet("-p:PublishAot=true", "-p:RuntimeIdentifier=linux-arm64"));
+            Assert.Equal("", InstructionSet("-p:RuntimeIdentifier=linux-x64"));
+        }
+        catch
+        {
+            feed.Keep = true;
+            throw;
+        }
+    }
+
     [Fact]
     public void BadModelsGiveCanonicalErrorsAndNoOutputs()
     {
