@@ -223,6 +223,30 @@ public sealed class UnaryTests
         Assert.Equal(0x3F82, ((BFloat16)1.01171875f).Bits);   // tie 1 + 3 * 2^-8 rounds to even (up)
     }
 
+    /// <summary>float16 to float: every bit pattern (NaN payloads, infinities, subnormals, both zeros) as the scalar
+    /// conversion gives it, and every length around the vector widths (the 512-, 256- and 128-bit loops and the tail).</summary>
+    [Fact]
+    public void HalfToSingleMatchesTheScalarConversion()
+    {
+        var all = new Half[65536];
+        for (int i = 0; i < all.Length; i++) all[i] = BitConverter.UInt16BitsToHalf((ushort)i);
+        var widened = new float[all.Length];
+        FloatConversions.ToSingle(all, widened);
+        for (int i = 0; i < all.Length; i++)
+            Assert.True(BitConverter.SingleToUInt32Bits((float)all[i]) == BitConverter.SingleToUInt32Bits(widened[i]), $"0x{i:X4}: {(float)all[i]} vs {widened[i]}");
+        // Across the subnormal-to-normal boundary, the largest normals into infinity and NaN, and the negative subnormals.
+        foreach (int boundary in new[] { 0x0400, 0x7C00, 0x8400 })
+            for (int length = 0; length <= 70; length++)
+            {
+                int start = boundary - length / 2;
+                var part = new float[length + 1];
+                part[length] = 12345f;
+                FloatConversions.ToSingle(all.AsSpan(start, length), part); // a longer destination keeps its tail
+                for (int i = 0; i < length; i++) Assert.Equal(BitConverter.SingleToUInt32Bits((float)all[start + i]), BitConverter.SingleToUInt32Bits(part[i]));
+                Assert.Equal(12345f, part[length]);
+            }
+    }
+
     [Fact]
     public void CastFollowsOnnxRules()
     {

@@ -561,7 +561,7 @@ internal interface IFloat16Format<T> where T : unmanaged
 internal readonly struct HalfFormat : IFloat16Format<Half>
 {
     public static float ToSingle(Half value) => (float)value;
-    public static void ToSingle(ReadOnlySpan<Half> source, Span<float> destination) => TensorPrimitives.ConvertToSingle(source, destination);
+    public static void ToSingle(ReadOnlySpan<Half> source, Span<float> destination) => FloatConversions.ToSingle(source, destination);
     public static void FromSingle(ReadOnlySpan<float> source, Span<Half> destination) => TensorPrimitives.ConvertToHalf(source, destination);
 }
 

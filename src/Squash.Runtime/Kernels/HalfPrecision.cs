@@ -15,7 +15,7 @@ internal static class HalfPrecision
         switch (tensor.DataType)
         {
             case DataType.Float: tensor.AsSpan<float>().CopyTo(result); break;
-            case DataType.Float16: TensorPrimitives.ConvertToSingle(tensor.AsSpan<Half>(), result); break;
+            case DataType.Float16: FloatConversions.ToSingle(tensor.AsSpan<Half>(), result); break;
             case DataType.BFloat16:
                 var source = tensor.AsSpan<BFloat16>();
                 for (int i = 0; i < result.Length; i++) result[i] = (float)source[i];

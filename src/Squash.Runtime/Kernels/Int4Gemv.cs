@@ -32,7 +32,7 @@ internal readonly unsafe struct Int4Pointers(Int4Layout layout, byte* data, Half
     {
         int per = Layout.Blocks * Int4Layout.ColumnGroup;
         int start = g0 * per, n = count * per;
-        TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(Scales + start, n), scales[..n]);
+        FloatConversions.ToSingle(new ReadOnlySpan<Half>(Scales + start, n), scales[..n]);
         if (ZeroPoints is null) return;
         byte* z = ZeroPoints + start / 2;
         for (int i = 0; i < n; i += 2)

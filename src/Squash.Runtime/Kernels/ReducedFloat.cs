@@ -17,7 +17,7 @@ internal static class ReducedFloat
     {
         if (source.DataType == DataType.Float16)
         {
-            TensorPrimitives.ConvertToSingle(source.AsSpan<Half>(), destination);
+            FloatConversions.ToSingle(source.AsSpan<Half>(), destination);
             return;
         }
         // bfloat16 is the upper half of a float: widening is a shift.

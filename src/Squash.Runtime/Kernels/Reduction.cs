@@ -603,7 +603,7 @@ internal static class FloatBridge
     {
         if (source.DataType == DataType.Float16)
         {
-            TensorPrimitives.ConvertToSingle(source.AsSpan<Half>(), destination);
+            FloatConversions.ToSingle(source.AsSpan<Half>(), destination);
             return;
         }
         var bits = source.AsSpan<BFloat16>();

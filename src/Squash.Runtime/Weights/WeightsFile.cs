@@ -177,7 +177,7 @@ public sealed class WeightsFile
                 ReadExactly(stream, stored, displayName);
                 dataHasher.Append(stored);
                 // Half to float is exact (every float16 value is a float), so the widened tensor is the compiler's.
-                TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(stored), MemoryMarshal.Cast<byte, float>(target));
+                Kernels.FloatConversions.ToSingle(MemoryMarshal.Cast<byte, Half>(stored), MemoryMarshal.Cast<byte, float>(target));
             }
             position = e.Offset + e.Bytes;
         }
