@@ -76,6 +76,7 @@ public sealed class Int4Tests
         { 232, 9, 32, false },   // blocks of 32 four at a time, then a remainder of three (the int8 GEMV's two paths)
         { 384, 23, 32, false },  // whole fours of blocks: the int8 GEMV's two-group path, the last pair's columns padded
         { 128, 12, 32, true },   // three groups: a pair, then one group alone
+        { 2304, 44, 32, false }, // K past 2048: GEMM panels of one micro-kernel width (eight groups), the last one partial
     };
 
     [Theory]
