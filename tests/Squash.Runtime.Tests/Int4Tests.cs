@@ -76,7 +76,9 @@ public sealed class Int4Tests
         { 232, 9, 32, false },   // blocks of 32 four at a time, then a remainder of three (the int8 GEMV's two paths)
         { 384, 23, 32, false },  // whole fours of blocks: the int8 GEMV's two-group path, the last pair's columns padded
         { 128, 12, 32, true },   // three groups: a pair, then one group alone
-        { 2304, 44, 32, false }, // K past 2048: GEMM panels of one micro-kernel width (eight groups), the last one partial
+        { 2304, 44, 32, false }, // K past 2048 (GEMM depth blocks of 288)
+        { 400, 20, 32, true },   // GEMM depth blocks of 200: the second starts inside a block of 32
+        { 640, 9, 128, false },  // depth blocks of 320 across blocks of 128
     };
 
     [Theory]

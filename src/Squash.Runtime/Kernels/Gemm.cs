@@ -63,6 +63,20 @@ public static unsafe class Gemm
             epilogue.Pin(pc, new Call<StridedPanels, PrepackedPanels>(context, b.Kernel, m, n, k, StridedPanels.Left(pa, lda, transA), b.Source, pc, ldc));
     }
 
+    /// <summary><c>C[M,N] = epilogue(A * B)</c> with A packed in advance and B's panels from a source that packs on demand
+    /// (the int4 prompt GEMM dequantizes straight into them).</summary>
+    internal static void Multiply<TB>(KernelContext context, PackedMatrix a, TB b, int n, Span<float> c, int ldc, in GemmEpilogue epilogue)
+        where TB : struct, IPanelSource
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        if (!a.IsLeft) throw new ArgumentException("The matrix was packed as a right operand.", nameof(a));
+        int m = a.Count, k = a.Depth;
+        CheckOperand(c.Length, m, n, ldc, nameof(c));
+        CheckBias(epilogue, m, n, ldc);
+        fixed (float* pc = c)
+            epilogue.Pin(pc, new Call<PrepackedPanels, TB>(context, a.Kernel, m, n, k, a.Source, b, pc, ldc));
+    }
+
     /// <summary>The general product with a chosen micro-kernel (tests run every kernel the machine supports).</summary>
     internal static void Multiply(KernelContext context, GemmKernel kernel, bool transA, bool transB, int m, int n, int k,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc, in GemmEpilogue epilogue)

@@ -63,9 +63,6 @@ public static unsafe class Int4MatMul
     /// <summary>Column groups per unit of parallel GEMV work (256 columns).</summary>
     private const int GemvGrain = 64;
 
-    /// <summary>Bytes of fp32 a dequantized panel may take (L2-sized, so the GEMM reads it from cache).</summary>
-    private const int PanelBytes = 256 << 10;
-
     /// <summary>Computes <c>C = A W + bias</c>; A is [m, K] and C [m, N], both row-major and dense; bias is empty or [N].</summary>
     /// <exception cref="ArgumentException">A span is too short.</exception>
     public static void Multiply(KernelContext context, int m, ReadOnlySpan<float> a, Int4Weights w, ReadOnlySpan<float> bias, Span<float> c,
@@ -182,70 +179,104 @@ public static unsafe class Int4MatMul
     private static void Gemm(KernelContext context, Int4Isa isa, in Int4Pointers w, int m, float* a, float* bias, float* c)
     {
         var layout = w.Layout;
-        // A is packed once for all panels; each panel of whole groups (about PanelBytes of fp32) is dequantized once.
-        // A panel holds at least one micro-kernel width of columns: with K = 5632 the byte budget alone gave 8 columns
-        // against the AVX-512 kernel's 32, and the GEMM ran a quarter-filled tile (2.95 GFLOP in 154 ms instead of 36).
+        // A is packed once; the GEMM driver asks for B a block at a time (its own K x N blocking, so packed A stays in
+        // cache across a wide block of columns), and the weight is dequantized straight into those packed blocks.
         var packedA = PackedMatrix.PackLeft(new ReadOnlySpan<float>(a, m * layout.K), layout.K, false, m, layout.K);
-        int widest = packedA.Kernel.Nr / Int4Layout.ColumnGroup;
-        int groups = Math.Clamp(PanelBytes / (layout.PaddedK * sizeof(float) * Int4Layout.ColumnGroup), 1, 64);
-        groups = Math.Max(widest, groups / widest * widest);
-        int panels = (layout.Groups + groups - 1) / groups;
-        context.For(panels, new GemmBody(isa, w, m, packedA, bias, c, groups));
+        var epilogue = new GemmEpilogue { ColumnBias = bias is null ? default : new ReadOnlySpan<float>(bias, layout.N) };
+        Kernels.Gemm.Multiply(context, packedA, new Int4Panels(isa, w), layout.N, new Span<float>(c, m * layout.N), layout.N, epilogue);
     }
 
-    private readonly struct GemmBody(Int4Isa isa, Int4Pointers w, int m, PackedMatrix a, float* bias, float* c, int groupsPerPanel) : IRangeBody
+    /// <summary>
+    /// The int4 weight as the GEMM's right operand, dequantized on demand into packed panels (kc depths x width columns,
+    /// depth outermost). Per group of four columns, each column's blocks covering the depths are dequantized into a
+    /// small buffer, then four depths at a time are transposed (4 x 4) into the panel's rows.
+    /// </summary>
+    private readonly struct Int4Panels(Int4Isa isa, Int4Pointers w) : IPanelSource
     {
-        public void Invoke(int start, int end)
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public float* Panels(int start, int count, int p0, int kc, int width, float* scratch)
         {
             var layout = w.Layout;
-            int columns = groupsPerPanel * Int4Layout.ColumnGroup;
-            int ld = layout.PaddedK;
-            var panel = ArrayPool<float>.Shared.Rent(columns * ld);
-            // Each range multiplies on its own thread; the GEMM gets a one-thread context of its own (its scratch is per context).
-            var single = new KernelContext(1);
-            try
+            int bs = layout.BlockSize, b0 = p0 / bs, b1 = (p0 + kc + bs - 1) / bs, span = (b1 - b0) * bs, skip = p0 - b0 * bs;
+            int paddedN = layout.Groups * Int4Layout.ColumnGroup;
+            // Four columns of the blocks covering [p0, p0 + kc): kc is at most GemmKernel.MaxKc, or K when K is smaller.
+            float[]? rented = span > 1024 ? System.Buffers.ArrayPool<float>.Shared.Rent(4 * span) : null;
+            Span<float> buffer = rented is null ? stackalloc float[4 * span] : rented.AsSpan(0, 4 * span);
+            fixed (float* columns = buffer)
             {
-                fixed (float* p = panel)
+                for (int q = 0; q * width < count; q++)
                 {
-                    for (int i = start; i < end; i++)
+                    float* panel = scratch + (nint)q * width * kc;
+                    for (int c0 = 0; c0 < width; c0 += Int4Layout.ColumnGroup)
                     {
-                        int n0 = i * columns;
-                        int count = Math.Min(columns, layout.N - n0);
-                        DequantizeColumns(isa, w, n0, count, p, ld);
-                        var epilogue = new GemmEpilogue { ColumnBias = bias is null ? default : new ReadOnlySpan<float>(bias + n0, count) };
-                        Kernels.Gemm.Multiply(single, a, true, count, new ReadOnlySpan<float>(p, count * ld), ld,
-                            new Span<float>(c + n0, (m - 1) * layout.N + count), layout.N, epilogue);
+                        int n0 = start + q * width + c0;
+                        if (n0 >= paddedN)
+                        {
+                            // Past the weight's padded columns: zeros (the padding columns themselves dequantize to 0).
+                            for (int p = 0; p < kc; p++) Vector128<float>.Zero.Store(panel + (nint)p * width + c0);
+                            continue;
+                        }
+                        for (int c = 0; c < Int4Layout.ColumnGroup; c++) DequantizeBlocks(isa, w, n0 + c, b0, b1, columns + c * span);
+                        Transpose4(columns + skip, span, kc, panel + c0, width);
                     }
                 }
             }
-            finally
+            if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
+            return scratch;
+        }
+    }
+
+    /// <summary>Four columns of <paramref name="kc"/> floats (column c at <paramref name="source"/> + c * stride) into
+    /// kc rows of four at <paramref name="destination"/>, rows <paramref name="width"/> floats apart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose4(float* source, int stride, int kc, float* destination, int width)
+    {
+        int p = 0;
+        if (Sse.IsSupported)
+        {
+            for (; p + 4 <= kc; p += 4)
             {
-                ArrayPool<float>.Shared.Return(panel);
+                var v0 = Vector128.Load(source + p);
+                var v1 = Vector128.Load(source + stride + p);
+                var v2 = Vector128.Load(source + 2 * stride + p);
+                var v3 = Vector128.Load(source + 3 * stride + p);
+                var t0 = Sse.UnpackLow(v0, v1);
+                var t1 = Sse.UnpackLow(v2, v3);
+                var t2 = Sse.UnpackHigh(v0, v1);
+                var t3 = Sse.UnpackHigh(v2, v3);
+                float* row = destination + (nint)p * width;
+                Sse.MoveLowToHigh(t0, t1).Store(row);
+                Sse.MoveHighToLow(t1, t0).Store(row + width);
+                Sse.MoveLowToHigh(t2, t3).Store(row + 2 * width);
+                Sse.MoveHighToLow(t3, t2).Store(row + 3 * width);
             }
+        }
+        for (; p < kc; p++)
+            for (int c = 0; c < Int4Layout.ColumnGroup; c++) destination[(nint)p * width + c] = source[c * stride + p];
+    }
+
+    /// <summary>Blocks [b0, b1) of column <paramref name="n"/> dequantized, one after another, at <paramref name="destination"/>.</summary>
+    private static void DequantizeBlocks(Int4Isa isa, in Int4Pointers w, int n, int b0, int b1, float* destination)
+    {
+        var layout = w.Layout;
+        int half = layout.BlockBytes;
+        for (int b = b0; b < b1; b++)
+        {
+            int at = layout.ScaleIndex(n, b);
+            float scale = (float)w.Scales[at];
+            int zero = w.ZeroPoints is null ? Int4Layout.SymmetricZeroPoint : (w.ZeroPoints[at / 2] >> (4 * (at & 1))) & 0xF;
+            byte* d = w.Data + (long)at * half;
+            float* o = destination + (b - b0) * layout.BlockSize;
+            if (isa == Int4Isa.Avx512) Block512(d, half, scale, zero, o);
+            else if (isa == Int4Isa.Avx2) Block256(d, half, scale, zero, o);
+            else BlockScalar(d, half, scale, zero, o);
         }
     }
 
     /// <summary>Columns [n0, n0 + count) dequantized as rows of PaddedK floats at <paramref name="destination"/>.</summary>
     internal static void DequantizeColumns(Int4Isa isa, in Int4Pointers w, int n0, int count, float* destination, int stride)
     {
-        var layout = w.Layout;
-        int half = layout.BlockBytes;
-        for (int j = 0; j < count; j++)
-        {
-            int n = n0 + j;
-            float* row = destination + (long)j * stride;
-            for (int b = 0; b < layout.Blocks; b++)
-            {
-                int at = layout.ScaleIndex(n, b);
-                float scale = (float)w.Scales[at];
-                int zero = w.ZeroPoints is null ? Int4Layout.SymmetricZeroPoint : (w.ZeroPoints[at / 2] >> (4 * (at & 1))) & 0xF;
-                byte* d = w.Data + (long)at * half;
-                float* o = row + b * layout.BlockSize;
-                if (isa == Int4Isa.Avx512) Block512(d, half, scale, zero, o);
-                else if (isa == Int4Isa.Avx2) Block256(d, half, scale, zero, o);
-                else BlockScalar(d, half, scale, zero, o);
-            }
-        }
+        for (int j = 0; j < count; j++) DequantizeBlocks(isa, w, n0 + j, 0, w.Layout.Blocks, destination + (long)j * stride);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
