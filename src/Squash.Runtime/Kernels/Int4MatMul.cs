@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -199,9 +200,10 @@ public static unsafe class Int4MatMul
             var layout = w.Layout;
             int bs = layout.BlockSize, b0 = p0 / bs, b1 = (p0 + kc + bs - 1) / bs, span = (b1 - b0) * bs, skip = p0 - b0 * bs;
             int paddedN = layout.Groups * Int4Layout.ColumnGroup;
-            // Four columns of the blocks covering [p0, p0 + kc): kc is at most GemmKernel.MaxKc, or K when K is smaller.
-            float[]? rented = span > 1024 ? System.Buffers.ArrayPool<float>.Shared.Rent(4 * span) : null;
-            Span<float> buffer = rented is null ? stackalloc float[4 * span] : rented.AsSpan(0, 4 * span);
+            // Four columns of the blocks covering [p0, p0 + kc): kc <= GemmKernel.MaxKc (320) and blocks of at most 256
+            // make at most 4 x 832 floats (13 KB).
+            Debug.Assert(span <= GemmKernel.MaxKc + 2 * 256);
+            Span<float> buffer = stackalloc float[4 * span];
             fixed (float* columns = buffer)
             {
                 for (int q = 0; q * width < count; q++)
@@ -221,7 +223,6 @@ public static unsafe class Int4MatMul
                     }
                 }
             }
-            if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
             return scratch;
         }
     }
@@ -234,6 +235,7 @@ public static unsafe class Int4MatMul
         int p = 0;
         if (Sse.IsSupported)
         {
+            // Other architectures take the scalar loop below.
             for (; p + 4 <= kc; p += 4)
             {
                 var v0 = Vector128.Load(source + p);
