@@ -134,8 +134,10 @@ public static class ModelCompiler
         // A compilation interrupted anywhere before this point leaves new weights beside the old class: the build
         // touches the model's stamp only after the compiler succeeded, so the next build runs it again.
         changed |= AtomicFile.WriteIfChanged(sourcePath, Utf8(ModelClassEmitter.WithWeightsChecksum(result.Source, checksum)));
-        // The quantization report goes beside the class (NAME.quantization.json and .md).
+        // The quantization report goes beside the class (NAME.quantization.json and .md); a class that is not quantized
+        // (any more) has none.
         if (quantized is not null) Quantization.QuantizationReportWriter.Write(quantized, request.OutputDirectory, request.OutputName);
+        else Quantization.QuantizationReportWriter.Delete(request.OutputDirectory, request.OutputName);
         log?.Invoke($"{Path.GetFileName(request.ModelPath)}: {model.Graph.Nodes.Count} nodes, {result.Weights.Count} weight tensors ({weights.Length} bytes), arena {result.ArenaBytes} bytes");
         return new CompileResult(sourcePath, weightsPath, changed);
     }

@@ -40,6 +40,15 @@ public static class QuantizationReportWriter
         return (json, markdown);
     }
 
+    /// <summary>Deletes the three <c>NAME.quantization.*</c> files from <paramref name="directory"/>: a model compiled
+    /// without quantization has no report, and one left from an earlier int8 build would describe a class that no longer
+    /// exists. The calibration and sensitivity caches stay (they are caches: an int8 build reuses them).</summary>
+    public static void Delete(string directory, string name)
+    {
+        foreach (string suffix in (string[])[".quantization.json", ".quantization.md", ".quantization.timing.json"])
+            File.Delete(Path.Combine(directory, name + suffix));
+    }
+
     /// <summary>The JSON report.</summary>
     public static byte[] ToJson(QuantizationOutcome outcome) => ToJson(outcome, Rows(outcome));
 

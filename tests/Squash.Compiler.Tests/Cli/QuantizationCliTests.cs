@@ -60,6 +60,23 @@ public sealed class QuantizationCliTests(Xunit.Abstractions.ITestOutputHelper lo
         Assert.InRange(10 * Math.Log10(signal / noise), outcome.Evaluation.Output.SqnrDb - 2, outcome.Evaluation.Output.SqnrDb + 2);
     }
 
+    /// <summary><c>squash compile</c> (what the build runs) writes the report beside the class while the model is
+    /// quantized, and removes it when the same class is compiled in fp32 again.</summary>
+    [Fact]
+    public void CompileKeepsTheReportOnlyWhileTheModelIsQuantized()
+    {
+        string output = Path.Combine(_chain.Folder, "compiled");
+        string[] common = ["compile", _chain.ModelPath, "--output-dir", output, "--class-name", "Chain"];
+        var (code, _, err) = Squash([.. common, "--precision", "int8", "--calibration", _chain.Calibration]);
+        Assert.True(code == 0, err);
+        string[] reports = [.. new[] { ".quantization.json", ".quantization.md", ".quantization.timing.json" }.Select(s => Path.Combine(output, "Chain" + s))];
+        Assert.All(reports, f => Assert.True(File.Exists(f), $"{f} missing after the int8 compilation"));
+        (code, _, err) = Squash([.. common, "--precision", "fp32"]);
+        Assert.True(code == 0, err);
+        Assert.All(reports, f => Assert.False(File.Exists(f), $"{f} left after the fp32 compilation"));
+        Assert.True(File.Exists(Path.Combine(output, "Chain.g.cs")));
+    }
+
     [Fact]
     public void AMissedTargetIsAnSQ1041ErrorOrAWarning()
     {
