@@ -108,28 +108,23 @@ public class LlamaDecodeBenchmarks
     }
 
     [Benchmark]
-    public void DecodeStep()
-    {
-        if (_ort is null)
-        {
-            _executor.Run(_inputs, _context);
-            return;
-        }
-        using var results = _ort.Run(new RunOptions(), _ortNames, _ortValues, _ortOutputs);
-    }
+    public void DecodeStep() => Step(_inputs, _ortValues);
 
     /// <summary>The 128-token prompt from empty caches (time to the first token): a GEMM per matrix, where int4 weights are
     /// dequantized per call (Squash, and ONNX Runtime at accuracy_level 0) or multiplied with int8 activations (ONNX
     /// Runtime at accuracy_level 4; Squash keeps prompts in fp32, docs/int4.md).</summary>
     [Benchmark]
-    public void Prompt128()
+    public void Prompt128() => Step(_prompt, _ortPromptValues);
+
+    /// <summary>One run of the variant's engine on these inputs (Squash's tensors or ONNX Runtime's values).</summary>
+    private void Step(Dictionary<string, Tensor> inputs, OrtValue[] ortValues)
     {
         if (_ort is null)
         {
-            _executor.Run(_prompt, _context);
+            _executor.Run(inputs, _context);
             return;
         }
-        using var results = _ort.Run(new RunOptions(), _ortNames, _ortPromptValues, _ortOutputs);
+        using var results = _ort.Run(new RunOptions(), _ortNames, ortValues, _ortOutputs);
     }
 
     /// <summary>input_ids and the caches (empty, or the presents of a previous run).</summary>

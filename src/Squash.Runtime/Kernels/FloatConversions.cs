@@ -62,8 +62,8 @@ internal static class FloatConversions
     /// Its own vector loops rather than TensorPrimitives.ConvertToSingle: that one runs at 0.64 cycles per value once
     /// tiered compilation has optimized it, but at 4.0-4.2 in apps that set <c>TieredCompilationQuickJit</c> or
     /// <c>TieredCompilation</c> to false (measured on this repository's machine, 4096 values), and the int4 GEMV widens
-    /// its scales on every call: the synthetic decoder's step took 29 ms instead of 17 ms. These loops take 0.72 cycles
-    /// per value in every mode.
+    /// its scales on every call: the synthetic decoder's step took 28.5-30.8 ms instead of 17.5 ms. These loops take 0.72
+    /// cycles per value in every mode.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ToSingle(ReadOnlySpan<Half> x, Span<float> y)
@@ -110,8 +110,9 @@ internal static class FloatConversions
 /// <summary>
 /// float16 bit patterns (zero-extended to 32 bits) to float bit patterns, exactly: a normal number's exponent is rebiased
 /// (15 to 127) with its mantissa shifted into place; infinity and NaN (exponent 31) rebias once more to exponent 255,
-/// keeping the payload, and a NaN is made quiet (as the scalar conversion and the hardware's do); zero and subnormals are their magnitude times 2^-24, converted from the integer (exact below
-/// 2^11, and never a float subnormal, so no denormal-operand slow path).
+/// keeping the payload, and a NaN is made quiet (as the scalar conversion and the hardware's do); zero and subnormals
+/// are their magnitude times 2^-24, converted from the integer (exact below 2^11, and never a float subnormal, so no
+/// denormal-operand slow path). One method per vector width, as the runtime's other per-width kernels.
 /// </summary>
 internal static class HalfBits
 {
